@@ -1,0 +1,554 @@
+"""The log core: sequencing, group commit, tiles, checkpoints, proofs.
+
+The HTTP server codes against :class:`Log`. Outline of one integration (one transaction,
+one fsync, whoever holds the storage's writer lock):
+
+1. lock (SQLite BEGIN IMMEDIATE / PostgreSQL ``SELECT ... FOR UPDATE`` on the state row);
+   if another process advanced the tree, reload the right edge from the tiles;
+2. take this process's queued submissions plus rows of the durable ``pending`` table;
+3. dedup against the entries (unique leaf input), assign indexes, insert entries and attrs;
+4. append the leaf hashes to the in-memory right edge; write every touched tile once;
+5. compute the new root from the tiles, prove it consistent with the last *signed*
+   checkpoint (consistency proof from the tiles, checked with
+   :func:`verifier.merkle.verify_consistency`; refuse and roll back otherwise), call the head
+   signer hook, sign the C2SP checkpoint, store the head and the new state;
+6. commit (durable), then acknowledge the batch.
+
+Pending queue decision: the hot path is in memory plus one durable transaction; a submission
+becomes durable when its batch commits. :meth:`Pending.wait` returns the Entry once durable.
+If its bounded wait runs out first (the server then answers 303), ``wait`` writes the
+submission to the durable ``pending`` table *before* returning None (group of one; the
+integrator later picks it up, dedup makes a double integration impossible), so every
+submission the server has accepted survives a crash and is integrated by the next
+integration of any process (each sequencer polls the pending table, and :meth:`Log.open`
+drains it). :meth:`Log.status` looks in the entries, the pending table and the in-memory
+queue, so it works across processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from hashlib import sha256
+from typing import Callable, Literal, Sequence
+
+from verifier.errors import VerificationError
+from verifier.merkle import EMPTY_ROOT, verify_consistency
+from verifier.note import Checkpoint, NoteVerifier, Signer, open_note, sign_note
+
+from .layout import TILE_HEIGHT, TILE_WIDTH, tile_width
+from .storage import Storage, TreeHead, open_storage
+from .tree import HS, TileCache, TileTree, append_hashes
+
+__all__ = ["Log", "Entry", "Pending", "TreeHead", "open_storage"]
+
+log = logging.getLogger("tlog.log")
+
+HeadSigner = Callable[[int, bytes], bytes]
+Attrs = Sequence[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Entry:
+    index: int
+    tree_size: int  # size of the first tree head containing the entry
+    duplicate: bool
+
+
+class Pending:
+    """A submission handed to the sequencer."""
+
+    __slots__ = ("leaf", "data", "attrs", "_log", "_event", "_entry", "_error", "t")
+
+    def __init__(self, log_: "Log", leaf: bytes, data: bytes, attrs: tuple) -> None:
+        self.leaf, self.data, self.attrs = leaf, data, attrs
+        self._log = log_
+        self._event = threading.Event()
+        self._entry: Entry | None = None
+        self._error: BaseException | None = None
+        self.t = time.monotonic()
+
+    def done(self) -> bool:
+        return self._event.is_set()
+
+    def _result(self) -> Entry:
+        if self._error is not None:
+            raise self._error
+        assert self._entry is not None
+        return self._entry
+
+    def wait(self, timeout: float | None = None) -> Entry | None:
+        """The Entry once it is durable; None if ``timeout`` ran out first, in which case the
+        submission has been written to the durable pending queue before this returns (it will
+        be integrated; poll :meth:`Log.status`). Raises the integration error, if any."""
+        if self._event.wait(timeout):
+            return self._result()
+        self._log._spill(self)
+        if self._event.is_set():
+            return self._result()
+        return None
+
+    def _resolve(self, entry: Entry) -> None:
+        self._entry = entry
+        self._event.set()
+
+    def _fail(self, err: BaseException) -> None:
+        self._error = err
+        self._event.set()
+
+
+def _check_item(leaf, data, attrs) -> tuple[bytes, bytes, tuple[tuple[str, str], ...]]:
+    if not isinstance(leaf, (bytes, bytearray, memoryview)) or len(leaf) != HS:
+        raise ValueError("leaf input must be 32 bytes")
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ValueError("entry data must be bytes")
+    out = []
+    for a in attrs:
+        if not (isinstance(a, (tuple, list)) and len(a) == 2 and isinstance(a[0], str) and isinstance(a[1], str)):
+            raise ValueError(f"attribute {a!r} is not a (str, str) pair")
+        if not a[0]:
+            raise ValueError("attribute key is empty")
+        out.append((a[0], a[1]))
+    return bytes(leaf), bytes(data), tuple(out)
+
+
+def _check_nonneg(v, what: str) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        raise ValueError(f"{what} must be a non-negative int, got {v!r}")
+    return v
+
+
+class Log:
+    def __init__(self, storage: Storage, *, origin: str, note_signer: Signer,
+                 head_signer: HeadSigner | None, max_batch: int, max_wait: float,
+                 poll_interval: float, own_storage: bool) -> None:
+        self.storage = storage
+        self.origin = origin
+        self._signer = note_signer
+        self._verifier = NoteVerifier.from_vkey(note_signer.vkey)
+        self._head_signer = head_signer
+        self.max_batch = max_batch
+        self.max_wait = max_wait
+        self.poll_interval = poll_interval
+        self._own_storage = own_storage
+        self._cache = TileCache()
+        self._tree = TileTree(storage.tiles, self._cache)
+        self._int_lock = threading.RLock()  # one integration/reload at a time in this process
+        self._cond = threading.Condition()
+        self._queue: list[Pending] = []
+        self._inflight: dict[bytes, Pending] = {}
+        self._closing = False
+        self._closed = False
+        self._size = 0
+        self._root = EMPTY_ROOT
+        self._edge: dict[int, bytes] = {}
+        self._latest: TreeHead | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ opening / closing
+    @classmethod
+    def open(cls, storage: Storage | str | os.PathLike, *, origin: str, note_signer: Signer,
+             head_signer: HeadSigner | None = None, max_batch: int = 4096, max_wait: float = 0.005,
+             poll_interval: float = 0.5) -> "Log":
+        """Open (creating when empty) the log in ``storage`` (a Storage, a path or URL).
+
+        Verifies the stored state on the way: the latest head must be signed by
+        ``note_signer``'s key and match the state row, and the root recomputed from the tiles
+        must equal the stored root. Integrates any durably queued submissions.
+        """
+        if not isinstance(note_signer, Signer):
+            raise ValueError("note_signer must be a verifier.note.Signer")
+        if not isinstance(origin, str) or not origin:
+            raise ValueError("origin must be a non-empty string")
+        if note_signer.name != origin:
+            raise ValueError(f"note signer key name {note_signer.name!r} must equal the origin {origin!r}")
+        if not isinstance(max_batch, int) or max_batch < 1:
+            raise ValueError("max_batch must be >= 1")
+        if not max_wait >= 0:
+            raise ValueError("max_wait must be >= 0")
+        own = not isinstance(storage, Storage)
+        st = open_storage(storage) if own else storage
+        self = cls(st, origin=origin, note_signer=note_signer, head_signer=head_signer,
+                   max_batch=max_batch, max_wait=max_wait, poll_interval=poll_interval, own_storage=own)
+        try:
+            self._init_storage()
+            self._reload()
+            if st.has_pending():
+                self._integrate([])
+        except BaseException:
+            if own:
+                st.close()
+            raise
+        self._thread = threading.Thread(target=self._run, name=f"tlog-sequencer", daemon=True)
+        self._thread.start()
+        return self
+
+    def _init_storage(self) -> None:
+        with self.storage.integration() as tx:
+            o = tx.get_meta("origin")
+            if o is None:
+                tx.set_meta("origin", self.origin)
+            elif o != self.origin:
+                raise ValueError(f"storage holds the log {o!r}, not {self.origin!r}")
+            if tx.state() is None:
+                text = Checkpoint(self.origin, 0, EMPTY_ROOT).to_text()
+                head = TreeHead(0, EMPTY_ROOT, sign_note(text, [self._signer]),
+                                self._head_signer(0, EMPTY_ROOT) if self._head_signer else None, time.time())
+                tx.put_head(head)
+                tx.set_state(0, EMPTY_ROOT)
+
+    def _open_checkpoint(self, head: TreeHead) -> Checkpoint:
+        n = open_note(head.checkpoint, [self._verifier])
+        cp = Checkpoint.parse(n.text)
+        if cp.origin != self.origin or cp.size != head.size or cp.root != head.root:
+            raise VerificationError("log.head", f"stored head {head.size} does not match its signed checkpoint")
+        return cp
+
+    def _load_edge(self, size: int, fetch) -> dict[int, bytes]:
+        need = {}
+        level = 0
+        while size >> (TILE_HEIGHT * level):
+            n = size >> (TILE_HEIGHT * level)
+            w = n & (TILE_WIDTH - 1)
+            if w:
+                need[(level, n >> TILE_HEIGHT)] = w
+            level += 1
+        got = fetch(list(need)) if need else {}
+        edge = {}
+        for (level, idx), w in need.items():
+            blob = got.get((level, idx))
+            if blob is None or len(blob) < w * HS:
+                raise VerificationError("log.tiles", f"tile {level}/{idx} is missing or short for size {size}")
+            edge[level] = bytes(blob[:w * HS])
+        return edge
+
+    def _reload(self) -> None:
+        """Load state, right edge and latest head from committed storage, verifying them."""
+        with self._int_lock:
+            st = self.storage.state()
+            if st is None:
+                raise VerificationError("log.state", "storage has no tree state")
+            size, root = st
+            edge = self._load_edge(size, self.storage.tiles)
+            calc = TileTree(self.storage.tiles, self._cache).root(size)
+            if calc != root:
+                raise VerificationError("log.root", f"root recomputed from the tiles at size {size} differs from the stored root")
+            head = self.storage.head(size)
+            if head is None:
+                raise VerificationError("log.head", f"no signed head for the state size {size}")
+            self._open_checkpoint(head)
+            if head.root != root:
+                raise VerificationError("log.head", "latest head root differs from the state root")
+            self._size, self._root, self._edge, self._latest = size, root, edge, head
+
+    def close(self) -> None:
+        """Integrate what is queued, stop the sequencer, close owned storage."""
+        if self._closed:
+            return
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+        self._closed = True
+        if self._own_storage:
+            self.storage.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ submissions
+    def submit(self, leaf_input: bytes, data: bytes, attrs: Attrs = ()) -> Pending:
+        """Queue a submission for the sequencer (thread-safe); wait on the Pending."""
+        leaf, data, attrs = _check_item(leaf_input, data, attrs)
+        p = Pending(self, leaf, data, attrs)
+        with self._cond:
+            if self._closing:
+                raise RuntimeError("log is closed")
+            self._queue.append(p)
+            self._inflight.setdefault(leaf, p)
+            self._cond.notify_all()
+        return p
+
+    def append(self, items: Sequence[tuple[bytes, bytes, Attrs]]) -> list[Entry]:
+        """Append a batch synchronously and durably (one transaction)."""
+        checked = [_check_item(*it) for it in items]
+        if self._closed:
+            raise RuntimeError("log is closed")
+        return self._integrate(checked)
+
+    def _spill(self, p: Pending) -> None:
+        if p.done():
+            return
+        self.storage.enqueue([(p.leaf, p.data, p.attrs)])
+
+    def status(self, leaf_input: bytes) -> Entry | Literal["pending"] | None:
+        """Entry if integrated (any process), "pending" if accepted and not yet integrated,
+        None if unknown."""
+        if not isinstance(leaf_input, (bytes, bytearray)) or len(leaf_input) != HS:
+            raise ValueError("leaf input must be 32 bytes")
+        leaf = bytes(leaf_input)
+        for attempt in range(2):
+            idx = self.storage.find(leaf)
+            if idx is not None:
+                ts = self.storage.first_head_after(idx)
+                return Entry(idx, ts if ts is not None else idx + 1, False)
+            if attempt == 0:
+                with self._cond:
+                    if leaf in self._inflight:
+                        return "pending"
+                if self.storage.pending_contains(leaf):
+                    return "pending"
+        return None
+
+    # ------------------------------------------------------------------ sequencer
+    def _run(self) -> None:
+        next_poll = time.monotonic() + self.poll_interval
+        while True:
+            batch: list[Pending] = []
+            with self._cond:
+                if not self._queue and not self._closing:
+                    self._cond.wait(max(0.0, next_poll - time.monotonic()))
+                if self._queue:
+                    deadline = self._queue[0].t + self.max_wait
+                    while len(self._queue) < self.max_batch and not self._closing:
+                        rem = deadline - time.monotonic()
+                        if rem <= 0:
+                            break
+                        self._cond.wait(rem)
+                    batch = self._queue[:self.max_batch]
+                    del self._queue[:self.max_batch]
+                elif self._closing:
+                    return
+            now = time.monotonic()
+            poll = now >= next_poll
+            if poll:
+                next_poll = now + self.poll_interval
+            try:
+                if batch:
+                    entries = self._integrate([(p.leaf, p.data, p.attrs) for p in batch])
+                    self._finish(batch, entries, None)
+                elif poll:
+                    if self.storage.has_pending():
+                        self._integrate([])
+                    else:
+                        self.refresh()
+            except BaseException as e:  # noqa: BLE001 - reported to the waiters
+                if batch:
+                    log.warning("integration of %d submissions failed: %s", len(batch), e)
+                    self._finish(batch, None, e)
+                else:
+                    log.warning("pending-queue integration failed: %s", e)
+
+    def _finish(self, batch: list[Pending], entries: list[Entry] | None, err: BaseException | None) -> None:
+        with self._cond:
+            for p in batch:
+                if self._inflight.get(p.leaf) is p:
+                    del self._inflight[p.leaf]
+        for i, p in enumerate(batch):
+            if err is not None:
+                p._fail(err)
+            else:
+                p._resolve(entries[i])
+
+    # ------------------------------------------------------------------ integration
+    def _integrate(self, items: list[tuple[bytes, bytes, tuple]]) -> list[Entry]:
+        with self._int_lock:
+            with self.storage.integration() as tx:
+                st = tx.state()
+                if st is None:
+                    raise VerificationError("log.state", "storage has no tree state")
+                size, root = st
+                if (size, root) != (self._size, self._root):
+                    if size < self._size:
+                        raise VerificationError("log.state", f"stored tree shrank from {self._size} to {size}")
+                    edge = self._load_edge(size, tx.tiles)
+                else:
+                    edge = self._edge
+                prows = tx.pending(self.max_batch)
+                allitems = list(items) + [(r.leaf, r.data, r.attrs) for r in prows]
+                existing = tx.existing(list({it[0] for it in allitems})) if allitems else {}
+                seen: dict[bytes, int] = {}
+                new_leaves: list[bytes] = []
+                new_datas: list[bytes] = []
+                attr_rows: list[tuple[str, str, int]] = []
+                results: list[tuple[int, bool]] = []
+                for leaf, data, attrs in allitems:
+                    idx = existing.get(leaf)
+                    if idx is not None:
+                        results.append((idx, True))
+                        continue
+                    idx = seen.get(leaf)
+                    if idx is not None:
+                        results.append((idx, True))
+                        continue
+                    idx = size + len(new_leaves)
+                    seen[leaf] = idx
+                    new_leaves.append(leaf)
+                    new_datas.append(data)
+                    for k, v in attrs:
+                        attr_rows.append((k, v, idx))
+                    results.append((idx, False))
+                new_size, new_root, new_edge, head = size, root, edge, None
+                if new_leaves:
+                    h = sha256
+                    hashes = b"".join([h(b"\x00" + leaf).digest() for leaf in new_leaves])
+                    new_size, dirty, new_edge = append_hashes(edge, size, hashes)
+                    tx.insert_entries(size, new_leaves, new_datas)
+                    if attr_rows:
+                        tx.insert_attrs(attr_rows)
+                    tx.put_tiles(dirty)
+                    head = self._new_head(tx, dirty, size, new_size)
+                    new_root = head.root
+                    tx.put_head(head)
+                    tx.set_state(new_size, new_root)
+                if prows:
+                    tx.delete_pending([r.seq for r in prows])
+            # committed: durable
+            self._size, self._root, self._edge = new_size, new_root, new_edge
+            if head is not None:
+                self._latest = head
+            elif (size, root) != (self._latest.size, self._latest.root):
+                self._latest = self.storage.head(size) or self._latest
+        out = []
+        for idx, dup in results[:len(items)]:
+            if idx >= size:
+                out.append(Entry(idx, new_size, dup))
+            else:
+                ts = self.storage.first_head_after(idx)
+                out.append(Entry(idx, ts if ts is not None else size, dup))
+        return out
+
+    def _new_head(self, tx, dirty, size: int, new_size: int) -> TreeHead:
+        def fetch(keys):
+            out = {k: dirty[k] for k in keys if k in dirty}
+            rest = [k for k in keys if k not in dirty]
+            if rest:
+                out.update(tx.tiles(rest))
+            return out
+
+        tree = TileTree(fetch, TileCache(64))
+        new_root = tree.root(new_size)
+        last = tx.latest_head()
+        if last is None:
+            raise VerificationError("log.head", "no previous signed head")
+        cp = self._open_checkpoint(last)
+        if cp.size != size:
+            raise VerificationError("log.head", f"last signed checkpoint has size {cp.size}, tree state has {size}")
+        if size > 0:
+            proof = tree.consistency_proof(size, new_size)
+            verify_consistency(size, new_size, proof, cp.root, new_root)
+        extra = None
+        if self._head_signer is not None:
+            extra = self._head_signer(new_size, new_root)
+            if extra is not None and not isinstance(extra, (bytes, bytearray)):
+                raise ValueError("head_signer must return bytes or None")
+            extra = None if extra is None else bytes(extra)
+        text = Checkpoint(self.origin, new_size, new_root).to_text()
+        return TreeHead(new_size, new_root, sign_note(text, [self._signer]), extra, time.time())
+
+    # ------------------------------------------------------------------ reads
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def refresh(self) -> None:
+        """Pick up tree heads integrated by other processes."""
+        st = self.storage.state()
+        if st is not None and st != (self._size, self._root):
+            self._reload()
+
+    def latest(self) -> TreeHead:
+        return self._latest
+
+    def tree_head(self, size: int) -> TreeHead | None:
+        return self.storage.head(_check_nonneg(size, "tree size"))
+
+    def _check_size(self, size: int) -> int:
+        _check_nonneg(size, "tree size")
+        if size > self._size:
+            self.refresh()
+            if size > self._size:
+                raise ValueError(f"tree size {size} exceeds the log size {self._size}")
+        return size
+
+    def root(self, size: int) -> bytes:
+        self._check_size(size)
+        if size == self._size:
+            return self._root
+        return self._tree.root(size)
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        self._check_size(size)
+        _check_nonneg(index, "index")
+        if index >= size:
+            raise ValueError(f"index {index} not in a tree of size {size}")
+        return self._tree.inclusion_proof(index, size)
+
+    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        self._check_size(size2)
+        _check_nonneg(size1, "size1")
+        if size1 > size2:
+            raise ValueError(f"size1 {size1} > size2 {size2}")
+        if size1 == 0:
+            raise ValueError("no consistency proof from the empty tree")
+        return self._tree.consistency_proof(size1, size2)
+
+    def leaf_input(self, index: int) -> bytes | None:
+        r = self.storage.leaf_inputs(_check_nonneg(index, "index"), index + 1)
+        return r[0] if r else None
+
+    def entry_data(self, index: int) -> bytes | None:
+        return self.storage.entry_data(_check_nonneg(index, "index"))
+
+    def find(self, leaf_input: bytes) -> int | None:
+        if not isinstance(leaf_input, (bytes, bytearray)) or len(leaf_input) != HS:
+            raise ValueError("leaf input must be 32 bytes")
+        return self.storage.find(bytes(leaf_input))
+
+    def lookup(self, key: str, value: str) -> list[int]:
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise ValueError("key and value must be strings")
+        return self.storage.lookup(key, value)
+
+    def _width(self, level: int | None, index: int, width: int | None) -> int:
+        _check_nonneg(index, "tile index")
+        if width is not None and (not isinstance(width, int) or isinstance(width, bool) or not 1 <= width <= TILE_WIDTH):
+            raise ValueError(f"tile width {width!r} not in 1..256")
+        have = tile_width(level or 0, index, self._size)
+        if width is not None and have < width:
+            self.refresh()
+            have = tile_width(level or 0, index, self._size)
+        if width is None:
+            return have
+        return width if have >= width else 0
+
+    def tile(self, level: int, index: int, width: int | None = None) -> bytes | None:
+        """Tile (level, index) at ``width`` hashes (None: its width at the current size); None
+        when the log does not have it. A partial width of a tile since completed is served
+        as the prefix (stored hashes never change)."""
+        if not isinstance(level, int) or isinstance(level, bool) or not 0 <= level <= 63:
+            raise ValueError(f"tile level {level!r} not in 0..63")
+        w = self._width(level, index, width)
+        if w == 0:
+            return None
+        blob = self.storage.tile(level, index)
+        if blob is None or len(blob) < w * HS:
+            raise VerificationError("log.tiles", f"tile {level}/{index} missing or short")
+        return bytes(blob[:w * HS])
+
+    def entry_bundle(self, index: int, width: int | None = None) -> bytes | None:
+        """C2SP entry bundle: each leaf input with its big-endian uint16 length (0x0020)."""
+        w = self._width(None, index, width)
+        if w == 0:
+            return None
+        leaves = self.storage.leaf_inputs(index * TILE_WIDTH, index * TILE_WIDTH + w)
+        if len(leaves) != w:
+            raise VerificationError("log.entries", f"entry bundle {index} is short")
+        return b"".join([b"\x00\x20" + leaf for leaf in leaves])

@@ -1,0 +1,263 @@
+"""SQLite backend: one database file (plus its WAL) in the data directory.
+
+Durability: ``journal_mode=WAL`` with ``synchronous=FULL``: every commit fsyncs the WAL
+before it returns, so an acknowledged entry survives SIGKILL *and* power loss. (WAL with
+``synchronous=NORMAL`` survives a process kill - the WAL is in the OS page cache - but may
+lose the last commits on power loss, which would un-acknowledge entries and could let the log
+re-sign a different tree at a size it already published; so FULL.) One group-committed batch
+is one transaction and one WAL fsync.
+
+Locking: integration is ``BEGIN IMMEDIATE`` (SQLite's single writer lock), so several
+processes on one file integrate one at a time; the others wait (busy_timeout).
+
+Tiles are rows keyed by ``index * 64 + level`` (a rowid: no separate key index; levels are
+< 64), each blob up to 256 * 32 bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from typing import Iterable, Sequence
+
+from .base import PendingRow, Storage, TreeHead, Txn, decode_attrs, encode_attrs
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS state (id INTEGER PRIMARY KEY CHECK (id = 1), size INTEGER NOT NULL, root BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS tiles (id INTEGER PRIMARY KEY, hashes BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (idx INTEGER PRIMARY KEY, leaf BLOB NOT NULL, data BLOB NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS entries_leaf ON entries (leaf);
+CREATE TABLE IF NOT EXISTS attrs (key TEXT NOT NULL, value TEXT NOT NULL, idx INTEGER NOT NULL,
+    PRIMARY KEY (key, value, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS heads (size INTEGER PRIMARY KEY, root BLOB NOT NULL, checkpoint TEXT NOT NULL,
+    extra BLOB, ts REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS pending (seq INTEGER PRIMARY KEY AUTOINCREMENT, leaf BLOB NOT NULL UNIQUE,
+    data BLOB NOT NULL, attrs TEXT NOT NULL, ts REAL NOT NULL);
+"""
+
+
+def _tid(level: int, index: int) -> int:
+    return index * 64 + level
+
+
+def _head(row) -> TreeHead | None:
+    if row is None:
+        return None
+    return TreeHead(row[0], bytes(row[1]), row[2], None if row[3] is None else bytes(row[3]), row[4])
+
+
+_HEAD_COLS = "size, root, checkpoint, extra, ts"
+
+
+class _SQLiteTxn(Txn):
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def state(self):
+        r = self.db.execute("SELECT size, root FROM state WHERE id = 1").fetchone()
+        return None if r is None else (r[0], bytes(r[1]))
+
+    def set_state(self, size, root):
+        self.db.execute("INSERT INTO state (id, size, root) VALUES (1, ?, ?) "
+                        "ON CONFLICT (id) DO UPDATE SET size = excluded.size, root = excluded.root", (size, root))
+
+    def tiles(self, keys):
+        return _read_tiles(self.db, keys)
+
+    def put_tiles(self, tiles):
+        self.db.executemany("INSERT INTO tiles (id, hashes) VALUES (?, ?) "
+                            "ON CONFLICT (id) DO UPDATE SET hashes = excluded.hashes",
+                            [(_tid(l, n), b) for (l, n), b in tiles.items()])
+
+    def pending(self, limit):
+        rows = self.db.execute("SELECT seq, leaf, data, attrs FROM pending ORDER BY seq LIMIT ?", (limit,)).fetchall()
+        return [PendingRow(r[0], bytes(r[1]), bytes(r[2]), decode_attrs(r[3])) for r in rows]
+
+    def delete_pending(self, seqs):
+        self.db.executemany("DELETE FROM pending WHERE seq = ?", [(s,) for s in seqs])
+
+    def existing(self, leaves):
+        out = {}
+        leaves = list(leaves)
+        for i in range(0, len(leaves), 500):
+            chunk = leaves[i:i + 500]
+            q = "SELECT leaf, idx FROM entries WHERE leaf IN (%s)" % ",".join("?" * len(chunk))
+            for leaf, idx in self.db.execute(q, chunk):
+                out[bytes(leaf)] = idx
+        return out
+
+    def insert_entries(self, start, leaves, datas):
+        self.db.executemany("INSERT INTO entries (idx, leaf, data) VALUES (?, ?, ?)",
+                            zip(range(start, start + len(leaves)), leaves, datas))
+
+    def insert_attrs(self, rows):
+        self.db.executemany("INSERT OR IGNORE INTO attrs (key, value, idx) VALUES (?, ?, ?)", rows)
+
+    def latest_head(self):
+        return _head(self.db.execute(f"SELECT {_HEAD_COLS} FROM heads ORDER BY size DESC LIMIT 1").fetchone())
+
+    def put_head(self, head):
+        self.db.execute("INSERT INTO heads (size, root, checkpoint, extra, ts) VALUES (?, ?, ?, ?, ?)",
+                        (head.size, head.root, head.checkpoint, head.extra, head.timestamp))
+
+    def get_meta(self, key):
+        r = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if r is None else r[0]
+
+    def set_meta(self, key, value):
+        self.db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
+                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+
+
+def _read_tiles(db, keys):
+    keys = list(keys)
+    out = {}
+    for i in range(0, len(keys), 500):
+        chunk = keys[i:i + 500]
+        ids = {_tid(l, n): (l, n) for l, n in chunk}
+        q = "SELECT id, hashes FROM tiles WHERE id IN (%s)" % ",".join("?" * len(ids))
+        for tid, blob in db.execute(q, list(ids)):
+            out[ids[tid]] = blob
+    return out
+
+
+class SQLiteStorage(Storage):
+    def __init__(self, path: str | os.PathLike, *, busy_timeout: float = 120.0, cache_mb: int = 128) -> None:
+        self.path = os.fspath(path)
+        if not self.path:
+            raise ValueError("empty SQLite path")
+        parent = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(parent):
+            raise ValueError(f"directory {parent} does not exist")
+        self.url = "sqlite://" + os.path.abspath(self.path)
+        self._busy_ms = int(busy_timeout * 1000)
+        self._cache_kb = cache_mb * 1024
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._closed = False
+        self._writer = self._connect(writer=True)
+        self._writer_lock = threading.Lock()
+        # WAL mode is persistent in the file; setting it needs no other open transaction.
+        mode = self._writer.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise RuntimeError(f"could not switch {self.path} to WAL mode (got {mode})")
+        self._writer.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
+
+    # -- connections ------------------------------------------------------------------------
+    def _connect(self, writer: bool = False) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                             timeout=self._busy_ms / 1000)
+        db.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute(f"PRAGMA cache_size=-{self._cache_kb if writer else 16384}")
+        db.execute("PRAGMA mmap_size=268435456")
+        with self._conns_lock:
+            self._conns.append(db)
+        return db
+
+    def _reader(self) -> sqlite3.Connection:
+        if self._closed:
+            raise RuntimeError("storage is closed")
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = self._connect()
+        return db
+
+    @contextmanager
+    def _tx(self, db):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        else:
+            db.execute("COMMIT")
+
+    def integration(self):
+        @contextmanager
+        def cm():
+            with self._writer_lock:
+                if self._closed:
+                    raise RuntimeError("storage is closed")
+                with self._tx(self._writer) as db:
+                    yield _SQLiteTxn(db)
+        return cm()
+
+    # -- reads ------------------------------------------------------------------------------
+    def state(self):
+        r = self._reader().execute("SELECT size, root FROM state WHERE id = 1").fetchone()
+        return None if r is None else (r[0], bytes(r[1]))
+
+    def tiles(self, keys):
+        return _read_tiles(self._reader(), keys)
+
+    def leaf_inputs(self, start, end):
+        return [bytes(r[0]) for r in self._reader().execute(
+            "SELECT leaf FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end))]
+
+    def entry_data(self, index):
+        r = self._reader().execute("SELECT data FROM entries WHERE idx = ?", (index,)).fetchone()
+        return None if r is None else bytes(r[0])
+
+    def find(self, leaf):
+        r = self._reader().execute("SELECT idx FROM entries WHERE leaf = ?", (leaf,)).fetchone()
+        return None if r is None else r[0]
+
+    def lookup(self, key, value):
+        return [r[0] for r in self._reader().execute(
+            "SELECT idx FROM attrs WHERE key = ? AND value = ? ORDER BY idx", (key, value))]
+
+    def head(self, size):
+        return _head(self._reader().execute(f"SELECT {_HEAD_COLS} FROM heads WHERE size = ?", (size,)).fetchone())
+
+    def latest_head(self):
+        return _head(self._reader().execute(f"SELECT {_HEAD_COLS} FROM heads ORDER BY size DESC LIMIT 1").fetchone())
+
+    def first_head_after(self, index):
+        r = self._reader().execute("SELECT size FROM heads WHERE size > ? ORDER BY size LIMIT 1", (index,)).fetchone()
+        return None if r is None else r[0]
+
+    def has_pending(self):
+        return self._reader().execute("SELECT EXISTS (SELECT 1 FROM pending)").fetchone()[0] == 1
+
+    def pending_contains(self, leaf):
+        return self._reader().execute("SELECT 1 FROM pending WHERE leaf = ?", (leaf,)).fetchone() is not None
+
+    def enqueue(self, rows):
+        now = time.time()
+        vals = [(leaf, data, encode_attrs(attrs), now) for leaf, data, attrs in rows]
+        db = self._reader()
+        with self._tx(db):
+            db.executemany("INSERT OR IGNORE INTO pending (leaf, data, attrs, ts) VALUES (?, ?, ?, ?)", vals)
+
+    def bytes_used(self):
+        total = 0
+        for suffix in ("", "-wal"):
+            try:
+                total += os.path.getsize(self.path + suffix)
+            except FileNotFoundError:
+                pass
+        return total
+
+    def checkpoint_wal(self) -> None:
+        """Fold the WAL into the database file (admin/benchmark helper)."""
+        self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def close(self):
+        if self._closed:
+            return
+        with self._writer_lock:
+            self._closed = True
+            with self._conns_lock:
+                conns, self._conns = self._conns, []
+            for c in conns:
+                try:
+                    c.close()
+                except sqlite3.Error:
+                    pass

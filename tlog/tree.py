@@ -1,0 +1,265 @@
+"""The Merkle tree kept as C2SP tiles: appends on the right edge, proofs from tiles.
+
+Tiles are 256-hash blobs (``bytes``, 32 bytes per hash) per (level, index); a partial tile is
+the prefix of the full tile it will become, so every stored hash is immutable once written.
+A complete subtree of height h = 8*L + r is row r of the 8-row subtree a tile spans; the rows
+above row 0 are recomputed inside one tile (at most 255 hashes, cached for full tiles). A
+proof or root at any size reads only the O(log n) tiles on its path and never rehashes
+leaves: see :meth:`TileTree.inclusion_proof`, :meth:`TileTree.consistency_proof`.
+
+The append side (:func:`append_hashes`) is a pure function over the right edge: the partial
+tile of every level (what transparency-dev/merkle's compact range holds, stored tile-wise).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from hashlib import sha256
+from typing import Callable, Iterable
+
+from verifier.merkle import EMPTY_ROOT
+
+from .layout import TILE_HEIGHT, TILE_WIDTH
+
+HS = 32
+TILE_BYTES = TILE_WIDTH * HS
+
+__all__ = ["TILE_BYTES", "Edge", "append_hashes", "tile_rows", "TileTree", "subtree_root"]
+
+# Edge: level -> bytes of the partial tile of that level (absent or b"" when none).
+Edge = dict
+
+
+def _next_row(row: bytes) -> bytes:
+    """Hash adjacent pairs of a row of 32-byte hashes (an odd last one is dropped)."""
+    n = len(row) // 64
+    h = sha256
+    return b"".join([h(b"\x01" + row[i:i + 64]).digest() for i in range(0, n * 64, 64)])
+
+
+def subtree_root(row: bytes) -> bytes:
+    """MTH over a power-of-two number of hashes."""
+    while len(row) > HS:
+        row = _next_row(row)
+    return row
+
+
+def tile_rows(blob: bytes) -> list[bytes]:
+    """Rows 0..8 of the subtree spanned by a tile (row r holds complete nodes of height r)."""
+    rows = [blob]
+    for _ in range(TILE_HEIGHT):
+        blob = _next_row(blob)
+        rows.append(blob)
+    return rows
+
+
+def append_hashes(edge: dict[int, bytes], size: int, leaf_hashes: bytes) -> tuple[int, dict[tuple[int, int], bytes], dict[int, bytes]]:
+    """Append concatenated leaf hashes to a tree of ``size`` whose right edge is ``edge``.
+
+    Returns (new size, tiles to write {(level, index): blob}, new edge). ``edge`` is not
+    modified. Every touched tile appears once, in its final state for this batch.
+    """
+    if len(leaf_hashes) % HS:
+        raise ValueError("leaf hashes must be a multiple of 32 bytes")
+    new_edge = dict(edge)
+    dirty: dict[tuple[int, int], bytes] = {}
+    items = leaf_hashes
+    level = 0
+    while items:
+        stored = size >> (TILE_HEIGHT * level)  # hashes at this level before the batch
+        w = stored & (TILE_WIDTH - 1)
+        n = stored >> TILE_HEIGHT
+        buf = new_edge.get(level, b"")
+        if len(buf) != w * HS:
+            raise ValueError(f"right edge of level {level} has {len(buf) // HS} hashes, want {w}")
+        combined = buf + items if buf else items
+        up = []
+        k = 0
+        for off in range(0, len(combined), TILE_BYTES):
+            tile = combined[off:off + TILE_BYTES]
+            dirty[(level, n + k)] = tile
+            k += 1
+            if len(tile) == TILE_BYTES:
+                up.append(subtree_root(tile))
+                last = b""
+            else:
+                last = tile
+        new_edge[level] = last
+        items = b"".join(up)
+        level += 1
+    new_size = size + len(leaf_hashes) // HS
+    return new_size, dirty, {k: v for k, v in new_edge.items() if v}
+
+
+def _tiles_of_node(h: int, idx: int) -> tuple[int, int, int]:
+    """(level, tile index, required width) holding complete node (height h, index idx)."""
+    level, r = divmod(h, TILE_HEIGHT)
+    start = idx << r
+    n = start >> TILE_HEIGHT
+    return level, n, ((idx + 1) << r) - n * TILE_WIDTH
+
+
+def _decompose(a: int, b: int) -> list[tuple[int, int]]:
+    """Complete subtrees covering [a, b), left to right; a must be aligned to a power of two
+    >= b - a (true for every range of a right-edge subtree)."""
+    out = []
+    while a < b:
+        h = (b - a).bit_length() - 1
+        while a & ((1 << h) - 1):
+            h -= 1
+        out.append((h, a >> h))
+        a += 1 << h
+    return out
+
+
+FetchFn = Callable[[list[tuple[int, int]]], dict[tuple[int, int], bytes]]
+
+
+class TileCache:
+    """LRU of tile rows. Every stored hash is immutable, so a cached (possibly partial) tile
+    serves any request within its width; a wider request re-reads it."""
+
+    def __init__(self, max_tiles: int = 4096) -> None:
+        self.max = max_tiles
+        self._d: OrderedDict[tuple[int, int], list[bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key, width: int):
+        with self._lock:
+            rows = self._d.get(key)
+            if rows is None or len(rows[0]) < width * HS:
+                return None
+            self._d.move_to_end(key)
+            return rows
+
+    def put(self, key, rows: list[bytes]) -> None:
+        with self._lock:
+            old = self._d.get(key)
+            if old is not None and len(old[0]) > len(rows[0]):
+                return
+            self._d[key] = rows
+            self._d.move_to_end(key)
+            while len(self._d) > self.max:
+                self._d.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._d.clear()
+
+
+class TileTree:
+    """Roots and proofs for any size up to what the tile source holds.
+
+    ``fetch(keys)`` returns the stored blobs of the requested (level, index) tiles (missing
+    ones absent). All tiles a request needs are fetched in one call.
+    """
+
+    def __init__(self, fetch: FetchFn, cache: TileCache | None = None) -> None:
+        self._fetch = fetch
+        self.cache = cache if cache is not None else TileCache()
+
+    # -- node access ---------------------------------------------------------------------
+    def _load(self, nodes: Iterable[tuple[int, int]]) -> dict[tuple[int, int], list[bytes]]:
+        need: dict[tuple[int, int], int] = {}
+        for h, idx in nodes:
+            level, n, w = _tiles_of_node(h, idx)
+            if w > need.get((level, n), 0):
+                need[(level, n)] = w
+        got: dict[tuple[int, int], list[bytes]] = {}
+        missing = []
+        for key, w in need.items():
+            rows = self.cache.get(key, w)
+            if rows is None:
+                missing.append(key)
+            else:
+                got[key] = rows
+        if missing:
+            blobs = self._fetch(missing)
+            for key in missing:
+                blob = blobs.get(key)
+                if blob is None or len(blob) < need[key] * HS:
+                    have = 0 if blob is None else len(blob) // HS
+                    raise LookupError(f"tile {key} has {have} hashes, need {need[key]}: storage is behind or corrupt")
+                rows = tile_rows(bytes(blob))
+                self.cache.put(key, rows)
+                got[key] = rows
+        return got
+
+    @staticmethod
+    def _node(tiles, h: int, idx: int) -> bytes:
+        level, r = divmod(h, TILE_HEIGHT)
+        start = idx << r
+        rows = tiles[(level, start >> TILE_HEIGHT)]
+        pos = (start & (TILE_WIDTH - 1)) >> r
+        return rows[r][pos * HS:(pos + 1) * HS]
+
+    def _fold(self, tiles, parts: list[tuple[int, int]]) -> bytes:
+        r = self._node(tiles, *parts[-1])
+        for h, idx in reversed(parts[:-1]):
+            r = sha256(b"\x01" + self._node(tiles, h, idx) + r).digest()
+        return r
+
+    def _compute(self, groups: list[list[tuple[int, int]]]) -> list[bytes]:
+        tiles = self._load([n for g in groups for n in g])
+        return [self._fold(tiles, g) for g in groups]
+
+    # -- public --------------------------------------------------------------------------
+    def root(self, size: int) -> bytes:
+        if size == 0:
+            return EMPTY_ROOT
+        return self._compute([_decompose(0, size)])[0]
+
+    def leaf_hashes(self, start: int, end: int) -> bytes:
+        """Stored leaf hashes [start, end), concatenated."""
+        if start >= end:
+            return b""
+        tiles = self._load([(0, start), (0, end - 1)] + [(0, i) for i in range(start & ~255, end, 256)])
+        out = []
+        for n in range(start >> 8, ((end - 1) >> 8) + 1):
+            row = tiles[(0, n)][0]
+            a = max(start - n * 256, 0)
+            b = min(end - n * 256, 256)
+            out.append(row[a * HS:b * HS])
+        return b"".join(out)
+
+    @staticmethod
+    def inclusion_nodes(index: int, size: int) -> list[list[tuple[int, int]]]:
+        if not 0 <= index < size:
+            raise ValueError(f"index {index} not in a tree of size {size}")
+        inner = (index ^ (size - 1)).bit_length()
+        groups = []
+        for h in range(inner):
+            sib = (index >> h) ^ 1
+            groups.append(_decompose(sib << h, min((sib + 1) << h, size)))
+        for h in range(inner, index.bit_length()):
+            if (index >> h) & 1:
+                groups.append([(h, ((index >> h) ^ 1))])
+        return groups
+
+    @staticmethod
+    def consistency_nodes(size1: int, size2: int) -> list[list[tuple[int, int]]]:
+        if not 0 <= size1 <= size2:
+            raise ValueError(f"need 0 <= size1 <= size2, got {size1}, {size2}")
+        if size1 == size2:
+            return []
+        if size1 == 0:
+            raise ValueError("no consistency proof from the empty tree")
+        shift = (size1 & -size1).bit_length() - 1
+        last = size1 - 1
+        idx = last >> shift
+        groups = [] if idx == 0 else [[(shift, idx)]]
+        inner = (last ^ (size2 - 1)).bit_length()
+        for h in range(shift, inner):
+            sib = (last >> h) ^ 1
+            groups.append(_decompose(sib << h, min((sib + 1) << h, size2)))
+        for h in range(inner, last.bit_length()):
+            if (last >> h) & 1:
+                groups.append([(h, (last >> h) ^ 1)])
+        return groups
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        return self._compute(self.inclusion_nodes(index, size))
+
+    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        return self._compute(self.consistency_nodes(size1, size2))
