@@ -27,14 +27,13 @@ def pg_database():
     if not PG_URL:
         pytest.skip(pg_skip_reason)
     import psycopg
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+    from urllib.parse import urlsplit, urlunsplit
 
     name = f"tlog_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_URL, autocommit=True) as c:
         c.execute(f"CREATE DATABASE {name}")
-    params = conninfo_to_dict(PG_URL)
-    params["dbname"] = name
-    url = make_conninfo(**params)
+    u = urlsplit(PG_URL)
+    url = urlunsplit((u.scheme, u.netloc, "/" + name, u.query, u.fragment))
     yield url
     with psycopg.connect(PG_URL, autocommit=True) as c:
         c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
