@@ -380,3 +380,18 @@ def test_open_storage_urls(tmp_path):
     for bad in ["", "mysql://x/y", "sqlite://relative.db", str(tmp_path / "no" / "dir" / "x.db")]:
         with pytest.raises(ValueError):
             open_storage(bad)
+
+
+def test_dedup_key_collisions(lg):
+    """Leaves sharing their first 8 bytes (SQLite's dedup key) are still distinct entries."""
+    pre = b"\x01" * 8
+    a, b, c, d = (pre + bytes([i]) * 24 for i in range(4))
+    assert lg.append([(a, b"a", ())]) == [Entry(0, 1, False)]
+    assert lg.append([(b, b"b", ())]) == [Entry(1, 2, False)]
+    assert lg.append([(c, b"c", ()), (d, b"d", ()), (b, b"b2", ()), (leaf(1), b"", ())]) == [
+        Entry(2, 5, False), Entry(3, 5, False), Entry(1, 2, True), Entry(4, 5, False)]
+    for i, x in enumerate((a, b, c, d)):
+        assert lg.find(x) == i and lg.status(x) == Entry(i, (1, 2, 5, 5)[i], False)
+    assert lg.find(pre + b"\x09" * 24) is None
+    assert lg.append([(d, b"", ()), (a, b"", ())]) == [Entry(3, 5, True), Entry(0, 1, True)]
+    assert lg.size == 5 and lg.entry_data(3) == b"d"

@@ -100,7 +100,9 @@ class Pending:
         self._event.set()
 
 
-def _check_item(leaf, data, attrs) -> tuple[bytes, bytes, tuple[tuple[str, str], ...]]:
+def _check_item(leaf, data, attrs=()) -> tuple[bytes, bytes, tuple[tuple[str, str], ...]]:
+    if type(leaf) is bytes and len(leaf) == HS and type(data) is bytes and not attrs:
+        return leaf, data, ()
     if not isinstance(leaf, (bytes, bytearray, memoryview)) or len(leaf) != HS:
         raise ValueError("leaf input must be 32 bytes")
     if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -113,6 +115,30 @@ def _check_item(leaf, data, attrs) -> tuple[bytes, bytes, tuple[tuple[str, str],
             raise ValueError("attribute key is empty")
         out.append((a[0], a[1]))
     return bytes(leaf), bytes(data), tuple(out)
+
+
+def _assign(items, existing: dict[bytes, int], size: int):
+    """Assign indexes: leaves in ``existing`` or repeated in the batch are duplicates."""
+    seen: dict[bytes, int] = {}
+    new_leaves: list[bytes] = []
+    new_datas: list[bytes] = []
+    attr_rows: list[tuple[str, str, int]] = []
+    results: list[tuple[int, bool]] = []
+    for leaf, data, attrs in items:
+        idx = existing.get(leaf) if existing else None
+        if idx is None:
+            idx = seen.get(leaf)
+        if idx is not None:
+            results.append((idx, True))
+            continue
+        idx = size + len(new_leaves)
+        seen[leaf] = idx
+        new_leaves.append(leaf)
+        new_datas.append(data)
+        for k, v in attrs:
+            attr_rows.append((k, v, idx))
+        results.append((idx, False))
+    return new_leaves, new_datas, attr_rows, results
 
 
 def _check_nonneg(v, what: str) -> int:
@@ -373,34 +399,19 @@ class Log:
                     edge = self._edge
                 prows = tx.pending(self.max_batch)
                 allitems = list(items) + [(r.leaf, r.data, r.attrs) for r in prows]
-                existing = tx.existing(list({it[0] for it in allitems})) if allitems else {}
-                seen: dict[bytes, int] = {}
-                new_leaves: list[bytes] = []
-                new_datas: list[bytes] = []
-                attr_rows: list[tuple[str, str, int]] = []
-                results: list[tuple[int, bool]] = []
-                for leaf, data, attrs in allitems:
-                    idx = existing.get(leaf)
-                    if idx is not None:
-                        results.append((idx, True))
-                        continue
-                    idx = seen.get(leaf)
-                    if idx is not None:
-                        results.append((idx, True))
-                        continue
-                    idx = size + len(new_leaves)
-                    seen[leaf] = idx
-                    new_leaves.append(leaf)
-                    new_datas.append(data)
-                    for k, v in attrs:
-                        attr_rows.append((k, v, idx))
-                    results.append((idx, False))
+                # optimistic: assume no leaf is in the log (one insert, no lookups); on a
+                # unique-key conflict the storage inserts nothing and we dedup properly
+                new_leaves, new_datas, attr_rows, results = _assign(allitems, {}, size)
+                if new_leaves and not tx.try_insert_entries(size, new_leaves, new_datas):
+                    existing = tx.existing(list({it[0] for it in allitems}))
+                    new_leaves, new_datas, attr_rows, results = _assign(allitems, existing, size)
+                    if new_leaves:
+                        tx.insert_entries(size, new_leaves, new_datas)
                 new_size, new_root, new_edge, head = size, root, edge, None
                 if new_leaves:
                     h = sha256
                     hashes = b"".join([h(b"\x00" + leaf).digest() for leaf in new_leaves])
                     new_size, dirty, new_edge = append_hashes(edge, size, hashes)
-                    tx.insert_entries(size, new_leaves, new_datas)
                     if attr_rows:
                         tx.insert_attrs(attr_rows)
                     tx.put_tiles(dirty)

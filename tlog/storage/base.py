@@ -79,7 +79,14 @@ class Txn(ABC):
         """Which of ``leaves`` are in the log already: leaf -> index."""
 
     @abstractmethod
-    def insert_entries(self, start: int, leaves: Sequence[bytes], datas: Sequence[bytes]) -> None: ...
+    def insert_entries(self, start: int, leaves: Sequence[bytes], datas: Sequence[bytes]) -> None:
+        """Insert entries start, start+1, ... whose leaves are known not to be in the log."""
+
+    @abstractmethod
+    def try_insert_entries(self, start: int, leaves: Sequence[bytes], datas: Sequence[bytes]) -> bool:
+        """Optimistic insert (the hot path: no lookup first): insert and return True, or, if
+        some leaf (or, on SQLite, its dedup key) is in the log already, insert nothing and
+        return False (the caller then dedups with :meth:`existing`)."""
 
     @abstractmethod
     def insert_attrs(self, rows: Sequence[tuple[str, str, int]]) -> None: ...

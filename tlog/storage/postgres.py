@@ -96,6 +96,14 @@ class _PGTxn(Txn):
         rows = self.c.execute("SELECT leaf, idx FROM entries WHERE leaf = ANY(%s)", (list(leaves),)).fetchall()
         return {bytes(r[0]): r[1] for r in rows}
 
+    def try_insert_entries(self, start, leaves, datas):
+        try:
+            with self.c.transaction():  # a savepoint
+                self.insert_entries(start, leaves, datas)
+        except psycopg.errors.UniqueViolation:
+            return False
+        return True
+
     def insert_entries(self, start, leaves, datas):
         with self.c.cursor() as cur:
             with cur.copy("COPY entries (idx, leaf, data) FROM STDIN (FORMAT BINARY)") as cp:

@@ -1,0 +1,195 @@
+"""Settings of the log service.
+
+One :class:`Config` holds every setting. It is built, in increasing order of precedence, from
+the defaults below, a TOML or JSON config file (``--config FILE`` / ``TLOG_CONFIG``), environment
+variables (``TLOG_<NAME>``, used by the gunicorn entry point) and command-line options.
+
+Config file example (TOML)::
+
+    data_dir = "/var/lib/tlog"
+    origin = "log.example/twi"
+    issuer = "https://log.example"
+    issuer_keys = ["/etc/tlog/issuers/ci.pem"]
+    trust_anchors = ["/etc/tlog/roots/corp-root.pem"]
+    allowed_algs = [-7, -35, -8, -19]
+    max_statement_size = 65536
+    rate_limit = 50.0           # requests per second per client address, 0 = off
+    pending_status = 302        # or 202 (IESG DISCUSS on SCRAPI -10)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+# COSE algorithms the log accepts by default (RFC 9053 / RFC 9864 identifiers).
+DEFAULT_ALGS = (-7, -35, -36, -37, -38, -39, -8, -19)
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed."""
+
+
+@dataclass
+class Config:
+    data_dir: str = "./tlog-data"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    database_url: str | None = None  # postgresql://... ; SQLite in data_dir when unset
+    origin: str | None = None  # checkpoint origin; default "<host>:<port>/tlog" -> set at first start
+    issuer: str | None = None  # the log's issuer URL (receipts' CWT iss); default http://<host>:<port>
+    issuer_keys: list[str] = field(default_factory=list)  # PEM public keys of trusted issuers
+    trust_anchors: list[str] = field(default_factory=list)  # PEM X.509 roots for x5chain statements
+    allowed_algs: list[int] = field(default_factory=lambda: list(DEFAULT_ALGS))
+    allowed_content_types: list[str] = field(default_factory=list)  # empty = any
+    max_statement_size: int = 1 << 20  # bytes of a Signed Statement (policy)
+    max_body: int = (1 << 20) + 4096  # bytes of a request body (HTTP 413 above)
+    max_depth: int = 16  # CBOR nesting limit while decoding untrusted input
+    register_wait: float = 2.0  # seconds POST /entries waits for integration before 303
+    pending_status: int = 302  # status of GET /entries/<id> while pending (302 or 202)
+    retry_after: int = 1  # seconds, on 302/202/303/429/503
+    rate_limit: float = 0.0  # requests/s per client address (token bucket), 0 = off
+    rate_burst: int = 0  # bucket size; 0 = 2 x rate_limit (at least 1)
+    queue_limit: int = 4096  # entries submitted by this process and not yet integrated
+    max_batch: int = 4096  # core group-commit batch limit
+    max_wait: float = 0.005  # core group-commit linger (s)
+    lookup_limit: int = 1000  # max entries returned by one lookup
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    def update(self, values: Mapping[str, Any]) -> "Config":
+        """Apply settings (unknown names are an error, values are coerced to the field type)."""
+        names = {f.name: f for f in dataclasses.fields(self)}
+        for key, value in values.items():
+            name = key.replace("-", "_")
+            if name not in names:
+                raise ConfigError(f"unknown setting {key!r}")
+            if value is None:
+                continue
+            setattr(self, name, _coerce(name, names[name], value))
+        return self
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> dict[str, Any]:
+        p = Path(path)
+        try:
+            raw = p.read_bytes()
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {p}: {e}") from None
+        try:
+            if p.suffix.lower() == ".json":
+                data = json.loads(raw)
+            else:
+                import tomllib
+
+                data = tomllib.loads(raw.decode("utf-8"))
+        except Exception as e:  # noqa: BLE001 - any parse failure is a config error
+            raise ConfigError(f"cannot parse config file {p}: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {p} must hold a table/object")
+        return data
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+        env = os.environ if env is None else env
+        out: dict[str, Any] = {}
+        for name in cls.field_names():
+            v = env.get("TLOG_" + name.upper())
+            if v is not None and v != "":
+                out[name] = v
+        return out
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        file: str | None = None,
+        env: Mapping[str, str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> "Config":
+        cfg = cls()
+        env_values = cls.from_env(env)
+        file = file or env_values.pop("config", None)
+        if file:
+            cfg.update(cls.from_file(file))
+        cfg.update(env_values)
+        if overrides:
+            cfg.update({k: v for k, v in overrides.items() if v is not None and v != []})
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if self.pending_status not in (202, 302):
+            raise ConfigError("pending_status must be 202 or 302")
+        if not (0 < self.port < 65536):
+            raise ConfigError("port out of range")
+        for name in ("max_statement_size", "max_body", "max_depth", "queue_limit", "max_batch", "lookup_limit"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive")
+        if self.register_wait < 0 or self.max_wait < 0 or self.rate_limit < 0 or self.retry_after < 0:
+            raise ConfigError("waits, rates and retry_after must not be negative")
+        if self.max_body < self.max_statement_size:
+            # a statement of the maximum size must fit in a request
+            self.max_body = self.max_statement_size + 4096
+        if self.origin is not None and (not self.origin or any(c.isspace() or c == "+" for c in self.origin)):
+            raise ConfigError("origin must be non-empty without spaces or '+'")
+
+    # ---- derived --------------------------------------------------------------------------
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    def effective_origin(self) -> str:
+        return self.origin or f"{self.host}:{self.port}/tlog"
+
+    def effective_issuer(self) -> str:
+        return self.issuer or f"http://{self.host}:{self.port}"
+
+    def storage_url(self) -> str:
+        return self.database_url or str(self.data_path / "log.sqlite")
+
+    def to_env(self) -> dict[str, str]:
+        """Environment variables that reproduce this config (for the gunicorn entry point)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if v is None:
+                continue
+            out["TLOG_" + f.name.upper()] = json.dumps(v) if isinstance(v, list) else str(v)
+        return out
+
+
+def _coerce(name: str, f: dataclasses.Field, value: Any) -> Any:
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                return value.strip().lower() in ("1", "true", "yes", "on")
+            return bool(value)
+        if isinstance(default, int) and not isinstance(default, bool):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, list):
+            if isinstance(value, str):
+                s = value.strip()
+                if s.startswith("["):
+                    value = json.loads(s)
+                else:
+                    value = [v for v in (x.strip() for x in s.split(",")) if v]
+            if not isinstance(value, (list, tuple)):
+                value = [value]
+            if name == "allowed_algs":
+                return [int(v) for v in value]
+            return [str(v) for v in value]
+        # str | None fields
+        return str(value)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"bad value for {name}: {value!r} ({e})") from None

@@ -1,0 +1,188 @@
+"""The registration policy: what the log admits, and the policy as a Signed Statement.
+
+RFC 9943 5.1.1: "Registration Policies and trust anchors MUST be made Transparent ... by
+Registering them as Signed Statements"; "The Transparency Service MUST apply the Registration
+Policy that was most recently committed to the Verifiable Data Structure at the time of
+Registration." So the log signs its policy (trusted issuer keys, X.509 trust anchors, allowed
+algorithms and content types, maximum statement size) as a COSE_Sign1 with its receipt key and
+registers it before it accepts anything; every entry records the entry id of the policy it was
+admitted under (attr ``policy``).
+
+The policy statement is deterministic (RFC 6979 ES256, no timestamp), chained by the entry id of
+the policy it replaces (``previous``), so several worker processes starting together register
+one entry, and going back to an earlier configuration still registers a new one.
+
+Policy statement::
+
+    18([ << {1: -7, 3: "application/vnd.twi.tlog-policy+cbor", 4: <log kid>,
+             15: {1: <log issuer>, 2: "<origin>/registration-policy"}} >>,
+         {},
+         << {"version": 1, "previous": <entry id hex> / null,
+             "issuer-keys": [COSE_Key...], "trust-anchors": [DER cert...],
+             "allowed-algs": [int...], "allowed-content-types": [tstr...] (empty = any),
+             "max-statement-size": uint} >>,
+         signature ])
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+
+from verifier import VerificationError
+from verifier import cbor as vcbor
+from verifier import cose as vcose
+from verifier import keys as vkeys
+
+from .keys import ALG_ES256, LogKeys, TrustStore, sig_structure, sign_es256_deterministic
+
+POLICY_CONTENT_TYPE = "application/vnd.twi.tlog-policy+cbor"
+POLICY_VERSION = 1
+HEADER_ALG, HEADER_CTY, HEADER_KID, HEADER_CWT = 1, 3, 4, 15
+
+
+class Rejection(Exception):
+    """A Signed Statement is not admitted. ``title`` is the SCRAPI problem title."""
+
+    def __init__(self, title: str, detail: str, reason: str, status: int = 400) -> None:
+        super().__init__(f"{title}: {detail}")
+        self.title = title
+        self.detail = detail
+        self.reason = reason  # short metric label
+        self.status = status
+
+
+# SCRAPI -10 section 2 problem titles.
+T_MALFORMED = "Malformed request"
+T_BAD_ALG = "Bad Signature Algorithm"
+T_PAYLOAD_MISSING = "Payload Missing"
+T_REJECTED = "Rejected"
+
+
+def classify(err: VerificationError) -> Rejection:
+    """Map a verifier check to the SCRAPI problem title (and a metric reason)."""
+    check = err.check or ""
+    detail = err.detail or check
+    top = check.split(".", 1)[0]
+    if "alg" in check.split(".")[-1] or check.endswith("algorithm"):
+        return Rejection(T_BAD_ALG, f"Signed Statement contained a non supported algorithm ({detail})", "alg")
+    if "payload" in check and ("missing" in check or "detached" in check):
+        return Rejection(T_PAYLOAD_MISSING, f"Signed Statement payload must be present ({detail})", "payload-missing")
+    if check.endswith("signature") or check in ("cose.signature", "statement.signature"):
+        return Rejection(T_REJECTED, f"signature verification failed ({detail})", "signature")
+    if top in ("x509", "chain", "trust") or "x5chain" in check or "anchor" in check or "cert" in check:
+        return Rejection(T_REJECTED, f"issuer certificate chain not accepted ({detail})", "x509")
+    if "key" in check and top != "cbor":
+        return Rejection(T_REJECTED, f"issuer key not accepted ({detail})", "issuer-key")
+    return Rejection(T_MALFORMED, f"The request could not be parsed ({check}: {detail})", "malformed")
+
+
+@dataclass
+class Policy:
+    """The registration policy in force (configured), with the trust material it names."""
+
+    trust: TrustStore
+    allowed_algs: list[int]
+    allowed_content_types: list[str] = field(default_factory=list)
+    max_statement_size: int = 1 << 20
+    max_depth: int = 16
+
+    # ---- the policy as data ------------------------------------------------------------
+    def document(self, previous: str | None) -> dict[str, Any]:
+        issuer_keys = []
+        for kid in sorted(self.trust.issuer_keys):
+            pub = self.trust.issuer_keys[kid]
+            issuer_keys.append(vkeys.cose_key_from_public(pub, kid=kid, alg=vcose.alg_for_key(pub)))
+        anchors = sorted(c.public_bytes(serialization.Encoding.DER) for c in self.trust.anchors)
+        return {
+            "version": POLICY_VERSION,
+            "previous": previous,
+            "issuer-keys": issuer_keys,
+            "trust-anchors": anchors,
+            "allowed-algs": sorted(self.allowed_algs),
+            "allowed-content-types": sorted(self.allowed_content_types),
+            "max-statement-size": self.max_statement_size,
+        }
+
+    def digest(self) -> str:
+        """Hash of the policy content (without the ``previous`` link): "has the policy changed"."""
+        doc = self.document(None)
+        del doc["previous"]
+        return hashlib.sha256(vcbor.dumps(doc)).hexdigest()
+
+    @staticmethod
+    def digest_of_document(doc: dict) -> str:
+        doc = dict(doc)
+        doc.pop("previous", None)
+        return hashlib.sha256(vcbor.dumps(doc)).hexdigest()
+
+    def statement(self, keys: LogKeys, issuer: str, previous: str | None) -> bytes:
+        """The policy as a COSE_Sign1 Signed Statement signed by the log (deterministic bytes)."""
+        protected = {
+            HEADER_ALG: ALG_ES256,
+            HEADER_CTY: POLICY_CONTENT_TYPE,
+            HEADER_KID: keys.receipt.kid,
+            HEADER_CWT: {1: issuer, 2: f"{keys.origin}/registration-policy"},
+        }
+        protected_raw = vcbor.dumps(protected)
+        payload = vcbor.dumps(self.document(previous))
+        sig = sign_es256_deterministic(keys.receipt.private, sig_structure(protected_raw, payload))
+        body = (
+            vcbor.encode_bstr(protected_raw) + b"\xa0" + vcbor.encode_bstr(payload) + vcbor.encode_bstr(sig)
+        )
+        return b"\xd2\x84" + body
+
+    # ---- evaluation ----------------------------------------------------------------------
+    def check(self, st: Any, *, detached_payload: bytes | None = None) -> None:
+        """Authenticate a parsed ``verifier.statement.SignedStatement`` and apply the policy.
+
+        Raises :class:`Rejection`.
+        """
+        if len(st.statement_bytes) > self.max_statement_size:
+            raise Rejection(
+                "Payload Too Large",
+                f"statement of {len(st.statement_bytes)} bytes exceeds the policy maximum {self.max_statement_size}",
+                "too-large",
+                413,
+            )
+        if st.alg not in self.allowed_algs:
+            raise Rejection(T_BAD_ALG, f"Signed Statement contained a non supported algorithm ({st.alg})", "alg")
+        if self.allowed_content_types:
+            cty = _content_type(st)
+            if cty not in self.allowed_content_types:
+                raise Rejection(T_REJECTED, f"content type {cty!r} not accepted by the registration policy", "content-type")
+        if st.payload is None and detached_payload is None:
+            raise Rejection(T_PAYLOAD_MISSING, "Signed Statement payload must be present (detached payload not supplied)", "payload-missing")
+        checked = False
+        try:
+            if st.x5chain:
+                if not self.trust.anchors:
+                    raise Rejection(T_REJECTED, "no X.509 trust anchor is registered", "x509")
+                st.verify(trust_anchors=self.trust.anchors, payload=detached_payload, allowed_algs=self.allowed_algs)
+                checked = True
+            if st.kid is not None:
+                key = self.trust.issuer_keys.get(st.kid)
+                if key is not None:
+                    st.verify(key, payload=detached_payload, allowed_algs=self.allowed_algs)
+                    checked = True
+                elif not checked:
+                    raise Rejection(
+                        T_REJECTED,
+                        f"issuer key {st.kid.hex()} is not trusted by the registration policy",
+                        "untrusted-issuer",
+                    )
+        except VerificationError as e:
+            raise classify(e) from None
+        if not checked:
+            raise Rejection(T_MALFORMED, "Signed Statement names neither kid nor x5chain", "malformed")
+
+
+def _content_type(st: Any) -> str | None:
+    cty = getattr(st, "content_type", None)
+    if cty is None and getattr(st, "hash_envelope", None):
+        he = st.hash_envelope
+        cty = getattr(he, "preimage_content_type", None) if not isinstance(he, dict) else he.get(259)
+    return None if cty is None else str(cty)

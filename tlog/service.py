@@ -1,0 +1,463 @@
+"""The log service: registration, receipts, proofs and lookups, below the HTTP layer.
+
+One :class:`LogService` per process (each gunicorn worker opens its own; the core serialises
+integration across processes through the shared database).
+
+Entry ids: the lowercase hex of the leaf input (SHA-256 of the statement bytes, 64 characters).
+It is known before integration, so the 303 Location of an asynchronous registration is final;
+the decimal index of an integrated entry is accepted too.
+
+Receipts: one COSE signature per tree size. The core calls :meth:`LogService.sign_head` once
+for every new tree head and stores the bytes ``CBOR [protected_raw, signature]`` with the head;
+every receipt at that size (inclusion for any entry, and consistency receipts ending at that
+size) reuses that signature: the Sig_structure is the same (protected header, detached payload
+= root). For a size that has no stored head (only possible for ``?size=`` / ``to=`` values
+between two heads) a signature is made on demand and cached in memory.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from verifier import VerificationError
+from verifier import cbor as vcbor
+from verifier import cose as vcose
+from verifier import receipt as vreceipt
+from verifier.statement import SignedStatement
+
+from .config import Config
+from .keys import LogKeys, TrustStore, load_or_create
+from .policy import POLICY_CONTENT_TYPE, Policy, Rejection, classify
+
+log = logging.getLogger("tlog.service")
+
+VDS_RFC9162_SHA256 = 1
+ATTR_KIND = "kind"
+ATTR_POLICY = "policy"
+ATTR_ISS = "iss"
+ATTR_SUB = "sub"
+ATTR_ISS_SUB = "iss-sub"
+ATTR_PAYLOAD_HASH = "payload-sha256"
+
+
+class NotFound(Exception):
+    def __init__(self, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.title, self.detail = title, detail
+
+
+class BadRequest(Exception):
+    def __init__(self, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.title, self.detail = title, detail
+
+
+class Unavailable(Exception):
+    def __init__(self, detail: str, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.detail, self.retry_after = detail, retry_after
+
+
+@dataclass
+class Registration:
+    entry_id: str
+    index: int | None = None
+    tree_size: int | None = None
+    receipt: bytes | None = None
+    duplicate: bool = False
+
+
+def entry_id_of(leaf_input: bytes) -> str:
+    return leaf_input.hex()
+
+
+def iss_sub_key(iss: str, sub: str) -> str:
+    return json.dumps([iss, sub], separators=(",", ":"), ensure_ascii=False)
+
+
+# ---- metrics ---------------------------------------------------------------------------------
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    """Process-local counters, rendered as Prometheus text (labelled with the worker pid)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.registrations: collections.Counter = collections.Counter()  # outcome -> n
+        self.rejections: collections.Counter = collections.Counter()  # reason -> n
+        self.http: collections.Counter = collections.Counter()  # status -> n
+        self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.latency_sum = 0.0
+        self.latency_n = 0
+
+    def registered(self, outcome: str) -> None:
+        with self._lock:
+            self.registrations[outcome] += 1
+
+    def rejected(self, reason: str) -> None:
+        with self._lock:
+            self.rejections[reason] += 1
+
+    def response(self, status: int) -> None:
+        with self._lock:
+            self.http[status] += 1
+
+    def integration_latency(self, seconds: float) -> None:
+        with self._lock:
+            for i, b in enumerate(LATENCY_BUCKETS):
+                if seconds <= b:
+                    self.latency_counts[i] += 1
+                    break
+            else:
+                self.latency_counts[-1] += 1
+            self.latency_sum += seconds
+            self.latency_n += 1
+
+    def render(self, *, tree_size: int, queue_depth: int, pid: int) -> str:
+        w = f'worker="{pid}"'
+        out = [
+            "# HELP tlog_registrations_total Signed Statements accepted, by outcome (this worker).",
+            "# TYPE tlog_registrations_total counter",
+        ]
+        with self._lock:
+            for outcome in ("integrated", "pending", "duplicate"):
+                out.append(f'tlog_registrations_total{{{w},outcome="{outcome}"}} {self.registrations[outcome]}')
+            out += [
+                "# HELP tlog_rejections_total Registrations refused, by reason (this worker).",
+                "# TYPE tlog_rejections_total counter",
+            ]
+            for reason, n in sorted(self.rejections.items()):
+                out.append(f'tlog_rejections_total{{{w},reason="{reason}"}} {n}')
+            out += [
+                "# HELP tlog_integration_latency_seconds Time from submission to integration (this worker).",
+                "# TYPE tlog_integration_latency_seconds histogram",
+            ]
+            cum = 0
+            for b, n in zip(LATENCY_BUCKETS, self.latency_counts):
+                cum += n
+                out.append(f'tlog_integration_latency_seconds_bucket{{{w},le="{b}"}} {cum}')
+            cum += self.latency_counts[-1]
+            out.append(f'tlog_integration_latency_seconds_bucket{{{w},le="+Inf"}} {cum}')
+            out.append(f"tlog_integration_latency_seconds_sum{{{w}}} {self.latency_sum:.6f}")
+            out.append(f"tlog_integration_latency_seconds_count{{{w}}} {self.latency_n}")
+            out += [
+                "# HELP tlog_http_responses_total HTTP responses by status (this worker).",
+                "# TYPE tlog_http_responses_total counter",
+            ]
+            for status, n in sorted(self.http.items()):
+                out.append(f'tlog_http_responses_total{{{w},code="{status}"}} {n}')
+        out += [
+            "# HELP tlog_tree_size Size of the latest tree head.",
+            "# TYPE tlog_tree_size gauge",
+            f"tlog_tree_size {tree_size}",
+            "# HELP tlog_queue_depth Entries submitted by this worker and not yet integrated.",
+            "# TYPE tlog_queue_depth gauge",
+            f"tlog_queue_depth{{{w}}} {queue_depth}",
+        ]
+        return "\n".join(out) + "\n"
+
+
+# ---- the service -----------------------------------------------------------------------------
+
+
+class LogService:
+    def __init__(self, config: Config, *, log_factory=None) -> None:
+        from tlog.log import Log
+        from tlog.storage import open_storage
+
+        self.config = config
+        origin = config.origin
+        from .keys import existing_origin
+
+        if origin is None:
+            origin = existing_origin(config.data_dir) or config.effective_origin()
+        self.keys: LogKeys = load_or_create(config.data_dir, origin)
+        self.origin = self.keys.origin
+        self.issuer = config.effective_issuer()
+        self.trust = TrustStore.load(config.issuer_keys, config.trust_anchors)
+        self.policy = Policy(
+            trust=self.trust,
+            allowed_algs=list(config.allowed_algs),
+            allowed_content_types=list(config.allowed_content_types),
+            max_statement_size=config.max_statement_size,
+            max_depth=config.max_depth,
+        )
+        self.metrics = Metrics()
+        self._lock = threading.Lock()
+        self._outstanding: collections.deque = collections.deque()  # (Pending, t0) of timed-out waits
+        self._inflight = 0
+        self._sig_cache: collections.OrderedDict[int, tuple[bytes, bytes]] = collections.OrderedDict()
+        self._sig_lock = threading.Lock()
+        storage = open_storage(config.storage_url())
+        if log_factory is None:
+            self.log = Log.open(
+                storage,
+                origin=self.origin,
+                note_signer=self.keys.note_signer,
+                head_signer=self.sign_head,
+                max_batch=config.max_batch,
+                max_wait=config.max_wait,
+            )
+        else:
+            self.log = log_factory(storage, self)
+        self.policy_id = self._ensure_policy()
+
+    def close(self) -> None:
+        self.log.close()
+
+    # ---- receipts signatures --------------------------------------------------------------
+    def _protected(self, iat: int) -> bytes:
+        return vreceipt.receipt_protected(
+            alg=self.keys.receipt.alg,
+            kid=self.keys.receipt.kid,
+            issuer=self.issuer,
+            subject=self.origin,
+            iat=iat,
+            vds=VDS_RFC9162_SHA256,
+        )
+
+    def sign_head(self, size: int, root: bytes) -> bytes:
+        """Head signer for the core: the one receipt signature of this tree size."""
+        protected_raw = self._protected(int(time.time()))
+        sig = self.keys.receipt.sign(vcose.sig_structure(protected_raw, root))
+        return vcbor.dumps([protected_raw, sig])
+
+    def head_signature(self, size: int) -> tuple[bytes, bytes]:
+        """(protected_raw, signature) of the receipt signature at ``size``."""
+        with self._sig_lock:
+            hit = self._sig_cache.get(size)
+            if hit is not None:
+                self._sig_cache.move_to_end(size)
+                return hit
+        head = self.log.tree_head(size)
+        extra = getattr(head, "extra", None) if head is not None else None
+        if extra:
+            p, s = vcbor.loads(extra)
+            val = (p, s)
+        else:
+            root = self.log.root(size)
+            p = self._protected(int(time.time()))
+            val = (p, self.keys.receipt.sign(vcose.sig_structure(p, root)))
+        with self._sig_lock:
+            self._sig_cache[size] = val
+            while len(self._sig_cache) > 4096:
+                self._sig_cache.popitem(last=False)
+        return val
+
+    def inclusion_receipt(self, index: int, size: int) -> bytes:
+        p, sig = self.head_signature(size)
+        path = self.log.inclusion_proof(index, size)
+        return vreceipt.assemble_receipt(
+            p, sig, inclusion=[vreceipt.encode_inclusion_proof(size, index, list(path))]
+        )
+
+    def consistency_receipt(self, size1: int, size2: int) -> bytes:
+        current = self.tree_size()
+        if not (1 <= size1 <= size2 <= current):
+            raise BadRequest(
+                "Malformed request", f"need 1 <= from <= to <= {current} (the current tree size)"
+            )
+        p, sig = self.head_signature(size2)
+        path = self.log.consistency_proof(size1, size2) if size1 < size2 else []
+        return vreceipt.assemble_receipt(
+            p, sig, consistency=[vreceipt.encode_consistency_proof(size1, size2, list(path))]
+        )
+
+    # ---- registration policy as an entry ----------------------------------------------------
+    def _latest_policy(self) -> tuple[int, dict] | None:
+        idx = self.log.lookup(ATTR_KIND, "policy")
+        if not idx:
+            return None
+        i = max(idx)
+        data = self.log.entry_data(i)
+        st = SignedStatement.parse(data, max_size=max(len(data), 1), max_depth=16)
+        return i, vcbor.loads(st.payload, max_depth=16, max_size=len(st.payload))
+
+    def _ensure_policy(self) -> str:
+        """Register the configured policy unless it is already the latest one; return its entry id."""
+        self.log.refresh()
+        latest = self._latest_policy()
+        if latest is not None and Policy.digest_of_document(latest[1]) == self.policy.digest():
+            return entry_id_of(self.log.leaf_input(latest[0]))
+        previous = entry_id_of(self.log.leaf_input(latest[0])) if latest is not None else None
+        data = self.policy.statement(self.keys, self.issuer, previous)
+        st = SignedStatement.parse(data)
+        # the log authenticates its own statement like any other (own receipt key)
+        st.verify(self.keys.receipt.private.public_key(), allowed_algs=[self.keys.receipt.alg])
+        attrs = {ATTR_KIND: "policy", ATTR_ISS: st.iss, ATTR_SUB: st.sub, ATTR_ISS_SUB: iss_sub_key(st.iss, st.sub)}
+        if previous:
+            attrs[ATTR_POLICY] = previous
+        pending = self.log.submit(st.leaf_input, st.statement_bytes, attrs)
+        entry = pending.wait(60.0)
+        if entry is None:
+            raise RuntimeError("the registration policy statement was not integrated within 60 s")
+        log.info("registration policy %s in force (index %d)", entry_id_of(st.leaf_input), entry.index)
+        return entry_id_of(st.leaf_input)
+
+    # ---- registration ------------------------------------------------------------------------
+    def queue_depth(self) -> int:
+        with self._lock:
+            while self._outstanding and self._outstanding[0][0].wait(0) is not None:
+                p, t0 = self._outstanding.popleft()
+            return self._inflight + len(self._outstanding)
+
+    def parse(self, body: bytes) -> SignedStatement:
+        if not body:
+            raise Rejection("Malformed request", "The request could not be parsed (empty body)", "empty")
+        try:
+            return SignedStatement.parse(
+                body, max_size=self.config.max_statement_size + 65536, max_depth=self.config.max_depth
+            )
+        except VerificationError as e:
+            raise classify(e) from None
+
+    def register(self, body: bytes, *, detached_payload: bytes | None = None) -> Registration:
+        """Authenticate, apply the policy, append; wait (bounded) for integration."""
+        try:
+            st = self.parse(body)
+            if st.sign1.protected.get(3) == POLICY_CONTENT_TYPE and st.kid == self.keys.receipt.kid:
+                raise Rejection("Rejected", "registration policies are registered by the log itself", "policy")
+            self.policy.check(st, detached_payload=detached_payload)
+        except Rejection as r:
+            self.metrics.rejected(r.reason)
+            raise
+        if self.queue_depth() >= self.config.queue_limit:
+            self.metrics.rejected("queue-full")
+            raise Unavailable("the integration queue is full", self.config.retry_after)
+        attrs = {
+            ATTR_KIND: "statement",
+            ATTR_POLICY: self.policy_id,
+            ATTR_ISS: st.iss,
+            ATTR_SUB: st.sub,
+            ATTR_ISS_SUB: iss_sub_key(st.iss, st.sub),
+        }
+        payload = st.payload if st.payload is not None else detached_payload
+        if payload is not None:
+            import hashlib
+
+            attrs[ATTR_PAYLOAD_HASH] = hashlib.sha256(payload).hexdigest()
+        eid = entry_id_of(st.leaf_input)
+        t0 = time.monotonic()
+        with self._lock:
+            self._inflight += 1
+        try:
+            try:
+                pending = self.log.submit(st.leaf_input, st.statement_bytes, attrs)
+            except Exception as e:  # the core's queue-full signal, whatever its class
+                if "full" in type(e).__name__.lower() or "full" in str(e).lower():
+                    self.metrics.rejected("queue-full")
+                    raise Unavailable("the integration queue is full", self.config.retry_after) from None
+                raise
+            entry = pending.wait(self.config.register_wait)
+        finally:
+            with self._lock:
+                self._inflight -= 1
+        if entry is None:
+            with self._lock:
+                self._outstanding.append((pending, t0))
+            self.metrics.registered("pending")
+            return Registration(eid)
+        self.metrics.integration_latency(time.monotonic() - t0)
+        self.metrics.registered("duplicate" if getattr(entry, "duplicate", False) else "integrated")
+        receipt = self.inclusion_receipt(entry.index, entry.tree_size)
+        return Registration(eid, entry.index, entry.tree_size, receipt, bool(getattr(entry, "duplicate", False)))
+
+    # ---- reads -------------------------------------------------------------------------------
+    def tree_size(self) -> int:
+        return self.log.latest().size
+
+    def resolve(self, entry_id: str):
+        """Entry id (64 hex) or decimal index -> (leaf_input, Entry | "pending" | None)."""
+        s = entry_id
+        if len(s) == 64 and all(c in "0123456789abcdefABCDEF" for c in s):
+            leaf = bytes.fromhex(s)
+            return leaf, self.log.status(leaf)
+        if s.isascii() and s.isdigit() and len(s) <= 20 and (s == "0" or not s.startswith("0")):
+            idx = int(s)
+            size = self.tree_size()
+            if idx >= size:
+                return None, None
+            leaf = self.log.leaf_input(idx)
+            return leaf, self.log.status(leaf)
+        raise BadRequest("Invalid locator", "Operation locator is not in a valid form")
+
+    def entry_receipt(self, entry, size: int | None = None) -> bytes:
+        if size is None:
+            size = entry.tree_size
+        current = self.tree_size()
+        if not (entry.index < size <= current):
+            raise BadRequest(
+                "Malformed request",
+                f"size must satisfy {entry.index} < size <= {current} for entry {entry.index}",
+            )
+        return self.inclusion_receipt(entry.index, size)
+
+    def transparent_statement(self, entry) -> bytes:
+        stmt = self.log.entry_data(entry.index)
+        return vreceipt.attach_receipts(stmt, [self.inclusion_receipt(entry.index, entry.tree_size)])
+
+    def lookup(self, key: str, value: str, *, after: int = -1, limit: int | None = None) -> list[int]:
+        limit = min(limit or self.config.lookup_limit, self.config.lookup_limit)
+        found = sorted(i for i in self.log.lookup(key, value) if i > after)
+        return found[:limit]
+
+    def transparency_configuration(self, base_url: str) -> bytes:
+        base = base_url.rstrip("/")
+        return vcbor.dumps(
+            {
+                "issuer": self.issuer,
+                "jwks_uri": f"{base}/jwks",
+                "scitt_keys_uri": f"{base}/.well-known/scitt-keys",
+                "registration_endpoint": f"{base}/entries",
+                "checkpoint_origin": self.origin,
+                "checkpoint_vkey": self.keys.vkey,
+                "checkpoint_uri": f"{base}/checkpoint",
+                "registration_policy": self.policy_id,
+                "supported_signature_algorithms": sorted(self.policy.allowed_algs),
+            }
+        )
+
+    def jwks(self) -> dict:
+        import base64
+
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        def b64(b: bytes) -> str:
+            return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+        out = []
+        for kid, pub in [(self.keys.receipt.kid, self.keys.receipt.private.public_key())] + sorted(
+            self.keys.retired.items()
+        ):
+            if isinstance(pub, ec.EllipticCurvePublicKey):
+                n = pub.public_numbers()
+                size = (pub.curve.key_size + 7) // 8
+                out.append(
+                    {
+                        "kty": "EC",
+                        "crv": {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}[pub.curve.name],
+                        "x": b64(n.x.to_bytes(size, "big")),
+                        "y": b64(n.y.to_bytes(size, "big")),
+                        "kid": b64(kid),
+                        "alg": {32: "ES256", 48: "ES384", 66: "ES512"}[size],
+                        "use": "sig",
+                    }
+                )
+        return {"keys": out}
+
+    def metrics_text(self) -> str:
+        import os
+
+        try:
+            size = self.tree_size()
+        except Exception:  # noqa: BLE001 - metrics must render even if storage hiccups
+            size = -1
+        return self.metrics.render(tree_size=size, queue_depth=self.queue_depth(), pid=os.getpid())
