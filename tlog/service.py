@@ -171,7 +171,6 @@ class Metrics:
 class LogService:
     def __init__(self, config: Config, *, log_factory=None) -> None:
         from tlog.log import Log
-        from tlog.storage import open_storage
 
         self.config = config
         origin = config.origin
@@ -196,7 +195,9 @@ class LogService:
         self._inflight = 0
         self._sig_cache: collections.OrderedDict[int, tuple[bytes, bytes]] = collections.OrderedDict()
         self._sig_lock = threading.Lock()
-        storage = open_storage(config.storage_url())
+        storage = config.storage_url()
+        if config.database_url is None:
+            config.data_path.mkdir(parents=True, exist_ok=True)
         if log_factory is None:
             self.log = Log.open(
                 storage,
@@ -295,7 +296,7 @@ class LogService:
         attrs = {ATTR_KIND: "policy", ATTR_ISS: st.iss, ATTR_SUB: st.sub, ATTR_ISS_SUB: iss_sub_key(st.iss, st.sub)}
         if previous:
             attrs[ATTR_POLICY] = previous
-        pending = self.log.submit(st.leaf_input, st.statement_bytes, attrs)
+        pending = self.log.submit(st.leaf_input, st.statement_bytes, sorted(attrs.items()))
         entry = pending.wait(60.0)
         if entry is None:
             raise RuntimeError("the registration policy statement was not integrated within 60 s")
@@ -305,8 +306,8 @@ class LogService:
     # ---- registration ------------------------------------------------------------------------
     def queue_depth(self) -> int:
         with self._lock:
-            while self._outstanding and self._outstanding[0][0].wait(0) is not None:
-                p, t0 = self._outstanding.popleft()
+            while self._outstanding and self._outstanding[0][0].done():
+                self._outstanding.popleft()
             return self._inflight + len(self._outstanding)
 
     def parse(self, body: bytes) -> SignedStatement:
@@ -350,7 +351,7 @@ class LogService:
             self._inflight += 1
         try:
             try:
-                pending = self.log.submit(st.leaf_input, st.statement_bytes, attrs)
+                pending = self.log.submit(st.leaf_input, st.statement_bytes, sorted(attrs.items()))
             except Exception as e:  # the core's queue-full signal, whatever its class
                 if "full" in type(e).__name__.lower() or "full" in str(e).lower():
                     self.metrics.rejected("queue-full")
@@ -372,7 +373,12 @@ class LogService:
 
     # ---- reads -------------------------------------------------------------------------------
     def tree_size(self) -> int:
-        return self.log.latest().size
+        self.log.refresh()  # heads may come from other worker processes
+        return self.log.size
+
+    def latest(self):
+        self.log.refresh()
+        return self.log.latest()
 
     def resolve(self, entry_id: str):
         """Entry id (64 hex) or decimal index -> (leaf_input, Entry | "pending" | None)."""
