@@ -119,6 +119,11 @@ def _check_item(leaf, data, attrs=()) -> tuple[bytes, bytes, tuple[tuple[str, st
 
 def _assign(items, existing: dict[bytes, int], size: int):
     """Assign indexes: leaves in ``existing`` or repeated in the batch are duplicates."""
+    if not existing:
+        leaves = [it[0] for it in items]
+        if len(set(leaves)) == len(leaves):  # the common case: all new
+            attr_rows = [(k, v, size + i) for i, it in enumerate(items) for k, v in it[2]]
+            return leaves, [it[1] for it in items], attr_rows, [(size + i, False) for i in range(len(items))]
     seen: dict[bytes, int] = {}
     new_leaves: list[bytes] = []
     new_datas: list[bytes] = []
@@ -269,6 +274,22 @@ class Log:
             if head.root != root:
                 raise VerificationError("log.head", "latest head root differs from the state root")
             self._size, self._root, self._edge, self._latest = size, root, edge, head
+            self._warm_upper_tiles(size)
+
+    def _warm_upper_tiles(self, size: int, budget: int = 1024) -> None:
+        """Load the full tiles of levels >= 1 (the top of the tree, 1/256 of the level-0
+        tiles and touched by every proof) into the tile cache, the newest ``budget`` of them,
+        so that a proof right after a restart reads and hashes about one level-0 tile."""
+        keys = []
+        level = 1
+        while size >> (TILE_HEIGHT * (level + 1)):
+            full = size >> (TILE_HEIGHT * (level + 1))
+            keys.extend((level, n) for n in range(full - 1, -1, -1))
+            level += 1
+        keys = keys[:budget]
+        missing = [k for k in keys if self._cache.get(k, TILE_WIDTH) is None]
+        if missing:
+            self._tree.warm(missing)
 
     def close(self) -> None:
         """Integrate what is queued, stop the sequencer, close owned storage."""

@@ -186,6 +186,14 @@ class TileTree:
                 got[key] = rows
         return got
 
+    def warm(self, keys: list[tuple[int, int]]) -> None:
+        """Fetch and cache (expanded) the given full tiles."""
+        for i in range(0, len(keys), 256):
+            blobs = self._fetch(keys[i:i + 256])
+            for key, blob in blobs.items():
+                if len(blob) == TILE_BYTES:
+                    self.cache.put(key, tile_rows(bytes(blob)))
+
     @staticmethod
     def _node(tiles, h: int, idx: int) -> bytes:
         level, r = divmod(h, TILE_HEIGHT)

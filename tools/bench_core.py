@@ -149,7 +149,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
     ap.add_argument("--entries", type=int, default=1_000_000)
-    ap.add_argument("--batch", type=int, default=4096)
+    ap.add_argument("--batch", type=int, default=8192)
     ap.add_argument("--data-size", type=int, default=64, help="synthetic statement size in bytes")
     ap.add_argument("--proofs", type=int, default=2000, help="proofs of each kind measured after restart")
     ap.add_argument("--dir", default=None, help="directory for the SQLite file (default: system temp)")

@@ -197,6 +197,10 @@ class SQLiteStorage(Storage):
         db.execute(f"PRAGMA busy_timeout={self._busy_ms}")
         db.execute("PRAGMA synchronous=FULL")
         db.execute(f"PRAGMA cache_size=-{self._cache_kb if writer else 16384}")
+        if writer:
+            # checkpoint the WAL into the database every ~64 MiB rather than every 4 MiB:
+            # fewer database-file fsyncs on the append path (the WAL fsync per commit stays)
+            db.execute("PRAGMA wal_autocheckpoint=16384")
         db.execute("PRAGMA mmap_size=268435456")
         with self._conns_lock:
             self._conns.append(db)
