@@ -110,7 +110,8 @@ def test_bad_input_stores_nothing(lg):
     lg.append([(leaf(0), b"", ())])
     before = (lg.size, lg.latest())
     for items in ([(b"short", b"", ())], [(leaf(1), "str", ())], [(leaf(1), b"", [("k",)])],
-                  [(leaf(1), b"", [("k", 1)])], [(leaf(1), b"", ()), (leaf(2), None, ())]):
+                  [(leaf(1), b"", [("k", 1)])], [(leaf(1), b"", [("k", "a\x00")])],
+                  [(leaf(1), b"", ()), (leaf(2), None, ())]):
         with pytest.raises(ValueError):
             lg.append(items)
     with pytest.raises(ValueError):

@@ -113,6 +113,8 @@ def _check_item(leaf, data, attrs=()) -> tuple[bytes, bytes, tuple[tuple[str, st
             raise ValueError(f"attribute {a!r} is not a (str, str) pair")
         if not a[0]:
             raise ValueError("attribute key is empty")
+        if "\x00" in a[0] or "\x00" in a[1]:
+            raise ValueError("attribute strings must not contain NUL")
         out.append((a[0], a[1]))
     return bytes(leaf), bytes(data), tuple(out)
 
@@ -276,7 +278,7 @@ class Log:
             self._size, self._root, self._edge, self._latest = size, root, edge, head
             self._warm_upper_tiles(size)
 
-    def _warm_upper_tiles(self, size: int, budget: int = 1024) -> None:
+    def _warm_upper_tiles(self, size: int, budget: int = 2048) -> None:
         """Load the full tiles of levels >= 1 (the top of the tree, 1/256 of the level-0
         tiles and touched by every proof) into the tile cache, the newest ``budget`` of them,
         so that a proof right after a restart reads and hashes about one level-0 tile."""
@@ -465,7 +467,7 @@ class Log:
                 out.update(tx.tiles(rest))
             return out
 
-        tree = TileTree(fetch, TileCache(64))
+        tree = TileTree(fetch, TileCache(64, 64))
         new_root = tree.root(new_size)
         last = tx.latest_head()
         if last is None:

@@ -117,35 +117,41 @@ FetchFn = Callable[[list[tuple[int, int]]], dict[tuple[int, int], bytes]]
 
 
 class TileCache:
-    """LRU of tile rows. Every stored hash is immutable, so a cached (possibly partial) tile
+    """Tile rows cache: an LRU for level-0 tiles and a separate one for the upper levels
+    (1/256 as many tiles, on every proof's path), so random level-0 traffic never evicts
+    the top of the tree. Every stored hash is immutable, so a cached (possibly partial) tile
     serves any request within its width; a wider request re-reads it."""
 
-    def __init__(self, max_tiles: int = 4096) -> None:
-        self.max = max_tiles
-        self._d: OrderedDict[tuple[int, int], list[bytes]] = OrderedDict()
+    def __init__(self, max_tiles: int = 1024, max_upper: int = 2048) -> None:
+        self._lru = (OrderedDict(), OrderedDict())
+        self._max = (max_tiles, max_upper)
         self._lock = threading.Lock()
 
     def get(self, key, width: int):
+        d = self._lru[key[0] > 0]
         with self._lock:
-            rows = self._d.get(key)
+            rows = d.get(key)
             if rows is None or len(rows[0]) < width * HS:
                 return None
-            self._d.move_to_end(key)
+            d.move_to_end(key)
             return rows
 
     def put(self, key, rows: list[bytes]) -> None:
+        up = key[0] > 0
+        d = self._lru[up]
         with self._lock:
-            old = self._d.get(key)
+            old = d.get(key)
             if old is not None and len(old[0]) > len(rows[0]):
                 return
-            self._d[key] = rows
-            self._d.move_to_end(key)
-            while len(self._d) > self.max:
-                self._d.popitem(last=False)
+            d[key] = rows
+            d.move_to_end(key)
+            while len(d) > self._max[up]:
+                d.popitem(last=False)
 
     def clear(self) -> None:
         with self._lock:
-            self._d.clear()
+            for d in self._lru:
+                d.clear()
 
 
 class TileTree:

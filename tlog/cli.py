@@ -1,0 +1,156 @@
+"""``tlog``: run and administer the transparency log.
+
+    tlog serve --data-dir DIR [--host 127.0.0.1] [--port 8000] [--issuer-key PEM ...]
+               [--trust-anchor PEM ...] [--database-url postgresql://...] [--config FILE]
+               [--workers 2] [--threads 16] [...]
+    tlog init --data-dir DIR [--origin ORIGIN]     create the log's keys, print kid and vkey
+    tlog rotate-key --data-dir DIR                 retire the receipt key, create a new one
+
+``serve`` runs gunicorn (threaded workers; each worker opens its own Log on the shared database)
+with the app of :mod:`tlog.server`. The same settings can come from a TOML/JSON config file or
+``TLOG_*`` environment variables (see :mod:`tlog.config`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import logging
+import os
+import sys
+
+from .config import Config, ConfigError
+
+
+def _add_settings(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="TOML or JSON file with the settings below")
+    p.add_argument("--data-dir", help="directory for keys and the SQLite database")
+    p.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 8000)")
+    p.add_argument("--database-url", help="postgresql://... (default: SQLite in the data dir)")
+    p.add_argument("--origin", help="checkpoint origin (fixed at the first start)")
+    p.add_argument("--issuer", help="the log's issuer URL in receipts (default http://HOST:PORT)")
+    p.add_argument("--issuer-key", action="append", dest="issuer_keys", default=[],
+                   help="trust this issuer public key (PEM/DER/COSE_Key); repeatable")
+    p.add_argument("--trust-anchor", action="append", dest="trust_anchors", default=[],
+                   help="trust this X.509 root for x5chain statements (PEM); repeatable")
+    p.add_argument("--allowed-alg", action="append", dest="allowed_algs", type=int, default=[],
+                   help="COSE algorithm accepted in statements; repeatable (default: all supported)")
+    p.add_argument("--allowed-content-type", action="append", dest="allowed_content_types", default=[],
+                   help="payload content type accepted; repeatable (default: any)")
+    p.add_argument("--max-statement-size", type=int)
+    p.add_argument("--max-body", type=int, help="request body limit in bytes (413 above)")
+    p.add_argument("--register-wait", type=float, help="seconds POST /entries waits before 303")
+    p.add_argument("--pending-status", type=int, choices=(202, 302), help="GET /entries/<id> while pending")
+    p.add_argument("--rate-limit", type=float, help="requests/s per client address on /entries (0 = off)")
+    p.add_argument("--rate-burst", type=int)
+    p.add_argument("--queue-limit", type=int, help="not-yet-integrated entries per worker before 503")
+    p.add_argument("--max-batch", type=int)
+    p.add_argument("--max-wait", type=float, help="group-commit linger in seconds")
+
+
+_SETTING_NAMES = set(Config.field_names())
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    overrides = {k: v for k, v in vars(args).items() if k in _SETTING_NAMES}
+    return Config.load(file=getattr(args, "config", None), overrides=overrides)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    from . import keys as tkeys
+
+    # create the keys once, before the workers start (workers would race for it otherwise)
+    origin = cfg.origin or tkeys.existing_origin(cfg.data_dir) or cfg.effective_origin()
+    cfg.data_path.mkdir(parents=True, exist_ok=True)
+    lk = tkeys.load_or_create(cfg.data_dir, origin)
+    cfg.origin = lk.origin
+
+    from gunicorn.app.base import BaseApplication
+
+    class _App(BaseApplication):
+        def load_config(self):
+            self.cfg.set("bind", [f"{cfg.host}:{cfg.port}"])
+            self.cfg.set("workers", args.workers)
+            self.cfg.set("threads", args.threads)
+            self.cfg.set("worker_class", "gthread" if args.threads > 1 else "sync")
+            self.cfg.set("timeout", 60)
+            self.cfg.set("graceful_timeout", 10)
+            self.cfg.set("keepalive", 30)
+            self.cfg.set("preload_app", False)  # every worker opens its own Log
+            if args.access_log:
+                self.cfg.set("accesslog", "-")
+
+        def load(self):
+            from .server import create_app
+
+            return create_app(cfg)
+
+    print(f"tlog: serving {lk.origin} on http://{cfg.host}:{cfg.port} "
+          f"({args.workers} workers x {args.threads} threads), receipt kid {lk.receipt.kid.hex()}",
+          file=sys.stderr)
+    _App().run()
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    from . import keys as tkeys
+
+    origin = cfg.origin or tkeys.existing_origin(cfg.data_dir) or cfg.effective_origin()
+    cfg.data_path.mkdir(parents=True, exist_ok=True)
+    lk = tkeys.load_or_create(cfg.data_dir, origin)
+    print(f"origin          {lk.origin}")
+    print(f"checkpoint vkey {lk.vkey}")
+    print(f"receipt kid     {lk.receipt.kid.hex()} "
+          f"({base64.urlsafe_b64encode(lk.receipt.kid).rstrip(b'=').decode()})")
+    return 0
+
+
+def cmd_rotate(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    from . import keys as tkeys
+
+    old, new = tkeys.rotate_receipt_key(cfg.data_dir)
+    print(f"retired {old.hex()}\nactive  {new.hex()}\n(restart the server to use the new key)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="tlog", description="TWI provenance transparency log")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("serve", help="serve the log over HTTP (gunicorn)")
+    _add_settings(s)
+    s.add_argument("--workers", type=int, default=2)
+    s.add_argument("--threads", type=int, default=16)
+    s.add_argument("--access-log", action="store_true")
+    s.set_defaults(func=cmd_serve)
+    i = sub.add_parser("init", help="create the log's keys and print them")
+    _add_settings(i)
+    i.set_defaults(func=cmd_init)
+    r = sub.add_parser("rotate-key", help="retire the receipt key and create a new one")
+    _add_settings(r)
+    r.set_defaults(func=cmd_rotate)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        print(f"tlog: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # keys / storage problems at start-up
+        from .keys import KeyError_
+
+        if isinstance(e, KeyError_):
+            print(f"tlog: {e}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
