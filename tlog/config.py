@@ -104,6 +104,8 @@ class Config:
             v = env.get("TLOG_" + name.upper())
             if v is not None and v != "":
                 out[name] = v
+        if env.get("TLOG_CONFIG"):
+            out["config"] = env["TLOG_CONFIG"]
         return out
 
     @classmethod
