@@ -543,3 +543,17 @@ def test_config_file_and_env(tmp_path):
     (tmp_path / "bad.toml").write_text("nonsense = 1\n")
     with pytest.raises(ConfigError):
         Config.load(file=str(tmp_path / "bad.toml"), env={})
+
+
+def test_fast_receipt_encoding_matches_verifier():
+    from tlog.service import fast_receipt
+
+    p = vreceipt.receipt_protected(alg=-7, kid=b"k" * 32, issuer="https://i", subject="o", iat=1700000000)
+    for size, index, n in [(1, 0, 0), (2, 1, 1), (300, 17, 9), (70000, 65535, 17), (2**40, 2**39, 40)]:
+        path = [bytes([i]) * 32 for i in range(n)]
+        assert fast_receipt(p, b"s" * 64, -1, [size, index, path]) == vreceipt.assemble_receipt(
+            p, b"s" * 64, inclusion=[vreceipt.encode_inclusion_proof(size, index, path)]
+        )
+        assert fast_receipt(p, b"s" * 64, -2, [index + 1, size, path]) == vreceipt.assemble_receipt(
+            p, b"s" * 64, consistency=[vreceipt.encode_consistency_proof(index + 1, size, path)]
+        )

@@ -1,0 +1,29 @@
+"""Baseline for tools/loadgen.py: a bare Flask POST endpoint, served exactly like the log.
+
+    gunicorn -k gthread --workers 2 --threads 16 -b 127.0.0.1:8001 'tools.bare_flask:app'
+
+POST /entries reads the body and answers 201 with a receipt-sized body and a Location header;
+nothing is parsed, verified or stored. The ratio log/bare measures what the log adds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from flask import Flask, Response, request
+
+app = Flask("bare")
+_BODY = b"\x00" * 212  # about the size of a receipt for a small tree
+
+
+@app.post("/entries")
+def entries():
+    body = request.get_data(cache=False)
+    resp = Response(_BODY, status=201, mimetype="application/cose")
+    resp.headers["Location"] = "/entries/" + hashlib.sha256(body).hexdigest()
+    return resp
+
+
+@app.get("/health")
+def health():
+    return {"status": "ok"}
