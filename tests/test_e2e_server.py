@@ -1,0 +1,193 @@
+"""End to end: the real server (gunicorn, several gthread workers) on loopback, kill -9 under load.
+
+Every receipt handed out before the crash must still prove inclusion against the checkpoint
+served after the restart, through a consistency receipt from the receipt's tree size.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cbor2
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from verifier import keys as vkeys
+from verifier import note as vnote
+from verifier import receipt as vreceipt
+from verifier.statement import SignedStatement
+
+from .test_server_support import statement, write_public
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Gunicorn:
+    def __init__(self, env: dict, log: Path, workers: int = 3, threads: int = 8) -> None:
+        self.port = _free_port()
+        self.log = open(log, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-k", "gthread", "--workers", str(workers), "--threads", str(threads),
+             "-b", f"127.0.0.1:{self.port}", "--graceful-timeout", "3", "tlog.server.wsgi:app"],
+            cwd=str(ROOT), env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            assert self.proc.poll() is None, "server exited: " + log.read_text()[-2000:]
+            try:
+                if self.get("/health")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.1)
+
+    def request(self, method, path, body=None, headers=None):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
+        try:
+            c.request(method, path, body=body, headers=headers or {})
+            r = c.getresponse()
+            return r.status, r.read(), {k.lower(): v for k, v in r.getheaders()}
+        finally:
+            c.close()
+
+    def get(self, path):
+        return self.request("GET", path)
+
+    def post(self, body):
+        return self.request("POST", "/entries", body, {"Content-Type": "application/cose"})
+
+    def kill(self, sig=signal.SIGKILL) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)  # master and workers: the group we started
+            self.proc.wait(15)
+        self.log.close()
+
+
+@pytest.mark.slow
+def test_gunicorn_register_read_kill9_restart(tmp_path):
+    key = ec.generate_private_key(ec.SECP256R1())
+    env = {
+        "TLOG_DATA_DIR": str(tmp_path / "data"),
+        "TLOG_ISSUER_KEYS": str(write_public(tmp_path / "issuer.pem", key)),
+        "TLOG_ORIGIN": "e2e.example/log",
+        "TLOG_ISSUER": "https://e2e.example",
+        "TLOG_REGISTER_WAIT": "1.0",
+    }
+    srv = Gunicorn(env, tmp_path / "server.log")
+    try:
+        conf = cbor2.loads(srv.get("/.well-known/transparency-configuration")[1])
+        vkey = conf["checkpoint_vkey"]
+        ks = vkeys.decode_keyset(srv.get("/.well-known/scitt-keys")[1])
+        keys = {k[2]: vkeys.public_key_from_cose_key(k) for k in ks}
+        # only one policy entry although three workers started at once
+        assert json.loads(srv.get("/health")[1])["tree_size"] == 1
+
+        # register and read back
+        st = statement(key, sub="e2e/first")
+        status, receipt, hdrs = srv.post(st)
+        assert status == 201, receipt
+        leaf = SignedStatement.parse(st).leaf_input
+        vreceipt.verify_inclusion_receipt(receipt, leaf, keys)
+        assert srv.get(hdrs["location"])[:2] == (200, receipt)
+        status, ts, _ = srv.get(hdrs["location"] + "/statement")
+        assert status == 200
+        vreceipt.verify_inclusion_receipt(vreceipt.extract_receipts(ts)[0], SignedStatement.parse(ts).leaf_input, keys)
+
+        # load from 8 keep-alive clients, then kill -9 the whole server
+        acked: list[tuple[bytes, bytes]] = []
+        accepted: list[tuple[bytes, str]] = []
+        lock = threading.Lock()
+        stop = threading.Event()
+        pre = [[statement(key, sub=f"e2e/{c}/{i}") for i in range(400)] for c in range(8)]
+
+        def client(c):
+            conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+            for body in pre[c]:
+                if stop.is_set():
+                    break
+                try:
+                    conn.request("POST", "/entries", body=body, headers={"Content-Type": "application/cose"})
+                    r = conn.getresponse()
+                    data = r.read()
+                except (OSError, http.client.HTTPException):
+                    break  # the server is gone
+                with lock:
+                    if r.status == 201:
+                        acked.append((SignedStatement.parse(body).leaf_input, data))
+                    elif r.status == 303:
+                        accepted.append((SignedStatement.parse(body).leaf_input, r.getheader("Location")))
+                    else:
+                        raise AssertionError(f"unexpected status {r.status}")
+            conn.close()
+
+        threads = [threading.Thread(target=client, args=(c,)) for c in range(8)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 10
+        while len(acked) < 150 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        srv.kill(signal.SIGKILL)
+        stop.set()
+        for t in threads:
+            t.join(15)
+        acked.append((leaf, receipt))
+        assert len(acked) >= 50, "too few registrations before the kill"
+        print(f"acknowledged before kill: {len(acked)} (201), {len(accepted)} (303)")
+    finally:
+        srv.kill()
+
+    srv2 = Gunicorn(env, tmp_path / "server.log")
+    try:
+        # the pending (303) ones are integrated after the restart
+        deadline = time.monotonic() + 20
+        for lf, loc in accepted:
+            while True:
+                status, body, _ = srv2.get(loc)
+                if status == 200:
+                    acked.append((lf, body))
+                    break
+                assert status in (302, 202) and time.monotonic() < deadline, (status, body)
+                time.sleep(0.2)
+        cp_text = srv2.get("/checkpoint")[1]
+        cp = vnote.Checkpoint.parse(vnote.open_note(cp_text, [vnote.NoteVerifier.from_vkey(vkey)]).text)
+        indexes = {}
+        for lf, rec in acked:
+            info = vreceipt.verify_inclusion_receipt(rec, lf, keys)
+            assert indexes.setdefault(info.index, lf) == lf, "two statements at one index"
+            assert info.size <= cp.size
+            if info.size == cp.size:
+                assert info.root == cp.root
+                continue
+            status, cr, _ = srv2.get(f"/consistency?from={info.size}&to={cp.size}")
+            assert status == 200
+            c = vreceipt.verify_consistency_receipt(cr, size1=info.size, root1=info.root, keys=keys)
+            assert (c.size2, c.root2) == (cp.size, cp.root)
+            # and a fresh receipt at the checkpoint size proves inclusion against it directly
+        lf, rec = acked[0]
+        idx = vreceipt.verify_inclusion_receipt(rec, lf, keys).index
+        status, r2, _ = srv2.get(f"/entries/{idx}/receipt?size={cp.size}")
+        assert status == 200 and vreceipt.verify_inclusion_receipt(r2, lf, keys).root == cp.root
+        # every acknowledged statement is in the log exactly once
+        assert len(indexes) == len({lf for lf, _ in acked})
+        # the log still registers after the crash
+        status, body, _ = srv2.post(statement(key, sub="e2e/after"))
+        assert status == 201
+    finally:
+        srv2.kill(signal.SIGTERM)
