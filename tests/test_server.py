@@ -557,3 +557,34 @@ def test_fast_receipt_encoding_matches_verifier():
         assert fast_receipt(p, b"s" * 64, -2, [index + 1, size, path]) == vreceipt.assemble_receipt(
             p, b"s" * 64, consistency=[vreceipt.encode_consistency_proof(index + 1, size, path)]
         )
+
+
+@pytest.mark.postgres
+def test_postgres_backend(make_app, issuer_key):
+    from tests.tlog_fixtures import PG_URL, pg_skip_reason
+
+    if not PG_URL:
+        pytest.skip(pg_skip_reason)
+    import uuid
+
+    import psycopg
+    from urllib.parse import urlsplit, urlunsplit
+
+    name = f"tlog_srv_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_URL, autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+    u = urlsplit(PG_URL)
+    url = urlunsplit((u.scheme, u.netloc, "/" + name, u.query, u.fragment))
+    try:
+        app = make_app(database_url=url)
+        client = app.test_client()
+        st = statement(issuer_key, sub="pg")
+        r = post(client, st)
+        assert r.status_code == 201
+        vreceipt.verify_inclusion_receipt(r.data, SignedStatement.parse(st).leaf_input, log_keys(app))
+        assert client.get(r.headers["Location"]).data == r.data
+        assert svc_of(app).tree_size() == 2
+        svc_of(app).close()
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as c:
+            c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
