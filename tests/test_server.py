@@ -588,3 +588,22 @@ def test_postgres_backend(make_app, issuer_key):
     finally:
         with psycopg.connect(PG_URL, autocommit=True) as c:
             c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_receipt_sizes_must_be_tree_heads(app, client, issuer_key):
+    """No size gets a second receipt signature: sizes between two heads are refused."""
+    svc = svc_of(app)
+    sts = [statement(issuer_key, sub=f"h/{i}") for i in range(4)]
+    items = []
+    for st in sts:
+        s = SignedStatement.parse(st)
+        items.append((s.leaf_input, s.statement_bytes, [("kind", "statement")]))
+    svc.log.append(items)  # one batch: one new head, sizes in between have none
+    size = svc.tree_size()
+    r = client.get(f"/entries/1/receipt?size={size - 1}")
+    assert r.status_code == 400 and "tree head" in problem_of(r)[-2]
+    r = client.get(f"/consistency?from=1&to={size - 2}")
+    assert r.status_code == 400
+    assert client.get(f"/entries/1/receipt?size={size}").status_code == 200
+    assert client.get(f"/consistency?from=1&to={size}").status_code == 200
+    assert client.get(f"/consistency?from={size}&to={size}").status_code == 200

@@ -11,8 +11,7 @@ Receipts: one COSE signature per tree size. The core calls :meth:`LogService.sig
 for every new tree head and stores the bytes ``CBOR [protected_raw, signature]`` with the head;
 every receipt at that size (inclusion for any entry, and consistency receipts ending at that
 size) reuses that signature: the Sig_structure is the same (protected header, detached payload
-= root). For a size that has no stored head (only possible for ``?size=`` / ``to=`` values
-between two heads) a signature is made on demand and cached in memory.
+= root). Sizes that are not published tree heads are refused (400) rather than signed on demand.
 """
 
 from __future__ import annotations
@@ -315,13 +314,15 @@ class LogService:
                 return hit
         head = self.log.tree_head(size)
         extra = getattr(head, "extra", None) if head is not None else None
-        if extra:
-            p, s = vcbor.loads(extra)
-            val = (p, s)
-        else:
-            root = self.log.root(size)
-            p = self._protected(int(time.time()))
-            val = (p, self.keys.receipt.sign(vcose.sig_structure(p, root)))
+        if not extra:
+            # Only published tree heads carry a receipt signature (one per size, made once by
+            # the sequencer); signing other sizes on demand would give several signatures for
+            # one size across workers. Every checkpoint and every receipt names a head size.
+            raise BadRequest(
+                "Malformed request", f"tree size {size} is not a published tree head (use a checkpoint size)"
+            )
+        p, s = vcbor.loads(extra)
+        val = (p, s)
         with self._sig_lock:
             self._sig_cache[size] = val
             while len(self._sig_cache) > 4096:
