@@ -1,0 +1,195 @@
+"""The issuance pipeline: appraise -> mint -> record -> register -> release.
+
+A credential leaves :meth:`Issuer.issue` only together with the transparent statement of its
+Credential Provenance record, whose receipt has been verified against the log's keys. If
+the appraisal refuses, no credential is minted; if registration fails, the minted
+credential is discarded (never returned, never stored) and :class:`IssuerError` is raised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from verifier.credential import CredentialInfo, Pointer, locator
+
+from .appraisal import Appraisal, AppraisalPolicy, VerifierKeys, appraise, canonical_json
+from .client import Registered, ScrapiClient
+from .credentials import mint_wit, mint_x509_svid, new_record_id, public_jwk, spki_der
+from .errors import IssuerError
+from .provenance import (IssuerIdentity, RecordVault, WprRef, build_cpr, encode_cpr, record_key,
+                         sign_cpr, sign_workload_provenance)
+
+_ISSUANCE_KEYS = {"id", "version", "credential_lifetime", "trust_domains", "formats",
+                  "require_workload_provenance", "bind_attested_key", "embed_ear", "private_records",
+                  "description"}
+
+
+@dataclass
+class IssuancePolicy:
+    """The issuer's own policy (recorded by id and digest in every Credential Provenance record).
+
+    JSON or TOML: ``id`` (URI), ``credential_lifetime`` (s, default 3600), ``trust_domains``
+    (allowed trust domains of workload identifiers; absent = any), ``formats``
+    (``wit``/``x509-svid``), ``require_workload_provenance``, ``bind_attested_key`` (the
+    credential key must be the key attested in the EAR), ``embed_ear`` (CMW copy of the EAR
+    in the record), ``private_records`` (log only a hash envelope).
+    """
+
+    id: str
+    credential_lifetime: int = 3600
+    trust_domains: list[str] | None = None
+    formats: tuple[str, ...] = ("wit", "x509-svid")
+    require_workload_provenance: bool = False
+    bind_attested_key: bool = False
+    embed_ear: bool = True
+    private_records: bool = False
+    digest: str = ""
+
+    @classmethod
+    def from_obj(cls, obj: Mapping[str, Any], raw: bytes | None = None) -> "IssuancePolicy":
+        unknown = set(obj) - _ISSUANCE_KEYS
+        if unknown:
+            raise IssuerError("issuance.policy", f"unknown issuance policy keys {sorted(unknown)}")
+        if not isinstance(obj.get("id"), str) or not obj["id"]:
+            raise IssuerError("issuance.policy", "issuance policy needs an 'id'")
+        fmts = tuple(obj.get("formats", ("wit", "x509-svid")))
+        if not fmts or not set(fmts) <= {"wit", "x509-svid"}:
+            raise IssuerError("issuance.policy", "formats: wit and/or x509-svid")
+        return cls(id=obj["id"], credential_lifetime=int(obj.get("credential_lifetime", 3600)),
+                   trust_domains=list(obj["trust_domains"]) if "trust_domains" in obj else None,
+                   formats=fmts, require_workload_provenance=bool(obj.get("require_workload_provenance", False)),
+                   bind_attested_key=bool(obj.get("bind_attested_key", False)),
+                   embed_ear=bool(obj.get("embed_ear", True)), private_records=bool(obj.get("private_records", False)),
+                   digest=hashlib.sha256(raw if raw is not None else canonical_json(obj)).hexdigest())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "IssuancePolicy":
+        p = Path(path)
+        try:
+            raw = p.read_bytes()
+            obj = tomllib.loads(raw.decode()) if p.suffix == ".toml" else json.loads(raw)
+        except (OSError, ValueError) as e:
+            raise IssuerError("issuance.policy", f"cannot read {path}: {e}") from e
+        return cls.from_obj(obj, raw)
+
+
+@dataclass
+class Issued:
+    """A released credential and the registered provenance that goes with it."""
+
+    credential: CredentialInfo
+    record: dict[str, Any]
+    record_bytes: bytes
+    registration: Registered
+    appraisal: Appraisal
+    private: bool = False
+
+    @property
+    def rid(self) -> str:
+        return self.record["rid"]
+
+
+@dataclass
+class Issuer:
+    identity: IssuerIdentity
+    log_url: str
+    appraisal_policy: AppraisalPolicy
+    verifier_keys: VerifierKeys
+    issuance_policy: IssuancePolicy
+    client: ScrapiClient
+    ca_cert: Any = None
+    vault: RecordVault | None = None
+    vault_url: str | None = None   # where auditors ask for encrypted records (260 payload_location)
+    _wpr: dict[str, WprRef] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # -- workload provenance
+    def register_workload_provenance(self, statement: Mapping[str, Any]) -> tuple[WprRef, Registered]:
+        signed = sign_workload_provenance(self.identity, statement)
+        reg = self.client.register(signed)
+        ref = WprRef(uri=reg.entry_url, leaf_sha256=reg.leaf_input.hex())
+        with self._lock:
+            self._wpr[statement["predicate"]["workload_id"]] = ref
+        return ref, reg
+
+    def workload_provenance_for(self, workload_id: str) -> WprRef | None:
+        with self._lock:
+            return self._wpr.get(workload_id)
+
+    # -- issuance
+    def _check_request(self, fmt: str, workload_id: str, appraisal: Appraisal, pub: Any) -> None:
+        pol = self.issuance_policy
+        if fmt not in pol.formats:
+            raise IssuerError("issuance.format", f"format {fmt!r} not issued by policy {pol.id}")
+        if pol.trust_domains is not None:
+            td = workload_id.split("://", 1)[-1].split("/", 1)[0]
+            if td not in pol.trust_domains:
+                raise IssuerError("issuance.trust-domain", f"trust domain {td!r} not served by this issuer")
+        if pol.bind_attested_key:
+            if appraisal.key_attestation is None:
+                raise IssuerError("issuance.key-binding", "the EAR attests no workload key")
+            if spki_der(pub) != appraisal.key_attestation:
+                raise IssuerError("issuance.key-binding", "the credential key is not the attested key")
+
+    def issue(self, *, ear: str, workload_id: str, workload_key: Any, fmt: str = "wit", nonce: str | None = None,
+              wpr: WprRef | None = None, now: float | None = None) -> Issued:
+        """Appraise ``ear``; mint a ``fmt`` credential for ``workload_key`` (public key object);
+        register its Credential Provenance; release both, or raise :class:`IssuerError`."""
+        appraisal = appraise(ear, self.appraisal_policy, self.verifier_keys, nonce=nonce, now=now)
+        pub = workload_key.public_key() if hasattr(workload_key, "private_bytes") else workload_key
+        self._check_request(fmt, workload_id, appraisal, pub)
+        wpr = wpr or self.workload_provenance_for(workload_id)
+        if wpr is None and self.issuance_policy.require_workload_provenance:
+            raise IssuerError("issuance.workload-provenance", f"no workload provenance registered for {workload_id}")
+        t = int(time.time() if now is None else now)
+        rid = new_record_id()
+        pointer = Pointer(rid=rid, log=self.log_url)
+        lifetime = self.issuance_policy.credential_lifetime
+        if fmt == "wit":
+            cred = mint_wit(self.identity.key, iss=self.identity.id, sub=workload_id, cnf_jwk=public_jwk(pub),
+                            pointer=pointer, lifetime=lifetime, now=t)
+        else:
+            if self.ca_cert is None:
+                raise IssuerError("issuance.ca", "no CA certificate configured for X.509 SVIDs")
+            cred = mint_x509_svid(self.identity.key, self.ca_cert, sub=workload_id, public_key=pub,
+                                  pointer=pointer, lifetime=lifetime, now=t)
+        record = build_cpr(rid=rid, credential=cred, appraisal=appraisal, issuer_id=self.identity.id,
+                           issuance_policy_id=self.issuance_policy.id,
+                           issuance_policy_digest=self.issuance_policy.digest,
+                           wpr=[wpr] if wpr else [], iat=t, embed_ear=self.issuance_policy.embed_ear)
+        record_bytes = encode_cpr(record)
+        private = self.issuance_policy.private_records
+        location = None
+        if private:
+            if self.vault is None:
+                raise IssuerError("issuance.vault", "private records need a record vault")
+            self.vault.put(rid, record_bytes)
+            location = f"{(self.vault_url or self.identity.id).rstrip('/')}/records/{rid}"
+        statement = sign_cpr(self.identity, record_bytes, rid=rid, sub=workload_id, iat=t,
+                             private_location=location)
+        try:
+            reg = self.client.register(statement)
+        except IssuerError as e:
+            # never release a credential whose provenance failed to register
+            if private and self.vault is not None:
+                self.vault.discard(rid)
+            raise IssuerError("issuance.unregistered",
+                              f"provenance record {rid} did not register ({e}); credential withheld") from None
+        return Issued(credential=cred, record=record, record_bytes=record_bytes, registration=reg,
+                      appraisal=appraisal, private=private)
+
+    def auditor_key(self, rid: str) -> bytes:
+        """The key that opens one private record (hand it to an auditor)."""
+        if self.vault is None:
+            raise IssuerError("issuance.vault", "no record vault")
+        return record_key(self.vault.master_key, rid)
+
+    def record_locator(self, rid: str) -> str:
+        return locator(self.log_url, rid)
