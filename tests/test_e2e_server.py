@@ -191,3 +191,62 @@ def test_gunicorn_register_read_kill9_restart(tmp_path):
         assert status == 201
     finally:
         srv2.kill(signal.SIGTERM)
+
+
+@pytest.mark.slow
+def test_tlog_serve_cli_creates_keys_and_serves(tmp_path):
+    key = ec.generate_private_key(ec.SECP256R1())
+    issuer = write_public(tmp_path / "issuer.pem", key)
+    (tmp_path / "tlog.toml").write_text(f'origin = "cli.example/log"\nissuer_keys = ["{issuer}"]\npending_status = 202\n')
+    port = _free_port()
+    log = open(tmp_path / "cli.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tlog.cli", "serve", "--data-dir", str(tmp_path / "d"), "--port", str(port),
+         "--config", str(tmp_path / "tlog.toml"), "--workers", "2", "--threads", "4"],
+        cwd=str(ROOT), env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, (tmp_path / "cli.log").read_text()[-2000:]
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                c.request("GET", "/health")
+                if c.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        kdir = tmp_path / "d" / "keys"
+        for name in ("receipt.pem", "checkpoint.skey"):
+            assert (kdir / name).stat().st_mode & 0o777 == 0o600
+        assert kdir.stat().st_mode & 0o777 == 0o700
+        st = statement(key)
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        c.request("POST", "/entries", body=st, headers={"Content-Type": "application/cose"})
+        r = c.getresponse()
+        body = r.read()
+        assert r.status == 201
+        c.request("GET", "/.well-known/transparency-configuration")
+        conf = cbor2.loads(c.getresponse().read())
+        assert conf["checkpoint_origin"] == "cli.example/log"
+        c.request("GET", "/.well-known/scitt-keys")
+        ks = vkeys.decode_keyset(c.getresponse().read())
+        vreceipt.verify_inclusion_receipt(body, SignedStatement.parse(st).leaf_input,
+                                          {k[2]: vkeys.public_key_from_cose_key(k) for k in ks})
+        c.close()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(20)
+        log.close()
+    # init on the existing data dir prints the same keys; a different origin is refused
+    out = subprocess.run([sys.executable, "-m", "tlog.cli", "init", "--data-dir", str(tmp_path / "d")],
+                         cwd=str(ROOT), env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
+    assert out.returncode == 0 and "cli.example/log" in out.stdout and conf["checkpoint_vkey"] in out.stdout
+    out = subprocess.run([sys.executable, "-m", "tlog.cli", "init", "--data-dir", str(tmp_path / "d"),
+                          "--origin", "other.example/log"],
+                         cwd=str(ROOT), env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
+    assert out.returncode == 2 and "cannot change its origin" in out.stderr
