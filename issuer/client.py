@@ -81,6 +81,7 @@ class ScrapiClient:
         self.max_backoff = max_backoff
         self.session = session or requests.Session()
         self.sleep = sleep
+        self._fetched: dict[bytes, Any] | None = None
 
     # -- plumbing
     def _delay(self, attempt: int, resp: requests.Response | None) -> float:
@@ -164,11 +165,17 @@ class ScrapiClient:
             raise IssuerError("client.rejected", f"polling {url}: HTTP {resp.status_code} {_problem(resp)}")
 
     def _finish(self, statement: bytes, st: SignedStatement, receipt: bytes, entry_url: str, eid: str) -> Registered:
-        keys = self.log_keys if self.log_keys is not None else self.keys()
+        pinned = self.log_keys is not None
+        keys = self.log_keys if pinned else (self._fetched or self.keys())
         try:
             info = vreceipt.verify_inclusion_receipt(receipt, st.leaf_input, keys)
         except VerificationError as e:
-            raise IssuerError("client.receipt", f"the log's receipt does not verify: {e}") from None
+            if pinned or self._fetched is None:
+                raise IssuerError("client.receipt", f"the log's receipt does not verify: {e}") from None
+            self._fetched = None  # the log may have rotated its key: fetch once more
+            return self._finish(statement, st, receipt, entry_url, eid)
+        if not pinned:
+            self._fetched = keys
         ts = vreceipt.attach_receipts(statement, [receipt])
         return Registered(entry_id=eid, entry_url=entry_url, receipt=receipt, transparent_statement=ts,
                           leaf_input=st.leaf_input, index=info.index)

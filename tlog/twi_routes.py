@@ -1,0 +1,111 @@
+"""``GET /twi/v1/cpr``: Credential Provenance lookup (external binding) as a Flask blueprint.
+
+Queries (exactly one form):
+
+    ?rid=<record id>                 the record a credential's pointer names
+    ?iss=<issuer>&jti=<jti>          a WIT's record
+    ?issuer_dn=<RFC 4514>&serial=<hex>  an X.509 SVID's record
+    ?sha256=<hex>                    by SHA-256 of the credential bytes (WIT: = WPT ``wth``, in hex)
+
+200 ``application/cbor``: an array of transparent statements (each a bstr holding the
+statement with its inclusion receipt under 394), oldest first; 404 problem details when none;
+400 on a malformed query. The app must register :data:`bp` and index entries with
+``tlog.twi_index.attrs_for_statement`` (see that module). The blueprint finds the log
+service in ``current_app.extensions["tlog.service"]`` (``lookup(key, value)``,
+``resolve(str(index))``, ``transparent_statement(entry)``).
+"""
+
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, Response, current_app, request
+
+from verifier import cbor as vcbor
+
+from .twi_index import ATTR_DN_SERIAL, ATTR_ISS_JTI, ATTR_RID, ATTR_SHA256, MAX_VALUE, pair_key
+
+bp = Blueprint("twi", __name__)
+
+_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+_SERIAL = re.compile(r"^[0-9a-fA-F]{1,64}$")
+PROBLEM = "application/concise-problem-details+cbor"
+
+
+def _problem(status: int, title: str, detail: str) -> Response:
+    return Response(vcbor.dumps({-1: title, -2: detail}), status=status, mimetype=PROBLEM)
+
+
+def _query() -> tuple[str, str] | Response:
+    a = request.args
+    forms = [k for k in ("rid", "iss", "issuer_dn", "sha256") if k in a]
+    if len(forms) != 1:
+        return _problem(400, "Malformed request", "give exactly one of rid, iss&jti, issuer_dn&serial, sha256")
+    f = forms[0]
+    vals = [a.get(k, "") for k in {"rid": ("rid",), "iss": ("iss", "jti"), "issuer_dn": ("issuer_dn", "serial"),
+                                   "sha256": ("sha256",)}[f]]
+    if any(not v or "\x00" in v or len(v) > MAX_VALUE for v in vals):
+        return _problem(400, "Malformed request", "query values must be non-empty text")
+    if f == "rid":
+        return ATTR_RID, vals[0]
+    if f == "iss":
+        return ATTR_ISS_JTI, pair_key(vals[0], vals[1])
+    if f == "issuer_dn":
+        if not _SERIAL.match(vals[1]):
+            return _problem(400, "Malformed request", "serial must be hex")
+        return ATTR_DN_SERIAL, pair_key(vals[0], vals[1].lower().lstrip("0") or "0")
+    if not _HEX64.match(vals[0]):
+        return _problem(400, "Malformed request", "sha256 must be 64 hex digits")
+    return ATTR_SHA256, vals[0].lower()
+
+
+@bp.get("/twi/v1/cpr")
+def cpr_lookup():
+    q = _query()
+    if isinstance(q, Response):
+        return q
+    svc = current_app.extensions["tlog.service"]
+    out = []
+    for index in svc.lookup(*q):
+        _leaf, entry = svc.resolve(str(index))
+        if entry is None or entry == "pending":
+            continue
+        out.append(svc.transparent_statement(entry))
+    if not out:
+        return _problem(404, "Not Found", "no Credential Provenance record matches")
+    resp = Response(vcbor.dumps(out), status=200, mimetype="application/cbor")
+    resp.headers["Cache-Control"] = "public, max-age=5"
+    return resp
+
+
+def install(app) -> None:
+    """Wire TWI into a tlog app: register :data:`bp` and index CPR attributes at registration.
+
+    The indexing wraps the service's ``log.submit`` so every admitted statement also gets
+    :func:`tlog.twi_index.attrs_for_statement` pairs. A server that calls
+    ``attrs_for_statement`` itself in ``LogService.register`` only needs
+    ``app.register_blueprint(bp)``; calling :func:`install` as well is harmless (the
+    wrapper is installed once, and duplicate pairs are dropped).
+    """
+    from verifier import VerificationError
+    from verifier.statement import SignedStatement
+
+    from .twi_index import attrs_for_statement
+
+    if "twi" not in app.blueprints:
+        app.register_blueprint(bp)
+    log = app.extensions["tlog.service"].log
+    if getattr(log.submit, "_twi_indexed", False):
+        return
+    orig = log.submit
+
+    def submit(leaf_input, data, attrs=()):
+        try:
+            extra = attrs_for_statement(SignedStatement.parse(data))
+        except VerificationError:
+            extra = []
+        have = set(map(tuple, attrs))
+        return orig(leaf_input, data, tuple(attrs) + tuple(a for a in extra if a not in have))
+
+    submit._twi_indexed = True  # type: ignore[attr-defined]
+    log.submit = submit
