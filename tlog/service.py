@@ -114,6 +114,7 @@ class Metrics:
         self.rejections: collections.Counter = collections.Counter()  # reason -> n
         self.http: collections.Counter = collections.Counter()  # status -> n
         self.phase_seconds: collections.Counter = collections.Counter()  # register phase -> total s
+        self.integrations = 0  # integration transactions run by this worker (SQLite)
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
         self.latency_n = 0
@@ -134,6 +135,12 @@ class Metrics:
         with self._lock:
             for k, v in seconds.items():
                 self.phase_seconds[k] += v
+
+    def integration_tx(self, lock_wait: float, tx: float) -> None:
+        with self._lock:
+            self.phase_seconds["integration_lock_wait"] += lock_wait
+            self.phase_seconds["integration_transaction"] += tx
+            self.integrations += 1
 
     def integration_latency(self, seconds: float) -> None:
         with self._lock:
@@ -174,12 +181,16 @@ class Metrics:
             out.append(f"tlog_integration_latency_seconds_sum{{{w}}} {self.latency_sum:.6f}")
             out.append(f"tlog_integration_latency_seconds_count{{{w}}} {self.latency_n}")
             out += [
-                "# HELP tlog_register_phase_seconds_total Time spent in each registration phase (this worker).",
+                "# HELP tlog_register_phase_seconds_total Time spent in each phase of registration (check, "
+                "integration wait, receipt) and of this worker's integrations (lock wait, transaction).",
                 "# TYPE tlog_register_phase_seconds_total counter",
             ]
             for phase, v in sorted(self.phase_seconds.items()):
                 out.append(f'tlog_register_phase_seconds_total{{{w},phase="{phase}"}} {v:.6f}')
             out += [
+                "# HELP tlog_integrations_total Integration transactions run by this worker (SQLite backend).",
+                "# TYPE tlog_integrations_total counter",
+                f"tlog_integrations_total{{{w}}} {self.integrations}",
                 "# HELP tlog_http_responses_total HTTP responses by status (this worker).",
                 "# TYPE tlog_http_responses_total counter",
             ]
@@ -228,8 +239,7 @@ def _serialize_integrations(storage, lock_path, metrics=None) -> None:
                 finally:
                     fcntl.flock(fd, fcntl.LOCK_UN)
                     if metrics is not None:
-                        metrics.phases(integration_lock_wait=t1 - t0, integration_tx=time.monotonic() - t1,
-                                       integration_batches=1)
+                        metrics.integration_tx(t1 - t0, time.monotonic() - t1)
 
         return cm()
 
