@@ -60,6 +60,8 @@ class FixtureLog:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body in one segment: no delayed-ACK stalls
+    wbufsize = 1 << 16
 
     def log_message(self, *a):  # quiet
         pass
