@@ -1,0 +1,455 @@
+"""COSE Receipts (RFC 9942) for RFC9162_SHA256 (vds 1), and transparent statements (394).
+
+Inclusion receipt: protected ``{1: alg, 395: 1, ...}``, unprotected
+``{396: {-1: [bstr .cbor [size, index, [path...]]]}}``, payload nil (detached root) or the
+root itself. Verification recomputes the root from the leaf and the proof, then checks
+the COSE signature over it. Consistency receipts carry ``-2: [bstr .cbor [size1, size2,
+[path...]]]`` and are signed over root(size2).
+
+Receipts of other verifiable data structures (vds 2 CCF, 3 MMR, ...) parse but are reported
+unsupported (``receipt.unsupported-vds``). Leaf input of a statement = SHA-256(statement
+bytes), statement bytes = the statement with its unprotected map replaced by ``a0``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+from . import cbor, cose, merkle
+from .errors import VerificationError
+
+__all__ = [
+    "VDS_RFC9162_SHA256",
+    "HDR_RECEIPTS",
+    "HDR_VDS",
+    "HDR_VDP",
+    "Receipt",
+    "ReceiptInfo",
+    "ConsistencyInfo",
+    "ReceiptResult",
+    "TransparentStatementReport",
+    "encode_inclusion_proof",
+    "encode_consistency_proof",
+    "receipt_protected",
+    "assemble_receipt",
+    "verify_inclusion_receipt",
+    "verify_consistency_receipt",
+    "attach_receipts",
+    "extract_receipts",
+    "check_transparent_statement",
+    "verify_transparent_statement",
+]
+
+VDS_RFC9162_SHA256 = 1
+HDR_RECEIPTS, HDR_VDS, HDR_VDP = 394, 395, 396
+VDP_INCLUSION, VDP_CONSISTENCY = -1, -2
+MAX_PATH = 64  # a tree of 2**64 leaves has at most 64 proof nodes
+
+
+# --- encoding (used by the log) ---------------------------------------------------------
+
+
+def encode_inclusion_proof(size: int, index: int, path: Sequence[bytes]) -> bytes:
+    """CBOR ``[tree_size, leaf_index, [path...]]`` (the content of the bstr)."""
+    return cbor.dumps([size, index, [bytes(h) for h in path]])
+
+
+def encode_consistency_proof(size1: int, size2: int, path: Sequence[bytes]) -> bytes:
+    """CBOR ``[tree_size_1, tree_size_2, [path...]]`` (the content of the bstr)."""
+    return cbor.dumps([size1, size2, [bytes(h) for h in path]])
+
+
+def receipt_protected(*, alg: int, kid: bytes, issuer: str, subject: str, iat: int, vds: int = 1) -> bytes:
+    """Deterministically encoded receipt protected header ``{1, 4, 15: {1, 2, 6}, 395}``."""
+    return cbor.dumps({1: alg, 4: bytes(kid), 15: {1: issuer, 2: subject, 6: iat}, HDR_VDS: vds})
+
+
+def assemble_receipt(
+    protected_raw: bytes,
+    signature: bytes,
+    *,
+    inclusion: list[bytes] | None = None,
+    consistency: list[bytes] | None = None,
+) -> bytes:
+    """Tagged COSE_Sign1 receipt with detached payload and the proofs as bstrs under 396."""
+    vdp: dict[int, list[bytes]] = {}
+    if inclusion:
+        vdp[VDP_INCLUSION] = [bytes(p) for p in inclusion]
+    if consistency:
+        vdp[VDP_CONSISTENCY] = [bytes(p) for p in consistency]
+    if not vdp:
+        raise ValueError("a receipt needs at least one inclusion or consistency proof")
+    return cose.encode_sign1(protected_raw, {HDR_VDP: vdp}, None, signature)
+
+
+# --- parsing ----------------------------------------------------------------------------
+
+
+@dataclass
+class Receipt:
+    """A decoded receipt (any vds). Claims come from the protected CWT Claims (15)."""
+
+    sign1: cose.Sign1
+    vds: Any
+    alg: int | None
+    kid: bytes | None
+    issuer: str | None
+    subject: str | None
+    iat: Any
+
+    @classmethod
+    def parse(cls, data: bytes, *, max_size: int = 1 << 20, max_depth: int = 16) -> "Receipt":
+        """Decode a receipt; does not validate its proofs (see the verify functions)."""
+        msg = cose.decode_sign1(data, max_size=max_size, max_depth=max_depth)
+        p = msg.protected
+        claims = p.get(15)
+        if not isinstance(claims, dict):
+            claims = {}
+        kid = p.get(4)
+        if isinstance(kid, str):
+            kid = kid.encode()
+        iss, sub = claims.get(1), claims.get(2)
+        return cls(
+            sign1=msg,
+            vds=p.get(HDR_VDS),
+            alg=msg.alg,
+            kid=kid if isinstance(kid, bytes) else None,
+            issuer=iss if isinstance(iss, str) else None,
+            subject=sub if isinstance(sub, str) else None,
+            iat=claims.get(6),
+        )
+
+    def require_vds1(self) -> None:
+        """Raise unless this receipt is RFC9162_SHA256 (vds 1) with alg in the protected header."""
+        if HDR_VDS not in self.sign1.protected:
+            raise VerificationError("receipt.vds", "vds (395) missing from the protected header")
+        if self.vds != VDS_RFC9162_SHA256:
+            raise VerificationError("receipt.unsupported-vds", f"verifiable data structure {self.vds!r} is not supported")
+        if self.alg is None:
+            raise VerificationError("receipt.alg", "alg (1) missing from the protected header")
+
+    def proofs(self, label: int) -> list[list]:
+        """The decoded proofs under 396/label: each ``[a, b, [path...]]``, bstr-wrapped or inline."""
+        vdp = self.sign1.unprotected.get(HDR_VDP)
+        if not isinstance(vdp, dict):
+            raise VerificationError("receipt.vdp", "vdp (396) map missing from the unprotected header")
+        items = vdp.get(label)
+        if not isinstance(items, list) or not items:
+            what = "inclusion" if label == VDP_INCLUSION else "consistency"
+            raise VerificationError("receipt.vdp", f"no {what} proofs in vdp (396)")
+        return [_proof(item) for item in items]
+
+
+def _proof(item: Any) -> list:
+    if isinstance(item, bytes):
+        item = cbor.loads(item, max_depth=3)
+    if (
+        not isinstance(item, list)
+        or len(item) != 3
+        or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in item[:2])
+        or not isinstance(item[2], list)
+        or len(item[2]) > MAX_PATH
+        or not all(isinstance(h, bytes) and len(h) == 32 for h in item[2])
+    ):
+        raise VerificationError("receipt.proof-format", "proof must be [uint, uint, [32-byte bstr...]]")
+    return item
+
+
+@dataclass
+class ReceiptInfo:
+    """What a verified inclusion receipt proves."""
+
+    vds: int
+    alg: int
+    kid: bytes | None
+    issuer: str | None
+    subject: str | None
+    iat: Any
+    size: int
+    index: int
+    root: bytes
+    path: list[bytes]
+    leaf_hash: bytes
+
+
+@dataclass
+class ConsistencyInfo:
+    """What a verified consistency receipt proves: root1 at size1 is a prefix of root2 at size2."""
+
+    size1: int
+    size2: int
+    root1: bytes
+    root2: bytes
+    path: list[bytes]
+    vds: int
+    alg: int
+    kid: bytes | None
+    issuer: str | None
+    subject: str | None
+    iat: Any
+
+
+def _candidate_keys(receipt: Receipt, keys: Any) -> list:
+    """Keys to try: the kid's key when keys is a kid map, else all of them."""
+    if isinstance(keys, Mapping):
+        if receipt.kid is not None:
+            k = keys.get(receipt.kid)
+            if k is None:
+                raise VerificationError("receipt.unknown-key", f"no trusted log key with kid {receipt.kid.hex()}")
+            return [k]
+        cands = list(keys.values())
+    elif isinstance(keys, (list, tuple)):
+        cands = list(keys)
+    else:
+        cands = [keys]
+    if not cands:
+        raise VerificationError("receipt.unknown-key", "no trusted log keys")
+    return cands
+
+
+def _verify_signature(receipt: Receipt, keys: Any, root: bytes) -> None:
+    msg = receipt.sign1
+    if msg.payload is not None and msg.payload != root:
+        raise VerificationError("receipt.root-mismatch", "attached payload differs from the computed root")
+    tbs = cose.sig_structure(msg.protected_raw, root)
+    last: VerificationError | None = None
+    for key in _candidate_keys(receipt, keys):
+        try:
+            cose.verify_tbs(key, receipt.alg, tbs, msg.signature)  # type: ignore[arg-type]
+            return
+        except VerificationError as exc:
+            last = exc
+    assert last is not None
+    check = "receipt.signature" if last.check == "cose.signature" else last.check.replace("cose.", "receipt.", 1)
+    raise VerificationError(check, last.detail)
+
+
+def verify_inclusion_receipt(receipt: bytes | Receipt, leaf_input: bytes, keys: Any) -> ReceiptInfo:
+    """Verify an RFC9162_SHA256 inclusion receipt for ``leaf_input`` (the 32-byte d(i)).
+
+    ``keys``: a dict kid -> public key (the receipt's kid selects the key; a receipt
+    without kid is tried against all), a list of public keys, or one key.
+    """
+    r = receipt if isinstance(receipt, Receipt) else Receipt.parse(receipt)
+    r.require_vds1()
+    proofs = r.proofs(VDP_INCLUSION)
+    if len(proofs) != 1:
+        raise VerificationError("receipt.proof-count", "exactly one inclusion proof expected")
+    size, index, path = proofs[0]
+    if size == 0 or index >= size:
+        raise VerificationError("receipt.proof-format", f"leaf index {index} not below tree size {size}")
+    if not path and size != 1:
+        raise VerificationError("receipt.proof-format", "empty inclusion path for a tree larger than 1")
+    lh = merkle.leaf_hash(leaf_input)
+    try:
+        root = merkle.root_from_inclusion_proof(index, size, lh, path)
+    except VerificationError as exc:
+        raise VerificationError("receipt.inclusion-proof", exc.detail or exc.check) from None
+    _verify_signature(r, keys, root)
+    return ReceiptInfo(
+        vds=r.vds, alg=r.alg, kid=r.kid, issuer=r.issuer, subject=r.subject, iat=r.iat,  # type: ignore[arg-type]
+        size=size, index=index, root=root, path=path, leaf_hash=lh,
+    )
+
+
+def verify_consistency_receipt(receipt: bytes | Receipt, *, size1: int, root1: bytes, keys: Any) -> ConsistencyInfo:
+    """Verify a consistency receipt from (size1, root1) and return the newer tree head it proves."""
+    r = receipt if isinstance(receipt, Receipt) else Receipt.parse(receipt)
+    r.require_vds1()
+    proofs = r.proofs(VDP_CONSISTENCY)
+    if len(proofs) != 1:
+        raise VerificationError("receipt.proof-count", "exactly one consistency proof expected")
+    s1, s2, path = proofs[0]
+    if s1 != size1:
+        raise VerificationError("receipt.size-mismatch", f"receipt proves from size {s1}, expected {size1}")
+    if not 0 < s1 <= s2:
+        raise VerificationError("receipt.proof-format", f"invalid sizes {s1} -> {s2}")
+    try:
+        root2 = merkle.root_from_consistency_proof(s1, s2, path, root1)
+    except VerificationError as exc:
+        raise VerificationError("receipt.consistency-proof", exc.detail or exc.check) from None
+    _verify_signature(r, keys, root2)
+    return ConsistencyInfo(
+        size1=s1, size2=s2, root1=root1, root2=root2, path=path, vds=r.vds, alg=r.alg,  # type: ignore[arg-type]
+        kid=r.kid, issuer=r.issuer, subject=r.subject, iat=r.iat,
+    )
+
+
+# --- transparent statements -------------------------------------------------------------
+
+
+def extract_receipts(ts: bytes) -> list[bytes]:
+    """The receipts under 394 (bstr-wrapped ones unwrapped; inline tagged ones as received)."""
+    msg = cose.decode_sign1(ts)
+    return _receipt_items(msg)
+
+
+def _receipt_items(msg: cose.Sign1) -> list[bytes]:
+    raw = msg.raw
+    if HDR_RECEIPTS not in msg.unprotected:
+        return []
+    pairs, _ = cbor.map_spans(raw, msg.unprotected_start, msg.unprotected_end)
+    for (ks, ke), (vs, ve) in pairs:
+        if raw[ks:ke] != b"\x19\x01\x8a":  # key 394
+            continue
+        if raw[vs] >> 5 != 4:
+            raise VerificationError("receipt.receipts-header", "receipts (394) must be an array")
+        spans, _ = cbor.array_spans(raw, vs, ve)
+        out = []
+        for s, e in spans:
+            if raw[s] >> 5 == 2:
+                major, ln, p = cbor.head(raw, s, e)
+                out.append(raw[p : p + ln])
+            elif raw[s] == 0xD2:
+                out.append(raw[s:e])
+            else:
+                raise VerificationError("receipt.receipts-header", "a receipt must be a bstr or a tagged COSE_Sign1")
+        return out
+    raise VerificationError("receipt.receipts-header", "receipts (394) label not in canonical form")
+
+
+def attach_receipts(statement: bytes, receipts: list[bytes]) -> bytes:
+    """Add receipts (bstr-wrapped) to 394 of the unprotected header; other bytes kept as received."""
+    msg = cose.decode_sign1(statement)
+    existing = _receipt_items(msg) if HDR_RECEIPTS in msg.unprotected else []
+    unprot = dict(msg.unprotected)
+    unprot[HDR_RECEIPTS] = existing + [bytes(r) for r in receipts]
+    raw = msg.raw
+    return raw[: msg.unprotected_start] + cbor.dumps(unprot) + raw[msg.unprotected_end :]
+
+
+@dataclass
+class ReceiptResult:
+    """Outcome for one receipt in a transparent statement."""
+
+    index: int
+    status: str  # "ok" | "unsupported" | "failed"
+    check: str | None = None
+    detail: str = ""
+    vds: Any = None
+    kid: bytes | None = None
+    issuer: str | None = None
+    info: ReceiptInfo | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_json(self) -> dict:
+        """A JSON-friendly dict."""
+        d: dict[str, Any] = {"index": self.index, "status": self.status, "vds": _jsonable(self.vds)}
+        if self.check:
+            d["check"] = self.check
+            d["detail"] = self.detail
+        if self.kid is not None:
+            d["kid"] = self.kid.hex()
+        if self.issuer is not None:
+            d["issuer"] = self.issuer
+        if self.info is not None:
+            d.update(tree_size=self.info.size, leaf_index=self.info.index, root=self.info.root.hex(),
+                     iat=_jsonable(self.info.iat))
+        return d
+
+
+def _jsonable(v: Any) -> Any:
+    if v is None or isinstance(v, (int, str, bool, float)):
+        return v
+    return str(v)
+
+
+@dataclass
+class TransparentStatementReport:
+    """Everything checked on a transparent statement."""
+
+    leaf_input: bytes
+    receipts: list[ReceiptResult] = field(default_factory=list)
+    issuer_checked: bool = False
+    issuer_error: VerificationError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when one receipt verified and (if checked) the issuer signature did."""
+        return any(r.ok for r in self.receipts) and self.issuer_error is None
+
+
+def check_transparent_statement(
+    ts: bytes, log_keys: Any, *, issuer_key: Any = None, trust_anchors: Any = None, payload: bytes | None = None
+) -> TransparentStatementReport:
+    """Check every receipt (and the issuer signature when a key or anchors are given).
+
+    Never raises for a bad receipt: each gets a ReceiptResult. Raises VerificationError
+    only when the transparent statement itself cannot be decoded.
+    """
+    msg = cose.decode_sign1(ts)
+    leaf_input = hashlib.sha256(msg.statement_bytes()).digest()
+    report = TransparentStatementReport(leaf_input=leaf_input)
+    if issuer_key is not None or trust_anchors:
+        report.issuer_checked = True
+        report.issuer_error = _check_issuer(msg, issuer_key, trust_anchors, payload)
+    try:
+        items = _receipt_items(msg)
+    except VerificationError as exc:
+        report.receipts.append(ReceiptResult(0, "failed", exc.check, exc.detail))
+        return report
+    if not items:
+        report.receipts.append(ReceiptResult(0, "failed", "receipt.none", "no receipts (394) in the statement"))
+    for i, raw in enumerate(items):
+        report.receipts.append(_check_one(i, raw, leaf_input, log_keys))
+    return report
+
+
+def _check_issuer(msg: cose.Sign1, key: Any, anchors: Any, payload: bytes | None) -> VerificationError | None:
+    from .statement import SignedStatement
+
+    try:
+        if key is not None:
+            if msg.payload is None and payload is None:
+                raise VerificationError("statement.payload-missing", "payload is detached and was not supplied")
+            keys = list(key.values()) if isinstance(key, Mapping) else key if isinstance(key, (list, tuple)) else [key]
+            last = None
+            for k in keys:
+                try:
+                    cose.verify_sign1(msg, k, payload=payload)
+                    last = None
+                    break
+                except VerificationError as exc:
+                    last = VerificationError(exc.check.replace("cose.", "statement.", 1), exc.detail)
+            if last is not None:
+                raise last
+        else:
+            SignedStatement.from_sign1(msg).verify(trust_anchors=anchors, payload=payload)
+    except VerificationError as exc:
+        return exc
+    return None
+
+
+def _check_one(i: int, raw: bytes, leaf_input: bytes, log_keys: Any) -> ReceiptResult:
+    try:
+        r = Receipt.parse(raw)
+    except VerificationError as exc:
+        return ReceiptResult(i, "failed", exc.check, exc.detail)
+    res = ReceiptResult(i, "failed", vds=r.vds, kid=r.kid, issuer=r.issuer)
+    if r.vds != VDS_RFC9162_SHA256:
+        res.status, res.check = "unsupported", "receipt.unsupported-vds"
+        res.detail = f"verifiable data structure {r.vds!r} is not supported"
+        return res
+    try:
+        res.info = verify_inclusion_receipt(r, leaf_input, log_keys)
+        res.status = "ok"
+    except VerificationError as exc:
+        res.check, res.detail = exc.check, exc.detail
+    return res
+
+
+def verify_transparent_statement(
+    ts: bytes, log_keys: Any, *, issuer_key: Any = None, trust_anchors: Any = None, payload: bytes | None = None
+) -> list[ReceiptResult]:
+    """Per-receipt results; raises VerificationError when the issuer check (if requested) fails."""
+    report = check_transparent_statement(
+        ts, log_keys, issuer_key=issuer_key, trust_anchors=trust_anchors, payload=payload
+    )
+    if report.issuer_error is not None:
+        raise report.issuer_error
+    return report.receipts
