@@ -1,0 +1,234 @@
+"""Relying-party check (verifier.credential) against records registered in the real log app."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from issuer.credentials import Pointer, mint_wit, new_record_id, public_jwk
+from issuer.service import IssuancePolicy
+from verifier import VerificationError
+from verifier import cbor as vcbor
+from verifier import keys as vkeys
+from verifier.credential import (AllOf, AnyOf, EarVerified, MaxRecordAge, SbomPresent, StatusAffirming,
+                                 UnsafeNoOp, VerifierIs, add_parser, verify_credential)
+
+from .test_twi_support import LOG_URL, trust_for, twi_env, wpr_statement  # noqa: F401
+
+WID = "spiffe://prod.test/payments"
+
+
+def issue(env, *, fmt="wit", wpr=True, **kw):
+    reg = None
+    if wpr:
+        _, reg = env.issuer.register_workload_provenance(wpr_statement(env))
+    out = env.issuer.issue(ear=env.verifier.ear(**kw), workload_id=WID, workload_key=env.workload_key.public_key(), fmt=fmt)
+    stmts = [out.registration.transparent_statement] + ([reg.transparent_statement] if reg else [])
+    return out, stmts
+
+
+def fails(check, *a, **kw):
+    with pytest.raises(VerificationError) as ei:
+        verify_credential(*a, **kw)
+    assert ei.value.check == check, str(ei.value)
+    return ei.value
+
+
+FULL = AllOf([StatusAffirming(), SbomPresent(), MaxRecordAge(300), EarVerified(),
+              VerifierIs("https://verifier.test")])
+
+
+@pytest.mark.parametrize("fmt", ["wit", "x509-svid"])
+def test_valid_credential_verifies(twi_env, fmt):
+    out, stmts = issue(twi_env, fmt=fmt)
+    res = verify_credential(out.credential.raw, stmts, trust_for(twi_env), policy=FULL)
+    assert res.record["rid"] == out.rid and res.ear_verified and len(res.workload_provenance) == 1
+    assert res.receipts[0].ok and res.receipts[0].issuer == LOG_URL
+
+
+def test_swapped_credential_refused(twi_env):
+    a, stmts_a = issue(twi_env)
+    b, _ = issue(twi_env, wpr=False)
+    fails("binding.record-missing", b.credential.raw, stmts_a, trust_for(twi_env))
+
+
+def test_record_replayed_for_another_credential(twi_env):
+    """A second credential pointing at an existing record id: the record names another digest/jti."""
+    a, stmts = issue(twi_env)
+    forged = mint_wit(twi_env.issuer_key, iss="https://issuer.test", sub=WID, cnf_jwk=public_jwk(twi_env.workload_key),
+                      pointer=a.credential.pointer)
+    fails("binding.digest", forged.raw, stmts, trust_for(twi_env))
+
+
+def test_tampered_record_refused(twi_env):
+    out, stmts = issue(twi_env)
+    ts = stmts[0]
+    i = ts.find(b"affirming")
+    tampered = ts[:i] + b"warning!!" + ts[i + 9:]
+    fails("record.signature", out.credential.raw, [tampered] + stmts[1:], trust_for(twi_env))
+
+
+def test_tampered_credential_refused(twi_env):
+    out, stmts = issue(twi_env)
+    h, p, s = out.credential.raw.decode().split(".")
+    bad_sig = f"{h}.{p}.{s[:-4]}{'AAAA' if s[-4:] != 'AAAA' else 'BBBB'}".encode()
+    fails("credential.signature", bad_sig, stmts, trust_for(twi_env))
+    claims = json.loads(__import__("jwt").utils.base64url_decode(p))
+    claims["sub"] = "spiffe://prod.test/admin"
+    p2 = __import__("jwt").utils.base64url_encode(json.dumps(claims).encode()).decode()
+    fails("credential.signature", f"{h}.{p2}.{s}".encode(), stmts, trust_for(twi_env))
+
+
+def test_pointer_to_missing_record(twi_env):
+    out, stmts = issue(twi_env)
+    lonely = mint_wit(twi_env.issuer_key, iss="https://issuer.test", sub=WID, cnf_jwk=public_jwk(twi_env.workload_key),
+                      pointer=Pointer(new_record_id(), LOG_URL))
+    fails("binding.record-missing", lonely.raw, stmts, trust_for(twi_env))
+    r = twi_env.app.test_client().get("/twi/v1/cpr", query_string={"rid": lonely.pointer.rid})
+    assert r.status_code == 404 and vcbor.loads(r.data)[-1] == "Not Found"
+
+
+def test_untrusted_log_and_issuer(twi_env):
+    from cryptography.hazmat.primitives.asymmetric import ec
+    out, stmts = issue(twi_env)
+    other = ec.generate_private_key(ec.SECP256R1()).public_key()
+    fails("record.receipt", out.credential.raw, stmts, trust_for(twi_env, log_keys={b"x" * 32: other}))
+    fails("record.log", out.credential.raw, stmts, trust_for(twi_env, logs=["https://elsewhere.test"]))
+    fails("credential.signature", out.credential.raw, stmts,
+          trust_for(twi_env, issuer_keys={vkeys.thumbprint(other): other}, ca_certs=[]))
+
+
+def test_stripped_receipt_refused(twi_env):
+    from verifier import cose
+    out, stmts = issue(twi_env)
+    m = cose.decode_sign1(stmts[0])
+    bare = cose.encode_sign1(m.protected_raw, {}, m.payload, m.signature)
+    fails("record.receipt", out.credential.raw, [bare], trust_for(twi_env))
+
+
+def test_expired_credential(twi_env):
+    out, stmts = issue(twi_env)
+    fails("credential.expired", out.credential.raw, stmts, trust_for(twi_env), now=time.time() + 7200)
+    verify_credential(out.credential.raw, stmts, trust_for(twi_env), now=time.time() + 7200, check_time=False)
+
+
+def test_policies(twi_env):
+    out, stmts = issue(twi_env)
+    t = trust_for(twi_env)
+    fails("policy.sbom", out.credential.raw, stmts[:1], t, policy=SbomPresent())
+    fails("policy.record-age", out.credential.raw, stmts, t, policy=MaxRecordAge(10), now=time.time() + 60,
+          check_time=False)
+    fails("policy.ear", out.credential.raw, stmts, trust_for(twi_env, verifier_keys=[]), policy=EarVerified())
+    fails("policy.verifier", out.credential.raw, stmts, t, policy=VerifierIs("https://other.test"))
+    fails("policy.any-of", out.credential.raw, stmts[:1], t, policy=AnyOf([SbomPresent(), MaxRecordAge(-1)]))
+    verify_credential(out.credential.raw, stmts[:1], t, policy=AnyOf([SbomPresent(), StatusAffirming()]))
+    verify_credential(out.credential.raw, stmts[:1], t, policy=UnsafeNoOp())
+
+
+def test_warning_status_needs_relying_party_consent(twi_env):
+    from issuer.appraisal import AppraisalPolicy
+
+    from .test_twi_support import policy_obj
+    twi_env.issuer.appraisal_policy = AppraisalPolicy.from_obj(policy_obj(submods={"*": {"accept_warning": True}}))
+    out, stmts = issue(twi_env, status="warning")
+    fails("policy.status", out.credential.raw, stmts, trust_for(twi_env))
+    verify_credential(out.credential.raw, stmts, trust_for(twi_env), policy=StatusAffirming(allow_warning=True))
+
+
+def test_embedded_ear_from_untrusted_verifier(twi_env):
+    from .test_twi_support import TestVerifier
+    from verifier.credential import load_verifier_keys
+    out, stmts = issue(twi_env)
+    fails("record.ear-signature", out.credential.raw, stmts,
+          trust_for(twi_env, verifier_keys=load_verifier_keys(TestVerifier().keys_obj())))
+
+
+def test_private_record(twi_env):
+    twi_env.issuer.issuance_policy = IssuancePolicy.from_obj({"id": "urn:i", "private_records": True})
+    out, stmts = issue(twi_env)
+    assert out.private
+    from verifier.statement import SignedStatement
+    st = SignedStatement.parse(stmts[0])
+    assert st.hash_envelope is not None and st.sub == out.rid and b"spiffe" not in st.statement_bytes
+    fails("record.private", out.credential.raw, stmts, trust_for(twi_env))
+    plain = twi_env.issuer.vault.get(out.rid)
+    res = verify_credential(out.credential.raw, stmts, trust_for(twi_env), record=plain, policy=FULL)
+    assert res.private
+    rec = vcbor.loads(plain)
+    rec["attestation"]["ear_status"] = "affirming "
+    fails("record.digest", out.credential.raw, stmts, trust_for(twi_env), record=vcbor.dumps(rec))
+    # private records are found by record id only
+    c = twi_env.app.test_client()
+    assert c.get("/twi/v1/cpr", query_string={"rid": out.rid}).status_code == 200
+    assert c.get("/twi/v1/cpr", query_string={"sha256": out.credential.sha256}).status_code == 404
+
+
+def test_lookups(twi_env):
+    wit, _ = issue(twi_env, wpr=False)
+    svid, _ = issue(twi_env, fmt="x509-svid", wpr=False)
+    c = twi_env.app.test_client()
+    for q, want in [({"rid": wit.rid}, wit), ({"iss": "https://issuer.test", "jti": wit.credential.jti}, wit),
+                    ({"sha256": wit.credential.sha256}, wit), ({"sha256": svid.credential.sha256.upper()}, svid),
+                    ({"issuer_dn": svid.credential.issuer_dn, "serial": svid.credential.serial}, svid)]:
+        r = c.get("/twi/v1/cpr", query_string=q)
+        assert r.status_code == 200, q
+        arr = vcbor.loads(r.data)
+        assert len(arr) == 1
+        verify_credential(want.credential.raw, arr, trust_for(twi_env))
+    for q in [{}, {"rid": wit.rid, "sha256": "00" * 32}, {"sha256": "xyz"}, {"iss": "https://issuer.test"},
+              {"issuer_dn": "CN=x", "serial": "zz"}]:
+        r = c.get("/twi/v1/cpr", query_string=q)
+        assert r.status_code == 400, q
+    assert c.get("/twi/v1/cpr", query_string={"iss": "https://issuer.test", "jti": "nope"}).status_code == 404
+
+
+def test_index_attrs():
+    from tlog.twi_index import attrs_for_statement
+    from verifier.statement import SignedStatement
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from issuer.provenance import IssuerIdentity, sign_cpr, sign_workload_provenance
+    k = ec.generate_private_key(ec.SECP256R1())
+    ident = IssuerIdentity("https://issuer.test", k)
+    rid = new_record_id()
+    rec = {"type": "tag:twi-tlog.example,2026:cpr/v1", "rid": rid,
+           "credential": {"iss": "https://issuer.test", "jti": "j1", "digest": {"sha256": "ab" * 32}}}
+    st = SignedStatement.parse(sign_cpr(ident, vcbor.dumps(rec), rid=rid, sub=WID, iat=1))
+    assert attrs_for_statement(st) == [("twi.cpr.rid", rid), ("twi.cred.iss_jti", '["https://issuer.test","j1"]'),
+                                       ("twi.cred.sha256", "ab" * 32)]
+    other = SignedStatement.parse(sign_cpr(ident, vcbor.dumps(rec), rid=new_record_id(), sub=WID, iat=1))
+    assert ("twi.cpr.rid", rid) not in attrs_for_statement(other)  # header and payload disagree: not indexed
+    priv = SignedStatement.parse(sign_cpr(ident, vcbor.dumps(rec), rid=rid, sub=WID, iat=1, private_location="https://x"))
+    assert attrs_for_statement(priv) == [("twi.cpr.rid", rid)]
+    wpr = SignedStatement.parse(sign_workload_provenance(ident, {"predicate": {"workload_id": WID}}))
+    assert attrs_for_statement(wpr) == []
+
+
+def test_cli_exit_codes(twi_env, tmp_path, capsys):
+    out, stmts = issue(twi_env)
+    (tmp_path / "cred.jwt").write_bytes(out.credential.raw)
+    (tmp_path / "ts.cbor").write_bytes(vcbor.dumps(stmts))
+    (tmp_path / "log.keys").write_bytes(twi_env.app.extensions["tlog.service"].keys.keyset_bytes())
+    (tmp_path / "issuer.pem").write_bytes(twi_env.issuer_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    (tmp_path / "verifiers.json").write_text(json.dumps(twi_env.verifier.keys_obj()))
+    parser = argparse.ArgumentParser(prog="twi-verify")
+    add_parser(parser.add_subparsers(dest="cmd"))
+
+    def run(*argv):
+        args = parser.parse_args(["credential", *map(str, argv)])
+        return args.func(args)
+
+    base = ["--statement", tmp_path / "ts.cbor", "--log-key", tmp_path / "log.keys", "--issuer-key", tmp_path / "issuer.pem"]
+    assert run(tmp_path / "cred.jwt", *base, "--verifier-keys", tmp_path / "verifiers.json", "--require-sbom",
+               "--require-ear", "--max-age", "300") == 0
+    assert "OK wit" in capsys.readouterr().out
+    other, _ = issue(twi_env, wpr=False)
+    (tmp_path / "other.jwt").write_bytes(other.credential.raw)
+    assert run(tmp_path / "other.jwt", *base) == 1
+    assert run(tmp_path / "missing.jwt", *base) == 2
+    (tmp_path / "junk.keys").write_bytes(b"junk")
+    assert run(tmp_path / "cred.jwt", "--statement", tmp_path / "ts.cbor", "--log-key", tmp_path / "junk.keys") == 2
