@@ -145,6 +145,26 @@ def run(args) -> dict:
     return res
 
 
+COLUMNS = [
+    ("backend", "backend"), ("entries", "entries"), ("batch", "batch"),
+    ("append_per_s", "appends/s"), ("restart_to_ready_s", "restart (s)"),
+    ("inclusion_p50_ms", "incl p50 ms"), ("inclusion_p99_ms", "incl p99 ms"),
+    ("consistency_p50_ms", "cons p50 ms"), ("consistency_p99_ms", "cons p99 ms"),
+    ("bytes_per_entry_beyond_statement", "B/entry"), ("load_avg_start", "load"),
+]
+
+
+def markdown_table(rows: list[dict]) -> str:
+    out = ["| " + " | ".join(h for _, h in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for r in rows:
+        cells = []
+        for k, _ in COLUMNS:
+            v = r.get(k, "")
+            cells.append(f"{v:,}" if isinstance(v, int) else (f"{v:.2f}" if k == "load_avg_start" else str(v)))
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
@@ -158,7 +178,11 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the database afterwards")
     ap.add_argument("--progress", action="store_true")
     ap.add_argument("--json", help="append the result line to this file")
+    ap.add_argument("--table", metavar="JSONL", help="print a markdown table of the results in JSONL and exit")
     args = ap.parse_args(argv)
+    if args.table:
+        print(markdown_table([json.loads(l) for l in open(args.table) if l.strip()]))
+        return 0
     if args.entries < 1 or args.batch < 1:
         ap.error("--entries and --batch must be >= 1")
     runs = [args.backend]
