@@ -174,3 +174,78 @@ def test_witness_cli_help():
         main(["--help"])
     assert e.value.code == 0
     assert main(["--data-dir", "/nonexistent-never", "--log-vkey", "bad"]) == 2
+
+
+def _serve_app(app):
+    from werkzeug.serving import make_server
+
+    srv = make_server("127.0.0.1", 0, app, threaded=True)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    return srv, t
+
+
+def test_monitor_sees_split_view_through_witness(env, tmp_path):
+    """The witness cosigned a fork; a monitor of the real history compares with it."""
+    import io
+
+    from verifier.monitor import HttpLog, Monitor, MonitorAlert, Reporter
+
+    from .test_monitor_fixture import FixtureServer
+
+    env.log.append(make_entries(300))
+    fork = env.log.fork(100, make_entries(200, salt=b"w"))
+    assert env.post(0, fork.note).status_code == 200  # the witness only ever saw the fork
+    wsrv, wt = _serve_app(create_app(env.witness))
+    try:
+        with FixtureServer(env.log) as srv:
+            m = Monitor(HttpLog(srv.url, timeout=5), env.log.signer.verifier(), tmp_path / "m.json",
+                        witnesses=[f"http://127.0.0.1:{wsrv.server_port}"], reporter=Reporter(io.StringIO(), io.StringIO()))
+            with pytest.raises(MonitorAlert) as e:
+                m.poll()
+            assert e.value.kind == "split-view"
+            notes = {e.value.evidence["a"]["note"], e.value.evidence["b"]["note"]}
+            assert env.log.note in notes
+            assert any(n.startswith(fork.note) for n in notes)  # the witness's cosigned copy
+    finally:
+        wsrv.shutdown()
+        wt.join(5)
+
+
+def test_python_m_tlog_witness_serves(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    log = FixtureLog("example.com/proc")
+    log.append(make_entries(5))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p = subprocess.Popen([sys.executable, "-m", "tlog.witness", "--data-dir", str(tmp_path / "wd"),
+                          "--log-vkey", log.signer.vkey, "--port", str(port), "--name", "w.example"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        body = ("old 0\n\n" + log.note).encode()
+        deadline = time.time() + 15
+        while True:
+            try:
+                r = requests.post(f"http://127.0.0.1:{port}/add-checkpoint", data=body, timeout=2)
+                break
+            except requests.ConnectionError:
+                if time.time() > deadline or p.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        assert r.status_code == 200
+        vkey = CosignatureSigner.from_skey((tmp_path / "wd" / "witness.skey").read_text().strip()).vkey
+        from verifier.note import NoteVerifier
+
+        open_checkpoint(log.note + r.text, log.signer.verifier(), [NoteVerifier.from_vkey(vkey)])
+        r = requests.post(f"http://127.0.0.1:{port}/add-checkpoint", data=body, timeout=5)
+        assert r.status_code == 409 and r.text == "5\n"
+    finally:
+        p.terminate()
+        p.wait(10)
