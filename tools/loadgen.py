@@ -276,6 +276,7 @@ def main(argv=None) -> int:
     ap.add_argument("--soak-duration", type=float, default=60.0)
     ap.add_argument("--soak-statements", type=int, default=60000)
     ap.add_argument("--url", help="an already running log (issuer key must be trusted: see --issuer-key-out)")
+    ap.add_argument("--database-url", help="run the log on this (empty) PostgreSQL database instead of SQLite")
     ap.add_argument("--keep", help="keep the work directory here")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
@@ -310,6 +311,11 @@ def main(argv=None) -> int:
         "TLOG_ISSUER": "https://loadgen.example",
         "TLOG_RATE_LIMIT": "0",
     }
+    if args.database_url:
+        log_env["TLOG_DATABASE_URL"] = args.database_url
+        report["conditions"]["backend"] = "postgresql"
+    else:
+        report["conditions"]["backend"] = "sqlite"
     servers: list[Server] = []
 
     def start(app, env):
@@ -376,7 +382,7 @@ def main(argv=None) -> int:
         print(json.dumps(report, indent=2))
     else:
         c = report["conditions"]
-        print(f"conditions: {c['cpus']} CPUs, load {c['loadavg_start']} -> {c.get('loadavg_end')}, gunicorn gthread "
+        print(f"conditions: {c['backend']}, {c['cpus']} CPUs, load {c['loadavg_start']} -> {c.get('loadavg_end')}, gunicorn gthread "
               f"{c['workers']} workers x {c['threads']} threads, statements signed in {c['signing_s']} s")
         for i, r in enumerate(report.get("runs", [])):
             b, lg = r["bare"], r["log"]

@@ -12,16 +12,10 @@ use threaded workers so that concurrent registrations share a group commit::
 from __future__ import annotations
 
 import logging
-import os
-import sys
 
 from ..config import Config
 from . import create_app
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
-
-# The group-commit sequencer thread releases the GIL at every storage call; with the default 5 ms
-# switch interval it then waits behind the request threads each time, and batches crawl.
-sys.setswitchinterval(float(os.environ.get("TLOG_SWITCH_INTERVAL", "0.0005")))
 
 app = create_app(Config.load())
