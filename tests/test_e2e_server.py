@@ -80,6 +80,21 @@ class Gunicorn:
         self.log.close()
 
 
+def _register(srv, st, timeout=20.0):
+    """POST, following a 303 to the receipt (bounded): returns (201, receipt, headers)."""
+    status, body, hdrs = srv.post(st)
+    if status != 303:
+        return status, body, hdrs
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        s2, b2, h2 = srv.get(hdrs["location"])
+        if s2 == 200:
+            return 201, b2, hdrs
+        assert s2 in (302, 202), (s2, b2)
+        time.sleep(0.1)
+    raise AssertionError("registration not integrated in time")
+
+
 @pytest.mark.slow
 def test_gunicorn_register_read_kill9_restart(tmp_path):
     key = ec.generate_private_key(ec.SECP256R1())
@@ -88,7 +103,7 @@ def test_gunicorn_register_read_kill9_restart(tmp_path):
         "TLOG_ISSUER_KEYS": str(write_public(tmp_path / "issuer.pem", key)),
         "TLOG_ORIGIN": "e2e.example/log",
         "TLOG_ISSUER": "https://e2e.example",
-        "TLOG_REGISTER_WAIT": "1.0",
+        "TLOG_REGISTER_WAIT": "0.02",  # a mix of 201 and 303 (spilled to the durable queue) answers
     }
     srv = Gunicorn(env, tmp_path / "server.log")
     try:
@@ -101,7 +116,7 @@ def test_gunicorn_register_read_kill9_restart(tmp_path):
 
         # register and read back
         st = statement(key, sub="e2e/first")
-        status, receipt, hdrs = srv.post(st)
+        status, receipt, hdrs = _register(srv, st)
         assert status == 201, receipt
         leaf = SignedStatement.parse(st).leaf_input
         vreceipt.verify_inclusion_receipt(receipt, leaf, keys)
@@ -141,14 +156,14 @@ def test_gunicorn_register_read_kill9_restart(tmp_path):
         for t in threads:
             t.start()
         deadline = time.monotonic() + 10
-        while len(acked) < 150 and time.monotonic() < deadline:
+        while len(acked) + len(accepted) < 150 and time.monotonic() < deadline:
             time.sleep(0.05)
         srv.kill(signal.SIGKILL)
         stop.set()
         for t in threads:
             t.join(15)
         acked.append((leaf, receipt))
-        assert len(acked) >= 50, "too few registrations before the kill"
+        assert len(acked) + len(accepted) >= 50, "too few registrations before the kill"
         print(f"acknowledged before kill: {len(acked)} (201), {len(accepted)} (303)")
     finally:
         srv.kill()
@@ -187,7 +202,7 @@ def test_gunicorn_register_read_kill9_restart(tmp_path):
         # every acknowledged statement is in the log exactly once
         assert len(indexes) == len({lf for lf, _ in acked})
         # the log still registers after the crash
-        status, body, _ = srv2.post(statement(key, sub="e2e/after"))
+        status, body, _ = _register(srv2, statement(key, sub="e2e/after"))
         assert status == 201
     finally:
         srv2.kill(signal.SIGTERM)
