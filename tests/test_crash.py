@@ -118,3 +118,58 @@ def _run_crash_rounds(storage_factory, signer, rounds):
 @pytest.mark.slow
 def test_sigkill_while_appending(storage_factory, signer):
     _run_crash_rounds(storage_factory, signer, rounds=6 if storage_factory.backend == "sqlite" else 4)
+
+
+def appender(target: str, schema: str, base: str, batches: str) -> None:  # runs in a child process
+    from tlog.log import Log
+    from tlog.storage import open_storage
+
+    signer = Signer.from_skey(os.environ["TLOG_CRASH_SKEY"])
+    kw = {"schema": schema} if schema != "-" else {}
+    log = Log.open(open_storage(target, **kw), origin=ORIGIN, note_signer=signer, max_wait=0.001)
+    b = int(base)
+    for k in range(int(batches)):
+        items = [(b"%08d" % (b + k) + bytes([j]) * 24, b"", [("w", base)]) for j in range(25)]
+        if k % 2:
+            log.append(items)
+        else:
+            for p in [log.submit(*it) for it in items]:
+                assert p.wait(60) is not None
+    log.close()
+
+
+def test_processes_integrate_one_at_a_time(storage_factory, signer):
+    """Three real processes append concurrently to one database: every entry lands exactly
+    once, and every stored head is a signed checkpoint consistent with the next one."""
+    from tlog.log import Log
+
+    if storage_factory.backend == "postgres":
+        target, schema = storage_factory.url, storage_factory.schema
+    else:
+        target, schema = str(storage_factory.path), "-"
+    Log.open(storage_factory(), origin=ORIGIN, note_signer=signer).close()  # create it first
+    env = dict(os.environ, TLOG_CRASH_SKEY=signer.skey, PYTHONPATH=str(ROOT))
+    procs = [subprocess.Popen([sys.executable, "-c",
+                               "import sys; from tests.test_crash import appender; appender(*sys.argv[1:])",
+                               target, schema, str(base), "8"], env=env, cwd=ROOT)
+             for base in (1000, 2000, 3000)]
+    assert [p.wait(120) for p in procs] == [0, 0, 0]
+    log = Log.open(storage_factory(), origin=ORIGIN, note_signer=signer, poll_interval=60)
+    try:
+        n = log.size
+        assert n == 3 * 8 * 25
+        leaves = log.storage.leaf_inputs(0, n)
+        assert len(set(leaves)) == n
+        assert sorted(len(log.lookup("w", str(b))) for b in (1000, 2000, 3000)) == [200, 200, 200]
+        v = NoteVerifier.from_vkey(signer.vkey)
+        sizes = [s for s in range(1, n + 1) if log.tree_head(s) is not None]
+        prev = None
+        for s in sizes:
+            cp = open_checkpoint(log.tree_head(s).checkpoint, v).checkpoint
+            assert cp.root == merkle.root_of([merkle.leaf_hash(d) for d in leaves[:s]])
+            if prev is not None:
+                merkle.verify_consistency(prev.size, s, log.consistency_proof(prev.size, s), prev.root, cp.root)
+            prev = cp
+        assert prev.size == n
+    finally:
+        log.close()
