@@ -379,3 +379,42 @@ def test_cli_audit(served, tmp_path):
     with redirect_stdout(out), redirect_stderr(io.StringIO()):
         rc = main(["audit", "--log", served.url, "--vkey", log.signer.vkey, "--progress", "lines"])
     assert rc == 1 and json.loads(out.getvalue().splitlines()[-1])["kind"] == "audit-mismatch"
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from verifier import VerificationError  # noqa: E402
+
+_MT = MemoryTiles()
+_MT.append(make_entries(600))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="tile/entries0123456789x.p", max_size=40))
+def test_memory_tiles_random_paths(path):
+    try:
+        data = _MT.get(path)
+    except TileNotFound:
+        return
+    assert len(data) % 32 == 0 or path.startswith("tile/entries/")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 600), st.integers(1, 600), st.binary(max_size=64))
+def test_consistency_from_corrupt_tiles_never_verifies_wrongly(m, n, junk):
+    """A server returning junk for one tile: the proof either fails to build, or fails to verify,
+    or (if the junk tile was not needed) verifies against the true roots."""
+    m, n = min(m, n), max(m, n)
+    target = tile_path(0, 0, min(n, 256) if n < 256 else None)
+
+    def fetch(p):
+        return junk if p == target else _MT.get(p)
+
+    leaves = [merkle.leaf_hash(d) for d in _MT.entries[:n]]
+    try:
+        proof = TileHashReader(fetch, n).consistency_proof(m)
+        merkle.verify_consistency(m, n, proof, merkle.root_of(leaves[:m]), merkle.root_of(leaves))
+    except (VerificationError, TileNotFound):
+        return
+    # it verified against the true roots: it is the honest proof, whatever the junk was
+    assert proof == (merkle.consistency_proof(leaves, m) if m < n else [])

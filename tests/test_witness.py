@@ -249,3 +249,24 @@ def test_python_m_tlog_witness_serves(tmp_path):
     finally:
         p.terminate()
         p.wait(10)
+
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=300), st.integers(0, 3))
+def test_random_bodies_never_crash(tmp_path_factory, data, variant):
+    e = _HYP_ENV.get("env")
+    if e is None:
+        e = _HYP_ENV["env"] = Env(tmp_path_factory.mktemp("hyp"))
+        e.log.append(make_entries(20))
+        e.good = e.body(0, e.log.note)
+    body = [data, b"old 0\n\n" + data, e.good[: len(data)] + data, data + e.good][variant]
+    r = e.witness.add_checkpoint(body)
+    assert r.status in (200, 400, 403, 404, 409, 422)
+    if r.status == 200:
+        assert body.endswith(e.good[e.good.index(b"\n\n") + 2:]) or body == e.good
+
+
+_HYP_ENV: dict = {}
