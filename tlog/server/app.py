@@ -71,6 +71,26 @@ def _uint_param(name: str, *, required: bool = True) -> int | None:
     return int(v)
 
 
+def _read_body(limit: int) -> bytes:
+    """The request body, at most ``limit`` bytes (413 above), also for chunked requests
+    (Werkzeug applies MAX_CONTENT_LENGTH to Content-Length only)."""
+    from werkzeug.exceptions import RequestEntityTooLarge
+
+    if request.content_length is not None and request.content_length > limit:
+        raise RequestEntityTooLarge()
+    stream = request.stream
+    parts, n = [], 0
+    while True:
+        chunk = stream.read(min(65536, limit + 1 - n))
+        if not chunk:
+            break
+        parts.append(chunk)
+        n += len(chunk)
+        if n > limit:
+            raise RequestEntityTooLarge()
+    return b"".join(parts)
+
+
 def create_app(config: Config | None = None, *, service: LogService | None = None) -> Flask:
     """The Flask application. ``service`` may be given (tests); else one is opened from ``config``."""
     config = config or Config.load()
@@ -152,7 +172,7 @@ def create_app(config: Config | None = None, *, service: LogService | None = Non
             pl = request.files.get("payload")
             detached = pl.read() if pl is not None else None
         elif ctype in ACCEPTED_TYPES or ctype == "":
-            body = request.get_data(cache=False)
+            body = _read_body(config.max_body)
         else:
             svc.metrics.rejected("media-type")
             return problem(415, "Unsupported Media Type", f"send application/cose (got {ctype!r})")
