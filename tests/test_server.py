@@ -610,3 +610,21 @@ def test_receipt_sizes_must_be_tree_heads(app, client, issuer_key):
     assert client.get(f"/entries/1/receipt?size={size}").status_code == 200
     assert client.get(f"/consistency?from=1&to={size}").status_code == 200
     assert client.get(f"/consistency?from={size}&to={size}").status_code == 200
+
+
+def test_kid_and_x5chain_both_checked(make_app, issuer_key, pki):
+    """A statement naming a trusted kid and an x5chain: both registered identifiers must verify."""
+    _, leaf_key, leaf_cert = pki
+    app = make_app()
+    c = app.test_client()
+    # signed by the x5chain leaf but naming the trusted issuer kid: the kid check fails
+    st = statement(leaf_key, iss="https://issuer.example/ci", kid=kid_of(issuer_key), extra={33: [der(leaf_cert)]})
+    r = post(c, st)
+    assert r.status_code == 400 and problem_of(r)[-1] == "Rejected"
+    # without trust anchors the x5chain is not a registered identifier: the trusted kid decides
+    app2 = make_app(trust_anchors=[])
+    c2 = app2.test_client()
+    st2 = statement(issuer_key, iss="https://issuer.example/ci", extra={33: [der(leaf_cert)]})
+    assert post(c2, st2).status_code == 201
+    r = post(c2, statement(leaf_key, iss="https://issuer.example/ci", kid=False, extra={33: [der(leaf_cert)]}))
+    assert r.status_code == 400 and "trust anchor" in problem_of(r)[-2]

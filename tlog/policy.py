@@ -158,25 +158,24 @@ class Policy:
             raise Rejection(T_PAYLOAD_MISSING, "Signed Statement payload must be present (detached payload not supplied)", "payload-missing")
         checked = False
         try:
-            if st.x5chain:
-                if not self.trust.anchors:
-                    raise Rejection(T_REJECTED, "no X.509 trust anchor is registered", "x509")
+            # RFC 9943 5.1.1.1: every identifier the log has registered must verify
+            if st.x5chain and self.trust.anchors:
                 st.verify(trust_anchors=self.trust.anchors, payload=detached_payload, allowed_algs=self.allowed_algs)
                 checked = True
-            if st.kid is not None:
-                key = self.trust.issuer_keys.get(st.kid)
-                if key is not None:
-                    st.verify(key, payload=detached_payload, allowed_algs=self.allowed_algs)
-                    checked = True
-                elif not checked:
-                    raise Rejection(
-                        T_REJECTED,
-                        f"issuer key {st.kid.hex()} is not trusted by the registration policy",
-                        "untrusted-issuer",
-                    )
+            if st.kid is not None and st.kid in self.trust.issuer_keys:
+                st.verify(self.trust.issuer_keys[st.kid], payload=detached_payload, allowed_algs=self.allowed_algs)
+                checked = True
         except VerificationError as e:
             raise classify(e) from None
         if not checked:
+            if st.kid is not None:
+                raise Rejection(
+                    T_REJECTED,
+                    f"issuer key {st.kid.hex()} is not trusted by the registration policy",
+                    "untrusted-issuer",
+                )
+            if st.x5chain:
+                raise Rejection(T_REJECTED, "no X.509 trust anchor is registered", "x509")
             raise Rejection(T_MALFORMED, "Signed Statement names neither kid nor x5chain", "malformed")
 
 
