@@ -418,3 +418,39 @@ def test_consistency_from_corrupt_tiles_never_verifies_wrongly(m, n, junk):
         return
     # it verified against the true roots: it is the honest proof, whatever the junk was
     assert proof == (merkle.consistency_proof(leaves, m) if m < n else [])
+
+
+def test_audit_statements(served, tmp_path):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from verifier import cose
+    from verifier.monitor import StatementChecker
+    from verifier.statement import SignedStatement
+
+    key = Ed25519PrivateKey.generate()
+    log = served.log
+    stmts = [cose.sign1(key, {15: {1: "https://issuer.example", 2: f"w/{i}"}, 4: b"k1"}, b"p%d" % i,
+                        unprotected={394: [b"receipt bytes"]}) for i in range(300)]
+    leaves = [SignedStatement.parse(s).leaf_input for s in stmts]
+    log.append(leaves)
+    for d, s in zip(leaves, stmts):
+        log.extra[f"entries/{d.hex()}/statement"] = s
+    cp = Checkpoint.parse(log.note.split("\n\n")[0] + "\n")
+    h = HttpLog(served.url)
+    a = Auditor(h.fetch, None)
+    a.check_entries = chk = StatementChecker(h)
+    a.audit(cp)
+    assert chk.checked == 300 and chk.unverified == 300
+    # a statement that does not hash to its leaf
+    log.extra[f"entries/{leaves[257].hex()}/statement"] = stmts[3]
+    a = Auditor(h.fetch, None)
+    a.check_entries = StatementChecker(h)
+    with pytest.raises(MonitorAlert) as e:
+        a.audit(cp)
+    assert e.value.kind == "audit-mismatch" and "entry 257" in e.value.detail
+    # CLI flag
+    log.extra[f"entries/{leaves[257].hex()}/statement"] = stmts[257]
+    out = io.StringIO()
+    with redirect_stdout(out), redirect_stderr(io.StringIO()):
+        assert main(["audit", "--log", served.url, "--vkey", log.signer.vkey, "--statements", "--progress", "lines"]) == 0
+    assert json.loads(out.getvalue().splitlines()[-1])["statements"]["checked"] == 300

@@ -507,6 +507,7 @@ class Auditor:
         self.save_every = save_every
         self.progress = progress
         self.stop_after_tiles: int | None = None  # tests: simulate an interruption
+        self.check_entries: Callable[[int, list[bytes]], None] | None = None  # per entry bundle
 
     def _load(self, origin: str) -> AuditState:
         if self.state_path is None or not self.state_path.exists():
@@ -547,6 +548,8 @@ class Auditor:
             hashes = [sha256(b"\x00" + e).digest() for e in entries]
         if b"".join(hashes) != tile:
             raise MonitorAlert("audit-mismatch", f"{tile_path(0, index, w)} differs from the hashes of its entries")
+        if self.check_entries is not None:
+            self.check_entries(index * TILE_WIDTH, parse_entry_bundle(bundle, width))
         return hashes
 
     def audit(self, cp: Checkpoint, note: str = "") -> AuditState:
@@ -640,6 +643,52 @@ class Auditor:
         return st
 
 
+class StatementChecker:
+    """Audit of the statements behind the leaves: for each entry d(i), fetch
+    ``GET <log>/entries/<hex d(i)>/statement`` (the transparent statement), parse it strictly
+    (verifier.statement) and check d(i) = SHA-256(statement bytes) (docs/ARCHITECTURE.md). With
+    trust anchors, statements carrying an x5chain also have their issuer signature verified
+    (statements identified by ``kid`` only are counted as ``unverified``: no key directory here).
+    The log's registration policy is not re-evaluated."""
+
+    def __init__(self, log: HttpLog, trust_anchors: list | None = None) -> None:
+        self.log = log
+        self.trust_anchors = trust_anchors or []
+        self.lock = threading.Lock()
+        self.checked = 0
+        self.signature_verified = 0
+        self.unverified = 0
+
+    def __call__(self, first_index: int, entries: list[bytes]) -> None:
+        from .statement import SignedStatement
+
+        for k, d in enumerate(entries):
+            i = first_index + k
+            try:
+                data = self.log.get(f"entries/{d.hex()}/statement")
+            except TileNotFound:
+                raise MonitorAlert("audit-mismatch", f"entry {i}: the log does not serve its statement") from None
+            try:
+                stmt = SignedStatement.parse(data)
+            except VerificationError as e:
+                raise MonitorAlert("audit-mismatch", f"entry {i}: statement does not parse: {e}") from None
+            if stmt.leaf_input != d:
+                raise MonitorAlert("audit-mismatch", f"entry {i}: SHA-256(statement bytes) != leaf input")
+            verified = False
+            if self.trust_anchors and stmt.x5chain and stmt.sign1.payload is not None:
+                try:
+                    stmt.verify(trust_anchors=self.trust_anchors)
+                except VerificationError as e:
+                    raise MonitorAlert("audit-mismatch", f"entry {i}: issuer signature: {e}") from None
+                verified = True
+            with self.lock:
+                self.checked += 1
+                if verified:
+                    self.signature_verified += 1
+                else:
+                    self.unverified += 1
+
+
 # ---------------------------------------------------------------------------- CLI
 
 
@@ -697,6 +746,14 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         bar = {"auto": None, "bar": True, "lines": False}[args.progress]
         prog = Progress(cp.size, sys.stderr, bar=bar)
         aud = Auditor(log.fetch, args.state, workers=args.workers, progress=prog)
+        checker = None
+        if args.statements:
+            anchors = []
+            if args.trust_anchors:
+                from .x509 import load_certificates
+
+                anchors = load_certificates(Path(args.trust_anchors).read_bytes())
+            checker = aud.check_entries = StatementChecker(log, anchors)
         t0 = time.perf_counter()
         st = aud.audit(cp, note)
         dt = time.perf_counter() - t0
@@ -709,8 +766,12 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted; re-run to resume", file=sys.stderr)
         return 130
-    rep.event({"event": "audited", "origin": cp.origin, "size": st.audited_size,
-               "root": base64.b64encode(cp.root).decode(), "seconds": round(dt, 3)},
+    ev = {"event": "audited", "origin": cp.origin, "size": st.audited_size,
+          "root": base64.b64encode(cp.root).decode(), "seconds": round(dt, 3)}
+    if checker is not None:
+        ev["statements"] = {"checked": checker.checked, "signature_verified": checker.signature_verified,
+                            "unverified": checker.unverified}
+    rep.event(ev,
               f"ok: {cp.origin} size {cp.size}: every tile, entry bundle and the root recomputed and equal")
     return 0
 
@@ -738,6 +799,9 @@ def add_parser(subparsers) -> None:
     a.add_argument("--state", help="resume file (progress is kept here)")
     a.add_argument("--checkpoint", help="audit this signed checkpoint file instead of the log's current one")
     a.add_argument("--workers", type=int, default=8, help="parallel fetches")
+    a.add_argument("--statements", action="store_true",
+                   help="also fetch each statement and check d(i) = SHA-256(statement bytes)")
+    a.add_argument("--trust-anchors", help="PEM file: verify x5chain statements' signatures to these roots")
     a.add_argument("--progress", choices=["auto", "bar", "lines"], default="auto")
     a.add_argument("--timeout", type=float, default=30.0)
     a.set_defaults(func=_cmd_audit)
