@@ -177,6 +177,7 @@ class Log:
         self._closed = False
         self._size = 0
         self._root = EMPTY_ROOT
+        self._sr = (0, EMPTY_ROOT)  # (size, root) as one object: read atomically by readers
         self._edge: dict[int, bytes] = {}
         self._latest: TreeHead | None = None
         self._thread: threading.Thread | None = None
@@ -275,7 +276,8 @@ class Log:
             self._open_checkpoint(head)
             if head.root != root:
                 raise VerificationError("log.head", "latest head root differs from the state root")
-            self._size, self._root, self._edge, self._latest = size, root, edge, head
+            self._sr = (size, root)
+            self._root, self._edge, self._latest, self._size = root, edge, head, size
             self._warm_upper_tiles(size)
 
     def _warm_upper_tiles(self, size: int, budget: int = 2048) -> None:
@@ -445,7 +447,8 @@ class Log:
                 if prows:
                     tx.delete_pending([r.seq for r in prows])
             # committed: durable
-            self._size, self._root, self._edge = new_size, new_root, new_edge
+            self._sr = (new_size, new_root)
+            self._root, self._edge, self._size = new_root, new_edge, new_size
             if head is not None:
                 self._latest = head
             elif (size, root) != (self._latest.size, self._latest.root):
@@ -514,8 +517,9 @@ class Log:
 
     def root(self, size: int) -> bytes:
         self._check_size(size)
-        if size == self._size:
-            return self._root
+        cur_size, cur_root = self._sr
+        if size == cur_size:
+            return cur_root
         return self._tree.root(size)
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:

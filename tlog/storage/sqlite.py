@@ -168,7 +168,7 @@ def _read_tiles(db, keys):
 
 
 class SQLiteStorage(Storage):
-    def __init__(self, path: str | os.PathLike, *, busy_timeout: float = 120.0, cache_mb: int = 128) -> None:
+    def __init__(self, path: str | os.PathLike, *, busy_timeout: float = 120.0, cache_mb: int = 256) -> None:
         self.path = os.fspath(path)
         if not self.path:
             raise ValueError("empty SQLite path")
