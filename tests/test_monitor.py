@@ -454,3 +454,15 @@ def test_audit_statements(served, tmp_path):
     with redirect_stdout(out), redirect_stderr(io.StringIO()):
         assert main(["audit", "--log", served.url, "--vkey", log.signer.vkey, "--statements", "--progress", "lines"]) == 0
     assert json.loads(out.getvalue().splitlines()[-1])["statements"]["checked"] == 300
+
+
+def test_tiles_missing_alert(served, tmp_path):
+    log = served.log
+    log.append(make_entries(300))
+    m, _ = _monitor(served, tmp_path)
+    m.poll()
+    ahead = log.fork(300, make_entries(50, salt=b"m"))
+    log.note = ahead.note  # a checkpoint the log's tiles do not back
+    with pytest.raises(MonitorAlert) as e:
+        m.poll()
+    assert e.value.kind == "tiles-missing"

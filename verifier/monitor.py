@@ -14,7 +14,8 @@ tile level), with progress output.
 
 Alerts: one JSON event line on stdout (``{"event": "alert", "kind": ...}``), a human line on
 stderr, exit status 1. Kinds: ``bad-signature``, ``inconsistent``, ``size-regressed``,
-``split-view``, ``unreachable``, ``audit-mismatch``, ``origin-mismatch``, ``bad-state``.
+``split-view``, ``unreachable``, ``tiles-missing``, ``audit-mismatch``, ``origin-mismatch``,
+``bad-state``. The first checkpoint seen (no state yet) is trusted on first use.
 Exit 0: all good; 1: alert; 2: usage / configuration error.
 """
 
@@ -266,7 +267,7 @@ def check_consistent(
         ) from None
     except TileNotFound as e:
         raise MonitorAlert(
-            "inconsistent", f"the log does not serve the tiles of its own checkpoint ({e})", evidence
+            "tiles-missing", f"the log does not serve the tiles of its checkpoint of size {new.size} ({e})", evidence
         ) from None
     return reader.fetched
 
@@ -325,7 +326,7 @@ def compare_views(
             try:
                 check_consistent(a, b, fetch, ev)
             except MonitorAlert as al:
-                if al.kind == "inconsistent" and "does not serve" in al.detail:
+                if al.kind == "tiles-missing":
                     events.append({"event": "split-view-unresolved", "origin": a.origin,
                                    "detail": al.detail, "a": sa, "b": sb})
                 else:
