@@ -232,3 +232,57 @@ def test_cli_exit_codes(twi_env, tmp_path, capsys):
     assert run(tmp_path / "missing.jwt", *base) == 2
     (tmp_path / "junk.keys").write_bytes(b"junk")
     assert run(tmp_path / "cred.jwt", "--statement", tmp_path / "ts.cbor", "--log-key", tmp_path / "junk.keys") == 2
+
+
+def test_fetch_over_http_from_the_pointer(tmp_path):
+    """The real log app with the TWI wiring served over HTTP: the relying party resolves the
+    credential's pointer (GET /twi/v1/cpr?rid=) and the linked workload provenance itself."""
+    import threading
+
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+    from werkzeug.serving import make_server
+
+    from issuer.appraisal import AppraisalPolicy, VerifierKeys
+    from issuer.client import ScrapiClient
+    from issuer.provenance import IssuerIdentity
+    from issuer.service import Issuer
+    from tlog.config import Config
+    from tlog.server import create_app
+    from tlog.twi_routes import install
+    from verifier.credential import fetch_statements
+
+    from .test_twi_support import TestVerifier, policy_obj, write_pem_public
+
+    k = ec.generate_private_key(ec.SECP256R1())
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    app = create_app(Config.load(env={}, overrides=dict(
+        data_dir=str(tmp_path / "log"), issuer_keys=[str(write_pem_public(tmp_path / "k.pem", k))],
+        origin="log.test/fetch", issuer=url, register_wait=5.0)))
+    install(app)
+    srv = make_server("127.0.0.1", port, app, threaded=True)
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    try:
+        ver = TestVerifier()
+        iss = Issuer(identity=IssuerIdentity("https://issuer.test", k), log_url=url,
+                     appraisal_policy=AppraisalPolicy.from_obj(policy_obj()),
+                     verifier_keys=VerifierKeys.from_obj(ver.keys_obj()),
+                     issuance_policy=IssuancePolicy.from_obj({"id": "urn:i"}), client=ScrapiClient(url))
+        env = type("E", (), {"issuer": iss})()
+        iss.register_workload_provenance(wpr_statement(env))
+        out = iss.issue(ear=ver.ear(), workload_id=WID, workload_key=ed25519.Ed25519PrivateKey.generate().public_key())
+        stmts = fetch_statements(out.credential.pointer)
+        assert len(stmts) == 2  # the record and the workload provenance it links to
+        from verifier.credential import TrustConfig
+        trust = TrustConfig(log_keys=app.extensions["tlog.service"].keys.public_keys(),
+                            issuer_keys={vkeys.thumbprint(k): k.public_key()})
+        res = verify_credential(out.credential.raw, stmts, trust, policy=AllOf([StatusAffirming(), SbomPresent()]))
+        assert res.receipts[0].issuer == url
+    finally:
+        srv.shutdown()
+        th.join(5)
+        app.extensions["tlog.service"].close()
