@@ -41,6 +41,11 @@ from .policy import POLICY_CONTENT_TYPE, Policy, Rejection, classify
 
 log = logging.getLogger("tlog.service")
 
+try:  # TWI Credential Provenance index attributes (tlog.twi_index), served by tlog.twi_routes
+    from tlog.twi_index import attrs_for_statement as _twi_attrs
+except ImportError:  # pragma: no cover - the TWI modules are optional for the log
+    _twi_attrs = None
+
 VDS_RFC9162_SHA256 = 1
 ATTR_KIND = "kind"
 ATTR_POLICY = "policy"
@@ -428,13 +433,19 @@ class LogService:
             import hashlib
 
             attrs[ATTR_PAYLOAD_HASH] = hashlib.sha256(payload).hexdigest()
+        attr_list = sorted(attrs.items())
+        if _twi_attrs is not None:
+            try:
+                attr_list += [a for a in _twi_attrs(st) if a[0] not in attrs]
+            except VerificationError:
+                pass
         eid = entry_id_of(st.leaf_input)
         t0 = time.monotonic()
         with self._lock:
             self._inflight += 1
         try:
             try:
-                pending = self.log.submit(st.leaf_input, st.statement_bytes, sorted(attrs.items()))
+                pending = self.log.submit(st.leaf_input, st.statement_bytes, attr_list)
             except Exception as e:  # the core's queue-full signal, whatever its class
                 if "full" in type(e).__name__.lower() or "full" in str(e).lower():
                     self.metrics.rejected("queue-full")

@@ -328,6 +328,14 @@ def create_app(config: Config | None = None, *, service: LogService | None = Non
         resp.headers["Cache-Control"] = IMMUTABLE
         return resp
 
+    # ---- TWI Credential Provenance lookup (GET /twi/v1/cpr, tlog.twi_routes) ------------
+    try:
+        from tlog.twi_routes import bp as twi_bp
+    except ImportError:  # pragma: no cover
+        twi_bp = None
+    if twi_bp is not None:
+        app.register_blueprint(twi_bp)
+
     # ---- operations --------------------------------------------------------------------------
     @app.get("/health")
     def health():
