@@ -466,3 +466,28 @@ def test_tiles_missing_alert(served, tmp_path):
     with pytest.raises(MonitorAlert) as e:
         m.poll()
     assert e.value.kind == "tiles-missing"
+
+
+def test_audit_empty_and_small_trees(served):
+    log = served.log
+    h = HttpLog(served.url)
+    for k in [0, 1, 255, 1]:
+        log.append(make_entries(k, salt=b"e%d" % log.tiles.size))
+        cp = Checkpoint.parse(log.note.split("\n\n")[0] + "\n")
+        assert Auditor(h.fetch, None).audit(cp).audited_size == log.tiles.size
+    bad = Checkpoint(log.origin, 0, sha256(b"x").digest())
+    with pytest.raises(MonitorAlert):
+        Auditor(h.fetch, None).audit(bad)
+
+
+def test_add_parser_registers_subcommands():
+    import argparse
+
+    from verifier.monitor import add_parser
+
+    p = argparse.ArgumentParser()
+    add_parser(p.add_subparsers(dest="cmd"))
+    a = p.parse_args(["monitor", "--log", "http://127.0.0.1:1", "--vkey", "k", "--state", "s", "--once"])
+    assert a.cmd == "monitor" and callable(a.func) and a.once
+    a = p.parse_args(["audit", "--log", "http://127.0.0.1:1", "--vkey", "k"])
+    assert a.cmd == "audit" and a.func is a.handler

@@ -792,7 +792,7 @@ def add_parser(subparsers) -> None:
     m.add_argument("--iterations", type=int, default=0, help="stop after N polls (0: forever)")
     m.add_argument("--max-unreachable", type=float, default=3600.0, help="alert when unreachable longer (s)")
     m.add_argument("--timeout", type=float, default=10.0, help="HTTP timeout (s)")
-    m.set_defaults(func=_cmd_monitor)
+    m.set_defaults(func=_cmd_monitor, handler=_cmd_monitor)
 
     a = subparsers.add_parser("audit", help="fetch every tile and entry and recompute the tree")
     a.add_argument("--log", required=True, help="log URL prefix")
@@ -805,7 +805,7 @@ def add_parser(subparsers) -> None:
     a.add_argument("--trust-anchors", help="PEM file: verify x5chain statements' signatures to these roots")
     a.add_argument("--progress", choices=["auto", "bar", "lines"], default="auto")
     a.add_argument("--timeout", type=float, default=30.0)
-    a.set_defaults(func=_cmd_audit)
+    a.set_defaults(func=_cmd_audit, handler=_cmd_audit)
 
 
 def main(argv: list[str] | None = None) -> int:
