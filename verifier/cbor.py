@@ -86,13 +86,33 @@ def scan(data: bytes, pos: int = 0, end: int | None = None, *, max_depth: int = 
     """Check one well-formed data item starting at ``pos``; return the position after it.
 
     Depth counts arrays, maps and tags: a flat scalar has depth 0, ``[1]`` depth 1.
+    The head decoding of :func:`head` is inlined here: this loop is on the hot path.
     """
     if end is None:
         end = len(data)
-    # stack of remaining child counts of the open containers
-    stack: list[int] = []
+    stack: list[int] = []  # remaining child counts of the open containers
+    from_bytes = int.from_bytes
     while True:
-        major, arg, pos = head(data, pos, end)
+        if pos >= end:
+            raise VerificationError("cbor.truncated", "unexpected end of data")
+        ib = data[pos]
+        major = ib >> 5
+        ai = ib & 0x1F
+        pos += 1
+        if ai < 24:
+            arg = ai
+        elif ai < 28:
+            n = 1 << (ai - 24)
+            if pos + n > end:
+                raise VerificationError("cbor.truncated", "unexpected end of data in a head")
+            arg = data[pos] if n == 1 else from_bytes(data[pos : pos + n], "big")
+            pos += n
+            if major == 7 and n == 1 and arg < 32:
+                raise VerificationError("cbor.malformed", "two-byte encoding of a simple value below 32")
+        elif ai == 31:
+            raise VerificationError("cbor.indefinite-length", "indefinite-length items are not accepted")
+        else:
+            raise VerificationError("cbor.malformed", f"reserved additional information {ai}")
         if major == 2 or major == 3:
             if arg > end - pos:
                 raise VerificationError("cbor.truncated", "string longer than the remaining data")
@@ -123,15 +143,20 @@ def scan(data: bytes, pos: int = 0, end: int | None = None, *, max_depth: int = 
             return pos
 
 
+_SCALARS = (bytes, str, int, float, bool, type(None))
+
+
 def normalize(obj: Any) -> Any:
     """Turn cbor2's immutable containers (tuple, frozendict) into lists and dicts.
 
     Only ever called on scanned (depth-bounded) data, so the recursion is bounded.
     """
+    if isinstance(obj, _SCALARS):
+        return obj
     if isinstance(obj, (list, tuple)):
-        return [normalize(x) for x in obj]
+        return [x if isinstance(x, _SCALARS) else normalize(x) for x in obj]
     if isinstance(obj, dict) or type(obj).__name__ == "frozendict":
-        return {k: normalize(v) for k, v in obj.items()}
+        return {k: (v if isinstance(v, _SCALARS) else normalize(v)) for k, v in obj.items()}
     return obj
 
 
