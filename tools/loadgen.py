@@ -347,7 +347,7 @@ def main(argv=None) -> int:
                 if os.environ.get("LOADGEN_METRICS"):
                     for _ in range(args.workers * 2):
                         m = http_get(log_port, "/metrics")[1].decode()
-                        print("\n".join(l for l in m.splitlines() if "phase" in l or "latency_seconds_sum" in l
+                        print("\n".join(l for l in m.splitlines() if "phase" in l or "integrations_total{" in l or "latency_seconds_sum" in l
                                          or "latency_seconds_count" in l), file=sys.stderr)
                 b and b.pop("_result")
                 lg.pop("_result")
