@@ -270,7 +270,10 @@ def parse_credential(data: bytes | str) -> CredentialInfo:
         data = data.encode()
     s = data.strip()
     if s.startswith(b"eyJ"):
-        token = s.decode("ascii", "replace")
+        try:
+            token = s.decode("ascii")
+        except UnicodeDecodeError:
+            raise VerificationError("credential.malformed", "a WIT is ASCII") from None
         header, claims = _jwt_parts(token)
         if header.get("typ") != "wit+jwt":
             raise VerificationError("credential.typ", f"WIT typ must be wit+jwt, not {header.get('typ')!r}")
@@ -291,13 +294,19 @@ def parse_credential(data: bytes | str) -> CredentialInfo:
         return CredentialInfo(format="wit", raw=token.encode("ascii"), iss=iss, sub=sub, jti=jti,
                               nbf=nbf if isinstance(nbf, int) and not isinstance(nbf, bool) else None,
                               exp=exp, cnf=_check_cnf(claims), pointer=ptr, header=header, claims=claims)
+    try:
+        return _parse_x509(s if s.startswith(b"-----BEGIN") else data)
+    except VerificationError:
+        raise
+    except Exception as e:  # cryptography decodes lazily: ValueError, TypeError, KeyError... on bad DER
+        raise VerificationError("credential.malformed", f"not a well-formed X.509 certificate: {type(e).__name__}: {e}") from None
+
+
+def _parse_x509(data: bytes) -> CredentialInfo:
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
-    try:
-        cert = x509.load_pem_x509_certificate(s) if s.startswith(b"-----BEGIN") else x509.load_der_x509_certificate(data)
-    except ValueError as e:
-        raise VerificationError("credential.malformed", f"neither a WIT nor an X.509 certificate: {e}") from None
+    cert = x509.load_pem_x509_certificate(data) if data.startswith(b"-----BEGIN") else x509.load_der_x509_certificate(data)
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -624,8 +633,11 @@ def _verify_x509_signature(info: CredentialInfo, trust: TrustConfig, now: float,
     if not trust.ca_certs:
         raise VerificationError("credential.no-ca", "no CA certificates configured for X.509 SVIDs")
     for ca in trust.ca_certs:
-        if ca.subject != info.cert.issuer:
-            continue
+        try:
+            if ca.subject != info.cert.issuer:
+                continue
+        except Exception:  # undecodable issuer name
+            raise VerificationError("credential.malformed", "cannot decode the certificate's issuer") from None
         try:
             info.cert.verify_directly_issued_by(ca)
             break
