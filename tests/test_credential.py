@@ -286,3 +286,16 @@ def test_fetch_over_http_from_the_pointer(tmp_path):
         srv.shutdown()
         th.join(5)
         app.extensions["tlog.service"].close()
+
+
+def test_copies_and_conflicting_records(twi_env):
+    out, stmts = issue(twi_env, wpr=False)
+    from verifier import cose
+    m = cose.decode_sign1(stmts[0])
+    bare = cose.encode_sign1(m.protected_raw, {}, m.payload, m.signature)
+    # the same statement twice, one copy without a receipt: the good copy is used
+    verify_credential(out.credential.raw, [bare, stmts[0]], trust_for(twi_env))
+    # a second, different statement claiming the same record id is ambiguous
+    from issuer.provenance import sign_cpr
+    other = sign_cpr(twi_env.issuer.identity, m.payload, rid=out.rid, sub=WID, iat=12345)
+    fails("binding.ambiguous", out.credential.raw, [stmts[0], other], trust_for(twi_env))

@@ -820,10 +820,18 @@ def verify_credential(credential: bytes | str, statements: Sequence[bytes], trus
     if not mine:
         raise VerificationError("binding.record-missing",
                                 f"no Credential Provenance statement for record {info.pointer.rid}")
-    if len(mine) > 1:
-        raise VerificationError("binding.ambiguous", f"{len(mine)} statements claim record {info.pointer.rid}")
-    ts, st = mine[0]
-    receipts = _verified_receipts(ts, st, trust, accepted, "record")
+    if len({st.leaf_input for _, st in mine}) > 1:
+        raise VerificationError("binding.ambiguous", f"{len(mine)} different statements claim record {info.pointer.rid}")
+    last_err: VerificationError | None = None
+    for ts, st in mine:  # copies of one statement (e.g. with different receipts): the first that verifies
+        try:
+            receipts = _verified_receipts(ts, st, trust, accepted, "record")
+            break
+        except VerificationError as e:
+            last_err = e
+    else:
+        assert last_err is not None
+        raise last_err
     private = st.hash_envelope is not None
     if private:
         if st.hash_envelope[0] != -16:
