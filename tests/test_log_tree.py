@@ -140,3 +140,16 @@ def test_missing_tile_is_an_error():
     tree = TileTree(lambda keys: {})
     with pytest.raises(LookupError):
         tree.root(5)
+
+
+def test_full_tile_records_carry_interior_rows():
+    from tlog.tree import INNER_BYTES, TILE_BYTES, record_rows, tile_rows
+
+    _, tiles = build([merkle.leaf_hash(i.to_bytes(4, "big")) for i in range(600)], splits=11)
+    full, partial = tiles[(0, 1)], tiles[(0, 2)]
+    assert len(full) == TILE_BYTES + INNER_BYTES and len(partial) == (600 - 512) * 32
+    assert record_rows(full) == tile_rows(full[:TILE_BYTES])[:8]
+    assert record_rows(partial) == tile_rows(partial)
+    from tlog.tree import subtree_root
+
+    assert tiles[(1, 0)] == subtree_root(tiles[(0, 0)][:TILE_BYTES]) + subtree_root(full[:TILE_BYTES])

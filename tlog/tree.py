@@ -24,8 +24,13 @@ from .layout import TILE_HEIGHT, TILE_WIDTH
 
 HS = 32
 TILE_BYTES = TILE_WIDTH * HS
+# A full tile is stored with its interior rows 1..7 (128 + 64 + ... + 2 = 254 hashes) after
+# its 256 hashes: computed anyway when the tile completes (to get the hash for the level
+# above), they make a proof from a cold full tile a matter of slicing, with no hashing.
+INNER_BYTES = (TILE_WIDTH - 2) * HS
+RECORD_BYTES = TILE_BYTES + INNER_BYTES
 
-__all__ = ["TILE_BYTES", "Edge", "append_hashes", "tile_rows", "TileTree", "subtree_root"]
+__all__ = ["TILE_BYTES", "INNER_BYTES", "Edge", "append_hashes", "tile_rows", "record_rows", "TileTree", "subtree_root"]
 
 # Edge: level -> bytes of the partial tile of that level (absent or b"" when none).
 Edge = dict
@@ -54,11 +59,27 @@ def tile_rows(blob: bytes) -> list[bytes]:
     return rows
 
 
+def record_rows(rec: bytes) -> list[bytes]:
+    """Rows 0..7 of a stored tile record: sliced from a full tile's interior rows, computed
+    (at most 255 hashes) for a partial tile or a full one stored without them."""
+    if len(rec) == RECORD_BYTES:
+        rows = [rec[:TILE_BYTES]]
+        off = TILE_BYTES
+        n = TILE_WIDTH // 2
+        while n >= 2:
+            rows.append(rec[off:off + n * HS])
+            off += n * HS
+            n //= 2
+        return rows
+    return tile_rows(rec[:min(len(rec), TILE_BYTES)])
+
+
 def append_hashes(edge: dict[int, bytes], size: int, leaf_hashes: bytes) -> tuple[int, dict[tuple[int, int], bytes], dict[int, bytes]]:
     """Append concatenated leaf hashes to a tree of ``size`` whose right edge is ``edge``.
 
-    Returns (new size, tiles to write {(level, index): blob}, new edge). ``edge`` is not
-    modified. Every touched tile appears once, in its final state for this batch.
+    Returns (new size, tiles to write {(level, index): record}, new edge). ``edge`` is not
+    modified. Every touched tile appears once, in its final state for this batch; a record is
+    the tile's hashes, followed for a full tile by its interior rows 1..7 (see INNER_BYTES).
     """
     if len(leaf_hashes) % HS:
         raise ValueError("leaf hashes must be a multiple of 32 bytes")
@@ -78,12 +99,14 @@ def append_hashes(edge: dict[int, bytes], size: int, leaf_hashes: bytes) -> tupl
         k = 0
         for off in range(0, len(combined), TILE_BYTES):
             tile = combined[off:off + TILE_BYTES]
-            dirty[(level, n + k)] = tile
             k += 1
             if len(tile) == TILE_BYTES:
-                up.append(subtree_root(tile))
+                rows = tile_rows(tile)
+                up.append(rows[TILE_HEIGHT])
+                dirty[(level, n + k - 1)] = b"".join(rows[:TILE_HEIGHT])
                 last = b""
             else:
+                dirty[(level, n + k - 1)] = tile
                 last = tile
         new_edge[level] = last
         items = b"".join(up)
@@ -187,7 +210,7 @@ class TileTree:
                 if blob is None or len(blob) < need[key] * HS:
                     have = 0 if blob is None else len(blob) // HS
                     raise LookupError(f"tile {key} has {have} hashes, need {need[key]}: storage is behind or corrupt")
-                rows = tile_rows(bytes(blob))
+                rows = record_rows(bytes(blob))
                 self.cache.put(key, rows)
                 got[key] = rows
         return got
@@ -197,8 +220,8 @@ class TileTree:
         for i in range(0, len(keys), 256):
             blobs = self._fetch(keys[i:i + 256])
             for key, blob in blobs.items():
-                if len(blob) == TILE_BYTES:
-                    self.cache.put(key, tile_rows(bytes(blob)))
+                if len(blob) >= TILE_BYTES:
+                    self.cache.put(key, record_rows(bytes(blob)))
 
     @staticmethod
     def _node(tiles, h: int, idx: int) -> bytes:

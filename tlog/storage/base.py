@@ -3,7 +3,10 @@
 A backend stores five things (tlog.storage.sqlite and tlog.storage.postgres share the shape):
 
 - ``tiles``: (level, index) -> blob of up to 256 hashes (32 bytes each), partial tiles updated
-  in place (the blob only ever grows: a prefix is never rewritten);
+  in place (the blob only ever grows: a prefix is never rewritten); a full tile also keeps its
+  interior rows 1..7 (254 hashes) in a second column. The Txn/Storage tile methods exchange
+  "records": the hashes, followed by the interior rows when the tile is full
+  (tlog.tree.record_rows); ``Log.tile`` serves only the hashes;
 - ``entries``: index, leaf input (32 bytes, unique), statement data;
 - ``attrs``: (key, value, index) lookup rows;
 - ``heads``: size, root, signed checkpoint note, ``extra`` (opaque head-signer bytes), time;

@@ -25,13 +25,15 @@ from contextlib import contextmanager
 
 import psycopg
 
+from ..tree import TILE_BYTES
 from .base import PendingRow, Storage, TreeHead, Txn, decode_attrs, encode_attrs
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS state (id INT PRIMARY KEY CHECK (id = 1), size BIGINT NOT NULL, root BYTEA NOT NULL);
-CREATE TABLE IF NOT EXISTS tiles (id BIGINT PRIMARY KEY, hashes BYTEA NOT NULL);
+CREATE TABLE IF NOT EXISTS tiles (id BIGINT PRIMARY KEY, hashes BYTEA NOT NULL, interior BYTEA);
 ALTER TABLE tiles ALTER COLUMN hashes SET STORAGE EXTERNAL;
+ALTER TABLE tiles ALTER COLUMN interior SET STORAGE EXTERNAL;
 CREATE TABLE IF NOT EXISTS entries (idx BIGINT PRIMARY KEY, leaf BYTEA NOT NULL UNIQUE, data BYTEA NOT NULL);
 CREATE TABLE IF NOT EXISTS attrs (key TEXT NOT NULL, value TEXT NOT NULL, idx BIGINT NOT NULL,
     PRIMARY KEY (key, value, idx));
@@ -60,8 +62,8 @@ def _read_tiles(conn, keys):
     ids = {_tid(l, n): (l, n) for l, n in keys}
     if not ids:
         return {}
-    rows = conn.execute("SELECT id, hashes FROM tiles WHERE id = ANY(%s)", (list(ids),)).fetchall()
-    return {ids[r[0]]: r[1] for r in rows}
+    rows = conn.execute("SELECT id, hashes, interior FROM tiles WHERE id = ANY(%s)", (list(ids),)).fetchall()
+    return {ids[r[0]]: r[1] + r[2] if r[2] else r[1] for r in rows}
 
 
 class _PGTxn(Txn):
@@ -81,9 +83,9 @@ class _PGTxn(Txn):
 
     def put_tiles(self, tiles):
         with self.c.cursor() as cur:
-            cur.executemany("INSERT INTO tiles (id, hashes) VALUES (%s, %s) "
-                            "ON CONFLICT (id) DO UPDATE SET hashes = EXCLUDED.hashes",
-                            [(_tid(l, n), b) for (l, n), b in tiles.items()])
+            cur.executemany("INSERT INTO tiles (id, hashes, interior) VALUES (%s, %s, %s) "
+                            "ON CONFLICT (id) DO UPDATE SET hashes = EXCLUDED.hashes, interior = EXCLUDED.interior",
+                            [(_tid(l, n), b[:TILE_BYTES], b[TILE_BYTES:] or None) for (l, n), b in tiles.items()])
 
     def pending(self, limit):
         rows = self.c.execute("SELECT seq, leaf, data, attrs FROM pending ORDER BY seq LIMIT %s", (limit,)).fetchall()

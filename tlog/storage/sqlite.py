@@ -28,12 +28,13 @@ import time
 from contextlib import contextmanager
 from typing import Iterable, Sequence
 
+from ..tree import TILE_BYTES
 from .base import PendingRow, Storage, TreeHead, Txn, decode_attrs, encode_attrs
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS state (id INTEGER PRIMARY KEY CHECK (id = 1), size INTEGER NOT NULL, root BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS tiles (id INTEGER PRIMARY KEY, hashes BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS tiles (id INTEGER PRIMARY KEY, hashes BLOB NOT NULL, interior BLOB);
 CREATE TABLE IF NOT EXISTS entries (idx INTEGER PRIMARY KEY, k INTEGER UNIQUE, leaf BLOB NOT NULL, data BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS entries_leaf_k_null ON entries (leaf) WHERE k IS NULL;
 CREATE TABLE IF NOT EXISTS attrs (key TEXT NOT NULL, value TEXT NOT NULL, idx INTEGER NOT NULL,
@@ -78,9 +79,9 @@ class _SQLiteTxn(Txn):
         return _read_tiles(self.db, keys)
 
     def put_tiles(self, tiles):
-        self.db.executemany("INSERT INTO tiles (id, hashes) VALUES (?, ?) "
-                            "ON CONFLICT (id) DO UPDATE SET hashes = excluded.hashes",
-                            [(_tid(l, n), b) for (l, n), b in tiles.items()])
+        self.db.executemany("INSERT INTO tiles (id, hashes, interior) VALUES (?, ?, ?) "
+                            "ON CONFLICT (id) DO UPDATE SET hashes = excluded.hashes, interior = excluded.interior",
+                            [(_tid(l, n), b[:TILE_BYTES], b[TILE_BYTES:] or None) for (l, n), b in tiles.items()])
 
     def pending(self, limit):
         rows = self.db.execute("SELECT seq, leaf, data, attrs FROM pending ORDER BY seq LIMIT ?", (limit,)).fetchall()
@@ -161,9 +162,9 @@ def _read_tiles(db, keys):
     for i in range(0, len(keys), 500):
         chunk = keys[i:i + 500]
         ids = {_tid(l, n): (l, n) for l, n in chunk}
-        q = "SELECT id, hashes FROM tiles WHERE id IN (%s)" % ",".join("?" * len(ids))
-        for tid, blob in db.execute(q, list(ids)):
-            out[ids[tid]] = blob
+        q = "SELECT id, hashes, interior FROM tiles WHERE id IN (%s)" % ",".join("?" * len(ids))
+        for tid, blob, interior in db.execute(q, list(ids)):
+            out[ids[tid]] = blob + interior if interior else blob
     return out
 
 
