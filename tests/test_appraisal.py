@@ -215,3 +215,37 @@ def test_policy_files(tmp_path, ver):
     with pytest.raises(IssuerError) as ei:
         AppraisalPolicy.load(js)
     assert ei.value.check == "appraisal.policy"
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_json = st.recursive(st.none() | st.booleans() | st.integers(-300, 300) | st.floats(allow_nan=False, allow_infinity=False)
+                     | st.text(max_size=8) | st.sampled_from(["affirming", "warning", "none", "contraindicated"]),
+                     lambda c: st.lists(c, max_size=3) | st.dictionaries(
+                         st.sampled_from(["ear_status", "ear.status", "ear_trustworthiness_vector", "hardware",
+                                          "executables", "ear_appraisal_policy_ids", "ear.appraisal-policy-id",
+                                          "eat_nonce", "x"]), c, max_size=4), max_leaves=12)
+
+_SIGNER = TestVerifier()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(submods=st.one_of(_json, st.dictionaries(st.text(max_size=5), _json, max_size=3)),
+       top=st.dictionaries(st.sampled_from(["iat", "exp", "nbf", "eat_nonce", "ear_status", "ear_verifier_id"]), _json,
+                           max_size=3),
+       legacy=st.booleans())
+def test_arbitrary_signed_claims_never_crash(submods, top, legacy):
+    claims = {"eat_profile": "tag:github.com,2023:veraison/ear" if legacy else "tag:ietf.org,2026:rats/ear#03",
+              "iat": int(time.time()), ("ear.verifier-id" if legacy else "ear_verifier_id"): {"developer": VERIFIER_DEV},
+              "submods": submods}
+    claims.update(top)
+    token = jwt.encode(claims, _SIGNER.key, algorithm="ES256")
+    pol_obj = policy_obj(submods={"*": {}})
+    del pol_obj["allowed_appraisal_policy_ids"]
+    pol = AppraisalPolicy.from_obj(pol_obj)
+    try:
+        a = appraise(token, pol, keys_of(_SIGNER))
+    except IssuerError:
+        return
+    assert a.status in ("affirming",) and a.submods  # accepted only when every submodule affirms
