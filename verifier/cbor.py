@@ -33,6 +33,7 @@ __all__ = [
     "head",
     "loads",
     "loads_span",
+    "decode_item",
     "dumps",
     "encode_head",
     "encode_bstr",
@@ -160,6 +161,117 @@ def normalize(obj: Any) -> Any:
     return obj
 
 
+class _Fallback(Exception):
+    """Internal: the fast decoder met something it leaves to cbor2 (tags, floats...)."""
+
+
+_MAX_FAST_DEPTH = 64
+
+
+def _dec(data: bytes, pos: int, end: int, depth: int) -> tuple[Any, int]:
+    """Recursive strict decoder for the common types (ints, strings, arrays, maps,
+    false/true/null). Raises _Fallback for tags, floats and other simple values."""
+    if pos >= end:
+        raise VerificationError("cbor.truncated", "unexpected end of data")
+    ib = data[pos]
+    major = ib >> 5
+    ai = ib & 0x1F
+    pos += 1
+    if ai < 24:
+        arg = ai
+    elif ai < 28:
+        n = 1 << (ai - 24)
+        if pos + n > end:
+            raise VerificationError("cbor.truncated", "unexpected end of data in a head")
+        arg = data[pos] if n == 1 else int.from_bytes(data[pos : pos + n], "big")
+        pos += n
+    elif ai == 31:
+        raise VerificationError("cbor.indefinite-length", "indefinite-length items are not accepted")
+    else:
+        raise VerificationError("cbor.malformed", f"reserved additional information {ai}")
+    if major == 0:
+        return arg, pos
+    if major == 2:
+        if arg > end - pos:
+            raise VerificationError("cbor.truncated", "string longer than the remaining data")
+        return data[pos : pos + arg], pos + arg
+    if major == 3:
+        if arg > end - pos:
+            raise VerificationError("cbor.truncated", "string longer than the remaining data")
+        try:
+            return data[pos : pos + arg].decode("utf-8"), pos + arg
+        except UnicodeDecodeError:
+            raise VerificationError("cbor.malformed", "text string is not valid UTF-8") from None
+    if major == 1:
+        return -1 - arg, pos
+    if major == 4:
+        if arg and depth <= 0:
+            raise VerificationError("cbor.depth", "nesting too deep")
+        if arg > end - pos:
+            raise VerificationError("cbor.truncated", "container longer than the remaining data")
+        out = []
+        for _ in range(arg):
+            item, pos = _dec(data, pos, end, depth - 1)
+            out.append(item)
+        return out, pos
+    if major == 5:
+        if arg and depth <= 0:
+            raise VerificationError("cbor.depth", "nesting too deep")
+        if 2 * arg > end - pos:
+            raise VerificationError("cbor.truncated", "container longer than the remaining data")
+        d: dict = {}
+        for _ in range(arg):
+            # small int keys and values (the usual COSE labels) are decoded inline
+            kb = data[pos] if pos < end else 0xFF
+            if kb < 0x18:
+                k = kb
+                pos += 1
+            elif 0x20 <= kb < 0x38:
+                k = 0x1F - kb
+                pos += 1
+            else:
+                k, pos = _dec(data, pos, end, depth - 1)
+                if isinstance(k, (list, dict)):
+                    raise _Fallback
+            vb = data[pos] if pos < end else 0xFF
+            if vb < 0x18:
+                v = vb
+                pos += 1
+            elif 0x20 <= vb < 0x38:
+                v = 0x1F - vb
+                pos += 1
+            else:
+                v, pos = _dec(data, pos, end, depth - 1)
+            if k in d:
+                raise VerificationError("cbor.duplicate-key", f"duplicate map key {k!r}")
+            d[k] = v
+        return d, pos
+    if major == 7:
+        if ai == 20:
+            return False, pos
+        if ai == 21:
+            return True, pos
+        if ai == 22:
+            return None, pos
+    raise _Fallback
+
+
+def decode_item(data: bytes, pos: int, end: int, *, max_depth: int = DEFAULT_MAX_DEPTH) -> tuple[Any, int]:
+    """Strictly decode the data item at ``pos``; return (object, position after it).
+
+    Plain data (ints, strings, arrays, maps, false/true/null) is decoded directly, with
+    duplicate map keys refused; anything else (tags, floats, undefined) is first checked
+    by :func:`scan` and then decoded by cbor2.
+    """
+    try:
+        if max_depth > _MAX_FAST_DEPTH:
+            raise _Fallback
+        return _dec(data, pos, end, max_depth)
+    except _Fallback:
+        q = scan(data, pos, end, max_depth=max_depth)
+        return loads_span(data, pos, q), q
+
+
 def loads_span(data: bytes, start: int, end: int) -> Any:
     """Decode an already scanned span with cbor2 and normalise it."""
     try:
@@ -178,10 +290,10 @@ def loads(data: bytes, *, max_depth: int = DEFAULT_MAX_DEPTH, max_size: int = DE
     data = bytes(data)
     if len(data) > max_size:
         raise VerificationError("cbor.size", f"input larger than {max_size} bytes")
-    end = scan(data, 0, len(data), max_depth=max_depth)
+    obj, end = decode_item(data, 0, len(data), max_depth=max_depth)
     if end != len(data):
         raise VerificationError("cbor.trailing-bytes", f"{len(data) - end} bytes after the data item")
-    return loads_span(data, 0, end)
+    return obj
 
 
 def array_spans(data: bytes, pos: int, end: int, *, max_depth: int = DEFAULT_MAX_DEPTH) -> tuple[list[tuple[int, int]], int]:

@@ -176,11 +176,7 @@ def decode_sign1(data: bytes, *, max_size: int = 1 << 20, max_depth: int = 16) -
         unprotected: dict = {}
         p += 1
     else:
-        q = cbor.scan(data, p, n, max_depth=max_depth - 1)
-        unprotected = cbor.loads_span(data, p, q)
-        _check_labels(unprotected, "cose.unprotected")
-        if len(unprotected) != cbor.head(data, p, n)[1]:
-            raise VerificationError("cose.unprotected", "duplicate label in the unprotected header")
+        unprotected, q = _decode_map(data, p, n, max_depth - 1, "cose.unprotected")
         p = q
     u_end = p
     # payload: bstr or nil
@@ -218,14 +214,24 @@ def _decode_header_map(raw: bytes, max_depth: int, check: str) -> dict:
         raise VerificationError(check, "protected header is not a CBOR map")
     if raw == b"\xa0":
         return {}
-    end = cbor.scan(raw, 0, len(raw), max_depth=max_depth)
+    hdr, end = _decode_map(raw, 0, len(raw), max_depth, check)
     if end != len(raw):
         raise VerificationError(check, "trailing bytes inside the protected header")
-    hdr = cbor.loads_span(raw, 0, end)
-    _check_labels(hdr, check)
-    if len(hdr) != cbor.head(raw, 0, end)[1]:
-        raise VerificationError(check, "duplicate label in the protected header")
     return hdr
+
+
+def _decode_map(data: bytes, pos: int, end: int, max_depth: int, check: str) -> tuple[dict, int]:
+    """Decode a header map at ``pos`` (labels int/tstr, no duplicates)."""
+    try:
+        hdr, q = cbor.decode_item(data, pos, end, max_depth=max_depth)
+    except VerificationError as exc:
+        if exc.check == "cbor.duplicate-key":
+            raise VerificationError(check, f"duplicate label: {exc.detail}") from None
+        raise
+    _check_labels(hdr, check)
+    if len(hdr) != cbor.head(data, pos, end)[1]:
+        raise VerificationError(check, "duplicate label in the header")
+    return hdr, q
 
 
 def _check_labels(hdr: Any, check: str) -> None:

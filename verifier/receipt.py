@@ -163,13 +163,10 @@ def _fast_proof(b: bytes) -> list | None:
         return None
     if major != 4 or count > MAX_PATH or p + 34 * count != n:
         return None
-    path = []
-    for _ in range(count):
-        if b[p] != 0x58 or b[p + 1] != 0x20:
-            return None
-        path.append(b[p + 2 : p + 34])
-        p += 34
-    return [a, c, path]
+    body = b[p:]
+    if body[0::34] != b"\x58" * count or body[1::34] != b"\x20" * count:
+        return None
+    return [a, c, [body[i + 2 : i + 34] for i in range(0, 34 * count, 34)]]
 
 
 def _proof(item: Any) -> list:
