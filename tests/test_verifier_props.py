@@ -1,0 +1,155 @@
+"""Property tests: hostile bytes never raise anything but VerificationError, and mutated
+signed material never verifies."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.test_receipt_support import Log, key, leaf_input_of
+from verifier import VerificationError, cbor, cose, keys, merkle, receipt
+from verifier.statement import SignedStatement
+
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+LOG = Log(6)
+ISSUER = key("p256", 1)
+STATEMENT = LOG.statements[3]
+RECEIPT = LOG.inclusion_receipt(3)
+CONSISTENCY = LOG.consistency_receipt(3, 6)
+TS = receipt.attach_receipts(STATEMENT, [RECEIPT])
+LEAF = LOG.leaf_inputs[3]
+
+
+@st.composite
+def mutated(draw, base: bytes):
+    """A bit flip, truncation, appended bytes, a deleted or inserted byte, or a splice."""
+    kind = draw(st.sampled_from(["flip", "truncate", "append", "delete", "insert", "splice"]))
+    b = bytearray(base)
+    if kind == "flip":
+        i = draw(st.integers(0, len(b) - 1))
+        b[i] ^= 1 << draw(st.integers(0, 7))
+    elif kind == "truncate":
+        b = b[: draw(st.integers(0, len(b) - 1))]
+    elif kind == "append":
+        b += draw(st.binary(min_size=1, max_size=16))
+    elif kind == "delete":
+        del b[draw(st.integers(0, len(b) - 1))]
+    elif kind == "insert":
+        b.insert(draw(st.integers(0, len(b))), draw(st.integers(0, 255)))
+    else:
+        i = draw(st.integers(0, len(b) - 1))
+        chunk = draw(st.binary(min_size=1, max_size=8))
+        b[i : i + len(chunk)] = chunk
+    out = bytes(b)
+    if out == base:
+        out = base + b"\x00"
+    return out
+
+
+def _only_verification_errors(fn, *args, **kw):
+    try:
+        return fn(*args, **kw)
+    except VerificationError:
+        return None
+
+
+@SETTINGS
+@given(st.binary(max_size=300))
+def test_random_bytes_only_verification_errors(data):
+    for fn in (cose.decode_sign1, SignedStatement.parse, receipt.Receipt.parse, cbor.loads, keys.decode_keyset,
+               receipt.extract_receipts):
+        _only_verification_errors(fn, data)
+    _only_verification_errors(receipt.verify_inclusion_receipt, data, LEAF, LOG.keys())
+    _only_verification_errors(receipt.check_transparent_statement, data, LOG.keys())
+
+
+@SETTINGS
+@given(st.binary(max_size=200))
+def test_random_bytes_behind_valid_prefix(data):
+    # valid tag/array prefix so the decoder goes deeper
+    for prefix in (b"\xd2\x84", b"\xd2\x84\x40", b"\xd2\x84\x40\xa1", b"\xd2\x84\x40\xa1\x19\x01\x8c"):
+        _only_verification_errors(cose.decode_sign1, prefix + data)
+        _only_verification_errors(receipt.verify_inclusion_receipt, prefix + data, LEAF, LOG.keys())
+
+
+@SETTINGS
+@given(mutated(STATEMENT))
+def test_mutated_statement_never_verifies(data):
+    try:
+        s = SignedStatement.parse(data)
+    except VerificationError:
+        return
+    with pytest.raises(VerificationError):
+        s.verify(ISSUER.public_key())
+
+
+@SETTINGS
+@given(mutated(RECEIPT))
+def test_mutated_receipt_never_verifies(data):
+    with pytest.raises(VerificationError):
+        receipt.verify_inclusion_receipt(data, LEAF, LOG.keys())
+
+
+@SETTINGS
+@given(mutated(CONSISTENCY))
+def test_mutated_consistency_receipt_never_verifies(data):
+    with pytest.raises(VerificationError):
+        receipt.verify_consistency_receipt(data, size1=3, root1=LOG.root(3), keys=LOG.keys())
+
+
+@SETTINGS
+@given(mutated(TS))
+def test_mutated_transparent_statement(data):
+    try:
+        rep = receipt.check_transparent_statement(data, LOG.keys(), issuer_key=ISSUER.public_key())
+    except VerificationError:
+        return
+    if rep.ok:
+        # only the unprotected header may have changed: the signed bytes must be intact
+        assert cose.decode_sign1(data).statement_bytes() == STATEMENT
+        assert receipt.extract_receipts(data) == [RECEIPT]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 300), st.data())
+def test_inlined_inclusion_root_matches_merkle(size, data):
+    index = data.draw(st.integers(0, size - 1))
+    leaves = [hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(size)]
+    path = merkle.inclusion_proof(leaves, index)
+    assert receipt._root_from_inclusion(index, size, leaves[index], path) == merkle.root_of(leaves)
+    assert receipt._root_from_inclusion(index, size, leaves[index], path) == \
+        merkle.root_from_inclusion_proof(index, size, leaves[index], path)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**64), 2**64 - 1) | st.binary(max_size=40) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.integers(-30, 400) | st.text(max_size=5),
+                                                                     children, max_size=4),
+    max_leaves=20))
+def test_cbor_roundtrip_deterministic(obj):
+    enc = cbor.dumps(obj)
+    import cbor2
+
+    assert cbor2.loads(enc) == obj or cbor.normalize(cbor2.loads(enc)) == obj
+    try:
+        dec = cbor.loads(enc, max_depth=64)
+    except VerificationError as exc:
+        assert exc.check == "cbor.depth"
+        return
+    assert dec == obj
+    assert cbor.dumps(dec) == enc
+
+
+@SETTINGS
+@given(st.binary(min_size=1, max_size=64), st.binary(max_size=64))
+def test_statement_bytes_depend_only_on_signed_parts(u1, u2):
+    m = cose.decode_sign1(STATEMENT)
+    a = STATEMENT[: m.unprotected_start] + cbor.dumps({99: u1}) + STATEMENT[m.unprotected_end:]
+    b = STATEMENT[: m.unprotected_start] + cbor.dumps({99: u2, 394: [u1]}) + STATEMENT[m.unprotected_end:]
+    assert cose.decode_sign1(a).statement_bytes() == cose.decode_sign1(b).statement_bytes() == STATEMENT
+    assert leaf_input_of(a) == leaf_input_of(b) == LEAF
