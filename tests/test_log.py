@@ -396,3 +396,16 @@ def test_dedup_key_collisions(lg):
     assert lg.find(pre + b"\x09" * 24) is None
     assert lg.append([(d, b"", ()), (a, b"", ())]) == [Entry(3, 5, True), Entry(0, 1, True)]
     assert lg.size == 5 and lg.entry_data(3) == b"d"
+
+
+def test_open_drains_whole_pending_queue(storage_factory, signer):
+    st = storage_factory()
+    Log.open(st, origin=ORIGIN, note_signer=signer).close()
+    st.enqueue([(leaf(i), b"%d" % i, ()) for i in range(10)])
+    log = Log.open(st, origin=ORIGIN, note_signer=signer, max_batch=3)
+    try:
+        assert log.size == 10 and not st.has_pending()
+        assert sorted(log.find(leaf(i)) for i in range(10)) == list(range(10))
+        assert log.entry_data(log.find(leaf(7))) == b"7"
+    finally:
+        log.close()

@@ -210,8 +210,7 @@ class Log:
         try:
             self._init_storage()
             self._reload()
-            if st.has_pending():
-                self._integrate([])
+            self._drain_pending()
         except BaseException:
             if own:
                 st.close()
@@ -387,7 +386,7 @@ class Log:
                     self._finish(batch, entries, None)
                 elif poll:
                     if self.storage.has_pending():
-                        self._integrate([])
+                        self._drain_pending()
                     else:
                         self.refresh()
             except BaseException as e:  # noqa: BLE001 - reported to the waiters
@@ -396,6 +395,11 @@ class Log:
                     self._finish(batch, None, e)
                 else:
                     log.warning("pending-queue integration failed: %s", e)
+
+    def _drain_pending(self) -> None:
+        """Integrate the durable pending queue (max_batch rows per transaction) until empty."""
+        while self.storage.has_pending() and not self._closing:
+            self._integrate([])
 
     def _finish(self, batch: list[Pending], entries: list[Entry] | None, err: BaseException | None) -> None:
         with self._cond:
