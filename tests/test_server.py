@@ -628,3 +628,14 @@ def test_kid_and_x5chain_both_checked(make_app, issuer_key, pki):
     assert post(c2, st2).status_code == 201
     r = post(c2, statement(leaf_key, iss="https://issuer.example/ci", kid=False, extra={33: [der(leaf_cert)]}))
     assert r.status_code == 400 and "trust anchor" in problem_of(r)[-2]
+
+
+def test_chunked_body_over_limit(client):
+    """No Content-Length (chunked): the body is read up to the limit only, then 413."""
+    import io
+
+    big = io.BytesIO(b"\xd2" + b"\x00" * 20000)
+    r = client.post("/entries", input_stream=big, content_type="application/cose",
+                    environ_overrides={"wsgi.input_terminated": True, "CONTENT_LENGTH": ""})
+    assert r.status_code == 413 and problem_of(r)[-1] == "Payload Too Large"
+    assert big.tell() <= 16384 + 1 + 65536  # not read to the end
