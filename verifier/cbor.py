@@ -240,6 +240,11 @@ def _dec(data: bytes, pos: int, end: int, depth: int) -> tuple[Any, int]:
             elif 0x20 <= vb < 0x38:
                 v = 0x1F - vb
                 pos += 1
+            elif vb == 0x58 and pos + 1 < end and data[pos + 1] + pos + 2 <= end:
+                # byte string with a one-byte length (kids, hashes, signatures)
+                n = data[pos + 1]
+                v = data[pos + 2 : pos + 2 + n]
+                pos += 2 + n
             else:
                 v, pos = _dec(data, pos, end, depth - 1)
             if k in d:

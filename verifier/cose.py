@@ -80,6 +80,8 @@ _PSS_OBJ = {
 }
 
 _SIG1_PREFIX = b"\x84\x6aSignature1"
+# {396: {-1: [ ... : the start of the usual RFC 9942 inclusion receipt's unprotected header
+_RECEIPT_VDP1 = b"\xa1\x19\x01\x8c\xa1\x20\x81"
 
 
 @dataclass
@@ -175,6 +177,13 @@ def decode_sign1(data: bytes, *, max_size: int = 1 << 20, max_depth: int = 16) -
     if data[p] == 0xA0:
         unprotected: dict = {}
         p += 1
+    elif data[p : p + 7] == _RECEIPT_VDP1 and p + 7 < n and data[p + 7] >> 5 == 2:
+        # hot path: a receipt's {396: {-1: [bstr]}} (one bstr-wrapped inclusion proof)
+        _, ln, q = cbor.head(data, p + 7, n)
+        if ln > n - q:
+            raise VerificationError("cbor.truncated", "proof longer than the message")
+        unprotected = {396: {-1: [data[q : q + ln]]}}
+        p = q + ln
     else:
         unprotected, q = _decode_map(data, p, n, max_depth - 1, "cose.unprotected")
         p = q

@@ -46,7 +46,8 @@ __all__ = [
 VDS_RFC9162_SHA256 = 1
 HDR_RECEIPTS, HDR_VDS, HDR_VDP = 394, 395, 396
 VDP_INCLUSION, VDP_CONSISTENCY = -1, -2
-MAX_PATH = 64  # a tree of 2**64 leaves has at most 64 proof nodes
+MAX_PATH = 64
+_NODE_PREFIX = sha256(b"\x01")  # a tree of 2**64 leaves has at most 64 proof nodes
 
 
 # --- encoding (used by the log) ---------------------------------------------------------
@@ -270,13 +271,23 @@ def _root_from_inclusion(index: int, size: int, leaf_hash: bytes, path: list[byt
             f"proof has {len(path)} hashes, want {inner + border} for index {index} in size {size}",
         )
     r = leaf_hash
-    for i in range(inner):
-        if (index >> i) & 1:
-            r = sha256(b"\x01" + path[i] + r).digest()
+    node = _NODE_PREFIX.copy  # SHA-256 state after 0x01: cheaper than concatenating
+    idx = index
+    for p in path[:inner]:
+        h = node()
+        if idx & 1:
+            h.update(p)
+            h.update(r)
         else:
-            r = sha256(b"\x01" + r + path[i]).digest()
-    for i in range(inner, inner + border):
-        r = sha256(b"\x01" + path[i] + r).digest()
+            h.update(r)
+            h.update(p)
+        r = h.digest()
+        idx >>= 1
+    for p in path[inner:]:
+        h = node()
+        h.update(p)
+        h.update(r)
+        r = h.digest()
     return r
 
 
