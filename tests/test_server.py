@@ -342,7 +342,9 @@ def test_keys_and_configuration(app, client):
     kid = svc.keys.receipt.kid
     assert [k[2] for k in ks] == [kid]
     assert vkeys.thumbprint(ks[0]) == kid
-    for form in (base64.urlsafe_b64encode(kid).rstrip(b"=").decode(),):
+    import urllib.parse
+
+    for form in (base64.urlsafe_b64encode(kid).rstrip(b"=").decode(), kid.hex(), urllib.parse.quote(kid)):
         r = client.get(f"/.well-known/scitt-keys/{form}")
         assert r.status_code == 200 and r.mimetype == "application/cbor"
         assert cbor2.loads(r.data)[2] == kid

@@ -267,7 +267,7 @@ def load_issuer_keys(path: str) -> dict[bytes, Any]:
 
 
 def kid_candidates(s: str) -> list[bytes]:
-    """A kid in a URL path: base64url without padding (RFC 4648 section 5), or the raw kid text."""
+    """A kid in a URL path: base64url without padding (RFC 4648 section 5), hex, or the raw kid."""
     cands: list[bytes] = []
     try:
         pad = "=" * (-len(s) % 4)
@@ -275,6 +275,8 @@ def kid_candidates(s: str) -> list[bytes]:
             cands.append(base64.urlsafe_b64decode(s + pad))
     except ValueError:
         pass
+    if len(s) % 2 == 0 and all(c in "0123456789abcdefABCDEF" for c in s):
+        cands.append(bytes.fromhex(s))
     cands.append(s.encode("utf-8", "surrogatepass"))
     return cands
 

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import urllib.parse
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
@@ -276,7 +277,13 @@ def create_app(config: Config | None = None, *, service: LogService | None = Non
 
     @app.get("/.well-known/scitt-keys/<path:kid>")
     def scitt_key(kid: str):
-        for cand in kid_candidates(kid):
+        cands = kid_candidates(kid)
+        # a raw binary kid, percent-encoded: decode it from the request URI as sent
+        raw = (request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or "").split("?", 1)[0]
+        prefix = "/.well-known/scitt-keys/"
+        if raw.startswith(prefix):
+            cands.append(urllib.parse.unquote_to_bytes(raw[len(prefix):]))
+        for cand in cands:
             k = svc.keys.find(cand)
             if k is not None:
                 return Response(vcbor.dumps(k), mimetype=CBOR)
