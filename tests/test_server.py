@@ -279,6 +279,7 @@ def test_unsupported_media_type_and_methods(client, issuer_key):
     assert r.status_code == 415 and problem_of(r)[-1] == "Unsupported Media Type"
     r = client.delete("/entries")
     assert r.status_code == 405 and problem_of(r)[-1] == "Method Not Allowed"
+    assert "POST" in r.headers["Allow"] and "GET" in r.headers["Allow"]
     r = client.put("/checkpoint")
     assert r.status_code == 405 and problem_of(r)
     r = client.get("/no/such/route")

@@ -129,8 +129,9 @@ def create_app(config: Config | None = None, *, service: LogService | None = Non
             svc.metrics.rejected("too-large")
             return problem(413, "Payload Too Large", f"request body larger than {config.max_body} bytes")
         if e.code == 405:
+            allowed = getattr(e, "valid_methods", None)
             return problem(405, "Method Not Allowed", f"{request.method} is not allowed on {request.path}",
-                           headers={"Allow": ", ".join(sorted(e.valid_methods or []))} if getattr(e, "valid_methods", None) else None)
+                           headers={"Allow": ", ".join(sorted(allowed))} if allowed else None)
         if e.code == 404:
             return problem(404, "Not Found", f"no resource at {request.path}")
         return problem(e.code or 500, None, e.description)
