@@ -223,13 +223,17 @@ class ConsistencyInfo:
 
 
 def _candidate_keys(receipt: Receipt, keys: Any) -> list:
-    """Keys to try: the kid's key when keys is a kid map, else all of them."""
+    """Keys to try: the kid's key when keys is a kid map and has it, else all of them.
+
+    A kid that names no trusted key does not end the search: logs label keys in
+    different ways (RFC 9679 thumbprints, SPKI hashes, names), the kid is only a hint,
+    and every key in ``keys`` is trusted anyway.
+    """
     if isinstance(keys, Mapping):
         if receipt.kid is not None:
             k = keys.get(receipt.kid)
-            if k is None:
-                raise VerificationError("receipt.unknown-key", f"no trusted log key with kid {receipt.kid.hex()}")
-            return [k]
+            if k is not None:
+                return [k]
         cands = list(keys.values())
     elif isinstance(keys, (list, tuple)):
         cands = list(keys)
@@ -254,7 +258,11 @@ def _verify_signature(receipt: Receipt, keys: Any, root: bytes) -> None:
             last = exc
     assert last is not None
     check = "receipt.signature" if last.check == "cose.signature" else last.check.replace("cose.", "receipt.", 1)
-    raise VerificationError(check, last.detail)
+    detail = last.detail
+    if isinstance(keys, Mapping) and receipt.kid is not None and receipt.kid not in keys:
+        check = "receipt.unknown-key"
+        detail = f"no trusted key has kid {receipt.kid.hex()}, and none of the {len(keys)} trusted keys verifies"
+    raise VerificationError(check, detail)
 
 
 def _root_from_inclusion(index: int, size: int, leaf_hash: bytes, path: list[bytes]) -> bytes:
