@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import base64
 import logging
-import os
 import sys
 
 from .config import Config, ConfigError
