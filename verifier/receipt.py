@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from hashlib import sha256
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from . import cbor, cose, merkle
 from .errors import VerificationError
@@ -360,6 +360,9 @@ def _receipt_items(msg: cose.Sign1) -> list[bytes]:
     raw = msg.raw
     if HDR_RECEIPTS not in msg.unprotected:
         return []
+    decoded = msg.unprotected[HDR_RECEIPTS]
+    if isinstance(decoded, list) and all(type(x) is bytes for x in decoded):
+        return list(decoded)  # the usual bstr-wrapped receipts: contents as received
     pairs, _ = cbor.map_spans(raw, msg.unprotected_start, msg.unprotected_end)
     for (ks, ke), (vs, ve) in pairs:
         if raw[ks:ke] != b"\x19\x01\x8a":  # key 394
