@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 from cryptography import x509 as cx509
 
@@ -18,11 +18,19 @@ from . import cose
 from .errors import VerificationError
 from .x509 import cert_hash, validate_chain
 
-__all__ = ["SignedStatement", "HDR_ALG", "HDR_CTY", "HDR_KID", "HDR_CWT", "HDR_TYP", "HDR_X5CHAIN", "HDR_X5T"]
+__all__ = ["SignedStatement", "HashEnvelope", "HDR_ALG", "HDR_CTY", "HDR_KID", "HDR_CWT", "HDR_TYP", "HDR_X5CHAIN", "HDR_X5T"]
 
 HDR_ALG, HDR_CTY, HDR_KID, HDR_CWT, HDR_TYP, HDR_X5CHAIN, HDR_X5T = 1, 3, 4, 15, 16, 33, 34
 HDR_PAYLOAD_HASH_ALG, HDR_PREIMAGE_CTY, HDR_PAYLOAD_LOCATION = 258, 259, 260
 MAX_ISS_LEN = 8192
+
+
+class HashEnvelope(NamedTuple):
+    """RFC 9995 hash-envelope headers: 258, 259 (optional), 260 (optional)."""
+
+    hash_alg: int
+    preimage_content_type: str | int | None
+    location: str | None
 
 
 @dataclass
@@ -38,7 +46,7 @@ class SignedStatement:
     x5t: tuple[Any, bytes] | None
     content_type: str | int | None
     typ: str | int | None
-    hash_envelope: tuple[int, str | int | None, str | None] | None
+    hash_envelope: HashEnvelope | None
     statement_bytes: bytes
     leaf_input: bytes
 
@@ -169,7 +177,7 @@ def _check_iss_uri(iss: str) -> None:
         raise VerificationError("statement.iss", "iss must be a URI when x5t/x5chain identify the issuer")
 
 
-def _hash_envelope(p: dict, u: dict) -> tuple[int, Any, Any] | None:
+def _hash_envelope(p: dict, u: dict) -> HashEnvelope | None:
     for label in (HDR_PAYLOAD_HASH_ALG, HDR_PREIMAGE_CTY, HDR_PAYLOAD_LOCATION):
         if label in u:
             raise VerificationError("statement.hash-envelope", f"label {label} must not be unprotected")
@@ -189,4 +197,4 @@ def _hash_envelope(p: dict, u: dict) -> tuple[int, Any, Any] | None:
     loc = p.get(HDR_PAYLOAD_LOCATION)
     if loc is not None and not isinstance(loc, str):
         raise VerificationError("statement.hash-envelope", "260 must be tstr")
-    return halg, pct, loc
+    return HashEnvelope(halg, pct, loc)
