@@ -229,7 +229,7 @@ def _candidate_keys(receipt: Receipt, keys: Any) -> list:
     different ways (RFC 9679 thumbprints, SPKI hashes, names), the kid is only a hint,
     and every key in ``keys`` is trusted anyway.
     """
-    if isinstance(keys, Mapping):
+    if type(keys) is dict or isinstance(keys, Mapping):
         if receipt.kid is not None:
             k = keys.get(receipt.kid)
             if k is not None:
