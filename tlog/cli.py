@@ -46,6 +46,9 @@ def _add_settings(p: argparse.ArgumentParser) -> None:
     p.add_argument("--queue-limit", type=int, help="not-yet-integrated entries per worker before 503")
     p.add_argument("--max-batch", type=int)
     p.add_argument("--max-wait", type=float, help="group-commit linger in seconds")
+    p.add_argument("--witness", action="append", dest="witnesses", default=[], metavar="URL=VKEY",
+                   help="C2SP tlog-witness submission URL and its cosignature vkey (repeatable)")
+    p.add_argument("--witness-quorum", type=int, help="cosignatures /checkpoint requires (k of n, 0 = none)")
 
 
 _SETTING_NAMES = set(Config.field_names())

@@ -15,6 +15,8 @@ Config file example (TOML)::
     max_statement_size = 65536
     rate_limit = 50.0           # requests per second per client address, 0 = off
     pending_status = 302        # or 202 (IESG DISCUSS on SCRAPI -10)
+    witnesses = [{url = "https://witness.example", vkey = "witness.example+1234abcd+BA..."}]
+    witness_quorum = 1          # /checkpoint serves the newest checkpoint with >= 1 cosignature
 """
 
 from __future__ import annotations
@@ -58,6 +60,10 @@ class Config:
     max_batch: int = 4096  # core group-commit batch limit
     max_wait: float = 0.005  # core group-commit linger (s)
     lookup_limit: int = 1000  # max entries returned by one lookup
+    # witnesses (tlog.witnessing): [{url, vkey}] or "URL=VKEY"; /checkpoint needs witness_quorum cosignatures
+    witnesses: list = field(default_factory=list)
+    witness_quorum: int = 0  # k of n; 0 = serve the latest checkpoint with whatever cosignatures exist
+    witness_interval: float = 1.0  # seconds between collection rounds
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -137,6 +143,8 @@ class Config:
                 raise ConfigError(f"{name} must be positive")
         if self.register_wait < 0 or self.max_wait < 0 or self.rate_limit < 0 or self.retry_after < 0:
             raise ConfigError("waits, rates and retry_after must not be negative")
+        if not 0 <= self.witness_quorum <= len(self.witnesses) or self.witness_interval <= 0:
+            raise ConfigError("witness_quorum must be between 0 and the number of witnesses; witness_interval > 0")
         if self.max_body < self.max_statement_size:
             # a statement of the maximum size must fit in a request
             self.max_body = self.max_statement_size + 4096
@@ -190,6 +198,10 @@ def _coerce(name: str, f: dataclasses.Field, value: Any) -> Any:
                 value = [value]
             if name == "allowed_algs":
                 return [int(v) for v in value]
+            if name == "witnesses":
+                from .witnessing import parse_witness
+
+                return [parse_witness(v) for v in value]
             return [str(v) for v in value]
         # str | None fields
         return str(value)

@@ -98,6 +98,9 @@ def create_app(config: Config | None = None, *, service: LogService | None = Non
     app = Flask("tlog.server")
     app.config["MAX_CONTENT_LENGTH"] = config.max_body
     app.extensions["tlog.service"] = svc
+    from ..witnessing import attach as _attach_witnessing
+
+    witnessing = _attach_witnessing(app, svc, config)  # None without configured witnesses
     limiter = RateLimiter(config.rate_limit, config.rate_burst)
     pending_status = config.pending_status
     retry_after = str(max(1, config.retry_after))
@@ -300,8 +303,11 @@ def create_app(config: Config | None = None, *, service: LogService | None = Non
     # ---- C2SP checkpoint and tiles --------------------------------------------------------------
     @app.get("/checkpoint")
     def checkpoint():
-        head = svc.latest()
-        text = head.checkpoint if isinstance(head.checkpoint, str) else head.checkpoint.decode()
+        if witnessing is not None:
+            text = witnessing.served_note()  # signed note + cosignatures, under the witness policy
+        else:
+            head = svc.latest()
+            text = head.checkpoint if isinstance(head.checkpoint, str) else head.checkpoint.decode()
         resp = Response(text, mimetype="text/plain")
         resp.headers["Content-Type"] = "text/plain; charset=utf-8"
         resp.headers["Cache-Control"] = "public, max-age=1"
