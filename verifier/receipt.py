@@ -46,8 +46,7 @@ __all__ = [
 VDS_RFC9162_SHA256 = 1
 HDR_RECEIPTS, HDR_VDS, HDR_VDP = 394, 395, 396
 VDP_INCLUSION, VDP_CONSISTENCY = -1, -2
-MAX_PATH = 64
-_NODE_PREFIX = sha256(b"\x01")  # a tree of 2**64 leaves has at most 64 proof nodes
+MAX_PATH = 64  # a tree of 2**64 leaves has at most 64 proof nodes
 
 
 # --- encoding (used by the log) ---------------------------------------------------------
@@ -104,6 +103,10 @@ class Receipt:
     @classmethod
     def parse(cls, data: bytes, *, max_size: int = 1 << 20, max_depth: int = 16) -> "Receipt":
         """Decode a receipt; does not validate its proofs (see the verify functions)."""
+        if type(data) is bytes and max_size == 1 << 20 and max_depth == 16:
+            fast = _fast_parse(data)
+            if fast is not None:
+                return fast
         msg = cose.decode_sign1(data, max_size=max_size, max_depth=max_depth)
         p = msg.protected
         claims = p.get(15)
@@ -144,6 +147,92 @@ class Receipt:
         return [_proof(item) for item in items]
 
 
+# --- fast path for the common receipt shape ---------------------------------------------
+#
+#   d2 84 58 LL <protected> a1 19 01 8c a1 20 81 (58 LL | 59 LLLL) <proof> f6 58 40 <r||s>
+#
+# i.e. tag 18, protected bstr of 24..255 bytes, unprotected {396: {-1: [bstr]}}, detached
+# payload, 64-byte signature. Anything else goes to the general strict decoder. The
+# protected header is decoded by the same function the general decoder uses (same depth
+# bound, same errors), once per distinct protected bstr: a log signs many receipts with
+# one protected header per tree size. Only the *decoding* of those bytes is cached, never
+# a verification result.
+
+_PROT_CACHE: dict[bytes, tuple] = {}
+_PROT_CACHE_MAX = 256
+_SIG_PREFIX_32 = b"\x58\x20"  # the head of a 32-byte payload (the root)
+
+
+def _copy(obj: Any) -> Any:
+    """Copy the containers of a decoded header so callers cannot alter the cached one."""
+    t = type(obj)
+    if t is dict:
+        return {k: _copy(v) for k, v in obj.items()}
+    if t is list:
+        return [_copy(v) for v in obj]
+    return obj
+
+
+def _protected_entry(protected_raw: bytes) -> tuple:
+    """(decoded protected map, Receipt fields, Sig_structure prefix for a 32-byte root)."""
+    ent = _PROT_CACHE.get(protected_raw)
+    if ent is None:
+        # depth 15 = decode_sign1's max_depth (16) - 1, as in the general path
+        p = cose._decode_header_map(protected_raw, 15, "cose.protected")
+        claims = p.get(15)
+        if not isinstance(claims, dict):
+            claims = {}
+        kid = p.get(4)
+        if isinstance(kid, str):
+            kid = kid.encode()
+        iss, sub = claims.get(1), claims.get(2)
+        alg = p.get(1)
+        fields = (
+            p.get(HDR_VDS),
+            alg if isinstance(alg, int) and not isinstance(alg, bool) else None,
+            kid if isinstance(kid, bytes) else None,
+            iss if isinstance(iss, str) else None,
+            sub if isinstance(sub, str) else None,
+            claims.get(6),
+        )
+        # sig_structure(protected_raw, root) == prefix + root for a 32-byte root
+        prefix = cose.sig_structure(protected_raw, b"")[:-1] + _SIG_PREFIX_32
+        ent = (p, fields, prefix)
+        if len(_PROT_CACHE) >= _PROT_CACHE_MAX:
+            _PROT_CACHE.pop(next(iter(_PROT_CACHE)))
+        _PROT_CACHE[protected_raw] = ent
+    return ent
+
+
+def _fast_parse(data: bytes) -> "Receipt | None":
+    """Receipt.parse for the common shape by fixed offsets; None on any deviation."""
+    n = len(data)
+    if n < 80 or data[0] != 0xD2 or data[1] != 0x84 or data[2] != 0x58:
+        return None
+    p = 4 + data[3]
+    if data[p : p + 7] != _RECEIPT_VDP1 or p + 10 > n:
+        return None
+    b = data[p + 7]
+    if b == 0x58:
+        q = p + 9
+        e = q + data[p + 8]
+    elif b == 0x59:
+        q = p + 10
+        e = q + ((data[p + 8] << 8) | data[p + 9])
+    else:
+        return None
+    if e + 67 != n or data[e] != 0xF6 or data[e + 1] != 0x58 or data[e + 2] != 0x40:
+        return None
+    protected_raw = data[4:p]
+    prot, (vds, alg, kid, iss, sub, iat), _ = _protected_entry(protected_raw)
+    msg = cose.Sign1(protected_raw, _copy(prot), {HDR_VDP: {VDP_INCLUSION: [data[q:e]]}}, None, data[e + 3 :],
+                     data, p, e)
+    return Receipt(msg, vds, alg, kid, iss, sub, iat)
+
+
+_RECEIPT_VDP1 = b"\xa1\x19\x01\x8c\xa1\x20\x81"  # {396: {-1: [  (one array item)
+
+
 def _fast_proof(b: bytes) -> list | None:
     """Decode the canonical shape ``83 <uint> <uint> 8n (58 20 <32 bytes>)*n`` directly.
 
@@ -153,21 +242,38 @@ def _fast_proof(b: bytes) -> list | None:
     if n < 4 or b[0] != 0x83:
         return None
     try:
-        major, a, p = cbor.head(b, 1, n)
-        if major != 0:
+        p = 1
+        ints = []
+        for _ in (0, 1):
+            ib = b[p]
+            if ib < 0x18:
+                ints.append(ib)
+                p += 1
+            elif ib <= 0x1B:
+                w = 1 << (ib - 0x18)  # 1, 2, 4 or 8 bytes
+                if p + 1 + w > n:
+                    return None
+                ints.append(int.from_bytes(b[p + 1 : p + 1 + w], "big"))
+                p += 1 + w
+            else:
+                return None
+        ib = b[p]
+        if 0x80 <= ib < 0x98:
+            count = ib - 0x80
+            p += 1
+        elif ib == 0x98:
+            count = b[p + 1]
+            p += 2
+        else:
             return None
-        major, c, p = cbor.head(b, p, n)
-        if major != 0:
-            return None
-        major, count, p = cbor.head(b, p, n)
-    except VerificationError:
+    except IndexError:
         return None
-    if major != 4 or count > MAX_PATH or p + 34 * count != n:
+    if count > MAX_PATH or p + 34 * count != n:
         return None
     body = b[p:]
     if body[0::34] != b"\x58" * count or body[1::34] != b"\x20" * count:
         return None
-    return [a, c, [body[i + 2 : i + 34] for i in range(0, 34 * count, 34)]]
+    return [ints[0], ints[1], [b[i : i + 32] for i in range(p + 2, n, 34)]]
 
 
 def _proof(item: Any) -> list:
@@ -248,7 +354,8 @@ def _verify_signature(receipt: Receipt, keys: Any, root: bytes) -> None:
     msg = receipt.sign1
     if msg.payload is not None and msg.payload != root:
         raise VerificationError("receipt.root-mismatch", "attached payload differs from the computed root")
-    tbs = cose.sig_structure(msg.protected_raw, root)
+    ent = _PROT_CACHE.get(msg.protected_raw) if len(root) == 32 else None
+    tbs = ent[2] + root if ent is not None else cose.sig_structure(msg.protected_raw, root)
     last: VerificationError | None = None
     for key in _candidate_keys(receipt, keys):
         try:
@@ -278,24 +385,14 @@ def _root_from_inclusion(index: int, size: int, leaf_hash: bytes, path: list[byt
             "receipt.inclusion-proof",
             f"proof has {len(path)} hashes, want {inner + border} for index {index} in size {size}",
         )
+    # one-shot sha256(0x01 || a || b): cheaper than copying a pre-fed hash object
     r = leaf_hash
-    node = _NODE_PREFIX.copy  # SHA-256 state after 0x01: cheaper than concatenating
     idx = index
     for p in path[:inner]:
-        h = node()
-        if idx & 1:
-            h.update(p)
-            h.update(r)
-        else:
-            h.update(r)
-            h.update(p)
-        r = h.digest()
+        r = sha256(b"\x01" + p + r).digest() if idx & 1 else sha256(b"\x01" + r + p).digest()
         idx >>= 1
     for p in path[inner:]:
-        h = node()
-        h.update(p)
-        h.update(r)
-        r = h.digest()
+        r = sha256(b"\x01" + p + r).digest()
     return r
 
 
