@@ -9,8 +9,13 @@ nothing is parsed, verified or stored. The ratio log/bare measures what the log 
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
 
 from flask import Flask, Response, request
+
+# the same interpreter setting as tlog/server/wsgi.py, so the two are served the same way
+sys.setswitchinterval(float(os.environ.get("TLOG_SWITCH_INTERVAL", "0.0005")))
 
 app = Flask("bare")
 _BODY = b"\x00" * 212  # about the size of a receipt for a small tree

@@ -266,7 +266,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per measured run")
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=1, help="gunicorn workers for both servers (1: one sequencer, biggest batches)")
     ap.add_argument("--threads", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=1, help="alternate bare/log runs this many times")
     ap.add_argument("--statements", type=int, default=20000, help="pre-signed statements per log run (bound)")
