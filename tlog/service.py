@@ -327,7 +327,11 @@ class LogService:
             if hit is not None:
                 self._sig_cache.move_to_end(size)
                 return hit
-        head = self.log.tree_head(size)
+        # the head this process's sequencer just committed is in memory (every entry of a batch
+        # asks for it at once): no database read; other sizes come from storage
+        head = self.log.latest()
+        if head is None or head.size != size:
+            head = self.log.tree_head(size)
         extra = getattr(head, "extra", None) if head is not None else None
         if not extra:
             # Only published tree heads carry a receipt signature (one per size, made once by
