@@ -32,7 +32,8 @@ def child(target: str, schema: str, ack: str) -> None:  # runs in the killed pro
     from tlog.storage import open_storage
 
     signer = Signer.from_skey(os.environ["TLOG_CRASH_SKEY"])
-    kw = {"schema": schema} if schema != "-" else {}
+    # SQLite: merge the recent dedup tier often, so that kills also land inside merges
+    kw = {"schema": schema} if schema != "-" else {"merge_every": 97}
     log = Log.open(open_storage(target, **kw), origin=ORIGIN, note_signer=signer, max_wait=0.001)
     fd = os.open(ack, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     rnd = random.Random()
@@ -125,7 +126,8 @@ def appender(target: str, schema: str, base: str, batches: str) -> None:  # runs
     from tlog.storage import open_storage
 
     signer = Signer.from_skey(os.environ["TLOG_CRASH_SKEY"])
-    kw = {"schema": schema} if schema != "-" else {}
+    # SQLite: merge the recent dedup tier often, so that kills also land inside merges
+    kw = {"schema": schema} if schema != "-" else {"merge_every": 97}
     log = Log.open(open_storage(target, **kw), origin=ORIGIN, note_signer=signer, max_wait=0.001)
     b = int(base)
     for k in range(int(batches)):

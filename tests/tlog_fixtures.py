@@ -16,6 +16,7 @@ from verifier.note import Signer
 
 PG_URL = os.environ.get("TLOG_TEST_PG_URL")
 ORIGIN = "test.example/log"
+SQLITE_MERGE_EVERY = 64  # tlog.storage.sqlite: recent dedup keys are merged every 64 entries
 
 __all__ = ["pg_database", "storage_factory", "backend", "signer", "PG_URL", "ORIGIN", "pg_skip_reason"]
 
@@ -67,7 +68,8 @@ def storage_factory(backend, tmp_path, request):
         def open_():
             from tlog.storage import open_storage
 
-            s = open_storage(path)
+            # a small dedup merge interval: most tests cross several merge boundaries
+            s = open_storage(path, merge_every=SQLITE_MERGE_EVERY)
             opened.append(s)
             return s
         open_.path = path

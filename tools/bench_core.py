@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tlog.log import Log  # noqa: E402
 from tlog.storage import open_storage  # noqa: E402
+from tlog.storage.sqlite import DEFAULT_MERGE_EVERY  # noqa: E402
 from verifier import merkle  # noqa: E402
 from verifier.note import Signer  # noqa: E402
 
@@ -49,7 +50,8 @@ def pct(xs, p):
 
 def open_backend(args, schema):
     if args.backend == "sqlite":
-        return open_storage(args.path)
+        kw = {"merge_every": args.merge_every} if args.merge_every else {}
+        return open_storage(args.path, **kw)
     from tlog.storage.postgres import PostgresStorage
 
     return PostgresStorage(args.pg_url, schema=schema)
@@ -63,6 +65,7 @@ def run(args) -> dict:
         tmpdir = tempfile.mkdtemp(prefix="tlog-bench-", dir=args.dir)
         args.path = os.path.join(tmpdir, "log.sqlite")
     res = {"backend": args.backend, "entries": args.entries, "batch": args.batch, "data_size": args.data_size,
+           **({"merge_every": args.merge_every or DEFAULT_MERGE_EVERY} if args.backend == "sqlite" else {}),
            "cpus": os.cpu_count(), "load_avg_start": os.getloadavg()[0]}
     st = open_backend(args, schema)
     try:
@@ -172,6 +175,9 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=8192)
     ap.add_argument("--data-size", type=int, default=64, help="synthetic statement size in bytes")
     ap.add_argument("--proofs", type=int, default=2000, help="proofs of each kind measured after restart")
+    ap.add_argument("--merge-every", type=int, default=None,
+                    help="SQLite: merge the recent dedup keys into the main tier every N entries "
+                         "(default: tlog.storage.sqlite.DEFAULT_MERGE_EVERY)")
     ap.add_argument("--dir", default=None, help="directory for the SQLite file (default: system temp)")
     ap.add_argument("--pg-url", default=os.environ.get("TLOG_TEST_PG_URL"))
     ap.add_argument("--quick", action="store_true", help="20,000 entries on SQLite (and PostgreSQL if --pg-url/TLOG_TEST_PG_URL)")

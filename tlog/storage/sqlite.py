@@ -10,10 +10,19 @@ is one transaction and one WAL fsync.
 Locking: integration is ``BEGIN IMMEDIATE`` (SQLite's single writer lock), so several
 processes on one file integrate one at a time; the others wait (busy_timeout).
 
-Dedup: the unique key is ``k``, the leaf input's first 8 bytes as a signed int64 (an integer
-index is ~1.5x cheaper to maintain than a 32-byte blob index, and smaller). The rare entry whose
-``k`` is already taken by a *different* leaf is stored with ``k`` NULL and found through a
-partial index on ``leaf WHERE k IS NULL``; lookups always compare the full leaf input.
+Dedup (LSM-style, two tiers): the key is ``k``, the leaf input's first 8 bytes (a blob, so
+SQL derives it with ``substr(leaf, 1, 8)`` from the entry rows just inserted: no per-row
+binding). ``dnew (k PRIMARY KEY, idx)`` takes the keys of the entries appended since the last
+merge; it stays small (at most ``merge_every`` rows plus one batch), so the pages a batch of random keys
+dirties are few and hot. When the tree size crosses a multiple of ``merge_every``, the same
+integration transaction moves ``dnew`` into ``dmain`` in key order (each ``dmain`` page is
+rewritten once per merge, not once per batch) and empties ``dnew``; a crash anywhere rolls the
+whole batch back, merge included. Lookups check both tiers and always compare the full leaf
+input (read from ``entries`` by index). The rare entry whose ``k`` is already taken by a
+*different* leaf is recorded in ``dcoll (leaf, idx)`` instead. ``entries`` itself is keyed by
+index only (appended in order). A random-keyed index that grows with the log (the old
+``entries.k UNIQUE``) made WAL rewrite nearly every index page on every batch.
+The schema is versioned (``meta.schema_version``); an older file is refused at open.
 
 Tiles are rows keyed by ``index * 64 + level`` (a rowid: no separate key index; levels are
 < 64), each blob up to 256 * 32 bytes.
@@ -31,12 +40,16 @@ from typing import Iterable, Sequence
 from ..tree import TILE_BYTES
 from .base import PendingRow, Storage, TreeHead, Txn, decode_attrs, encode_attrs
 
+SCHEMA_VERSION = "2"
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS state (id INTEGER PRIMARY KEY CHECK (id = 1), size INTEGER NOT NULL, root BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS tiles (id INTEGER PRIMARY KEY, hashes BLOB NOT NULL, interior BLOB);
-CREATE TABLE IF NOT EXISTS entries (idx INTEGER PRIMARY KEY, k INTEGER UNIQUE, leaf BLOB NOT NULL, data BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS entries_leaf_k_null ON entries (leaf) WHERE k IS NULL;
+CREATE TABLE IF NOT EXISTS entries (idx INTEGER PRIMARY KEY, leaf BLOB NOT NULL, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS dnew (k BLOB PRIMARY KEY, idx INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dmain (k BLOB PRIMARY KEY, idx INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dcoll (leaf BLOB PRIMARY KEY, idx INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS attrs (key TEXT NOT NULL, value TEXT NOT NULL, idx INTEGER NOT NULL,
     PRIMARY KEY (key, value, idx)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS heads (size INTEGER PRIMARY KEY, root BLOB NOT NULL, checkpoint TEXT NOT NULL,
@@ -45,9 +58,11 @@ CREATE TABLE IF NOT EXISTS pending (seq INTEGER PRIMARY KEY AUTOINCREMENT, leaf 
     data BLOB NOT NULL, attrs TEXT NOT NULL, ts REAL NOT NULL);
 """
 
+DEFAULT_MERGE_EVERY = 1 << 17
 
-def _key(leaf: bytes) -> int:
-    return int.from_bytes(leaf[:8], "big", signed=True)
+
+def _key(leaf: bytes) -> bytes:
+    return leaf[:8]  # == substr(leaf, 1, 8) in SQL
 
 
 def _tid(level: int, index: int) -> int:
@@ -64,8 +79,9 @@ _HEAD_COLS = "size, root, checkpoint, extra, ts"
 
 
 class _SQLiteTxn(Txn):
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, merge_every: int = DEFAULT_MERGE_EVERY) -> None:
         self.db = db
+        self.merge_every = merge_every
 
     def state(self):
         r = self.db.execute("SELECT size, root FROM state WHERE id = 1").fetchone()
@@ -91,51 +107,68 @@ class _SQLiteTxn(Txn):
         self.db.executemany("DELETE FROM pending WHERE seq = ?", [(s,) for s in seqs])
 
     def _by_k(self, ks):
-        """(k, leaf, idx) rows for the given keys."""
-        out = []
-        ks = list(ks)
-        for i in range(0, len(ks), 500):
-            chunk = ks[i:i + 500]
-            q = "SELECT k, leaf, idx FROM entries WHERE k IN (%s)" % ",".join("?" * len(chunk))
-            out.extend(self.db.execute(q, chunk).fetchall())
-        return out
+        """(k, leaf, idx) rows of both dedup tiers for the given keys (the entry holding k)."""
+        return _by_k(self.db, ks)
 
     def existing(self, leaves):
         want = set(leaves)
         out = {}
         for _, leaf, idx in self._by_k({_key(l) for l in want}):
-            if bytes(leaf) in want:
-                out[bytes(leaf)] = idx
+            if leaf in want:
+                out[leaf] = idx
         rest = [l for l in want if l not in out]
         for i in range(0, len(rest), 500):
             chunk = rest[i:i + 500]
-            q = "SELECT leaf, idx FROM entries WHERE k IS NULL AND leaf IN (%s)" % ",".join("?" * len(chunk))
+            q = "SELECT leaf, idx FROM dcoll WHERE leaf IN (%s)" % ",".join("?" * len(chunk))
             for leaf, idx in self.db.execute(q, chunk):
                 out[bytes(leaf)] = idx
         return out
 
+    def _after_insert(self, start, n):
+        m = self.merge_every
+        if (start + n) // m > start // m:
+            # one sorted merge of the recent tier into the main one, in this transaction
+            self.db.execute("INSERT INTO dmain (k, idx) SELECT k, idx FROM dnew ORDER BY k")
+            self.db.execute("DELETE FROM dnew")
+
     def try_insert_entries(self, start, leaves, datas):
+        end = start + len(leaves)
         self.db.execute("SAVEPOINT ins")
         try:
-            self.db.executemany("INSERT INTO entries (idx, k, leaf, data) VALUES (?, ?, ?, ?)",
-                                zip(range(start, start + len(leaves)), map(_key, leaves), leaves, datas))
+            self.db.executemany("INSERT INTO entries (idx, leaf, data) VALUES (?, ?, ?)",
+                                zip(range(start, end), leaves, datas))
+            # the dedup keys are derived in SQL from the rows just written (no per-row binding)
+            taken = self.db.execute(
+                "SELECT EXISTS (SELECT 1 FROM entries e JOIN dmain d ON d.k = substr(e.leaf, 1, 8) "
+                "WHERE e.idx >= ? AND e.idx < ?)", (start, end)).fetchone()[0]
+            if taken:
+                raise sqlite3.IntegrityError("dedup key in dmain")
+            self.db.execute("INSERT INTO dnew (k, idx) SELECT substr(leaf, 1, 8), idx FROM entries "
+                            "WHERE idx >= ? AND idx < ?", (start, end))
         except sqlite3.IntegrityError:
             self.db.execute("ROLLBACK TO ins")
             self.db.execute("RELEASE ins")
             return False
         self.db.execute("RELEASE ins")
+        self._after_insert(start, len(leaves))
         return True
 
     def insert_entries(self, start, leaves, datas):
         ks = [_key(l) for l in leaves]
         taken = {r[0] for r in self._by_k(set(ks))}
+        new, coll = [], []
         for i, k in enumerate(ks):
             if k in taken:
-                ks[i] = None  # a different leaf holds this key: found via the partial index
+                coll.append((leaves[i], start + i))  # a different leaf holds this key
             else:
                 taken.add(k)
-        self.db.executemany("INSERT INTO entries (idx, k, leaf, data) VALUES (?, ?, ?, ?)",
-                            zip(range(start, start + len(leaves)), ks, leaves, datas))
+                new.append((k, start + i))
+        self.db.executemany("INSERT INTO entries (idx, leaf, data) VALUES (?, ?, ?)",
+                            zip(range(start, start + len(leaves)), leaves, datas))
+        self.db.executemany("INSERT INTO dnew (k, idx) VALUES (?, ?)", new)
+        if coll:
+            self.db.executemany("INSERT INTO dcoll (leaf, idx) VALUES (?, ?)", coll)
+        self._after_insert(start, len(leaves))
 
     def insert_attrs(self, rows):
         self.db.executemany("INSERT OR IGNORE INTO attrs (key, value, idx) VALUES (?, ?, ?)", rows)
@@ -156,6 +189,18 @@ class _SQLiteTxn(Txn):
                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
 
 
+def _by_k(db, ks):
+    out = []
+    ks = list(ks)
+    for i in range(0, len(ks), 250):
+        chunk = ks[i:i + 250]
+        ph = ",".join("?" * len(chunk))
+        q = (f"SELECT d.k, e.leaf, e.idx FROM dnew d JOIN entries e ON e.idx = d.idx WHERE d.k IN ({ph}) "
+             f"UNION ALL SELECT d.k, e.leaf, e.idx FROM dmain d JOIN entries e ON e.idx = d.idx WHERE d.k IN ({ph})")
+        out.extend((k, bytes(leaf), idx) for k, leaf, idx in db.execute(q, chunk + chunk))
+    return out
+
+
 def _read_tiles(db, keys):
     keys = list(keys)
     out = {}
@@ -169,7 +214,11 @@ def _read_tiles(db, keys):
 
 
 class SQLiteStorage(Storage):
-    def __init__(self, path: str | os.PathLike, *, busy_timeout: float = 120.0, cache_mb: int = 256) -> None:
+    def __init__(self, path: str | os.PathLike, *, busy_timeout: float = 120.0, cache_mb: int = 256,
+                 merge_every: int = DEFAULT_MERGE_EVERY) -> None:
+        if merge_every < 1:
+            raise ValueError("merge_every must be >= 1")
+        self.merge_every = merge_every
         self.path = os.fspath(path)
         if not self.path:
             raise ValueError("empty SQLite path")
@@ -189,7 +238,34 @@ class SQLiteStorage(Storage):
         mode = self._writer.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode.lower() != "wal":
             raise RuntimeError(f"could not switch {self.path} to WAL mode (got {mode})")
-        self._writer.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
+        self._writer.execute("BEGIN IMMEDIATE")
+        try:
+            self._check_schema()
+            for stmt in SCHEMA.split(";"):
+                if stmt.strip():
+                    self._writer.execute(stmt)
+            self._writer.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                                 (SCHEMA_VERSION,))
+        except BaseException:
+            self._writer.execute("ROLLBACK")
+            self.close()
+            raise
+        self._writer.execute("COMMIT")
+
+    def _check_schema(self) -> None:
+        db = self._writer
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not tables:
+            return
+        version = None
+        if "meta" in tables:
+            r = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = r and r[0]
+        if version != SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self.path}: unsupported tlog SQLite schema version {version or '1 (unversioned)'}; "
+                f"this code needs version {SCHEMA_VERSION} (two-tier dedup). Old data directories are "
+                "not migrated: re-create the log or use the matching older release")
 
     # -- connections ------------------------------------------------------------------------
     def _connect(self, writer: bool = False) -> sqlite3.Connection:
@@ -233,7 +309,7 @@ class SQLiteStorage(Storage):
                 if self._closed:
                     raise RuntimeError("storage is closed")
                 with self._tx(self._writer) as db:
-                    yield _SQLiteTxn(db)
+                    yield _SQLiteTxn(db, self.merge_every)
         return cm()
 
     # -- reads ------------------------------------------------------------------------------
@@ -254,12 +330,13 @@ class SQLiteStorage(Storage):
 
     def find(self, leaf):
         db = self._reader()
-        r = db.execute("SELECT idx, leaf FROM entries WHERE k = ?", (_key(leaf),)).fetchone()
-        if r is not None and bytes(r[1]) == leaf:
-            return r[0]
-        if r is None:
-            return None  # no entry has this key, so none with k NULL has this leaf either
-        r = db.execute("SELECT idx FROM entries WHERE k IS NULL AND leaf = ?", (leaf,)).fetchone()
+        rows = _by_k(db, [_key(leaf)])
+        if not rows:
+            return None  # no entry has this key, so no colliding one has this leaf either
+        for _, l, idx in rows:
+            if l == leaf:
+                return idx
+        r = db.execute("SELECT idx FROM dcoll WHERE leaf = ?", (leaf,)).fetchone()
         return None if r is None else r[0]
 
     def lookup(self, key, value):
