@@ -642,3 +642,19 @@ def test_chunked_body_over_limit(client):
                     environ_overrides={"wsgi.input_terminated": True, "CONTENT_LENGTH": ""})
     assert r.status_code == 413 and problem_of(r)[-1] == "Payload Too Large"
     assert big.tell() <= 16384 + 1 + 65536  # not read to the end
+
+
+def test_raw_kid_route_matches_any_byte():
+    """A raw binary kid percent-encodes any byte, "/" and newlines included: the route must match."""
+    import urllib.parse
+
+    from werkzeug.routing import Map, Rule
+    from werkzeug.test import EnvironBuilder
+
+    from tlog.server.app import _AnyPathConverter
+
+    m = Map([Rule("/.well-known/scitt-keys/<anypath:kid>", endpoint="k")], converters={"anypath": _AnyPathConverter})
+    for kid in (b"a/b\nc\rd", b"\x0a" * 32, b"/" + bytes(range(256))[:31]):
+        env = EnvironBuilder(path="/.well-known/scitt-keys/" + urllib.parse.quote(kid)).get_environ()
+        endpoint, args = m.bind_to_environ(env).match()
+        assert endpoint == "k" and env["PATH_INFO"].encode("latin-1").endswith(kid)

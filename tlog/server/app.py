@@ -21,6 +21,7 @@ import logging
 import re
 import urllib.parse
 
+from werkzeug.routing import PathConverter
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
@@ -91,11 +92,19 @@ def _read_body(limit: int) -> bytes:
     return b"".join(parts)
 
 
+class _AnyPathConverter(PathConverter):
+    """Like ``path`` but any byte, newline included: a raw binary kid may percent-encode 0x0A."""
+
+    regex = "[\\s\\S]+?"
+    part_isolating = False  # may span "/" (werkzeug infers True from a regex without "/")
+
+
 def create_app(config: Config | None = None, *, service: LogService | None = None) -> Flask:
     """The Flask application. ``service`` may be given (tests); else one is opened from ``config``."""
     config = config or Config.load()
     svc = service or LogService(config)
     app = Flask("tlog.server")
+    app.url_map.converters["anypath"] = _AnyPathConverter
     app.config["MAX_CONTENT_LENGTH"] = config.max_body
     app.extensions["tlog.service"] = svc
     from ..witnessing import attach as _attach_witnessing
@@ -278,7 +287,7 @@ def create_app(config: Config | None = None, *, service: LogService | None = Non
         resp.headers["Cache-Control"] = SHORT
         return resp
 
-    @app.get("/.well-known/scitt-keys/<path:kid>")
+    @app.get("/.well-known/scitt-keys/<anypath:kid>")
     def scitt_key(kid: str):
         cands = kid_candidates(kid)
         # a raw binary kid, percent-encoded: decode it from the request URI as sent
@@ -286,6 +295,14 @@ def create_app(config: Config | None = None, *, service: LogService | None = Non
         prefix = "/.well-known/scitt-keys/"
         if raw.startswith(prefix):
             cands.append(urllib.parse.unquote_to_bytes(raw[len(prefix):]))
+        # WSGI PATH_INFO is the percent-decoded path as latin-1: the raw kid bytes, whatever
+        # they are (the UTF-8 decoded route value loses bytes that are not UTF-8)
+        path_info = request.environ.get("PATH_INFO", "")
+        if path_info.startswith(prefix):
+            try:
+                cands.append(path_info[len(prefix):].encode("latin-1"))
+            except UnicodeEncodeError:
+                pass
         for cand in cands:
             k = svc.keys.find(cand)
             if k is not None:
