@@ -172,3 +172,55 @@ class Storage(ABC):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+HEAD_COLS = "size, root, checkpoint, extra, ts"
+
+
+def head_from_row(row) -> TreeHead | None:
+    """A ``heads`` row (columns :data:`HEAD_COLS`) as a TreeHead."""
+    if row is None:
+        return None
+    return TreeHead(row[0], bytes(row[1]), row[2], None if row[3] is None else bytes(row[3]), row[4])
+
+
+class SQLReads:
+    """The read queries both SQL backends share, written once; ``_P`` is the driver's
+    parameter placeholder and ``_reader()`` the connection reads go through."""
+
+    _P = "?"
+
+    def _one(self, sql: str, params: tuple = ()):
+        return self._reader().execute(sql.replace("?", self._P), params).fetchone()
+
+    def state(self):
+        r = self._one("SELECT size, root FROM state WHERE id = 1")
+        return None if r is None else (r[0], bytes(r[1]))
+
+    def leaf_inputs(self, start, end):
+        return [bytes(r[0]) for r in self._reader().execute(
+            "SELECT leaf FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx".replace("?", self._P), (start, end))]
+
+    def entry_data(self, index):
+        r = self._one("SELECT data FROM entries WHERE idx = ?", (index,))
+        return None if r is None else bytes(r[0])
+
+    def lookup(self, key, value):
+        return [r[0] for r in self._reader().execute(
+            "SELECT idx FROM attrs WHERE key = ? AND value = ? ORDER BY idx".replace("?", self._P), (key, value))]
+
+    def head(self, size):
+        return head_from_row(self._one(f"SELECT {HEAD_COLS} FROM heads WHERE size = ?", (size,)))
+
+    def latest_head(self):
+        return head_from_row(self._one(f"SELECT {HEAD_COLS} FROM heads ORDER BY size DESC LIMIT 1"))
+
+    def first_head_after(self, index):
+        r = self._one("SELECT size FROM heads WHERE size > ? ORDER BY size LIMIT 1", (index,))
+        return None if r is None else r[0]
+
+    def has_pending(self):
+        return bool(self._one("SELECT EXISTS (SELECT 1 FROM pending)")[0])
+
+    def pending_contains(self, leaf):
+        return self._one("SELECT 1 FROM pending WHERE leaf = ?", (leaf,)) is not None

@@ -26,7 +26,9 @@ from contextlib import contextmanager
 import psycopg
 
 from ..tree import TILE_BYTES
-from .base import PendingRow, Storage, TreeHead, Txn, decode_attrs, encode_attrs
+from .base import HEAD_COLS as _HEAD_COLS
+from .base import PendingRow, SQLReads, Storage, TreeHead, Txn, decode_attrs, encode_attrs
+from .base import head_from_row as _head
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -44,18 +46,12 @@ CREATE TABLE IF NOT EXISTS pending (seq BIGSERIAL PRIMARY KEY, leaf BYTEA NOT NU
 """
 
 _LOCK = "SELECT pg_advisory_xact_lock(hashtext('tlog:' || current_schema()))"
-_HEAD_COLS = "size, root, checkpoint, extra, ts"
 _IDENT = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
 
 
 def _tid(level: int, index: int) -> int:
     return index * 64 + level
 
-
-def _head(row) -> TreeHead | None:
-    if row is None:
-        return None
-    return TreeHead(row[0], bytes(row[1]), row[2], None if row[3] is None else bytes(row[3]), row[4])
 
 
 def _read_tiles(conn, keys):
@@ -137,7 +133,9 @@ class _PGTxn(Txn):
                        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (key, value))
 
 
-class PostgresStorage(Storage):
+class PostgresStorage(SQLReads, Storage):
+    _P = "%s"
+
     def __init__(self, url: str, *, schema: str | None = None, connect_timeout: int = 10) -> None:
         if schema is not None and not _IDENT.match(schema):
             raise ValueError(f"schema name {schema!r} must match {_IDENT.pattern}")
@@ -185,44 +183,21 @@ class PostgresStorage(Storage):
                     yield _PGTxn(self._writer)
         return cm()
 
-    def state(self):
-        r = self._reader().execute("SELECT size, root FROM state WHERE id = 1").fetchone()
-        return None if r is None else (r[0], bytes(r[1]))
 
     def tiles(self, keys):
         return _read_tiles(self._reader(), list(keys))
 
-    def leaf_inputs(self, start, end):
-        return [bytes(r[0]) for r in self._reader().execute(
-            "SELECT leaf FROM entries WHERE idx >= %s AND idx < %s ORDER BY idx", (start, end))]
 
-    def entry_data(self, index):
-        r = self._reader().execute("SELECT data FROM entries WHERE idx = %s", (index,)).fetchone()
-        return None if r is None else bytes(r[0])
 
     def find(self, leaf):
         r = self._reader().execute("SELECT idx FROM entries WHERE leaf = %s", (leaf,)).fetchone()
         return None if r is None else r[0]
 
-    def lookup(self, key, value):
-        return [r[0] for r in self._reader().execute(
-            "SELECT idx FROM attrs WHERE key = %s AND value = %s ORDER BY idx", (key, value))]
 
-    def head(self, size):
-        return _head(self._reader().execute(f"SELECT {_HEAD_COLS} FROM heads WHERE size = %s", (size,)).fetchone())
 
-    def latest_head(self):
-        return _head(self._reader().execute(f"SELECT {_HEAD_COLS} FROM heads ORDER BY size DESC LIMIT 1").fetchone())
 
-    def first_head_after(self, index):
-        r = self._reader().execute("SELECT size FROM heads WHERE size > %s ORDER BY size LIMIT 1", (index,)).fetchone()
-        return None if r is None else r[0]
 
-    def has_pending(self):
-        return self._reader().execute("SELECT EXISTS (SELECT 1 FROM pending)").fetchone()[0]
 
-    def pending_contains(self, leaf):
-        return self._reader().execute("SELECT 1 FROM pending WHERE leaf = %s", (leaf,)).fetchone() is not None
 
     def enqueue(self, rows):
         now = time.time()

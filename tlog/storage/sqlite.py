@@ -38,7 +38,9 @@ from contextlib import contextmanager
 from typing import Iterable, Sequence
 
 from ..tree import TILE_BYTES
-from .base import PendingRow, Storage, TreeHead, Txn, decode_attrs, encode_attrs
+from .base import HEAD_COLS as _HEAD_COLS
+from .base import PendingRow, SQLReads, Storage, TreeHead, Txn, decode_attrs, encode_attrs
+from .base import head_from_row as _head
 
 SCHEMA_VERSION = "2"
 
@@ -69,13 +71,7 @@ def _tid(level: int, index: int) -> int:
     return index * 64 + level
 
 
-def _head(row) -> TreeHead | None:
-    if row is None:
-        return None
-    return TreeHead(row[0], bytes(row[1]), row[2], None if row[3] is None else bytes(row[3]), row[4])
 
-
-_HEAD_COLS = "size, root, checkpoint, extra, ts"
 
 
 class _SQLiteTxn(Txn):
@@ -213,7 +209,7 @@ def _read_tiles(db, keys):
     return out
 
 
-class SQLiteStorage(Storage):
+class SQLiteStorage(SQLReads, Storage):
     def __init__(self, path: str | os.PathLike, *, busy_timeout: float = 120.0, cache_mb: int = 256,
                  merge_every: int = DEFAULT_MERGE_EVERY) -> None:
         if merge_every < 1:
@@ -313,20 +309,11 @@ class SQLiteStorage(Storage):
         return cm()
 
     # -- reads ------------------------------------------------------------------------------
-    def state(self):
-        r = self._reader().execute("SELECT size, root FROM state WHERE id = 1").fetchone()
-        return None if r is None else (r[0], bytes(r[1]))
 
     def tiles(self, keys):
         return _read_tiles(self._reader(), keys)
 
-    def leaf_inputs(self, start, end):
-        return [bytes(r[0]) for r in self._reader().execute(
-            "SELECT leaf FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end))]
 
-    def entry_data(self, index):
-        r = self._reader().execute("SELECT data FROM entries WHERE idx = ?", (index,)).fetchone()
-        return None if r is None else bytes(r[0])
 
     def find(self, leaf):
         db = self._reader()
@@ -339,25 +326,11 @@ class SQLiteStorage(Storage):
         r = db.execute("SELECT idx FROM dcoll WHERE leaf = ?", (leaf,)).fetchone()
         return None if r is None else r[0]
 
-    def lookup(self, key, value):
-        return [r[0] for r in self._reader().execute(
-            "SELECT idx FROM attrs WHERE key = ? AND value = ? ORDER BY idx", (key, value))]
 
-    def head(self, size):
-        return _head(self._reader().execute(f"SELECT {_HEAD_COLS} FROM heads WHERE size = ?", (size,)).fetchone())
 
-    def latest_head(self):
-        return _head(self._reader().execute(f"SELECT {_HEAD_COLS} FROM heads ORDER BY size DESC LIMIT 1").fetchone())
 
-    def first_head_after(self, index):
-        r = self._reader().execute("SELECT size FROM heads WHERE size > ? ORDER BY size LIMIT 1", (index,)).fetchone()
-        return None if r is None else r[0]
 
-    def has_pending(self):
-        return self._reader().execute("SELECT EXISTS (SELECT 1 FROM pending)").fetchone()[0] == 1
 
-    def pending_contains(self, leaf):
-        return self._reader().execute("SELECT 1 FROM pending WHERE leaf = ?", (leaf,)).fetchone() is not None
 
     def enqueue(self, rows):
         now = time.time()
