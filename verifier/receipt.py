@@ -108,23 +108,8 @@ class Receipt:
             if fast is not None:
                 return fast
         msg = cose.decode_sign1(data, max_size=max_size, max_depth=max_depth)
-        p = msg.protected
-        claims = p.get(15)
-        if not isinstance(claims, dict):
-            claims = {}
-        kid = p.get(4)
-        if isinstance(kid, str):
-            kid = kid.encode()
-        iss, sub = claims.get(1), claims.get(2)
-        return cls(
-            sign1=msg,
-            vds=p.get(HDR_VDS),
-            alg=msg.alg,
-            kid=kid if isinstance(kid, bytes) else None,
-            issuer=iss if isinstance(iss, str) else None,
-            subject=sub if isinstance(sub, str) else None,
-            iat=claims.get(6),
-        )
+        vds, kid, iss, sub, iat = _header_fields(msg.protected)
+        return cls(sign1=msg, vds=vds, alg=msg.alg, kid=kid, issuer=iss, subject=sub, iat=iat)
 
     def require_vds1(self) -> None:
         """Raise unless this receipt is RFC9162_SHA256 (vds 1) with alg in the protected header."""
@@ -173,28 +158,33 @@ def _copy(obj: Any) -> Any:
     return obj
 
 
+def _header_fields(p: dict) -> tuple:
+    """(vds, kid, iss, sub, iat) of a receipt's protected header; wrong types read as None."""
+    claims = p.get(15)
+    if not isinstance(claims, dict):
+        claims = {}
+    kid = p.get(4)
+    if isinstance(kid, str):
+        kid = kid.encode()
+    iss, sub = claims.get(1), claims.get(2)
+    return (
+        p.get(HDR_VDS),
+        kid if isinstance(kid, bytes) else None,
+        iss if isinstance(iss, str) else None,
+        sub if isinstance(sub, str) else None,
+        claims.get(6),
+    )
+
+
 def _protected_entry(protected_raw: bytes) -> tuple:
     """(decoded protected map, Receipt fields, Sig_structure prefix for a 32-byte root)."""
     ent = _PROT_CACHE.get(protected_raw)
     if ent is None:
         # depth 15 = decode_sign1's max_depth (16) - 1, as in the general path
         p = cose._decode_header_map(protected_raw, 15, "cose.protected")
-        claims = p.get(15)
-        if not isinstance(claims, dict):
-            claims = {}
-        kid = p.get(4)
-        if isinstance(kid, str):
-            kid = kid.encode()
-        iss, sub = claims.get(1), claims.get(2)
+        vds, kid, iss, sub, iat = _header_fields(p)
         alg = p.get(1)
-        fields = (
-            p.get(HDR_VDS),
-            alg if isinstance(alg, int) and not isinstance(alg, bool) else None,
-            kid if isinstance(kid, bytes) else None,
-            iss if isinstance(iss, str) else None,
-            sub if isinstance(sub, str) else None,
-            claims.get(6),
-        )
+        fields = (vds, alg if isinstance(alg, int) and not isinstance(alg, bool) else None, kid, iss, sub, iat)
         # sig_structure(protected_raw, root) == prefix + root for a 32-byte root
         prefix = cose.sig_structure(protected_raw, b"")[:-1] + _SIG_PREFIX_32
         ent = (p, fields, prefix)
