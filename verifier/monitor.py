@@ -699,14 +699,22 @@ def _read_vkey(s: str) -> NoteVerifier:
     return NoteVerifier.from_vkey(s)
 
 
-def _cmd_monitor(args: argparse.Namespace) -> int:
-    rep = Reporter()
+def _open_log(args: argparse.Namespace) -> "tuple[NoteVerifier, HttpLog] | int":
+    """The log's note verifier (--vkey) and an HTTP client for --log; exit code 2 on a bad key."""
     try:
         verifier = _read_vkey(args.vkey)
     except (VerificationError, OSError) as e:
         print(f"error: --vkey: {e}", file=sys.stderr)
         return 2
-    log = HttpLog(args.log, timeout=args.timeout)
+    return verifier, HttpLog(args.log, timeout=args.timeout)
+
+
+def _cmd_monitor(args: argparse.Namespace) -> int:
+    rep = Reporter()
+    opened = _open_log(args)
+    if isinstance(opened, int):
+        return opened
+    verifier, log = opened
     try:
         mon = Monitor(log, verifier, args.state, peers=args.peer, witnesses=args.witness,
                       max_unreachable=args.max_unreachable, reporter=rep)
@@ -732,12 +740,10 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
 
 def _cmd_audit(args: argparse.Namespace) -> int:
     rep = Reporter()
-    try:
-        verifier = _read_vkey(args.vkey)
-    except (VerificationError, OSError) as e:
-        print(f"error: --vkey: {e}", file=sys.stderr)
-        return 2
-    log = HttpLog(args.log, timeout=args.timeout)
+    opened = _open_log(args)
+    if isinstance(opened, int):
+        return opened
+    verifier, log = opened
     try:
         if args.checkpoint:
             note = Path(args.checkpoint).read_text(encoding="utf-8")
