@@ -225,6 +225,17 @@ _POLICY_KEYS = {"id", "version", "allowed_verifiers", "allowed_profiles", "submo
                 "lenient", "require_key_attestation", "description"}
 
 
+def read_policy_file(path: str | Path, check: str) -> tuple[dict, bytes]:
+    """A policy file (TOML by suffix, else JSON) as (object, the raw bytes its digest covers)."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+        obj = tomllib.loads(raw.decode()) if p.suffix == ".toml" else json.loads(raw)
+    except (OSError, ValueError) as e:
+        raise IssuerError(check, f"cannot read policy {path}: {e}") from e
+    return obj, raw
+
+
 @dataclass
 class AppraisalPolicy:
     id: str
@@ -273,12 +284,7 @@ class AppraisalPolicy:
 
     @classmethod
     def load(cls, path: str | Path) -> "AppraisalPolicy":
-        p = Path(path)
-        try:
-            raw = p.read_bytes()
-            obj = tomllib.loads(raw.decode()) if p.suffix == ".toml" else json.loads(raw)
-        except (OSError, ValueError) as e:
-            raise IssuerError("appraisal.policy", f"cannot read policy {path}: {e}") from e
+        obj, raw = read_policy_file(path, "appraisal.policy")
         return cls.from_obj(obj, raw)
 
     def rule_for(self, submod: str) -> SubmodRule:

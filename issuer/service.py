@@ -9,17 +9,15 @@ credential is discarded (never returned, never stored) and :class:`IssuerError` 
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from verifier.credential import CredentialInfo, Pointer, locator
 
-from .appraisal import Appraisal, AppraisalPolicy, VerifierKeys, appraise, canonical_json
+from .appraisal import Appraisal, AppraisalPolicy, VerifierKeys, appraise, canonical_json, read_policy_file
 from .client import Registered, ScrapiClient
 from .credentials import mint_wit, mint_x509_svid, new_record_id, public_jwk, spki_der
 from .errors import IssuerError
@@ -71,12 +69,7 @@ class IssuancePolicy:
 
     @classmethod
     def load(cls, path: str | Path) -> "IssuancePolicy":
-        p = Path(path)
-        try:
-            raw = p.read_bytes()
-            obj = tomllib.loads(raw.decode()) if p.suffix == ".toml" else json.loads(raw)
-        except (OSError, ValueError) as e:
-            raise IssuerError("issuance.policy", f"cannot read {path}: {e}") from e
+        obj, raw = read_policy_file(path, "issuance.policy")
         return cls.from_obj(obj, raw)
 
 
