@@ -37,7 +37,8 @@ BASES = [SMALL, LARGE]
 
 def _general():
     """Context in which only the general decoder runs and nothing cached is used."""
-    return mock.patch.multiple(receipt, _fast_parse=lambda data: None, _PROT_CACHE={})
+    return mock.patch.multiple(receipt, _fast_parse=lambda data: None, _fast_inclusion=lambda *a: None,
+                               _PROT_CACHE={})
 
 
 def _parsed(data: bytes):
@@ -71,6 +72,24 @@ def test_fast_path_taken_for_the_common_shape():
         assert receipt._fast_parse(base) is not None
         _agree(base)
         assert _verified(base)[0] == "ok"
+
+
+def test_one_pass_inclusion_taken_and_equal_to_the_general_path():
+    assert LOG.alg == cose.ES256
+    for base in BASES:
+        info = receipt._fast_inclusion(base, LEAF, LOG.keys())
+        assert info is not None
+        with _general():
+            assert receipt.verify_inclusion_receipt(base, LEAF, LOG.keys()) == info
+    # any failed check makes the one-pass path decline (the general path names the failure)
+    other_leaf = hashlib.sha256(b"another").digest()
+    assert receipt._fast_inclusion(SMALL, other_leaf, LOG.keys()) is None
+    assert _verified(SMALL[:-1] + bytes([SMALL[-1] ^ 1]))[:2] == ("error", "receipt.signature")
+    # a kid naming no key, or a key of another curve: declined
+    assert receipt._fast_inclusion(SMALL, LEAF, {}) is None
+    from cryptography.hazmat.primitives.asymmetric import ec
+    p384 = ec.generate_private_key(ec.SECP384R1()).public_key()
+    assert receipt._fast_inclusion(SMALL, LEAF, {LOG.kid: p384}) is None
 
 
 def test_protected_cache_is_bounded():
