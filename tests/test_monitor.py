@@ -423,7 +423,9 @@ def test_consistency_from_corrupt_tiles_never_verifies_wrongly(m, n, junk):
 def test_audit_statements(served, tmp_path):
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    from verifier import cbor as vcbor
     from verifier import cose
+    from verifier import keys as vkeys
     from verifier.monitor import StatementChecker
     from verifier.statement import SignedStatement
 
@@ -448,12 +450,27 @@ def test_audit_statements(served, tmp_path):
     with pytest.raises(MonitorAlert) as e:
         a.audit(cp)
     assert e.value.kind == "audit-mismatch" and "entry 257" in e.value.detail
-    # CLI flag
+    # CLI flag (this fixture log registers no policy: --no-policy checks hashes and x5chains only)
     log.extra[f"entries/{leaves[257].hex()}/statement"] = stmts[257]
+    args = ["audit", "--log", served.url, "--vkey", log.signer.vkey, "--statements", "--progress", "lines"]
     out = io.StringIO()
     with redirect_stdout(out), redirect_stderr(io.StringIO()):
-        assert main(["audit", "--log", served.url, "--vkey", log.signer.vkey, "--statements", "--progress", "lines"]) == 0
+        assert main(args + ["--no-policy"]) == 0
     assert json.loads(out.getvalue().splitlines()[-1])["statements"]["checked"] == 300
+    # with the policy check (the default), a log without policy statements admits nothing
+    keyfile = tmp_path / "logkey.cbor"
+    keyfile.write_bytes(vcbor.dumps([vkeys.cose_key_from_public(key.public_key())]))
+    out = io.StringIO()
+    with redirect_stdout(out), redirect_stderr(io.StringIO()):
+        assert main(args + ["--log-key", str(keyfile)]) == 1
+    ev = json.loads(out.getvalue().splitlines()[-1])
+    assert ev["kind"] == "policy-violation" and ev["evidence"] == {
+        "index": 0, "entry_id": leaves[0].hex(), "reason": "no-policy"}
+    # and without --log-key it needs the log's /.well-known/scitt-keys, which this log lacks
+    out = io.StringIO()
+    with redirect_stdout(out), redirect_stderr(io.StringIO()):
+        assert main(args) == 1
+    assert json.loads(out.getvalue().splitlines()[-1])["event"] == "error"
 
 
 def test_tiles_missing_alert(served, tmp_path):

@@ -10,12 +10,17 @@ file written crash-safely (temp file, fsync, rename, fsync of the directory).
 ``audit``: fetch every entry bundle and every hash tile of the tree, recompute every leaf hash,
 every tile and the root independently of the server's tree code, and compare with the signed
 checkpoint; resumable (a state file records the audited prefix as the pending node hashes per
-tile level), with progress output.
+tile level, and the policies seen so far), with progress output. ``--statements`` also fetches
+every statement and judges it by the registration policy in force when it was registered
+(:class:`StatementChecker`, :mod:`verifier.policy`).
 
 Alerts: one JSON event line on stdout (``{"event": "alert", "kind": ...}``), a human line on
 stderr, exit status 1. Kinds: ``bad-signature``, ``inconsistent``, ``size-regressed``,
 ``split-view``, ``unreachable``, ``tiles-missing``, ``audit-mismatch``, ``origin-mismatch``,
-``bad-state``. The first checkpoint seen (no state yet) is trusted on first use.
+``bad-state``, and with ``audit --statements``: ``policy-violation`` (an entry the registration
+policy in force would have refused; evidence: its index, entry id and reason) and ``bad-policy``
+(a policy statement that does not verify or breaks the ``previous`` chain). How the policy in force
+is decided: :mod:`verifier.policy` and docs/ARCHITECTURE.md. The first checkpoint seen (no state yet) is trusted on first use.
 Exit 0: all good; 1: alert; 2: usage / configuration error.
 """
 
@@ -454,6 +459,7 @@ class AuditState:
     pending: dict[str, str] = field(default_factory=dict)  # level -> base64(concatenated hashes)
     audited_size: int = 0
     audited_note: str = ""
+    statements: dict[str, Any] = field(default_factory=dict)  # StatementChecker.state(), if any
 
     def pending_hashes(self) -> dict[int, list[bytes]]:
         out = {}
@@ -525,6 +531,8 @@ class Auditor:
         if self.state_path is None:
             return
         st.pending = {str(k): base64.b64encode(b"".join(v)).decode() for k, v in pending.items() if v}
+        if self.check_entries is not None and hasattr(self.check_entries, "state"):
+            st.statements = self.check_entries.state()
         write_atomic(self.state_path, (json.dumps(asdict(st), sort_keys=True) + "\n").encode())
 
     def _get(self, path: str) -> bytes:
@@ -533,8 +541,9 @@ class Auditor:
         except TileNotFound:
             raise MonitorAlert("audit-mismatch", f"the log does not serve {path}") from None
 
-    def _leaf_tile(self, index: int, width: int) -> list[bytes]:
-        """Fetch entry bundle and level-0 tile; check; return the leaf hashes."""
+    def _leaf_tile(self, index: int, width: int) -> tuple[list[bytes], Any]:
+        """Fetch entry bundle and level-0 tile; check; return the leaf hashes (and what the
+        statement checker prepared, to commit in order)."""
         w = None if width == TILE_WIDTH else width
         bundle = self._get(entries_path(index, w))
         tile = self._get(tile_path(0, index, w))
@@ -549,13 +558,28 @@ class Auditor:
             hashes = [sha256(b"\x00" + e).digest() for e in entries]
         if b"".join(hashes) != tile:
             raise MonitorAlert("audit-mismatch", f"{tile_path(0, index, w)} differs from the hashes of its entries")
-        if self.check_entries is not None:
-            self.check_entries(index * TILE_WIDTH, parse_entry_bundle(bundle, width))
-        return hashes
+        chk = self.check_entries
+        if chk is not None:
+            entries = parse_entry_bundle(bundle, width)
+            if hasattr(chk, "prepare"):
+                return hashes, chk.prepare(index * TILE_WIDTH, entries)
+            chk(index * TILE_WIDTH, entries)
+        return hashes, None
+
+    def _commit(self, prepared: Any) -> None:
+        if prepared is not None:
+            self.check_entries.commit(prepared)  # type: ignore[union-attr]
 
     def audit(self, cp: Checkpoint, note: str = "") -> AuditState:
         """Audit the tree of checkpoint ``cp`` (already signature-checked by the caller)."""
         st = self._load(cp.origin)
+        chk = self.check_entries
+        if chk is not None and hasattr(chk, "restore"):
+            if st.statements:
+                chk.restore(st.statements)
+            elif st.done or st.audited_size:
+                raise MonitorAlert("bad-state", f"the audit state {self.state_path} was written without statement "
+                                   "checks: use a new state file to check statements")
         if st.done > cp.size:
             raise MonitorAlert("size-regressed", f"audited {st.done} entries, checkpoint has {cp.size}",
                                {"audited": st.audited_note, "current": note})
@@ -588,7 +612,8 @@ class Auditor:
                 while nxt < full0 and nxt < t + window:
                     futs[nxt] = pool.submit(self._leaf_tile, nxt, TILE_WIDTH)
                     nxt += 1
-                hashes = futs.pop(t).result()
+                hashes, prepared = futs.pop(t).result()
+                self._commit(prepared)
                 st.done = (t + 1) * TILE_WIDTH
                 push(1, subtree_root(hashes))
                 processed += 1
@@ -605,7 +630,8 @@ class Auditor:
         self._save(st, pending)
         # the tail: partial tiles at every level
         if part0:
-            pending[0] = self._leaf_tile(full0, part0)
+            pending[0], prepared = self._leaf_tile(full0, part0)
+            self._commit(prepared)
         level = 0
         while (cp.size >> (TILE_HEIGHT * level)) > 0:
             full, part = tile_widths(level, cp.size)
@@ -644,50 +670,187 @@ class Auditor:
         return st
 
 
-class StatementChecker:
-    """Audit of the statements behind the leaves: for each entry d(i), fetch
-    ``GET <log>/entries/<hex d(i)>/statement`` (the transparent statement), parse it strictly
-    (verifier.statement) and check d(i) = SHA-256(statement bytes) (docs/ARCHITECTURE.md). With
-    trust anchors, statements carrying an x5chain also have their issuer signature verified
-    (statements identified by ``kid`` only are counted as ``unverified``: no key directory here).
-    The log's registration policy is not re-evaluated."""
+def _receipt_time(stmt: Any) -> float | None:
+    """The ``iat`` of the first receipt (394) the log returned with a statement: the time of the
+    tree head the entry was integrated in (the receipt's signature is not checked here)."""
+    from .receipt import Receipt
 
-    def __init__(self, log: HttpLog, trust_anchors: list | None = None) -> None:
+    items = stmt.sign1.unprotected.get(394)
+    if not isinstance(items, list):
+        return None
+    for r in items:
+        if type(r) is not bytes:
+            continue
+        try:
+            iat = Receipt.parse(r).iat
+        except VerificationError:
+            continue
+        if type(iat) in (int, float):
+            return float(iat)
+    return None
+
+
+class StatementChecker:
+    """Audit of the statements behind the leaves. For each entry d(i), fetch
+    ``GET <log>/entries/<hex d(i)>/statement`` (the transparent statement), parse it strictly
+    (verifier.statement) and check d(i) = SHA-256(statement bytes) (docs/ARCHITECTURE.md).
+
+    With ``policy`` (a :class:`verifier.policy.PolicyTracker`, the default of ``twi-verify audit
+    --statements``): the log's registration-policy statements are recognised and verified with the
+    log's statement-signing keys, their ``previous`` chain is checked, and every other entry is
+    judged by the policy in force when it was registered (issuer key or x5chain trusted by that
+    policy, signature, algorithm, content type, size); an entry the policy would have refused is a
+    ``policy-violation`` alert with its index, a bad policy statement a ``bad-policy`` alert.
+    Without it (``--no-policy``): statements carrying an x5chain have their signature verified
+    against ``trust_anchors``; kid-only statements are counted as ``unverified``.
+
+    Work is split for the auditor's thread pool: :meth:`prepare` (fetch, parse, leaf check, and
+    the issuer signature when the key its kid names is already known; any thread) and
+    :meth:`commit` (the policy decision, strictly in index order; the auditor's main thread).
+    """
+
+    def __init__(
+        self,
+        log: HttpLog,
+        trust_anchors: list | None = None,
+        *,
+        policy: Any = None,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.log = log
         self.trust_anchors = trust_anchors or []
+        self.policy = policy
+        self.on_event = on_event
+        self.events: list[dict[str, Any]] = []
         self.lock = threading.Lock()
+        self.next_index = 0
         self.checked = 0
         self.signature_verified = 0
         self.unverified = 0
+        self.policies = 0
+        self.races = 0
 
-    def __call__(self, first_index: int, entries: list[bytes]) -> None:
+    @property
+    def mode(self) -> str:
+        return "policy" if self.policy is not None else "signatures"
+
+    def _emit(self, ev: dict[str, Any]) -> None:
+        self.events.append(ev)
+        if self.on_event is not None:
+            self.on_event(ev)
+
+    def prepare(self, first_index: int, entries: list[bytes]) -> list[tuple]:
         from .statement import SignedStatement
 
+        out = []
+        known = self.policy.known_keys if self.policy is not None else None
         for k, d in enumerate(entries):
             i = first_index + k
+            if i < self.next_index:
+                continue  # checked by an earlier (resumed) run
             try:
                 data = self.log.get(f"entries/{d.hex()}/statement")
             except TileNotFound:
-                raise MonitorAlert("audit-mismatch", f"entry {i}: the log does not serve its statement") from None
+                raise MonitorAlert("audit-mismatch", f"entry {i}: the log does not serve its statement",
+                                   {"index": i}) from None
             try:
                 stmt = SignedStatement.parse(data)
             except VerificationError as e:
-                raise MonitorAlert("audit-mismatch", f"entry {i}: statement does not parse: {e}") from None
+                raise MonitorAlert("audit-mismatch", f"entry {i}: statement does not parse: {e}",
+                                   {"index": i}) from None
             if stmt.leaf_input != d:
-                raise MonitorAlert("audit-mismatch", f"entry {i}: SHA-256(statement bytes) != leaf input")
-            verified = False
-            if self.trust_anchors and stmt.x5chain and stmt.sign1.payload is not None:
-                try:
-                    stmt.verify(trust_anchors=self.trust_anchors)
-                except VerificationError as e:
-                    raise MonitorAlert("audit-mismatch", f"entry {i}: issuer signature: {e}") from None
-                verified = True
-            with self.lock:
-                self.checked += 1
-                if verified:
-                    self.signature_verified += 1
-                else:
-                    self.unverified += 1
+                raise MonitorAlert("audit-mismatch", f"entry {i}: SHA-256(statement bytes) != leaf input",
+                                   {"index": i})
+            presigned = False
+            if known is not None and stmt.kid is not None and stmt.payload is not None:
+                key = known.get(stmt.kid)
+                if key is not None:
+                    try:
+                        stmt.verify(key)
+                        presigned = True
+                    except VerificationError:
+                        pass  # judged (and reported) in order by commit()
+            out.append((i, stmt, _receipt_time(stmt) if self.policy is not None else None, presigned))
+        return out
+
+    def commit(self, prepared: list[tuple]) -> None:
+        for i, stmt, t, presigned in prepared:
+            if i < self.next_index:
+                continue
+            if i != self.next_index:
+                raise MonitorAlert("bad-state", f"statements checked up to {self.next_index}, next is {i}")
+            if self.policy is None:
+                verified = self._check_x5chain(i, stmt)
+            else:
+                verified = self._check_policy(i, stmt, t, presigned)
+            self.checked += 1
+            if verified:
+                self.signature_verified += 1
+            else:
+                self.unverified += 1
+            self.next_index = i + 1
+
+    def _check_x5chain(self, i: int, stmt: Any) -> bool:
+        if self.trust_anchors and stmt.x5chain and stmt.sign1.payload is not None:
+            try:
+                stmt.verify(trust_anchors=self.trust_anchors)
+            except VerificationError as e:
+                raise MonitorAlert("audit-mismatch", f"entry {i}: issuer signature: {e}", {"index": i}) from None
+            return True
+        return False
+
+    def _check_policy(self, i: int, stmt: Any, t: float | None, presigned: bool) -> bool:
+        from .policy import PolicyViolation
+
+        eid = stmt.leaf_input.hex()
+        try:
+            v = self.policy.observe(i, stmt, time=t, presigned=presigned)
+        except PolicyViolation as e:
+            raise MonitorAlert("policy-violation", f"entry {i}: {e.detail}",
+                               {"index": i, "entry_id": eid, "reason": e.reason}) from None
+        except VerificationError as e:
+            raise MonitorAlert("bad-policy", f"entry {i}: registration policy statement: {e}",
+                               {"index": i, "entry_id": eid, "check": e.check}) from None
+        if v.kind == "policy":
+            self.policies += 1
+            rec = self.policy.current
+            self._emit({"event": "policy", "index": i, "entry_id": eid, "fork": v.fork, **rec.policy.summary()})
+        elif v.kind == "race":
+            self.races += 1
+            self._emit({"event": "policy-race", "index": i, "entry_id": eid, "policy_index": v.policy_index,
+                        "detail": v.detail})
+        return v.signature_verified
+
+    # ---- resume ------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        d = {"mode": self.mode, "next_index": self.next_index, "checked": self.checked,
+             "signature_verified": self.signature_verified, "unverified": self.unverified,
+             "policies": self.policies, "races": self.races}
+        if self.policy is not None:
+            d["policy"] = self.policy.state()
+        return d
+
+    def restore(self, d: dict[str, Any]) -> None:
+        if d.get("mode") != self.mode:
+            raise MonitorAlert("bad-state", f"the audit state checked statements in mode {d.get('mode')!r}, "
+                               f"not {self.mode!r}: use another state file")
+        for k in ("next_index", "checked", "signature_verified", "unverified", "policies", "races"):
+            setattr(self, k, int(d.get(k, 0)))
+        if self.policy is not None:
+            try:
+                self.policy.restore(d.get("policy", {}))
+            except (VerificationError, ValueError, KeyError, TypeError) as e:
+                raise MonitorAlert("bad-state", f"the audit state's policies do not verify: {e}") from None
+
+    def counts(self) -> dict[str, int]:
+        out = {"checked": self.checked, "signature_verified": self.signature_verified, "unverified": self.unverified}
+        if self.policy is not None:
+            out.update(policies=self.policies, races=self.races)
+        return out
+
+    def __call__(self, first_index: int, entries: list[bytes]) -> None:
+        """Check one bundle's entries (they must be the next ones in index order)."""
+        self.commit(self.prepare(first_index, entries))
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -707,6 +870,31 @@ def _open_log(args: argparse.Namespace) -> "tuple[NoteVerifier, HttpLog] | int":
         print(f"error: --vkey: {e}", file=sys.stderr)
         return 2
     return verifier, HttpLog(args.log, timeout=args.timeout)
+
+
+def _log_statement_keys(log: HttpLog, key_file: str | None) -> dict[bytes, Any]:
+    """The log's statement-signing keys (they sign its registration-policy statements): from
+    ``--log-key FILE`` (PEM, COSE_Key or COSE_KeySet), else ``GET /.well-known/scitt-keys``."""
+    from .keys import decode_keyset, load_public_keys, public_key_from_cose_key
+    from .policy import log_keys_from
+
+    if key_file:
+        return log_keys_from(load_public_keys(key_file).values())
+    try:
+        data = log.get(".well-known/scitt-keys", MAX_CHECKPOINT_BYTES)
+    except TileNotFound:
+        raise Unreachable("the log serves no /.well-known/scitt-keys (give --log-key)") from None
+    return log_keys_from(public_key_from_cose_key(k) for k in decode_keyset(data))
+
+
+def _policy_line(ev: dict[str, Any]) -> str | None:
+    if ev.get("event") == "policy":
+        fork = " (its previous is not the latest policy: fork of the policy chain)" if ev.get("fork") else ""
+        return (f"policy at entry {ev['index']}: {len(ev['issuer_keys'])} issuer keys, {ev['trust_anchors']} "
+                f"trust anchors, algs {ev['allowed_algs']}, max {ev['max_statement_size']} bytes{fork}")
+    if ev.get("event") == "policy-race":
+        return f"warning: entry {ev['index']}: {ev['detail']}"
+    return None
 
 
 def _cmd_monitor(args: argparse.Namespace) -> int:
@@ -756,11 +944,20 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         checker = None
         if args.statements:
             anchors = []
-            if args.trust_anchors:
-                from .x509 import load_certificates
+            tracker = None
+            if args.no_policy:
+                if args.trust_anchors:
+                    from .x509 import load_certificates
 
-                anchors = load_certificates(Path(args.trust_anchors).read_bytes())
-            checker = aud.check_entries = StatementChecker(log, anchors)
+                    anchors = load_certificates(Path(args.trust_anchors).read_bytes())
+            else:
+                from .policy import PolicyTracker
+
+                tracker = PolicyTracker(_log_statement_keys(log, args.log_key), origin=cp.origin,
+                                        grace=args.policy_grace)
+            checker = aud.check_entries = StatementChecker(
+                log, anchors, policy=tracker,
+                on_event=lambda ev: rep.event(ev | {"origin": cp.origin}, _policy_line(ev)))
         t0 = time.perf_counter()
         st = aud.audit(cp, note)
         dt = time.perf_counter() - t0
@@ -770,16 +967,22 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     except (Unreachable, OSError) as e:
         rep.event({"event": "error", "origin": verifier.name, "detail": str(e)}, f"error: {e} (resume by re-running)")
         return 1
+    except VerificationError as e:  # --log-key / the log's key set unusable
+        rep.event({"event": "error", "origin": verifier.name, "detail": str(e)}, f"error: the log's keys: {e}")
+        return 2
     except KeyboardInterrupt:
         print("interrupted; re-run to resume", file=sys.stderr)
         return 130
     ev = {"event": "audited", "origin": cp.origin, "size": st.audited_size,
           "root": base64.b64encode(cp.root).decode(), "seconds": round(dt, 3)}
+    human = f"ok: {cp.origin} size {cp.size}: every tile, entry bundle and the root recomputed and equal"
     if checker is not None:
-        ev["statements"] = {"checked": checker.checked, "signature_verified": checker.signature_verified,
-                            "unverified": checker.unverified}
-    rep.event(ev,
-              f"ok: {cp.origin} size {cp.size}: every tile, entry bundle and the root recomputed and equal")
+        ev["statements"] = checker.counts()
+        human += (f"; {checker.checked} statements hash to their leaves"
+                  + (f", each admissible under the registration policy in force ({checker.policies} policies, "
+                     f"{checker.races} admitted in a policy-change race)" if checker.policy is not None else "")
+                  + f"; {checker.signature_verified} issuer signatures verified, {checker.unverified} not checkable")
+    rep.event(ev, human)
     return 0
 
 
@@ -807,8 +1010,17 @@ def add_parser(subparsers) -> None:
     a.add_argument("--checkpoint", help="audit this signed checkpoint file instead of the log's current one")
     a.add_argument("--workers", type=int, default=8, help="parallel fetches")
     a.add_argument("--statements", action="store_true",
-                   help="also fetch each statement and check d(i) = SHA-256(statement bytes)")
-    a.add_argument("--trust-anchors", help="PEM file: verify x5chain statements' signatures to these roots")
+                   help="also fetch each statement, check d(i) = SHA-256(statement bytes) and judge it by the "
+                        "registration policy in force when it was registered (the log's policy statements)")
+    a.add_argument("--log-key", help="the log's statement-signing key(s) (PEM, COSE_Key or COSE_KeySet) that sign "
+                                     "its policy statements (default: GET <log>/.well-known/scitt-keys)")
+    a.add_argument("--policy-grace", type=float, default=60.0,
+                   help="seconds after a policy change during which an entry the superseded policy admits is "
+                        "accepted as a registration race (reported); 0: none")
+    a.add_argument("--no-policy", action="store_true",
+                   help="with --statements: do not evaluate the registration policy (only x5chain statements are "
+                        "verified, against --trust-anchors)")
+    a.add_argument("--trust-anchors", help="with --no-policy: PEM file: verify x5chain statements' signatures to these roots")
     a.add_argument("--progress", choices=["auto", "bar", "lines"], default="auto")
     a.add_argument("--timeout", type=float, default=30.0)
     a.set_defaults(func=_cmd_audit, handler=_cmd_audit)
