@@ -41,7 +41,7 @@ from verifier.note import Checkpoint, NoteVerifier, Signer, open_note, sign_note
 
 from .layout import TILE_HEIGHT, TILE_WIDTH, tile_width
 from .storage import Storage, TreeHead, open_storage
-from .tree import HS, TileCache, TileTree, append_hashes
+from .tree import HS, OverlayCache, TileCache, TileTree, append_hashes
 
 __all__ = ["Log", "Entry", "Pending", "TreeHead", "open_storage"]
 
@@ -168,6 +168,7 @@ class Log:
         self.poll_interval = poll_interval
         self._own_storage = own_storage
         self._cache = TileCache()
+        self._overlay: OverlayCache | None = None
         self._tree = TileTree(storage.tiles, self._cache)
         self._int_lock = threading.RLock()  # one integration/reload at a time in this process
         self._cond = threading.Condition()
@@ -450,7 +451,10 @@ class Log:
                     tx.set_state(new_size, new_root)
                 if prows:
                     tx.delete_pending([r.seq for r in prows])
-            # committed: durable
+            # committed: durable; the batch's tiles (rows already computed) join the log's cache
+            if head is not None and self._overlay is not None:
+                self._overlay.publish()
+            self._overlay = None
             self._sr = (new_size, new_root)
             self._root, self._edge, self._size = new_root, new_edge, new_size
             if head is not None:
@@ -474,12 +478,19 @@ class Log:
                 out.update(tx.tiles(rest))
             return out
 
-        tree = TileTree(fetch, TileCache(64, 64))
+        # tiles of this uncommitted batch stay in an overlay until the commit (self._overlay)
+        self._overlay = OverlayCache(self._cache)
+        tree = TileTree(fetch, self._overlay)
         new_root = tree.root(new_size)
         last = tx.latest_head()
         if last is None:
             raise VerificationError("log.head", "no previous signed head")
-        cp = self._open_checkpoint(last)
+        known = self._latest
+        if known is not None and last.checkpoint == known.checkpoint and last.size == known.size:
+            # the head this process signed or verified last: its signature was checked then
+            cp = Checkpoint(self.origin, known.size, known.root)
+        else:
+            cp = self._open_checkpoint(last)
         if cp.size != size:
             raise VerificationError("log.head", f"last signed checkpoint has size {cp.size}, tree state has {size}")
         if size > 0:

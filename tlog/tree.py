@@ -30,7 +30,8 @@ TILE_BYTES = TILE_WIDTH * HS
 INNER_BYTES = (TILE_WIDTH - 2) * HS
 RECORD_BYTES = TILE_BYTES + INNER_BYTES
 
-__all__ = ["TILE_BYTES", "INNER_BYTES", "Edge", "append_hashes", "tile_rows", "record_rows", "TileTree", "subtree_root"]
+__all__ = ["TILE_BYTES", "INNER_BYTES", "Edge", "append_hashes", "tile_rows", "record_rows", "extend_rows", "TileTree",
+           "TileCache", "OverlayCache", "subtree_root"]
 
 # Edge: level -> bytes of the partial tile of that level (absent or b"" when none).
 Edge = dict
@@ -56,6 +57,26 @@ def tile_rows(blob: bytes) -> list[bytes]:
     for _ in range(TILE_HEIGHT):
         blob = _next_row(blob)
         rows.append(blob)
+    return rows
+
+
+def extend_rows(old: list[bytes], row0: bytes) -> list[bytes]:
+    """Rows of a tile whose hashes ``row0`` extend the tile that had rows ``old``.
+
+    Every stored hash is immutable and a partial tile is a prefix of what it becomes, so the
+    nodes already in ``old`` stay; only nodes over the new hashes are computed (about as
+    many hashes as were added, instead of up to 255 for the whole tile). Returns as many rows
+    as :func:`tile_rows` (9)."""
+    h = sha256
+    rows = [row0]
+    for r in range(1, TILE_HEIGHT + 1):
+        prev = rows[-1]
+        have = old[r] if r < len(old) else b""
+        a, n = len(have) // HS, len(prev) // 64
+        if a >= n:
+            rows.append(have[:n * HS])
+        else:
+            rows.append(have + b"".join([h(b"\x01" + prev[i:i + 64]).digest() for i in range(a * 64, n * 64, 64)]))
     return rows
 
 
@@ -171,10 +192,39 @@ class TileCache:
             while len(d) > self._max[up]:
                 d.popitem(last=False)
 
+    def peek(self, key):
+        """The cached rows of ``key`` at whatever width they have (None if not cached)."""
+        with self._lock:
+            return self._lru[key[0] > 0].get(key)
+
     def clear(self) -> None:
         with self._lock:
             for d in self._lru:
                 d.clear()
+
+
+class OverlayCache(TileCache):
+    """A cache for tiles of an uncommitted transaction: reads fall through to ``base`` (the
+    log's cache of committed tiles), writes stay here until :meth:`publish` (after the commit)
+    copies them into ``base``; a rolled-back batch leaves ``base`` untouched."""
+
+    def __init__(self, base: TileCache) -> None:
+        super().__init__(1 << 30, 1 << 30)
+        self.base = base
+
+    def get(self, key, width: int):
+        rows = super().get(key, width)
+        return rows if rows is not None else self.base.get(key, width)
+
+    def peek(self, key):
+        rows = super().peek(key)
+        return rows if rows is not None else self.base.peek(key)
+
+    def publish(self) -> None:
+        with self._lock:
+            items = [it for d in self._lru for it in d.items()]
+        for key, rows in items:
+            self.base.put(key, rows)
 
 
 class TileTree:
@@ -210,7 +260,12 @@ class TileTree:
                 if blob is None or len(blob) < need[key] * HS:
                     have = 0 if blob is None else len(blob) // HS
                     raise LookupError(f"tile {key} has {have} hashes, need {need[key]}: storage is behind or corrupt")
-                rows = record_rows(bytes(blob))
+                blob = bytes(blob)
+                prior = self.cache.peek(key) if len(blob) <= TILE_BYTES else None
+                if prior is not None and blob.startswith(prior[0]):
+                    rows = extend_rows(prior, blob)
+                else:
+                    rows = record_rows(blob)
                 self.cache.put(key, rows)
                 got[key] = rows
         return got
