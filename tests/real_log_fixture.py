@@ -3,11 +3,11 @@ SQLite default) served on loopback, and a *forked* copy of it.
 
 ``copy_log(src, dst)`` copies a running log's data directory: its keys and a consistent snapshot
 of its SQLite database (the SQLite online backup API, safe while the log is serving).
-``rewrite_history(dst, replace)`` then rewrites history in the copy: it reads every entry (statement
-bytes and attributes) from the copied database, empties the tree tables and re-integrates the
-entries in order through the real core (``tlog.log.Log``) with some of them replaced, under the
-same log keys, so the copy is a complete, well-formed log whose tree and checkpoint (signed with
-the genuine checkpoint key) differ from the genuine ones at the same size. ``LogServer`` serves
+``rewrite_history(dst, replace)`` then rewrites history in the copy: it reads every entry from the
+copied database through the real core (``tlog.log.Log``), and integrates the entries again, in
+order and with some of them replaced, into a new database in the copy's directory (no knowledge
+of the storage schema), under the same log keys: the copy is a complete, well-formed log whose
+tree and checkpoint (signed with the genuine checkpoint key) differ from the genuine ones. ``LogServer`` serves
 either directory with the real server (``tlog.server.create_app``, werkzeug on 127.0.0.1).
 """
 
@@ -23,6 +23,7 @@ from typing import Any, Iterable
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from tlog.config import Config
+from tlog.policy import POLICY_CONTENT_TYPE
 from tlog.server import create_app
 from tlog.service import LogService
 from verifier.statement import SignedStatement
@@ -111,47 +112,60 @@ def copy_log(src: Path, dst: Path) -> None:
         s.close()
 
 
-def read_entries(data_dir: Path) -> list[tuple[bytes, list[tuple[str, str]]]]:
-    """(statement bytes, attrs) of every entry of the log in ``data_dir``, in index order."""
-    db = sqlite3.connect(Path(data_dir) / DB_NAME)
+def _open_core(data_dir: Path):
+    from tlog.keys import load_or_create
+    from tlog.log import Log
+
+    keys = load_or_create(data_dir, None)
+    return Log.open(str(Path(data_dir) / DB_NAME), origin=keys.origin, note_signer=keys.note_signer), keys
+
+
+def read_entries(data_dir: Path) -> list[bytes]:
+    """The statement bytes of every entry of the log in ``data_dir``, in index order, read through
+    the real core (tlog.log.Log) from its database."""
+    lg, _ = _open_core(data_dir)
     try:
-        rows = db.execute("SELECT idx, data FROM entries ORDER BY idx").fetchall()
-        attrs: dict[int, list[tuple[str, str]]] = {}
-        for k, v, i in db.execute("SELECT key, value, idx FROM attrs"):
-            attrs.setdefault(i, []).append((k, v))
+        return [lg.entry_data(i) for i in range(lg.size)]
     finally:
-        db.close()
-    assert [r[0] for r in rows] == list(range(len(rows)))
-    return [(bytes(data), sorted(attrs.get(i, []))) for i, data in rows]
+        lg.close()
+
+
+def _attrs(data: bytes, log_kid: bytes, policy_id: str | None) -> tuple[list[tuple[str, str]], str | None]:
+    """The lookup attributes tlog.service records for an entry (kind, policy, iss, sub, payload
+    hash); returns them and the policy id in force after this entry."""
+    from tlog.service import iss_sub_key
+
+    st = SignedStatement.parse(data)
+    attrs = [("iss", st.iss), ("sub", st.sub), ("iss-sub", iss_sub_key(st.iss, st.sub))]
+    if st.content_type == POLICY_CONTENT_TYPE and st.kid == log_kid:
+        if policy_id:
+            attrs.append(("policy", policy_id))
+        return sorted(attrs + [("kind", "policy")]), st.leaf_input.hex()
+    attrs += [("kind", "statement"), ("policy", policy_id or "")]
+    if st.payload is not None:
+        attrs.append(("payload-sha256", hashlib.sha256(st.payload).hexdigest()))
+    return sorted(attrs), policy_id
 
 
 def rewrite_history(data_dir: Path, replace: dict[int, bytes], **settings: Any) -> LogServer:
-    """Rewrite the copied log in ``data_dir``: entry i becomes ``replace[i]`` (statement bytes),
-    the tree is re-integrated from entry 0 by the real core under the same keys, and the copy is
-    served by the real server (returned). ``settings``: the log's configuration (issuer keys ...),
-    as for the genuine log, so it registers no new policy."""
+    """Rewrite the copied log in ``data_dir``: read every entry from its database, replace entry i
+    by ``replace[i]`` (statement bytes), and integrate the rewritten history from entry 0 into a
+    new database in the same directory with the real core and the log's own keys (checkpoints by
+    its note key, receipt signatures by its receipt key: tlog.service's head signer). Returns the
+    copy served by the real server. ``settings``: the log's configuration (issuer keys ...) as for
+    the genuine log, so it registers no new policy."""
     data_dir = Path(data_dir)
-    items = []
-    for i, (data, attrs) in enumerate(read_entries(data_dir)):
-        if i in replace:
-            st = SignedStatement.parse(replace[i])
-            keep = [(k, v) for k, v in attrs if k in ("kind", "policy")]
-            items.append((st.leaf_input, st.statement_bytes,
-                          sorted(keep + [("iss", st.iss), ("sub", st.sub),
-                                         ("payload-sha256", hashlib.sha256(st.payload or b"").hexdigest())])))
-        else:
-            items.append((hashlib.sha256(data).digest(), data, attrs))
-    # empty everything but the log's identity (meta): the core starts again from size 0
-    db = sqlite3.connect(data_dir / DB_NAME)
-    try:
-        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        for t in tables:
-            if t not in ("meta", "sqlite_sequence"):
-                db.execute(f"DELETE FROM {t}")
-        db.commit()
-        db.execute("VACUUM")
-    finally:
-        db.close()
+    datas = read_entries(data_dir)
+    from tlog.keys import load_or_create
+
+    log_kid = load_or_create(data_dir, None).receipt.kid
+    items, policy_id = [], None
+    for i, data in enumerate(datas):
+        data = SignedStatement.parse(replace[i]).statement_bytes if i in replace else data
+        attrs, policy_id = _attrs(data, log_kid, policy_id)
+        items.append((hashlib.sha256(data).digest(), data, attrs))
+    for p in data_dir.glob(DB_NAME + "*"):  # the history is rewritten into a new database
+        p.unlink()
 
     def factory(storage, svc: LogService):
         from tlog.log import Log
