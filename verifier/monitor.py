@@ -729,6 +729,7 @@ class StatementChecker:
         self.unverified = 0
         self.policies = 0
         self.races = 0
+        self.presigned = 0  # signatures verified in prepare() (fetch threads), this run
 
     @property
     def mode(self) -> str:
@@ -784,6 +785,7 @@ class StatementChecker:
             else:
                 verified = self._check_policy(i, stmt, t, presigned)
             self.checked += 1
+            self.presigned += presigned
             if verified:
                 self.signature_verified += 1
             else:
