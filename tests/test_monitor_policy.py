@@ -316,3 +316,76 @@ def test_policy_audit_resumes_across_a_policy_change(tmp_path, keys):
                          "--progress", "lines"]) == 0
         rc, events, _ = _cli_audit(bad, "--state", str(tmp_path / "plain.json"))
         assert rc == 1 and events[-1]["kind"] == "bad-state"
+
+
+# ----------------------------------------------------------------------------- the tracker alone
+
+
+def _log_keys_and_policies(keys):
+    from tlog.keys import LogKeys, ReceiptKey
+    from verifier.note import Signer
+
+    lkey = ec.generate_private_key(ec.SECP256R1())
+    lk = LogKeys(ReceiptKey(lkey, vkeys.thumbprint(lkey.public_key())), {}, Signer.generate("t.example/log"),
+                 "t.example/log")
+
+    def policy(*names, previous=None):
+        trust = TrustStore(issuer_keys={vkeys.thumbprint(keys[n].public_key()): keys[n].public_key() for n in names})
+        return Policy(trust=trust, allowed_algs=[-7]).statement(lk, "https://t.example", previous)
+
+    return log_keys_from([lkey.public_key()]), policy
+
+
+def test_tracker_fork_race_window_and_detached(keys):
+    log_keys, policy = _log_keys_and_policies(keys)
+    p1 = policy("a")
+    id1 = SignedStatement.parse(p1).leaf_input.hex()
+    p2a, p2b = policy("b", previous=id1), policy("c", previous=id1)
+    tr = PolicyTracker(log_keys, origin="t.example/log", grace=10)
+    S = SignedStatement.parse
+    assert tr.observe(0, S(p1), time=100).kind == "policy"
+    assert tr.observe(1, S(statement(keys["a"])), time=100).kind == "admitted"
+    v = tr.observe(2, S(p2a), time=200)
+    assert v.kind == "policy" and not v.fork
+    v = tr.observe(3, S(p2b), time=205)  # names P1 too: a fork of the chain, reported
+    assert v.kind == "policy" and v.fork
+    assert tr.observe(4, S(statement(keys["c"])), time=206).kind == "admitted"
+    # B (P2a, superseded at 205) inside the window: a race; A (P1, superseded at 200) too
+    assert tr.observe(5, S(statement(keys["b"])), time=214).kind == "race"
+    v = tr.observe(6, S(statement(keys["a"])), time=209)
+    assert v.kind == "race" and v.policy_index == 0
+    with pytest.raises(PolicyViolation) as e:
+        tr.observe(7, S(statement(keys["b"])), time=216)  # 11 s after P2a was superseded
+    assert e.value.reason == "untrusted-issuer" and "index 3" in e.value.detail
+    tr.next_index = 8
+    with pytest.raises(PolicyViolation):
+        tr.observe(8, S(statement(keys["b"])), time=None)  # no time: no window
+    tr.next_index = 9
+    # a detached payload: identity judged, signature not checkable
+    v = tr.observe(9, S(statement(keys["c"], detached=True)), time=300)
+    assert v.kind == "admitted" and v.signature_verified is False
+    with pytest.raises(PolicyViolation):
+        tr.observe(10, S(statement(keys["a"], detached=True)), time=300)
+    tr.next_index = 11
+    # out of order is a programming error, not a verdict
+    with pytest.raises(ValueError):
+        tr.observe(20, S(statement(keys["c"])))
+    # the chain: a policy naming an unknown previous, a first policy naming one
+    with pytest.raises(Exception) as e:
+        tr.observe(11, S(policy("a", previous="cd" * 32)))
+    assert e.value.check == "policy.chain"
+    fresh = PolicyTracker(log_keys)
+    with pytest.raises(Exception) as e:
+        fresh.observe(0, S(p2a))
+    assert e.value.check == "policy.chain"
+    # a policy statement with a broken signature under the log's kid
+    with pytest.raises(Exception) as e:
+        PolicyTracker(log_keys).observe(0, S(tampered(p1)))
+    assert e.value.check == "policy.signature"
+    # state round trip: the policies come back verified, the window with them
+    tr2 = PolicyTracker(log_keys, origin="t.example/log", grace=10)
+    tr2.restore(json.loads(json.dumps(tr.state())))
+    assert [r.index for r in tr2.policies] == [0, 2, 3] and tr2.next_index == 11
+    assert tr2.observe(11, S(statement(keys["c"])), time=400).kind == "admitted"
+    with pytest.raises(Exception):
+        PolicyTracker(log_keys_from([keys["a"].public_key()])).restore(tr.state())  # other log key
