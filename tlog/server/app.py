@@ -41,6 +41,7 @@ from ..service import (
     entry_id_of,
     iss_sub_key,
 )
+from .front import RegistrationFront
 from .problems import problem
 from .ratelimit import RateLimiter
 
@@ -376,4 +377,7 @@ def create_app(config: Config | None = None, *, service: LogService | None = Non
     def metrics():
         return Response(svc.metrics_text(), mimetype="text/plain; version=0.0.4")
 
+    # the common registration request is answered in front of Flask (tlog.server.front)
+    app.wsgi_app = RegistrationFront(app.wsgi_app, svc, max_body=config.max_body, limiter=limiter,
+                                     retry_after=retry_after)
     return app
