@@ -1,4 +1,5 @@
-"""SQLite backend specifics: the two-tier (recent + main) dedup index and the schema check."""
+"""SQLite backend specifics: entries stored per bundle run, the two-tier (recent + main) dedup
+index and the schema check."""
 
 import sqlite3
 from hashlib import sha256
@@ -7,7 +8,7 @@ import pytest
 
 from tests.tlog_fixtures import ORIGIN
 from tlog.log import Entry, Log
-from tlog.storage.sqlite import SQLiteStorage
+from tlog.storage.sqlite import SQLiteStorage, _marks
 from verifier.note import Signer
 
 
@@ -16,8 +17,15 @@ def leaf(i: int) -> bytes:
 
 
 def counts(st):
+    """(keys in the recent tier, rows of dmain, rows of dcoll), from the committed tables; the
+    writer's in-memory recent tier, when loaded, must hold exactly the recent keys."""
     db = st._writer
-    return tuple(db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("dnew", "dmain", "dcoll"))
+    merged, count = _marks(db)
+    coll_recent = db.execute("SELECT count(*) FROM dcoll WHERE idx >= ?", (merged,)).fetchone()[0]
+    recent = count - merged - coll_recent
+    if st._wrec is not None:
+        assert (st._wrec.merged, st._wrec.upto, len(st._wrec.keys)) == (merged, count, recent)
+    return (recent,) + tuple(db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("dmain", "dcoll"))
 
 
 @pytest.fixture
@@ -117,3 +125,65 @@ def test_old_schema_refused(tmp_path):
     db.close()
     SQLiteStorage(tmp_path / "new.sqlite").close()
     SQLiteStorage(tmp_path / "new.sqlite").close()  # reopening the current schema is fine
+
+
+def test_runs_and_reads_across_bundles(tmp_path, signer):
+    """Entries are stored in runs that never cross a 256-entry bundle; reads by index, ranges
+    and bundles see exactly what was appended, whatever the batch sizes and statement sizes."""
+    st = SQLiteStorage(tmp_path / "l.sqlite", merge_every=300)
+    log = Log.open(st, origin=ORIGIN, note_signer=signer)
+    try:
+        import random
+
+        rnd = random.Random(7)
+        datas = []
+        while len(datas) < 1100:
+            k = rnd.choice([1, 3, 255, 256, 257, 600])
+            batch = [bytes([len(datas) % 251]) * rnd.choice([0, 1, 40, 3000]) + b"%d" % (len(datas) + j) if j % 5 else b""
+                     for j in range(k)]
+            log.append([(sha256(b"r%d" % (len(datas) + j)).digest(), d, ()) for j, d in enumerate(batch)])
+            datas += batch
+        n = len(datas)
+        runs = st._writer.execute("SELECT start, length(leaves) / 32 FROM entries ORDER BY start").fetchall()
+        assert sum(w for _, w in runs) == n and all(s // 256 == (s + w - 1) // 256 for s, w in runs)
+        assert [s for s, _ in runs] == sorted({s for s, _ in runs})
+        for i in list(range(0, n, 37)) + [n - 1, 255, 256, 511, 512]:
+            assert log.entry_data(i) == datas[i] and log.leaf_input(i) == sha256(b"r%d" % i).digest()
+            assert log.find(sha256(b"r%d" % i).digest()) == i
+        assert log.entry_data(n) is None and log.leaf_input(n) is None
+        assert st.leaf_inputs(250, 700) == [sha256(b"r%d" % i).digest() for i in range(250, 700)]
+        assert log.entry_bundle(1) == b"".join(b"\x00\x20" + sha256(b"r%d" % i).digest() for i in range(256, 512))
+    finally:
+        log.close()
+        st.close()
+
+
+def test_second_handle_sees_appends_and_merges(tmp_path, signer):
+    """A second storage handle on the same file (another process) finds entries appended and
+    merged through the first, and its own writer continues from them (recent tiers catch up)."""
+    a = SQLiteStorage(tmp_path / "l.sqlite", merge_every=16)
+    b = SQLiteStorage(tmp_path / "l.sqlite", merge_every=16)
+    la = Log.open(a, origin=ORIGIN, note_signer=signer)
+    try:
+        la.append([(leaf(i), b"", ()) for i in range(10)])
+        assert [b.find(leaf(i)) for i in range(10)] == list(range(10)) and b.find(leaf(10)) is None
+        la.append([(leaf(i), b"", ()) for i in range(10, 20)])  # merges at 16 (in a)
+        assert counts(a) == (0, 20, 0)
+        assert [b.find(leaf(i)) for i in range(21)] == list(range(20)) + [None]
+        la.append([(leaf(i), b"", ()) for i in range(20, 25)])
+        lb = Log.open(b, origin=ORIGIN, note_signer=signer)
+        try:
+            # b's writer: dedups against what a wrote (both tiers) and merges when crossing 32
+            res = lb.append([(leaf(3), b"", ()), (leaf(22), b"", ())] + [(leaf(i), b"", ()) for i in range(25, 33)])
+            assert [e.index for e in res] == [3, 22] + list(range(25, 33)) and res[0].duplicate and res[1].duplicate
+            assert counts(b) == (0, 33, 0)
+        finally:
+            lb.close()
+        # a's writer catches up with b's merge before its next batch
+        assert la.append([(leaf(30), b"", ()), (leaf(33), b"", ())]) == [Entry(30, 33, True), Entry(33, 34, False)]
+        assert counts(a) == (1, 33, 0)
+        assert [a.find(leaf(i)) for i in range(35)] == list(range(34)) + [None]
+    finally:
+        la.close()
+        a.close()
+        b.close()

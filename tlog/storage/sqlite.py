@@ -10,19 +10,28 @@ is one transaction and one WAL fsync.
 Locking: integration is ``BEGIN IMMEDIATE`` (SQLite's single writer lock), so several
 processes on one file integrate one at a time; the others wait (busy_timeout).
 
-Dedup (LSM-style, two tiers): the key is ``k``, the leaf input's first 8 bytes (a blob, so
-SQL derives it with ``substr(leaf, 1, 8)`` from the entry rows just inserted: no per-row
-binding). ``dnew (k PRIMARY KEY, idx)`` takes the keys of the entries appended since the last
-merge; it stays small (at most ``merge_every`` rows plus one batch), so the pages a batch of random keys
-dirties are few and hot. When the tree size crosses a multiple of ``merge_every``, the same
-integration transaction moves ``dnew`` into ``dmain`` in key order (each ``dmain`` page is
-rewritten once per merge, not once per batch) and empties ``dnew``; a crash anywhere rolls the
-whole batch back, merge included. Lookups check both tiers and always compare the full leaf
-input (read from ``entries`` by index). The rare entry whose ``k`` is already taken by a
-*different* leaf is recorded in ``dcoll (leaf, idx)`` instead. ``entries`` itself is keyed by
-index only (appended in order). A random-keyed index that grows with the log (the old
-``entries.k UNIQUE``) made WAL rewrite nearly every index page on every batch.
-The schema is versioned (``meta.schema_version``); an older file is refused at open.
+Entries (schema 3) are stored per *run*: one ``entries`` row holds consecutive entries
+[start, start + n) that lie inside one 256-entry bundle (the C2SP entry-bundle unit) and were
+appended by the same batch: ``leaves`` (n leaf inputs, 32 bytes each), ``ends`` (n
+little-endian uint32 end offsets into ``data``) and ``data`` (the statements, concatenated).
+A batch of 8,192 entries writes 32 or 33 rows instead of 8,192; rows are never updated. Reads
+by index find the row with the largest ``start`` <= index (a rowid seek); a statement is read
+with incremental blob I/O (only its bytes).
+
+Dedup (LSM-style, two tiers, exact): the key ``k`` of a leaf input is its first 8 bytes as a
+signed big-endian int64. The *main* tier ``dmain (k INTEGER PRIMARY KEY, idx)`` holds the keys
+of the entries below ``meta.dedup_merged``. The *recent* tier - the keys of the entries from
+``dedup_merged`` to the end - is not a table: it is an in-memory map rebuilt from those
+entries' leaves (at most ``merge_every`` + one batch of them) when first needed and kept up to
+date incrementally (also across processes: it catches up from the rows others committed). When
+the tree size crosses a multiple of ``merge_every``, the same integration transaction inserts
+the recent keys into ``dmain`` in key order (each ``dmain`` page is rewritten once per merge,
+not once per batch) and moves ``dedup_merged``; a crash anywhere rolls back the whole batch,
+merge included (and a rolled-back transaction drops the writer's in-memory tier, rebuilt from
+committed rows). Lookups always compare the full leaf input. An entry whose ``k`` is already
+taken by a *different* leaf (an earlier entry's) is recorded in ``dcoll (idx, leaf UNIQUE)``
+and is not in either tier. The schema is versioned (``meta.schema_version``); an older file
+is refused at open.
 
 Tiles are rows keyed by ``index * 64 + level`` (a rowid: no separate key index; levels are
 < 64), each blob up to 256 * 32 bytes.
@@ -30,28 +39,32 @@ Tiles are rows keyed by ``index * 64 + level`` (a rowid: no separate key index; 
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
+import struct
 import threading
 import time
 from contextlib import contextmanager
+from itertools import accumulate
 from typing import Iterable, Sequence
 
+from ..layout import TILE_WIDTH
 from ..tree import TILE_BYTES
 from .base import HEAD_COLS as _HEAD_COLS
 from .base import PendingRow, SQLReads, Storage, TreeHead, Txn, decode_attrs, encode_attrs
 from .base import head_from_row as _head
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS state (id INTEGER PRIMARY KEY CHECK (id = 1), size INTEGER NOT NULL, root BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS tiles (id INTEGER PRIMARY KEY, hashes BLOB NOT NULL, interior BLOB);
-CREATE TABLE IF NOT EXISTS entries (idx INTEGER PRIMARY KEY, leaf BLOB NOT NULL, data BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS dnew (k BLOB PRIMARY KEY, idx INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS dmain (k BLOB PRIMARY KEY, idx INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS dcoll (leaf BLOB PRIMARY KEY, idx INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS entries (start INTEGER PRIMARY KEY, leaves BLOB NOT NULL, ends BLOB NOT NULL,
+    data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS dmain (k INTEGER PRIMARY KEY, idx INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS dcoll (idx INTEGER PRIMARY KEY, leaf BLOB NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS attrs (key TEXT NOT NULL, value TEXT NOT NULL, idx INTEGER NOT NULL,
     PRIMARY KEY (key, value, idx)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS heads (size INTEGER PRIMARY KEY, root BLOB NOT NULL, checkpoint TEXT NOT NULL,
@@ -61,23 +74,105 @@ CREATE TABLE IF NOT EXISTS pending (seq INTEGER PRIMARY KEY AUTOINCREMENT, leaf 
 """
 
 DEFAULT_MERGE_EVERY = 1 << 17
+_HS = 32
 
 
-def _key(leaf: bytes) -> bytes:
-    return leaf[:8]  # == substr(leaf, 1, 8) in SQL
+def _key(leaf: bytes) -> int:
+    return int.from_bytes(leaf[:8], "big", signed=True)
+
+
+def _keys(blob: bytes) -> tuple[int, ...]:
+    """The dedup keys of concatenated leaf inputs, in one C call."""
+    return struct.unpack(">" + "q24x" * (len(blob) // _HS), blob)
 
 
 def _tid(level: int, index: int) -> int:
     return index * 64 + level
 
 
+def _marks(db) -> tuple[int, int]:
+    """(dedup_merged, number of entries) as committed / as seen by the current transaction."""
+    r = db.execute("SELECT value FROM meta WHERE key = 'dedup_merged'").fetchone()
+    merged = int(r[0]) if r else 0
+    r = db.execute("SELECT start, length(leaves) FROM entries ORDER BY start DESC LIMIT 1").fetchone()
+    return merged, (0 if r is None else r[0] + r[1] // _HS)
 
+
+def _leaf_blob(db, start: int, end: int) -> bytes:
+    """Leaf inputs of entries [start, end), concatenated."""
+    if start >= end:
+        return b""
+    out = []
+    for s, leaves in db.execute(
+            "SELECT start, leaves FROM entries WHERE start >= coalesce((SELECT max(start) FROM entries "
+            "WHERE start <= ?), 0) AND start < ? ORDER BY start", (start, end)):
+        a = max(start - s, 0) * _HS
+        b = min(end - s, len(leaves) // _HS) * _HS
+        if a < b:
+            out.append(leaves[a:b])
+    blob = b"".join(out)
+    if len(blob) != (end - start) * _HS:
+        raise LookupError(f"entries [{start}, {end}) are not all stored")
+    return blob
+
+
+class _Recent:
+    """The recent dedup tier: key -> index of entries [merged, upto) (not in dcoll), with
+    their leaf inputs for the full comparison."""
+
+    __slots__ = ("merged", "upto", "keys", "leaves")
+
+    def __init__(self, merged: int) -> None:
+        self.merged = self.upto = merged
+        self.keys: dict[int, int] = {}
+        self.leaves = bytearray()
+
+    @classmethod
+    def load(cls, db, merged: int, count: int) -> "_Recent":
+        rec = cls(merged)
+        rec.catch_up(db, count)
+        return rec
+
+    def catch_up(self, db, count: int) -> None:
+        """Add the committed entries [upto, count) (read in db's transaction)."""
+        if count <= self.upto:
+            return
+        blob = _leaf_blob(db, self.upto, count)
+        coll = {r[0] for r in db.execute("SELECT idx FROM dcoll WHERE idx >= ? AND idx < ?", (self.upto, count))}
+        self.add(self.upto, blob, _keys(blob), coll)
+
+    def add(self, start: int, blob: bytes, ks: Sequence[int], skip=()) -> None:
+        if start != self.upto:
+            raise AssertionError("recent dedup tier out of step")
+        if skip:
+            self.keys.update((k, start + i) for i, k in enumerate(ks) if start + i not in skip)
+        else:
+            self.keys.update(zip(ks, range(start, start + len(ks))))
+        self.leaves += blob
+        self.upto = start + len(ks)
+
+    def leaf(self, idx: int) -> bytes:
+        o = (idx - self.merged) * _HS
+        return bytes(self.leaves[o:o + _HS])
+
+    def index_of(self, k: int, leaf: bytes) -> int | None:
+        i = self.keys.get(k)
+        return i if i is not None and self.leaf(i) == leaf else None
+
+
+def _probe_dmain(db, ks) -> dict[int, int]:
+    """Which of the keys ``ks`` are in dmain: k -> idx (one statement, keys sorted)."""
+    if not ks:
+        return {}
+    return dict(db.execute("SELECT d.k, d.idx FROM json_each(?) j JOIN dmain d ON d.k = j.value",
+                           (json.dumps(sorted(ks)),)).fetchall())
 
 
 class _SQLiteTxn(Txn):
-    def __init__(self, db: sqlite3.Connection, merge_every: int = DEFAULT_MERGE_EVERY) -> None:
+    def __init__(self, db: sqlite3.Connection, st: "SQLiteStorage") -> None:
         self.db = db
-        self.merge_every = merge_every
+        self.st = st
+        self.merge_every = st.merge_every
 
     def state(self):
         r = self.db.execute("SELECT size, root FROM state WHERE id = 1").fetchone()
@@ -102,17 +197,37 @@ class _SQLiteTxn(Txn):
     def delete_pending(self, seqs):
         self.db.executemany("DELETE FROM pending WHERE seq = ?", [(s,) for s in seqs])
 
-    def _by_k(self, ks):
-        """(k, leaf, idx) rows of both dedup tiers for the given keys (the entry holding k)."""
-        return _by_k(self.db, ks)
+    # -- dedup ------------------------------------------------------------------------------
+    def _recent(self) -> _Recent:
+        """The writer's recent tier, in step with this transaction's view of the entries."""
+        merged, count = _marks(self.db)
+        rec = self.st._wrec
+        if rec is None or rec.merged != merged or rec.upto > count:
+            rec = _Recent.load(self.db, merged, count)
+        else:
+            rec.catch_up(self.db, count)
+        self.st._wrec = rec
+        return rec
 
     def existing(self, leaves):
-        want = set(leaves)
+        rec = self._recent()
         out = {}
-        for _, leaf, idx in self._by_k({_key(l) for l in want}):
-            if leaf in want:
-                out[leaf] = idx
-        rest = [l for l in want if l not in out]
+        rest = {}
+        for l in set(leaves):
+            k = _key(l)
+            i = rec.index_of(k, l)
+            if i is not None:
+                out[l] = i
+            else:
+                rest[l] = k
+        if rest:
+            hits = _probe_dmain(self.db, set(rest.values()))
+            for l, k in list(rest.items()):
+                i = hits.get(k)
+                if i is not None and _leaf_blob(self.db, i, i + 1) == l:
+                    out[l] = i
+                    del rest[l]
+        rest = list(rest)
         for i in range(0, len(rest), 500):
             chunk = rest[i:i + 500]
             q = "SELECT leaf, idx FROM dcoll WHERE leaf IN (%s)" % ",".join("?" * len(chunk))
@@ -120,51 +235,51 @@ class _SQLiteTxn(Txn):
                 out[bytes(leaf)] = idx
         return out
 
-    def _after_insert(self, start, n):
-        m = self.merge_every
-        if (start + n) // m > start // m:
-            # one sorted merge of the recent tier into the main one, in this transaction
-            self.db.execute("INSERT INTO dmain (k, idx) SELECT k, idx FROM dnew ORDER BY k")
-            self.db.execute("DELETE FROM dnew")
-
     def try_insert_entries(self, start, leaves, datas):
-        end = start + len(leaves)
-        self.db.execute("SAVEPOINT ins")
-        try:
-            self.db.executemany("INSERT INTO entries (idx, leaf, data) VALUES (?, ?, ?)",
-                                zip(range(start, end), leaves, datas))
-            # the dedup keys are derived in SQL from the rows just written (no per-row binding)
-            taken = self.db.execute(
-                "SELECT EXISTS (SELECT 1 FROM entries e JOIN dmain d ON d.k = substr(e.leaf, 1, 8) "
-                "WHERE e.idx >= ? AND e.idx < ?)", (start, end)).fetchone()[0]
-            if taken:
-                raise sqlite3.IntegrityError("dedup key in dmain")
-            self.db.execute("INSERT INTO dnew (k, idx) SELECT substr(leaf, 1, 8), idx FROM entries "
-                            "WHERE idx >= ? AND idx < ?", (start, end))
-        except sqlite3.IntegrityError:
-            self.db.execute("ROLLBACK TO ins")
-            self.db.execute("RELEASE ins")
+        rec = self._recent()
+        blob = b"".join(leaves)
+        ks = _keys(blob)
+        # any key already taken (in the batch, the recent tier or dmain): let the caller dedup
+        if len(set(ks)) != len(ks) or not rec.keys.keys().isdisjoint(ks) or _probe_dmain(self.db, ks):
             return False
-        self.db.execute("RELEASE ins")
-        self._after_insert(start, len(leaves))
+        self._write(rec, start, blob, ks, datas, ())
         return True
 
     def insert_entries(self, start, leaves, datas):
-        ks = [_key(l) for l in leaves]
-        taken = {r[0] for r in self._by_k(set(ks))}
-        new, coll = [], []
+        rec = self._recent()
+        blob = b"".join(leaves)
+        ks = _keys(blob)
+        taken = set(_probe_dmain(self.db, set(ks)))
+        coll = {}
+        seen = set()
         for i, k in enumerate(ks):
-            if k in taken:
-                coll.append((leaves[i], start + i))  # a different leaf holds this key
-            else:
-                taken.add(k)
-                new.append((k, start + i))
-        self.db.executemany("INSERT INTO entries (idx, leaf, data) VALUES (?, ?, ?)",
-                            zip(range(start, start + len(leaves)), leaves, datas))
-        self.db.executemany("INSERT INTO dnew (k, idx) VALUES (?, ?)", new)
+            if k in seen or k in taken or k in rec.keys:
+                coll[start + i] = leaves[i]  # a different, earlier leaf holds this key
+            seen.add(k)
         if coll:
-            self.db.executemany("INSERT INTO dcoll (leaf, idx) VALUES (?, ?)", coll)
-        self._after_insert(start, len(leaves))
+            self.db.executemany("INSERT INTO dcoll (idx, leaf) VALUES (?, ?)", coll.items())
+        self._write(rec, start, blob, ks, datas, coll)
+
+    def _write(self, rec, start, blob, ks, datas, coll):
+        end = start + len(ks)
+        rows = []
+        a = start
+        while a < end:
+            b = min(end, (a // TILE_WIDTH + 1) * TILE_WIDTH)  # runs never cross a bundle boundary
+            ds = datas[a - start:b - start]
+            rows.append((a, blob[(a - start) * _HS:(b - start) * _HS],
+                         struct.pack("<%dI" % len(ds), *accumulate(map(len, ds))), b"".join(ds)))
+            a = b
+        self.db.executemany("INSERT INTO entries (start, leaves, ends, data) VALUES (?, ?, ?, ?)", rows)
+        rec.add(start, blob, ks, coll)
+        m = self.merge_every
+        if end // m > start // m:
+            # one sorted merge of the recent tier into the main one, in this transaction
+            keys = rec.keys
+            self.db.executemany("INSERT INTO dmain (k, idx) VALUES (?, ?)", [(k, keys[k]) for k in sorted(keys)])
+            self.db.execute("INSERT INTO meta (key, value) VALUES ('dedup_merged', ?) "
+                            "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(end),))
+            self.st._wrec = _Recent(end)
 
     def insert_attrs(self, rows):
         self.db.executemany("INSERT OR IGNORE INTO attrs (key, value, idx) VALUES (?, ?, ?)", rows)
@@ -183,18 +298,6 @@ class _SQLiteTxn(Txn):
     def set_meta(self, key, value):
         self.db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
-
-
-def _by_k(db, ks):
-    out = []
-    ks = list(ks)
-    for i in range(0, len(ks), 250):
-        chunk = ks[i:i + 250]
-        ph = ",".join("?" * len(chunk))
-        q = (f"SELECT d.k, e.leaf, e.idx FROM dnew d JOIN entries e ON e.idx = d.idx WHERE d.k IN ({ph}) "
-             f"UNION ALL SELECT d.k, e.leaf, e.idx FROM dmain d JOIN entries e ON e.idx = d.idx WHERE d.k IN ({ph})")
-        out.extend((k, bytes(leaf), idx) for k, leaf, idx in db.execute(q, chunk + chunk))
-    return out
 
 
 def _read_tiles(db, keys):
@@ -228,6 +331,9 @@ class SQLiteStorage(SQLReads, Storage):
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
         self._closed = False
+        self._wrec: _Recent | None = None  # the writer's recent dedup tier (under _writer_lock)
+        self._rrec: _Recent | None = None  # the readers' one (under _rrec_lock)
+        self._rrec_lock = threading.Lock()
         self._writer = self._connect(writer=True)
         self._writer_lock = threading.Lock()
         # WAL mode is persistent in the file; setting it needs no other open transaction.
@@ -260,8 +366,9 @@ class SQLiteStorage(SQLReads, Storage):
         if version != SCHEMA_VERSION:
             raise RuntimeError(
                 f"{self.path}: unsupported tlog SQLite schema version {version or '1 (unversioned)'}; "
-                f"this code needs version {SCHEMA_VERSION} (two-tier dedup). Old data directories are "
-                "not migrated: re-create the log or use the matching older release")
+                f"this code needs version {SCHEMA_VERSION} (entries stored per bundle run, in-memory "
+                "recent dedup tier). Old data directories are not migrated: re-create the log or use "
+                "the matching older release")
 
     # -- connections ------------------------------------------------------------------------
     def _connect(self, writer: bool = False) -> sqlite3.Connection:
@@ -298,14 +405,27 @@ class SQLiteStorage(SQLReads, Storage):
         else:
             db.execute("COMMIT")
 
+    @contextmanager
+    def _snapshot(self, db):
+        """One read transaction (a consistent snapshot) for several statements."""
+        db.execute("BEGIN")
+        try:
+            yield db
+        finally:
+            db.execute("COMMIT")
+
     def integration(self):
         @contextmanager
         def cm():
             with self._writer_lock:
                 if self._closed:
                     raise RuntimeError("storage is closed")
-                with self._tx(self._writer) as db:
-                    yield _SQLiteTxn(db, self.merge_every)
+                try:
+                    with self._tx(self._writer) as db:
+                        yield _SQLiteTxn(db, self)
+                except BaseException:
+                    self._wrec = None  # it may hold the rolled-back batch: rebuild when needed
+                    raise
         return cm()
 
     # -- reads ------------------------------------------------------------------------------
@@ -313,24 +433,50 @@ class SQLiteStorage(SQLReads, Storage):
     def tiles(self, keys):
         return _read_tiles(self._reader(), keys)
 
+    def leaf_inputs(self, start, end):
+        db = self._reader()
+        with self._snapshot(db):
+            _, count = _marks(db)
+            blob = _leaf_blob(db, start, min(end, count))
+        return [blob[i:i + _HS] for i in range(0, len(blob), _HS)]
 
+    def entry_data(self, index):
+        db = self._reader()
+        r = db.execute("SELECT start, ends FROM entries WHERE start <= ? ORDER BY start DESC LIMIT 1",
+                       (index,)).fetchone()
+        if r is None:
+            return None
+        start, ends = r
+        j = index - start
+        if j >= len(ends) // 4:
+            return None
+        a = 0 if j == 0 else struct.unpack_from("<I", ends, 4 * (j - 1))[0]
+        b = struct.unpack_from("<I", ends, 4 * j)[0]
+        if a == b:
+            return b""
+        with db.blobopen("entries", "data", start, readonly=True) as blob:  # rows are never updated
+            blob.seek(a)
+            return blob.read(b - a)
 
     def find(self, leaf):
+        k = _key(leaf)
         db = self._reader()
-        rows = _by_k(db, [_key(leaf)])
-        if not rows:
-            return None  # no entry has this key, so no colliding one has this leaf either
-        for _, l, idx in rows:
-            if l == leaf:
-                return idx
-        r = db.execute("SELECT idx FROM dcoll WHERE leaf = ?", (leaf,)).fetchone()
-        return None if r is None else r[0]
-
-
-
-
-
-
+        with self._rrec_lock, self._snapshot(db):
+            merged, count = _marks(db)
+            rec = self._rrec
+            if rec is None or rec.merged != merged or rec.upto > count:
+                rec = _Recent.load(db, merged, count)
+            else:
+                rec.catch_up(db, count)
+            self._rrec = rec
+            i = rec.index_of(k, leaf)
+            if i is not None:
+                return i
+            r = db.execute("SELECT idx FROM dmain WHERE k = ?", (k,)).fetchone()
+            if r is not None and _leaf_blob(db, r[0], r[0] + 1) == leaf:
+                return r[0]
+            r = db.execute("SELECT idx FROM dcoll WHERE leaf = ?", (leaf,)).fetchone()
+            return None if r is None else r[0]
 
     def enqueue(self, rows):
         now = time.time()
