@@ -462,12 +462,24 @@ class Log:
             elif (size, root) != (self._latest.size, self._latest.root):
                 self._latest = self.storage.head(size) or self._latest
         out = []
+        append = out.append
+        if hasattr(Entry, "__slots__"):
+            mk = Entry
+        else:
+            # the dataclass __init__ of a frozen class costs three object.__setattr__ calls
+            # (~1 us per entry on the append path); fill the instance dict directly instead
+            new = object.__new__
+
+            def mk(index, tree_size, duplicate):
+                e = new(Entry)
+                e.__dict__.update(index=index, tree_size=tree_size, duplicate=duplicate)
+                return e
         for idx, dup in results[:len(items)]:
             if idx >= size:
-                out.append(Entry(idx, new_size, dup))
+                append(mk(idx, new_size, dup))
             else:
                 ts = self.storage.first_head_after(idx)
-                out.append(Entry(idx, ts if ts is not None else size, dup))
+                append(mk(idx, ts if ts is not None else size, dup))
         return out
 
     def _new_head(self, tx, dirty, size: int, new_size: int) -> TreeHead:

@@ -58,7 +58,13 @@ def _read_tiles(conn, keys):
     ids = {_tid(l, n): (l, n) for l, n in keys}
     if not ids:
         return {}
-    rows = conn.execute("SELECT id, hashes, interior FROM tiles WHERE id = ANY(%s)", (list(ids),)).fetchall()
+    # binary results: the 16 KB of a full tile travel as bytes, not as 32 KB of hex text;
+    # prepared; one id (a cold proof's usual fetch) without an array parameter to adapt
+    if len(ids) == 1:
+        q, p = "SELECT id, hashes, interior FROM tiles WHERE id = %s", tuple(ids)
+    else:
+        q, p = "SELECT id, hashes, interior FROM tiles WHERE id = ANY(%s)", (list(ids),)
+    rows = conn.execute(q, p, binary=True, prepare=True).fetchall()
     return {ids[r[0]]: r[1] + r[2] if r[2] else r[1] for r in rows}
 
 
