@@ -87,7 +87,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         def load(self):
             from .server import create_app
 
-            return create_app(cfg)
+            return create_app(cfg, integrator="process" if cfg.integrator == "auto" else None)
 
     print(f"tlog: serving {lk.origin} on http://{cfg.host}:{cfg.port} "
           f"({args.workers} workers x {args.threads} threads), receipt kid {lk.receipt.kid.hex()}",

@@ -59,6 +59,10 @@ class Config:
     queue_limit: int = 4096  # entries submitted by this process and not yet integrated
     max_batch: int = 4096  # core group-commit batch limit
     max_wait: float = 0.005  # core group-commit linger (s)
+    # "process": group commit and receipts in a separate integrator process per worker
+    # (tlog.integrator); "thread": in the worker; "auto": process under `tlog serve` and the
+    # gunicorn entry point, thread elsewhere (tests, embedding)
+    integrator: str = "auto"
     lookup_limit: int = 1000  # max entries returned by one lookup
     # witnesses (tlog.witnessing): [{url, vkey}] or "URL=VKEY"; /checkpoint needs witness_quorum cosignatures
     witnesses: list = field(default_factory=list)
@@ -134,6 +138,8 @@ class Config:
         return cfg
 
     def validate(self) -> None:
+        if self.integrator not in ("auto", "thread", "process"):
+            raise ConfigError("integrator must be auto, thread or process")
         if self.pending_status not in (202, 302):
             raise ConfigError("pending_status must be 202 or 302")
         if not (0 < self.port < 65536):

@@ -36,6 +36,7 @@ from verifier.statement import SignedStatement
 from tlog.storage import open_storage
 
 from .config import Config
+from .integrator import IntegratorUnavailable
 from .keys import LogKeys, TrustStore, load_or_create
 from .policy import POLICY_CONTENT_TYPE, Policy, Rejection, classify
 
@@ -252,7 +253,10 @@ def _serialize_integrations(storage, lock_path, metrics=None) -> None:
 
 
 class LogService:
-    def __init__(self, config: Config, *, log_factory=None) -> None:
+    def __init__(self, config: Config, *, log_factory=None, integrator: str | None = None) -> None:
+        """``integrator``: "thread" (the core's sequencer thread in this process) or "process"
+        (a separate integrator process, tlog.integrator); default ``config.integrator``, where
+        "auto" means thread (the server entry points choose process)."""
         from tlog.log import Log
 
         self.config = config
@@ -295,13 +299,33 @@ class LogService:
             )
         else:
             self.log = log_factory(storage, self)
+        mode = integrator or config.integrator
+        self.integrator_mode = "process" if mode == "process" else "thread"
+        self._remote = None
+        if self.integrator_mode == "process":
+            from .integrator import IntegratorClient
+
+            try:
+                self._remote = IntegratorClient(config, self.log)
+            except BaseException:
+                self.log.close()
+                self._storage.close()
+                raise
         self.policy_id = self._ensure_policy()
+
+    def _submit(self, leaf: bytes, data: bytes, attrs):
+        """Hand a checked statement to the sequencer (this process's, or the integrator's)."""
+        return (self._remote or self.log).submit(leaf, data, attrs)
 
     def close(self) -> None:
         try:
-            self.log.close()
+            if self._remote is not None:
+                self._remote.close()
         finally:
-            self._storage.close()
+            try:
+                self.log.close()
+            finally:
+                self._storage.close()
 
     # ---- receipts signatures --------------------------------------------------------------
     def _protected(self, iat: int) -> bytes:
@@ -387,7 +411,7 @@ class LogService:
         attrs = {ATTR_KIND: "policy", ATTR_ISS: st.iss, ATTR_SUB: st.sub, ATTR_ISS_SUB: iss_sub_key(st.iss, st.sub)}
         if previous:
             attrs[ATTR_POLICY] = previous
-        pending = self.log.submit(st.leaf_input, st.statement_bytes, sorted(attrs.items()))
+        pending = self._submit(st.leaf_input, st.statement_bytes, sorted(attrs.items()))
         entry = pending.wait(60.0)
         if entry is None:
             raise RuntimeError("the registration policy statement was not integrated within 60 s")
@@ -449,13 +473,16 @@ class LogService:
             self._inflight += 1
         try:
             try:
-                pending = self.log.submit(st.leaf_input, st.statement_bytes, attr_list)
+                pending = self._submit(st.leaf_input, st.statement_bytes, attr_list)
+                entry = pending.wait(self.config.register_wait)
+            except IntegratorUnavailable as e:
+                self.metrics.rejected("integrator-unavailable")
+                raise Unavailable(str(e), self.config.retry_after) from None
             except Exception as e:  # the core's queue-full signal, whatever its class
                 if "full" in type(e).__name__.lower() or "full" in str(e).lower():
                     self.metrics.rejected("queue-full")
                     raise Unavailable("the integration queue is full", self.config.retry_after) from None
                 raise
-            entry = pending.wait(self.config.register_wait)
         finally:
             with self._lock:
                 self._inflight -= 1
@@ -467,7 +494,7 @@ class LogService:
         t_int = time.monotonic()
         self.metrics.integration_latency(t_int - t0)
         self.metrics.registered("duplicate" if getattr(entry, "duplicate", False) else "integrated")
-        receipt = self.inclusion_receipt(entry.index, entry.tree_size)
+        receipt = getattr(entry, "receipt", None) or self.inclusion_receipt(entry.index, entry.tree_size)
         self.metrics.phases(
             check=t0 - t_start,
             integration=t_int - t0,

@@ -100,10 +100,12 @@ class _AnyPathConverter(PathConverter):
     part_isolating = False  # may span "/" (werkzeug infers True from a regex without "/")
 
 
-def create_app(config: Config | None = None, *, service: LogService | None = None) -> Flask:
-    """The Flask application. ``service`` may be given (tests); else one is opened from ``config``."""
+def create_app(config: Config | None = None, *, service: LogService | None = None,
+               integrator: str | None = None) -> Flask:
+    """The Flask application. ``service`` may be given (tests); else one is opened from ``config``
+    (``integrator``: see :class:`tlog.service.LogService`)."""
     config = config or Config.load()
-    svc = service or LogService(config)
+    svc = service or LogService(config, integrator=integrator)
     app = Flask("tlog.server")
     app.url_map.converters["anypath"] = _AnyPathConverter
     app.config["MAX_CONTENT_LENGTH"] = config.max_body

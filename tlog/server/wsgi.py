@@ -26,4 +26,6 @@ logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s
 # A short interval lets it get back in promptly. TLOG_SWITCH_INTERVAL (seconds) overrides.
 sys.setswitchinterval(float(os.environ.get("TLOG_SWITCH_INTERVAL", "0.0005")))
 
-app = create_app(Config.load())
+_config = Config.load()
+# a server process: group commit in a separate integrator process unless configured otherwise
+app = create_app(_config, integrator="process" if _config.integrator == "auto" else None)

@@ -1,0 +1,268 @@
+"""The integrator process: group commit and receipts apart from the HTTP worker.
+
+A gunicorn worker is one Python process: its request threads (parsing, verifying statements)
+and the core's sequencer (database writes, tile hashing, checkpoint and receipt signing) share
+one interpreter lock. Measured under load, each half slowed the other (the sequencer's commit
+waited for the lock behind request threads, and the request threads behind the sequencer's
+hashing). With ``integrator = "process"`` (the default of ``tlog serve`` and of the gunicorn
+entry point) each worker starts one integrator process, as in transparency-dev/tessera where
+the integrator is apart from the HTTP front:
+
+* the worker parses, authenticates and applies the registration policy, then sends
+  ``(token, leaf input, statement bytes, attributes)`` over a socket pair;
+* the integrator drains everything queued on its socket, appends it as one batch with
+  :meth:`tlog.log.Log.append` (one transaction, one fsync, one signed checkpoint, one receipt
+  signature), computes every entry's receipt and answers with one message per batch;
+* the worker answers 201 with that receipt. Nothing is acknowledged before the integrator's
+  commit returned.
+
+Failure handling: if the integrator exits (crash, kill), every registration waiting on it gets
+:class:`IntegratorUnavailable` (HTTP 503 with Retry-After; a statement that was committed
+before the crash is found again by its leaf input when the client retries: dedup), and the
+worker starts a new integrator. A wait that runs out writes the submission into the storage's
+durable pending queue, exactly as with the in-process sequencer, so it is integrated even if
+the integrator dies. The integrator exits when its socket closes (the worker exited or was
+killed). Several workers each have their own integrator; integrations are serialised by the
+storage (file lock + SQLite writer lock, or PostgreSQL's advisory lock), as before.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+
+from .log import Entry, Log, Pending, _check_item
+
+log = logging.getLogger("tlog.integrator")
+
+__all__ = ["IntegratedEntry", "IntegratorUnavailable", "IntegratorClient", "main"]
+
+
+class IntegratorUnavailable(Exception):
+    """The integrator process is gone or restarting; the registration may be retried."""
+
+
+@dataclass(frozen=True)
+class IntegratedEntry(Entry):
+    """An Entry with the inclusion receipt the integrator made for it (None if it could not)."""
+
+    receipt: bytes | None = None
+
+
+# ---------------------------------------------------------------------------- worker side
+
+
+class IntegratorClient:
+    """The worker's end: ``submit`` like :meth:`Log.submit`, answered by the integrator."""
+
+    def __init__(self, config, log_: Log, *, start_timeout: float = 120.0) -> None:
+        self._config = config
+        self._log = log_  # the worker's own Log: reads, and the durable queue for spills
+        self._start_timeout = start_timeout
+        self._lock = threading.Lock()
+        self._waiting: dict[int, Pending] = {}
+        self._tokens = itertools.count()
+        self._closed = False
+        self._conn: Connection | None = None
+        self._proc: subprocess.Popen | None = None
+        self.restarts = 0
+        self._start()
+
+    # -- process management ------------------------------------------------------------------
+    def _start(self) -> None:
+        a, b = socket.socketpair()
+        code = ("import sys; sys.path[:0] = %r; from tlog.integrator import main; sys.exit(main(%d))"
+                % ([p for p in sys.path if p], b.fileno()))
+        try:
+            proc = subprocess.Popen([sys.executable, "-c", code], pass_fds=[b.fileno()], close_fds=True)
+        finally:
+            b.close()
+        conn = Connection(a.detach())
+        try:
+            conn.send_bytes(pickle.dumps(self._config))
+            if not conn.poll(self._start_timeout):
+                raise RuntimeError(f"the integrator did not start within {self._start_timeout:g} s")
+            msg = conn.recv()
+        except BaseException:
+            conn.close()
+            proc.kill()
+            proc.wait()
+            raise
+        if msg[0] != "ready":
+            conn.close()
+            proc.wait()
+            raise RuntimeError(f"the integrator failed to start: {msg[1]}")
+        self._conn, self._proc = conn, proc
+        t = threading.Thread(target=self._read, args=(conn, proc), name="tlog-integrator-reader", daemon=True)
+        t.start()
+        log.info("integrator process %d started", proc.pid)
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def _read(self, conn: Connection, proc: subprocess.Popen) -> None:
+        while True:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                break
+            if msg[0] == "ok":
+                with self._lock:
+                    got = [(self._waiting.pop(tok, None), idx, size, dup, rcpt) for tok, idx, size, dup, rcpt in msg[1]]
+                for p, idx, size, dup, rcpt in got:
+                    if p is not None:
+                        p._resolve(IntegratedEntry(idx, size, dup, rcpt))
+            else:  # ("err", tokens, text): the batch was not committed
+                with self._lock:
+                    got = [self._waiting.pop(tok, None) for tok in msg[1]]
+                err = RuntimeError(f"integration failed: {msg[2]}")
+                for p in got:
+                    if p is not None:
+                        p._fail(err)
+        # the integrator is gone: fail what waits on it, start a new one
+        conn.close()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        with self._lock:
+            if self._conn is conn:
+                self._conn = None
+            waiting, self._waiting = self._waiting, {}
+        for p in waiting.values():
+            p._fail(IntegratorUnavailable("the integrator process exited; retry"))
+        if self._closed:
+            return
+        log.warning("integrator process %d exited with %s; starting a new one", proc.pid, proc.returncode)
+        delay = 0.1
+        while not self._closed:
+            try:
+                self._start()
+                self.restarts += 1
+                return
+            except Exception as e:  # noqa: BLE001 - keep trying, the worker answers 503 meanwhile
+                log.error("integrator restart failed: %s", e)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    # -- submissions ---------------------------------------------------------------------------
+    def submit(self, leaf_input: bytes, data: bytes, attrs=()) -> Pending:
+        leaf, data, attrs = _check_item(leaf_input, data, attrs)
+        p = Pending(self._log, leaf, data, attrs)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("log is closed")
+            conn = self._conn
+            if conn is None:
+                raise IntegratorUnavailable("the integrator process is restarting; retry")
+            tok = next(self._tokens)
+            self._waiting[tok] = p
+            try:
+                conn.send((tok, leaf, data, attrs))
+            except (OSError, ValueError) as e:
+                del self._waiting[tok]
+                raise IntegratorUnavailable(f"the integrator process is unreachable ({e}); retry") from None
+        return p
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            conn, proc = self._conn, self._proc
+        if conn is not None:
+            try:
+                conn.send(None)  # finish the queued batch, then exit
+            except (OSError, ValueError):
+                pass
+        if proc is not None:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if conn is not None:
+            conn.close()
+
+
+# ---------------------------------------------------------------------------- integrator side
+
+
+def main(fd: int) -> int:
+    """The integrator process: config from the socket, then batches until the socket closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the worker; it closes us
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    conn = Connection(fd)
+    try:
+        config = pickle.loads(conn.recv_bytes())
+        from .service import LogService
+
+        svc = LogService(config, integrator="thread")
+    except BaseException as e:  # noqa: BLE001 - reported to the worker, which raises it
+        try:
+            conn.send(("failed", f"{type(e).__name__}: {e}"))
+        finally:
+            conn.close()
+        return 1
+    conn.send(("ready", os.getpid()))
+    max_batch = max(1, int(config.max_batch))
+    try:
+        while True:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                break
+            if msg is None:
+                break
+            msgs = [msg]
+            stop = False
+            while len(msgs) < max_batch and conn.poll():
+                try:
+                    m = conn.recv()
+                except (EOFError, OSError):
+                    stop = True
+                    break
+                if m is None:
+                    stop = True
+                    break
+                msgs.append(m)
+            _integrate(svc, conn, msgs)
+            if stop:
+                break
+    finally:
+        svc.close()
+        conn.close()
+    return 0
+
+
+def _integrate(svc, conn: Connection, msgs: list) -> None:
+    try:
+        entries = svc.log.append([(m[1], m[2], m[3]) for m in msgs])
+    except Exception as e:  # noqa: BLE001 - nothing committed: the worker fails these waits
+        log.warning("integration of %d submissions failed: %s", len(msgs), e)
+        conn.send(("err", [m[0] for m in msgs], f"{type(e).__name__}: {e}"))
+        return
+    out = []
+    for m, e in zip(msgs, entries):
+        try:
+            rcpt = svc.inclusion_receipt(e.index, e.tree_size)
+        except Exception as exc:  # noqa: BLE001 - the worker makes it then (or answers 303)
+            log.warning("receipt for entry %d: %s", e.index, exc)
+            rcpt = None
+        out.append((m[0], e.index, e.tree_size, e.duplicate, rcpt))
+    try:
+        conn.send(("ok", out))
+    except (OSError, ValueError):
+        pass  # the worker is gone; the entries are committed and found again by a retry
