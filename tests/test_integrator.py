@@ -135,3 +135,17 @@ def test_integrator_start_failure_is_reported(tmp_path, key):
 def test_integrated_entry_carries_the_receipt():
     e = IntegratedEntry(3, 4, False, b"r")
     assert (e.index, e.tree_size, e.duplicate, e.receipt) == (3, 4, False, b"r")
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=40), st.text(max_size=40))
+def test_iss_sub_key_is_the_compact_json_array(iss, sub):
+    import json
+
+    from tlog.service import iss_sub_key
+
+    assert iss_sub_key(iss, sub) == json.dumps([iss, sub], separators=(",", ":"), ensure_ascii=False)

@@ -48,6 +48,14 @@ log = logging.getLogger("tlog.integrator")
 __all__ = ["IntegratedEntry", "IntegratorUnavailable", "IntegratorClient", "main"]
 
 
+def _dumps(obj) -> bytes:
+    # plain pickle: multiprocessing's Connection.send uses its slower ForkingPickler
+    return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+_loads = pickle.loads
+
+
 class IntegratorUnavailable(Exception):
     """The integrator process is gone or restarting; the registration may be retried."""
 
@@ -114,7 +122,7 @@ class IntegratorClient:
     def _read(self, conn: Connection, proc: subprocess.Popen) -> None:
         while True:
             try:
-                msg = conn.recv()
+                msg = _loads(conn.recv_bytes())
             except (EOFError, OSError):
                 break
             if msg[0] == "ok":
@@ -170,7 +178,7 @@ class IntegratorClient:
             tok = next(self._tokens)
             self._waiting[tok] = p
             try:
-                conn.send((tok, leaf, data, attrs))
+                conn.send_bytes(_dumps((tok, leaf, data, attrs)))
             except (OSError, ValueError) as e:
                 del self._waiting[tok]
                 raise IntegratorUnavailable(f"the integrator process is unreachable ({e}); retry") from None
@@ -184,7 +192,7 @@ class IntegratorClient:
             conn, proc = self._conn, self._proc
         if conn is not None:
             try:
-                conn.send(None)  # finish the queued batch, then exit
+                conn.send_bytes(_dumps(None))  # finish the queued batch, then exit
             except (OSError, ValueError):
                 pass
         if proc is not None:
@@ -221,7 +229,7 @@ def main(fd: int) -> int:
     try:
         while True:
             try:
-                msg = conn.recv()
+                msg = _loads(conn.recv_bytes())
             except (EOFError, OSError):
                 break
             if msg is None:
@@ -230,7 +238,7 @@ def main(fd: int) -> int:
             stop = False
             while len(msgs) < max_batch and conn.poll():
                 try:
-                    m = conn.recv()
+                    m = _loads(conn.recv_bytes())
                 except (EOFError, OSError):
                     stop = True
                     break
@@ -252,7 +260,7 @@ def _integrate(svc, conn: Connection, msgs: list) -> None:
         entries = svc.log.append([(m[1], m[2], m[3]) for m in msgs])
     except Exception as e:  # noqa: BLE001 - nothing committed: the worker fails these waits
         log.warning("integration of %d submissions failed: %s", len(msgs), e)
-        conn.send(("err", [m[0] for m in msgs], f"{type(e).__name__}: {e}"))
+        conn.send_bytes(_dumps(("err", [m[0] for m in msgs], f"{type(e).__name__}: {e}")))
         return
     out = []
     for m, e in zip(msgs, entries):
@@ -263,6 +271,6 @@ def _integrate(svc, conn: Connection, msgs: list) -> None:
             rcpt = None
         out.append((m[0], e.index, e.tree_size, e.duplicate, rcpt))
     try:
-        conn.send(("ok", out))
+        conn.send_bytes(_dumps(("ok", out)))
     except (OSError, ValueError):
         pass  # the worker is gone; the entries are committed and found again by a retry

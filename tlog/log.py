@@ -58,21 +58,29 @@ class Entry:
     duplicate: bool
 
 
-class Pending:
-    """A submission handed to the sequencer."""
+_SET_LOCK = threading.Lock()
 
-    __slots__ = ("leaf", "data", "attrs", "_log", "_event", "_entry", "_error", "t")
+
+class Pending:
+    """A submission handed to the sequencer.
+
+    Its waiter blocks on a plain lock held from creation until the result is set (cheaper
+    than an Event's condition variable on the registration hot path; one waiter per submission)."""
+
+    __slots__ = ("leaf", "data", "attrs", "_log", "_gate", "_done", "_entry", "_error", "t")
 
     def __init__(self, log_: "Log", leaf: bytes, data: bytes, attrs: tuple) -> None:
         self.leaf, self.data, self.attrs = leaf, data, attrs
         self._log = log_
-        self._event = threading.Event()
+        self._gate = threading.Lock()
+        self._gate.acquire()
+        self._done = False
         self._entry: Entry | None = None
         self._error: BaseException | None = None
         self.t = time.monotonic()
 
     def done(self) -> bool:
-        return self._event.is_set()
+        return self._done
 
     def _result(self) -> Entry:
         if self._error is not None:
@@ -84,20 +92,26 @@ class Pending:
         """The Entry once it is durable; None if ``timeout`` ran out first, in which case the
         submission has been written to the durable pending queue before this returns (it will
         be integrated; poll :meth:`Log.status`). Raises the integration error, if any."""
-        if self._event.wait(timeout):
+        if self._done or self._gate.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
             return self._result()
         self._log._spill(self)
-        if self._event.is_set():
+        if self._done:
             return self._result()
         return None
 
+    def _set(self, entry: Entry | None, err: BaseException | None) -> None:
+        with _SET_LOCK:  # the first result wins; the gate is released exactly once
+            if self._done:
+                return
+            self._entry, self._error = entry, err
+            self._done = True
+        self._gate.release()
+
     def _resolve(self, entry: Entry) -> None:
-        self._entry = entry
-        self._event.set()
+        self._set(entry, None)
 
     def _fail(self, err: BaseException) -> None:
-        self._error = err
-        self._event.set()
+        self._set(None, err)
 
 
 def _check_item(leaf, data, attrs=()) -> tuple[bytes, bytes, tuple[tuple[str, str], ...]]:

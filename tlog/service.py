@@ -20,6 +20,7 @@ import collections
 import json
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -87,7 +88,13 @@ def entry_id_of(leaf_input: bytes) -> str:
     return leaf_input.hex()
 
 
+_JSON_PLAIN = re.compile(r'[^"\\\x00-\x1f\x7f-\U0010ffff]*')  # no escapes needed, ASCII
+
+
 def iss_sub_key(iss: str, sub: str) -> str:
+    """The lookup key of (iss, sub): the compact JSON array ``["iss","sub"]``."""
+    if _JSON_PLAIN.fullmatch(iss) and _JSON_PLAIN.fullmatch(sub):
+        return '["' + iss + '","' + sub + '"]'  # what json.dumps gives for these strings
     return json.dumps([iss, sub], separators=(",", ":"), ensure_ascii=False)
 
 
