@@ -149,3 +149,38 @@ def test_iss_sub_key_is_the_compact_json_array(iss, sub):
     from tlog.service import iss_sub_key
 
     assert iss_sub_key(iss, sub) == json.dumps([iss, sub], separators=(",", ":"), ensure_ascii=False)
+
+
+@pytest.mark.postgres
+def test_integrator_process_on_postgresql(tmp_path, key):
+    from tests.tlog_fixtures import PG_URL, pg_skip_reason
+
+    if not PG_URL:
+        pytest.skip(pg_skip_reason)
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    name = f"tlog_int_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_URL, autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+    u = urlsplit(PG_URL)
+    url = urlunsplit((u.scheme, u.netloc, "/" + name, u.query, u.fragment))
+    try:
+        svc = LogService(_config(tmp_path, key, database_url=url), integrator="process")
+        try:
+            stmts = [statement(key, sub=f"pg/{i}") for i in range(20)]
+            regs = []
+            ts = [threading.Thread(target=lambda s=s: regs.append(svc.register(s))) for s in stmts]
+            [t.start() for t in ts]
+            [t.join() for t in ts]
+            assert len(regs) == 20 and len({r.index for r in regs}) == 20
+            for r in regs:
+                vreceipt.verify_inclusion_receipt(r.receipt, bytes.fromhex(r.entry_id), _keys(svc))
+            assert svc.tree_size() == 21
+        finally:
+            svc.close()
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as c:
+            c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
