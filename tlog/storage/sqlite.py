@@ -73,7 +73,7 @@ CREATE TABLE IF NOT EXISTS pending (seq INTEGER PRIMARY KEY AUTOINCREMENT, leaf 
     data BLOB NOT NULL, attrs TEXT NOT NULL, ts REAL NOT NULL);
 """
 
-DEFAULT_MERGE_EVERY = 1 << 17
+DEFAULT_MERGE_EVERY = 1 << 18  # recent tier: <= 262,144 + one batch of keys in memory (~30 MB)
 _HS = 32
 
 
