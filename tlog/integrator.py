@@ -84,6 +84,8 @@ class IntegratorClient:
         self._conn: Connection | None = None
         self._proc: subprocess.Popen | None = None
         self.restarts = 0
+        # called with (entries, seconds) per batch answered: the integrator's append + receipts
+        self.on_batch = None
         self._start()
 
     # -- process management ------------------------------------------------------------------
@@ -126,6 +128,8 @@ class IntegratorClient:
             except (EOFError, OSError):
                 break
             if msg[0] == "ok":
+                if self.on_batch is not None:
+                    self.on_batch(len(msg[1]), msg[2])
                 with self._lock:
                     got = [(self._waiting.pop(tok, None), idx, size, dup, rcpt) for tok, idx, size, dup, rcpt in msg[1]]
                 for p, idx, size, dup, rcpt in got:
@@ -256,6 +260,7 @@ def main(fd: int) -> int:
 
 
 def _integrate(svc, conn: Connection, msgs: list) -> None:
+    t0 = time.monotonic()
     try:
         entries = svc.log.append([(m[1], m[2], m[3]) for m in msgs])
     except Exception as e:  # noqa: BLE001 - nothing committed: the worker fails these waits
@@ -271,6 +276,6 @@ def _integrate(svc, conn: Connection, msgs: list) -> None:
             rcpt = None
         out.append((m[0], e.index, e.tree_size, e.duplicate, rcpt))
     try:
-        conn.send_bytes(_dumps(("ok", out)))
+        conn.send_bytes(_dumps(("ok", out, time.monotonic() - t0)))
     except (OSError, ValueError):
         pass  # the worker is gone; the entries are committed and found again by a retry

@@ -201,7 +201,7 @@ class Metrics:
             for phase, v in sorted(self.phase_seconds.items()):
                 out.append(f'tlog_register_phase_seconds_total{{{w},phase="{phase}"}} {v:.6f}')
             out += [
-                "# HELP tlog_integrations_total Integration transactions run by this worker (SQLite backend).",
+                "# HELP tlog_integrations_total Integration transactions run by this worker (SQLite backend) or its integrator process.",
                 "# TYPE tlog_integrations_total counter",
                 f"tlog_integrations_total{{{w}}} {self.integrations}",
                 "# HELP tlog_http_responses_total HTTP responses by status (this worker).",
@@ -314,6 +314,7 @@ class LogService:
 
             try:
                 self._remote = IntegratorClient(config, self.log)
+                self._remote.on_batch = lambda n, seconds: self.metrics.integration_tx(0.0, seconds)
             except BaseException:
                 self.log.close()
                 self._storage.close()
