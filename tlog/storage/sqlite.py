@@ -378,9 +378,12 @@ class SQLiteStorage(SQLReads, Storage):
         db.execute("PRAGMA synchronous=FULL")
         db.execute(f"PRAGMA cache_size=-{self._cache_kb if writer else 16384}")
         if writer:
-            # checkpoint the WAL into the database every ~64 MiB rather than every 4 MiB:
-            # fewer database-file fsyncs on the append path (the WAL fsync per commit stays)
-            db.execute("PRAGMA wal_autocheckpoint=16384")
+            # checkpoint the WAL into the database every ~256 MiB rather than every 4 MiB:
+            # fewer database-file fsyncs on the append path (the WAL fsync per commit stays),
+            # and a page rewritten by several batches (dedup merges, the right edge's tiles) is
+            # copied to the database once (203 instead of 334 bytes written per entry at 10^6).
+            # Recovery after a crash reads the WAL once (~0.2 s for 256 MiB here).
+            db.execute("PRAGMA wal_autocheckpoint=65536")
         db.execute("PRAGMA mmap_size=268435456")
         with self._conns_lock:
             self._conns.append(db)
