@@ -212,6 +212,34 @@ def http_get(port, path, host="127.0.0.1") -> tuple[int, bytes, dict]:
         c.close()
 
 
+def integration_stats(port: int, workers: int, host="127.0.0.1") -> dict:
+    """Batches integrated, mean batch size and mean batch time, from the workers' /metrics
+    (each worker reports its own integrator; a few GETs reach every worker)."""
+    seen: dict[str, dict] = {}
+    for _ in range(4 * workers):
+        text = http_get(port, "/metrics", host)[1].decode()
+        for line in text.splitlines():
+            if line.startswith("#") or "{" not in line:
+                continue
+            name, rest = line.split("{", 1)
+            labels, _, value = rest.rpartition("} ")
+            w = labels.split('worker="', 1)[1].split('"', 1)[0] if 'worker="' in labels else "?"
+            d = seen.setdefault(w, {})
+            if name == "tlog_integrations_total":
+                d["batches"] = float(value)
+            elif name == "tlog_register_phase_seconds_total" and 'phase="integration_transaction"' in labels:
+                d["tx_s"] = float(value)
+            elif name == "tlog_registrations_total":
+                d["regs"] = d.get("regs", 0.0) + float(value)
+        if len(seen) >= workers:
+            break
+    batches = sum(d.get("batches", 0) for d in seen.values())
+    regs = sum(d.get("regs", 0) for d in seen.values())
+    tx = sum(d.get("tx_s", 0) for d in seen.values())
+    return {"batches": int(batches), "mean_batch": round(regs / batches, 1) if batches else None,
+            "mean_batch_ms": round(1000 * tx / batches, 2) if batches else None}
+
+
 def tree_size(port, host="127.0.0.1") -> int:
     return json.loads(http_get(port, "/health", host)[1])["tree_size"]
 
@@ -344,6 +372,10 @@ def main(argv=None) -> int:
                 size0 = tree_size(log_port)
                 lg = drive(log_port, chunk, args.clients, args.duration, keep=True)
                 check = verify_run(log_port, lg["_result"], size0)
+                try:
+                    lg["integration"] = integration_stats(log_port, args.workers)
+                except Exception as e:  # noqa: BLE001 - diagnostics only
+                    lg["integration"] = {"error": str(e)}
                 if os.environ.get("LOADGEN_METRICS"):
                     for _ in range(args.workers * 2):
                         m = http_get(log_port, "/metrics")[1].decode()
@@ -391,6 +423,7 @@ def main(argv=None) -> int:
                       f"{' (statements exhausted)' if b['exhausted'] else ''}")
             print(f"[{i}] log:        {lg['per_s']}/s p50 {lg['p50_ms']} ms p99 {lg['p99_ms']} ms {lg['status']} "
                   f"conn errors {lg['conn_errors']}{' (statements exhausted)' if lg['exhausted'] else ''}")
+            print(f"[{i}] log integration (cumulative): {lg.get('integration')}")
             print(f"[{i}] ratio log/bare: {r['ratio']}; check: {r['log_check']}")
         if "ratio_median" in report:
             print(f"ratio (median over rounds): {report['ratio_median']}  (target >= 0.8)")
