@@ -13,7 +13,8 @@ Measures, with small synthetic statements (``--data-size`` bytes each):
     recomputed from tiles and verified, last checkpoint signature verified);
   * inclusion and consistency proof latency (p50/p99/max), cold: first requests after the
     restart with an empty tile cache (the OS page cache is not dropped);
-  * storage bytes per entry beyond the statement bytes themselves.
+  * storage bytes per entry beyond the statement bytes themselves;
+  * SQLite: bytes written to storage per appended entry (WAL and checkpoints, /proc/self/io).
 Prints a JSON line with every figure (``--json`` to append it to a file).
 """
 
@@ -48,6 +49,15 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
+def _written() -> int | None:
+    """Bytes this process caused to be written to storage so far (Linux /proc/self/io)."""
+    try:
+        with open("/proc/self/io") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith("write_bytes:"))
+    except (OSError, StopIteration):
+        return None
+
+
 def open_backend(args, schema):
     if args.backend == "sqlite":
         kw = {"merge_every": args.merge_every} if args.merge_every else {}
@@ -75,6 +85,7 @@ def run(args) -> dict:
         rnd = random.Random(1)
         pad = rnd.randbytes(max(0, args.data_size - 16))
         i = 0
+        w0 = _written()
         t_wall = time.perf_counter()
         while i < n:
             k = min(args.batch, n - i)
@@ -89,6 +100,8 @@ def run(args) -> dict:
                 print(f"  {i:,} entries, {i / t_append:,.0f}/s", file=sys.stderr)
         res["append_per_s"] = round(n / t_append)
         res["append_wall_per_s_incl_input_gen"] = round(n / (time.perf_counter() - t_wall))
+        if args.backend == "sqlite" and w0 is not None:  # PostgreSQL writes in its own processes
+            res["written_bytes_per_entry"] = round((_written() - w0) / n)
         root = log.root(n)
         log.close()
         if args.backend == "sqlite":
