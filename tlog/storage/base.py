@@ -7,7 +7,8 @@ A backend stores five things (tlog.storage.sqlite and tlog.storage.postgres shar
   interior rows 1..7 (254 hashes) in a second column. The Txn/Storage tile methods exchange
   "records": the hashes, followed by the interior rows when the tile is full
   (tlog.tree.record_rows); ``Log.tile`` serves only the hashes;
-- ``entries``: index, leaf input (32 bytes, unique), statement data;
+- ``entries``: index -> leaf input (32 bytes, unique: dedup) and statement data (SQLite keeps
+  them per run of consecutive entries inside one 256-entry bundle, PostgreSQL one row each);
 - ``attrs``: (key, value, index) lookup rows;
 - ``heads``: size, root, signed checkpoint note, ``extra`` (opaque head-signer bytes), time;
 - ``state``: one row (size, root) - the integrated tree; the lock point for integration;
