@@ -20,7 +20,8 @@ stderr, exit status 1. Kinds: ``bad-signature``, ``inconsistent``, ``size-regres
 ``bad-state``, and with ``audit --statements``: ``policy-violation`` (an entry the registration
 policy in force would have refused; evidence: its index, entry id and reason) and ``bad-policy``
 (a policy statement that does not verify or breaks the ``previous`` chain). How the policy in force
-is decided: :mod:`verifier.policy` and docs/ARCHITECTURE.md. The first checkpoint seen (no state yet) is trusted on first use.
+is decided: :mod:`verifier.policy` and docs/ARCHITECTURE.md. The first checkpoint seen (no state
+yet) is trusted on first use.
 Exit 0: all good; 1: alert; 2: usage / configuration error.
 """
 
