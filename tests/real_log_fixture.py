@@ -131,13 +131,14 @@ def read_entries(data_dir: Path) -> list[bytes]:
 
 
 def _attrs(data: bytes, log_kid: bytes, policy_id: str | None) -> tuple[list[tuple[str, str]], str | None]:
-    """The lookup attributes tlog.service records for an entry (kind, policy, iss, sub, payload
-    hash); returns them and the policy id in force after this entry."""
+    """The lookup attributes tlog.service records for an entry (kind, policy, iss, iss-sub, payload
+    hash; sub for policy entries); returns them and the policy id in force after this entry."""
     from tlog.service import iss_sub_key
 
     st = SignedStatement.parse(data)
-    attrs = [("iss", st.iss), ("sub", st.sub), ("iss-sub", iss_sub_key(st.iss, st.sub))]
+    attrs = [("iss", st.iss), ("iss-sub", iss_sub_key(st.iss, st.sub))]
     if st.content_type == POLICY_CONTENT_TYPE and st.kid == log_kid:
+        attrs.append(("sub", st.sub))
         if policy_id:
             attrs.append(("policy", policy_id))
         return sorted(attrs + [("kind", "policy")]), st.leaf_input.hex()
