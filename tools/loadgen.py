@@ -302,7 +302,7 @@ def main(argv=None) -> int:
     ap.add_argument("--soak-only", action="store_true")
     ap.add_argument("--soak-clients", type=int, default=64)
     ap.add_argument("--soak-duration", type=float, default=60.0)
-    ap.add_argument("--soak-statements", type=int, default=60000)
+    ap.add_argument("--soak-statements", type=int, default=100000)
     ap.add_argument("--url", help="an already running log (issuer key must be trusted: see --issuer-key-out)")
     ap.add_argument("--database-url", help="run the log on this (empty) PostgreSQL database instead of SQLite")
     ap.add_argument("--keep", help="keep the work directory here")
