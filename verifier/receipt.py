@@ -199,8 +199,9 @@ def _protected_entry(protected_raw: bytes) -> tuple:
     return ent
 
 
-def _fast_parse(data: bytes) -> "Receipt | None":
-    """Receipt.parse for the common shape by fixed offsets; None on any deviation."""
+def _fast_layout(data: bytes) -> tuple[int, int, int] | None:
+    """Offsets (p, q, e) of the common receipt shape: protected bstr data[4:p], proof bstr
+    data[q:e], 64-byte signature data[e+3:]; None on any deviation."""
     n = len(data)
     if n < 80 or data[0] != 0xD2 or data[1] != 0x84 or data[2] != 0x58:
         return None
@@ -218,6 +219,15 @@ def _fast_parse(data: bytes) -> "Receipt | None":
         return None
     if e + 67 != n or data[e] != 0xF6 or data[e + 1] != 0x58 or data[e + 2] != 0x40:
         return None
+    return p, q, e
+
+
+def _fast_parse(data: bytes) -> "Receipt | None":
+    """Receipt.parse for the common shape by fixed offsets; None on any deviation."""
+    lay = _fast_layout(data)
+    if lay is None:
+        return None
+    p, q, e = lay
     protected_raw = data[4:p]
     prot, (vds, alg, kid, iss, sub, iat), _ = _protected_entry(protected_raw)
     msg = cose.Sign1(protected_raw, _copy(prot), {HDR_VDP: {VDP_INCLUSION: [data[q:e]]}}, None, data[e + 3 :],
@@ -400,23 +410,10 @@ def _fast_inclusion(data: bytes, leaf_input: bytes, keys: dict) -> ReceiptInfo |
     the same checks as the general path (structure, vds 1, proof shape and length, root
     recomputed from the leaf, signature over that root), without building the COSE objects.
     """
-    n = len(data)
-    if n < 80 or data[0] != 0xD2 or data[1] != 0x84 or data[2] != 0x58:
+    lay = _fast_layout(data)
+    if lay is None:
         return None
-    p = 4 + data[3]
-    if data[p : p + 7] != _RECEIPT_VDP1 or p + 10 > n:
-        return None
-    b = data[p + 7]
-    if b == 0x58:
-        q = p + 9
-        e = q + data[p + 8]
-    elif b == 0x59:
-        q = p + 10
-        e = q + ((data[p + 8] << 8) | data[p + 9])
-    else:
-        return None
-    if e + 67 != n or data[e] != 0xF6 or data[e + 1] != 0x58 or data[e + 2] != 0x40:
-        return None
+    p, q, e = lay
     prot, (vds, alg, kid, iss, sub, iat), prefix = _protected_entry(data[4:p])
     if vds != VDS_RFC9162_SHA256 or alg != cose.ES256 or kid is None:
         return None
