@@ -153,21 +153,9 @@ def test_iss_sub_key_is_the_compact_json_array(iss, sub):
 
 @pytest.mark.postgres
 def test_integrator_process_on_postgresql(tmp_path, key):
-    from tests.tlog_fixtures import PG_URL, pg_skip_reason
+    from tests.tlog_fixtures import fresh_pg_database
 
-    if not PG_URL:
-        pytest.skip(pg_skip_reason)
-    import uuid
-    from urllib.parse import urlsplit, urlunsplit
-
-    import psycopg
-
-    name = f"tlog_int_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_URL, autocommit=True) as c:
-        c.execute(f"CREATE DATABASE {name}")
-    u = urlsplit(PG_URL)
-    url = urlunsplit((u.scheme, u.netloc, "/" + name, u.query, u.fragment))
-    try:
+    with fresh_pg_database("tlog_int") as url:
         svc = LogService(_config(tmp_path, key, database_url=url), integrator="process")
         try:
             stmts = [statement(key, sub=f"pg/{i}") for i in range(20)]
@@ -181,6 +169,3 @@ def test_integrator_process_on_postgresql(tmp_path, key):
             assert svc.tree_size() == 21
         finally:
             svc.close()
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as c:
-            c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

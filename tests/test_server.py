@@ -567,21 +567,9 @@ def test_fast_receipt_encoding_matches_verifier():
 
 @pytest.mark.postgres
 def test_postgres_backend(make_app, issuer_key):
-    from tests.tlog_fixtures import PG_URL, pg_skip_reason
+    from tests.tlog_fixtures import fresh_pg_database
 
-    if not PG_URL:
-        pytest.skip(pg_skip_reason)
-    import uuid
-
-    import psycopg
-    from urllib.parse import urlsplit, urlunsplit
-
-    name = f"tlog_srv_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_URL, autocommit=True) as c:
-        c.execute(f"CREATE DATABASE {name}")
-    u = urlsplit(PG_URL)
-    url = urlunsplit((u.scheme, u.netloc, "/" + name, u.query, u.fragment))
-    try:
+    with fresh_pg_database("tlog_srv") as url:
         app = make_app(database_url=url)
         client = app.test_client()
         st = statement(issuer_key, sub="pg")
@@ -591,9 +579,6 @@ def test_postgres_backend(make_app, issuer_key):
         assert client.get(r.headers["Location"]).data == r.data
         assert svc_of(app).tree_size() == 2
         svc_of(app).close()
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as c:
-            c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def test_receipt_sizes_must_be_tree_heads(app, client, issuer_key):

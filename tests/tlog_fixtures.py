@@ -7,6 +7,7 @@ concurrent sessions of other engineers never collide.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 
@@ -18,26 +19,34 @@ PG_URL = os.environ.get("TLOG_TEST_PG_URL")
 ORIGIN = "test.example/log"
 SQLITE_MERGE_EVERY = 64  # tlog.storage.sqlite: recent dedup keys are merged every 64 entries
 
-__all__ = ["pg_database", "storage_factory", "backend", "signer", "PG_URL", "ORIGIN", "pg_skip_reason"]
+__all__ = ["pg_database", "fresh_pg_database", "storage_factory", "backend", "signer", "PG_URL", "ORIGIN", "pg_skip_reason"]
 
 pg_skip_reason = "TLOG_TEST_PG_URL is not set: PostgreSQL backend tests skipped (CI sets it)"
 
 
-@pytest.fixture(scope="session")
-def pg_database():
+@contextlib.contextmanager
+def fresh_pg_database(prefix: str = "tlog_test"):
+    """A new, empty PostgreSQL database (its URL), dropped afterwards; skips without PG_URL."""
     if not PG_URL:
         pytest.skip(pg_skip_reason)
     import psycopg
     from urllib.parse import urlsplit, urlunsplit
 
-    name = f"tlog_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_URL, autocommit=True) as c:
         c.execute(f"CREATE DATABASE {name}")
     u = urlsplit(PG_URL)
-    url = urlunsplit((u.scheme, u.netloc, "/" + name, u.query, u.fragment))
-    yield url
-    with psycopg.connect(PG_URL, autocommit=True) as c:
-        c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    try:
+        yield urlunsplit((u.scheme, u.netloc, "/" + name, u.query, u.fragment))
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as c:
+            c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
+def pg_database():
+    with fresh_pg_database() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
