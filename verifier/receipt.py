@@ -430,13 +430,7 @@ def _fast_inclusion(data: bytes, leaf_input: bytes, keys: dict) -> ReceiptInfo |
     if len(path) != inner + bin(index >> inner).count("1"):
         return None
     lh = sha256(b"\x00" + leaf_input).digest()
-    r = lh
-    idx = index
-    for h in path[:inner]:
-        r = sha256(b"\x01" + h + r).digest() if idx & 1 else sha256(b"\x01" + r + h).digest()
-        idx >>= 1
-    for h in path[inner:]:
-        r = sha256(b"\x01" + h + r).digest()
+    r = _root_from_inclusion(index, size, lh, path)
     sig = data[e + 3 :]
     try:
         key.verify(_dss(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")), prefix + r, _ES256_SIG)
