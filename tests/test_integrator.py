@@ -138,11 +138,11 @@ def test_integrated_entry_carries_the_receipt():
 
 
 from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import strategies as hst  # noqa: E402
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(max_size=40), st.text(max_size=40))
+@given(hst.text(max_size=40), hst.text(max_size=40))
 def test_iss_sub_key_is_the_compact_json_array(iss, sub):
     import json
 

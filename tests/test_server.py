@@ -248,7 +248,7 @@ def test_policy_limits(make_app, issuer_key):
     size0 = svc_of(app).tree_size()
     r = post(client, statement(issuer_key))
     assert r.status_code == 400 and problem_of(r)[-1] == "Bad Signature Algorithm"
-    r = post(client, statement(ed_key := ed25519_key(), kid=b"\x01" * 32))
+    r = post(client, statement(ed25519_key(), kid=b"\x01" * 32))
     assert r.status_code == 400 and problem_of(r)[-1] in ("Rejected", "Bad Signature Algorithm")
     app2 = make_app(allowed_content_types=["application/spdx+json"], max_statement_size=400)
     c2 = app2.test_client()

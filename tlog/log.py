@@ -230,7 +230,7 @@ class Log:
             if own:
                 st.close()
             raise
-        self._thread = threading.Thread(target=self._run, name=f"tlog-sequencer", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="tlog-sequencer", daemon=True)
         self._thread.start()
         return self
 
