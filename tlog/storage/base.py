@@ -225,3 +225,40 @@ class SQLReads:
 
     def pending_contains(self, leaf):
         return self._one("SELECT 1 FROM pending WHERE leaf = ?", (leaf,)) is not None
+
+
+class SQLTxn:
+    """The integration-transaction statements both SQL backends share, written once;
+    ``_P`` is the driver's parameter placeholder and ``_conn()`` the transaction's connection."""
+
+    _P = "?"
+
+    def _x(self, sql: str, params: tuple = ()):
+        return self._conn().execute(sql.replace("?", self._P), params)
+
+    def state(self):
+        r = self._x("SELECT size, root FROM state WHERE id = 1").fetchone()
+        return None if r is None else (r[0], bytes(r[1]))
+
+    def set_state(self, size, root):
+        self._x("INSERT INTO state (id, size, root) VALUES (1, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET size = excluded.size, root = excluded.root", (size, root))
+
+    def pending(self, limit):
+        rows = self._x("SELECT seq, leaf, data, attrs FROM pending ORDER BY seq LIMIT ?", (limit,)).fetchall()
+        return [PendingRow(r[0], bytes(r[1]), bytes(r[2]), decode_attrs(r[3])) for r in rows]
+
+    def latest_head(self):
+        return head_from_row(self._x(f"SELECT {HEAD_COLS} FROM heads ORDER BY size DESC LIMIT 1").fetchone())
+
+    def put_head(self, head):
+        self._x("INSERT INTO heads (size, root, checkpoint, extra, ts) VALUES (?, ?, ?, ?, ?)",
+                (head.size, head.root, head.checkpoint, head.extra, head.timestamp))
+
+    def get_meta(self, key):
+        r = self._x("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if r is None else r[0]
+
+    def set_meta(self, key, value):
+        self._x("INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))

@@ -26,9 +26,7 @@ from contextlib import contextmanager
 import psycopg
 
 from ..tree import TILE_BYTES
-from .base import HEAD_COLS as _HEAD_COLS
-from .base import PendingRow, SQLReads, Storage, TreeHead, Txn, decode_attrs, encode_attrs
-from .base import head_from_row as _head
+from .base import SQLReads, SQLTxn, Storage, Txn, encode_attrs
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -68,17 +66,14 @@ def _read_tiles(conn, keys):
     return {ids[r[0]]: r[1] + r[2] if r[2] else r[1] for r in rows}
 
 
-class _PGTxn(Txn):
+class _PGTxn(SQLTxn, Txn):
+    _P = "%s"
+
     def __init__(self, conn: psycopg.Connection) -> None:
         self.c = conn
 
-    def state(self):
-        r = self.c.execute("SELECT size, root FROM state WHERE id = 1").fetchone()
-        return None if r is None else (r[0], bytes(r[1]))
-
-    def set_state(self, size, root):
-        self.c.execute("INSERT INTO state (id, size, root) VALUES (1, %s, %s) "
-                       "ON CONFLICT (id) DO UPDATE SET size = EXCLUDED.size, root = EXCLUDED.root", (size, root))
+    def _conn(self):
+        return self.c
 
     def tiles(self, keys):
         return _read_tiles(self.c, keys)
@@ -88,10 +83,6 @@ class _PGTxn(Txn):
             cur.executemany("INSERT INTO tiles (id, hashes, interior) VALUES (%s, %s, %s) "
                             "ON CONFLICT (id) DO UPDATE SET hashes = EXCLUDED.hashes, interior = EXCLUDED.interior",
                             [(_tid(l, n), b[:TILE_BYTES], b[TILE_BYTES:] or None) for (l, n), b in tiles.items()])
-
-    def pending(self, limit):
-        rows = self.c.execute("SELECT seq, leaf, data, attrs FROM pending ORDER BY seq LIMIT %s", (limit,)).fetchall()
-        return [PendingRow(r[0], bytes(r[1]), bytes(r[2]), decode_attrs(r[3])) for r in rows]
 
     def delete_pending(self, seqs):
         self.c.execute("DELETE FROM pending WHERE seq = ANY(%s)", (list(seqs),))
@@ -122,21 +113,6 @@ class _PGTxn(Txn):
                 cp.set_types(["text", "text", "int8"])
                 for row in rows:
                     cp.write_row(row)
-
-    def latest_head(self):
-        return _head(self.c.execute(f"SELECT {_HEAD_COLS} FROM heads ORDER BY size DESC LIMIT 1").fetchone())
-
-    def put_head(self, head):
-        self.c.execute("INSERT INTO heads (size, root, checkpoint, extra, ts) VALUES (%s, %s, %s, %s, %s)",
-                       (head.size, head.root, head.checkpoint, head.extra, head.timestamp))
-
-    def get_meta(self, key):
-        r = self.c.execute("SELECT value FROM meta WHERE key = %s", (key,)).fetchone()
-        return None if r is None else r[0]
-
-    def set_meta(self, key, value):
-        self.c.execute("INSERT INTO meta (key, value) VALUES (%s, %s) "
-                       "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (key, value))
 
 
 class PostgresStorage(SQLReads, Storage):

@@ -47,13 +47,11 @@ import threading
 import time
 from contextlib import contextmanager
 from itertools import accumulate
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from ..layout import TILE_WIDTH
 from ..tree import TILE_BYTES
-from .base import HEAD_COLS as _HEAD_COLS
-from .base import PendingRow, SQLReads, Storage, TreeHead, Txn, decode_attrs, encode_attrs
-from .base import head_from_row as _head
+from .base import SQLReads, SQLTxn, Storage, Txn, encode_attrs
 
 SCHEMA_VERSION = "3"
 
@@ -168,19 +166,14 @@ def _probe_dmain(db, ks) -> dict[int, int]:
                            (json.dumps(sorted(ks)),)).fetchall())
 
 
-class _SQLiteTxn(Txn):
+class _SQLiteTxn(SQLTxn, Txn):
     def __init__(self, db: sqlite3.Connection, st: "SQLiteStorage") -> None:
         self.db = db
         self.st = st
         self.merge_every = st.merge_every
 
-    def state(self):
-        r = self.db.execute("SELECT size, root FROM state WHERE id = 1").fetchone()
-        return None if r is None else (r[0], bytes(r[1]))
-
-    def set_state(self, size, root):
-        self.db.execute("INSERT INTO state (id, size, root) VALUES (1, ?, ?) "
-                        "ON CONFLICT (id) DO UPDATE SET size = excluded.size, root = excluded.root", (size, root))
+    def _conn(self):
+        return self.db
 
     def tiles(self, keys):
         return _read_tiles(self.db, keys)
@@ -189,10 +182,6 @@ class _SQLiteTxn(Txn):
         self.db.executemany("INSERT INTO tiles (id, hashes, interior) VALUES (?, ?, ?) "
                             "ON CONFLICT (id) DO UPDATE SET hashes = excluded.hashes, interior = excluded.interior",
                             [(_tid(l, n), b[:TILE_BYTES], b[TILE_BYTES:] or None) for (l, n), b in tiles.items()])
-
-    def pending(self, limit):
-        rows = self.db.execute("SELECT seq, leaf, data, attrs FROM pending ORDER BY seq LIMIT ?", (limit,)).fetchall()
-        return [PendingRow(r[0], bytes(r[1]), bytes(r[2]), decode_attrs(r[3])) for r in rows]
 
     def delete_pending(self, seqs):
         self.db.executemany("DELETE FROM pending WHERE seq = ?", [(s,) for s in seqs])
@@ -283,21 +272,6 @@ class _SQLiteTxn(Txn):
 
     def insert_attrs(self, rows):
         self.db.executemany("INSERT OR IGNORE INTO attrs (key, value, idx) VALUES (?, ?, ?)", rows)
-
-    def latest_head(self):
-        return _head(self.db.execute(f"SELECT {_HEAD_COLS} FROM heads ORDER BY size DESC LIMIT 1").fetchone())
-
-    def put_head(self, head):
-        self.db.execute("INSERT INTO heads (size, root, checkpoint, extra, ts) VALUES (?, ?, ?, ?, ?)",
-                        (head.size, head.root, head.checkpoint, head.extra, head.timestamp))
-
-    def get_meta(self, key):
-        r = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if r is None else r[0]
-
-    def set_meta(self, key, value):
-        self.db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
-                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
 
 
 def _read_tiles(db, keys):
