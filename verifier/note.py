@@ -162,7 +162,27 @@ def cosignature_message(checkpoint_text: str | bytes, timestamp: int) -> bytes:
 # ---------------------------------------------------------------------------- keys
 
 
-class Signer:
+class _NoteKey:
+    """Fields both ends of a note key expose: its name, its 32-bit key ID, the Ed25519 public key."""
+
+    _name: str
+    _key_id: int
+    _pub: Ed25519PublicKey
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def key_id(self) -> int:
+        return self._key_id
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        return self._pub
+
+
+class Signer(_NoteKey):
     """An Ed25519 note signer (signature type 0x01)."""
 
     ALG = ALG_ED25519
@@ -215,20 +235,8 @@ class Signer:
 
     # properties
     @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def key_id(self) -> int:
-        return self._key_id
-
-    @property
     def type(self) -> int:
         return self.ALG
-
-    @property
-    def public_key(self) -> Ed25519PublicKey:
-        return self._pub
 
     @property
     def public_key_bytes(self) -> bytes:
@@ -291,7 +299,7 @@ class CosignatureSigner(Signer):
         return signature_line(self._name, self._key_id, sig)
 
 
-class NoteVerifier:
+class NoteVerifier(_NoteKey):
     """A note verifier key: Ed25519 (0x01) or tlog-cosignature/v1 (0x04)."""
 
     def __init__(self, name: str, alg: int, public_key: bytes) -> None:
@@ -337,20 +345,8 @@ class NoteVerifier:
         return cls(name, alg, public_key)
 
     @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def key_id(self) -> int:
-        return self._key_id
-
-    @property
     def type(self) -> int:
         return self._alg
-
-    @property
-    def public_key(self) -> Ed25519PublicKey:
-        return self._pub
 
     @property
     def vkey(self) -> str:
