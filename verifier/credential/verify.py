@@ -1,0 +1,127 @@
+"""The relying-party check: :func:`verify_credential` (offline), composed from the modules beside it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any, Mapping, Sequence
+
+from ..errors import VerificationError
+from .binding import check_binding
+from .ear import verify_ear
+from .parse import parse_credential
+from .policies import CredentialVerification, Policy, StatusAffirming
+from .records import classify, decode_record, statement_rid
+from .signature import verify_wit_signature, verify_x509_signature
+from .trust import TrustConfig, norm_url
+from .wire import INTOTO_STATEMENT_TYPE
+
+
+def verified_receipts(ts: bytes, st: Any, trust: TrustConfig, accepted_logs: list[str], what: str) -> list[Any]:
+    from .. import receipt as vreceipt
+
+    keys = trust.statement_keys()
+    key = keys.get(st.kid) if st.kid is not None else None
+    if key is None:
+        raise VerificationError(f"{what}.issuer-key", "the statement's kid names no trusted issuer key")
+    try:
+        results = vreceipt.verify_transparent_statement(ts, trust.log_keys, issuer_key=key)
+    except VerificationError as e:
+        raise VerificationError(f"{what}.signature", f"{e.check}: {e.detail}") from None
+    ok = [r for r in results if r.ok]
+    if not ok:
+        detail = "; ".join(f"{r.check}: {r.detail}" for r in results)
+        raise VerificationError(f"{what}.receipt", f"no receipt verifies with the trusted log keys ({detail})")
+    if accepted_logs:
+        ok = [r for r in ok if r.issuer is not None and norm_url(r.issuer) in accepted_logs]
+        if not ok:
+            raise VerificationError(f"{what}.log", f"no verified receipt from the log(s) {accepted_logs}")
+    return ok
+
+
+
+def verify_wprs(rec: dict[str, Any], wpr_statements: list[tuple[bytes, Any]], trust: TrustConfig,
+                 accepted_logs: list[str]) -> list[dict[str, Any]]:
+    out = []
+    for rd in rec.get("workload_provenance") or []:
+        want = (rd.get("digest") or {}).get("sha256") if isinstance(rd, Mapping) else None
+        for ts, st in wpr_statements:
+            if st.leaf_input.hex() != want:
+                continue
+            verified_receipts(ts, st, trust, accepted_logs, "wpr")
+            try:
+                doc = json.loads(st.payload)
+            except (TypeError, ValueError) as e:
+                raise VerificationError("wpr.payload", f"workload provenance is not JSON: {e}") from None
+            if not isinstance(doc, dict) or doc.get("_type") != INTOTO_STATEMENT_TYPE:
+                raise VerificationError("wpr.payload", "workload provenance is not an in-toto Statement v1")
+            out.append(doc)
+    return out
+
+
+def verify_credential(credential: bytes | str, statements: Sequence[bytes], trust: TrustConfig, *,
+                      policy: Policy | None = None, record: bytes | None = None, now: float | None = None,
+                      check_time: bool = True, leeway: int = 60) -> CredentialVerification:
+    """Verify a credential against its transparent provenance statement(s); see the module doc.
+
+    ``record``: the plaintext Credential Provenance record, needed when the log holds only
+    a hash envelope (private records). Raises VerificationError on any failure.
+    """
+    from ..statement import SignedStatement
+
+    t = time.time() if now is None else float(now)
+    info = parse_credential(credential)
+    if info.format == "wit":
+        verify_wit_signature(info, trust, t, check_time, leeway)
+    else:
+        verify_x509_signature(info, trust, t, check_time, leeway)
+    if info.pointer is None:
+        raise VerificationError("binding.no-pointer", "the credential carries no provenance pointer")
+    accepted = [norm_url(u) for u in trust.logs] or [norm_url(info.pointer.log)]
+
+    cprs, wprs = [], []
+    for ts in statements:
+        st = SignedStatement.parse(ts)
+        kind = classify(st)
+        if kind == "cpr":
+            cprs.append((ts, st))
+        elif kind == "wpr":
+            wprs.append((ts, st))
+    mine = [(ts, st) for ts, st in cprs if statement_rid(st) == info.pointer.rid]
+    if not mine:
+        raise VerificationError("binding.record-missing",
+                                f"no Credential Provenance statement for record {info.pointer.rid}")
+    if len({st.leaf_input for _, st in mine}) > 1:
+        raise VerificationError("binding.ambiguous", f"{len(mine)} different statements claim record {info.pointer.rid}")
+    last_err: VerificationError | None = None
+    for ts, st in mine:  # copies of one statement (e.g. with different receipts): the first that verifies
+        try:
+            receipts = verified_receipts(ts, st, trust, accepted, "record")
+            break
+        except VerificationError as e:
+            last_err = e
+    else:
+        assert last_err is not None
+        raise last_err
+    private = st.hash_envelope is not None
+    if private:
+        if st.hash_envelope[0] != -16:
+            raise VerificationError("record.hash-alg", "only SHA-256 (-16) hash envelopes are supported")
+        if record is None:
+            raise VerificationError("record.private", "the log holds a hash envelope; the plaintext record is needed")
+        if hashlib.sha256(record).digest() != st.payload:
+            raise VerificationError("record.digest", "the plaintext record does not match the logged hash")
+        data = record
+    else:
+        data = st.payload
+        if record is not None and record != data:
+            raise VerificationError("record.digest", "the supplied record differs from the logged one")
+    rec = decode_record(data)
+    check_binding(info, rec, st, private)
+    ear_ok, ear_claims = verify_ear(rec, trust)
+    res = CredentialVerification(credential=info, record=rec, record_statement=st, receipts=receipts,
+                                 workload_provenance=verify_wprs(rec, wprs, trust, accepted),
+                                 ear_verified=ear_ok, ear_claims=ear_claims, now=t, private=private)
+    (policy or StatusAffirming()).verify(res)
+    return res
