@@ -1,0 +1,182 @@
+"""Guards of the log core that once survived mutation testing (issue 16): no acknowledgement of
+an entry whose commit failed (failure injected, no timing), no head signed over a rolled-back
+store, and SQLite's durability settings on every connection the log opens."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from contextlib import contextmanager
+from hashlib import sha256
+
+import pytest
+
+from tests.tlog_fixtures import *  # noqa: F401,F403 - fixtures
+from tests.tlog_fixtures import ORIGIN
+from tlog.log import Log
+from verifier import VerificationError, merkle
+
+
+def leaf(i: int) -> bytes:
+    return sha256(b"guard-%d" % i).digest()
+
+
+class CommitFailure(OSError):
+    pass
+
+
+def _fail_commits(storage, armed: threading.Event) -> None:
+    """Make the storage's integration transactions fail at commit while ``armed`` is set: the
+    body runs, then the transaction is rolled back and the error raised, as a commit that hits
+    a full disk or a lost database connection does."""
+    real = storage.integration
+
+    @contextmanager
+    def integration():
+        with real() as tx:
+            yield tx
+            if armed.is_set():
+                raise CommitFailure("injected: the commit failed")
+
+    storage.integration = integration
+
+
+class _FailingCommit:
+    """A SQLite connection whose COMMIT fails (rolled back, then the error) while armed."""
+
+    def __init__(self, db, armed):
+        self._db, self._armed = db, armed
+
+    def execute(self, sql, *a):
+        if sql.strip().upper() == "COMMIT" and self._armed.is_set():
+            self._db.execute("ROLLBACK")
+            raise sqlite3.OperationalError("disk I/O error (injected)")
+        return self._db.execute(sql, *a)
+
+    def __getattr__(self, name):
+        return getattr(self._db, name)
+
+
+def _fail_sqlite_commits(storage, armed: threading.Event) -> None:
+    """The failure at the bottom: the SQLite writer's own COMMIT statement fails."""
+    storage._writer = _FailingCommit(storage._writer, armed)
+
+
+@pytest.mark.parametrize("how,where", [("submit", "txn"), ("append", "txn"), ("submit", "sqlite-commit")])
+def test_no_acknowledgement_for_a_failed_commit(storage_factory, signer, how, where):
+    if where == "sqlite-commit" and storage_factory.backend != "sqlite":
+        pytest.skip("the COMMIT statement is injected into the SQLite writer connection")
+    st = storage_factory()
+    log = Log.open(st, origin=ORIGIN, note_signer=signer, poll_interval=3600)
+    try:
+        log.append([(leaf(0), b"zero", ())])
+        head, state = log.latest(), st.state()
+        armed = threading.Event()
+        armed.set()
+        (_fail_commits if where == "txn" else _fail_sqlite_commits)(st, armed)
+        failure = CommitFailure if where == "txn" else sqlite3.OperationalError
+        if how == "submit":
+            p = log.submit(leaf(1), b"one")
+            with pytest.raises(failure):
+                p.wait(30)  # the sequencer reports the failure: the entry is never acknowledged
+            assert p.done()
+        else:
+            with pytest.raises(failure):
+                log.append([(leaf(1), b"one", ())])
+        # nothing of the failed batch is visible: not in memory, not stored, not signed
+        assert log.size == 1 and log.latest() == head and st.state() == state
+        assert log.status(leaf(1)) is None and log.find(leaf(1)) is None
+        assert st.latest_head().size == 1
+        armed.clear()
+        e = log.submit(leaf(2), b"two").wait(60) if how == "submit" else log.append([(leaf(2), b"two", ())])[0]
+        assert (e.index, e.tree_size) == (1, 2)  # the failed entry took no index
+        assert log.latest().root == merkle.root_of([merkle.leaf_hash(leaf(0)), merkle.leaf_hash(leaf(2))])
+    finally:
+        log.close()
+    # a restart sees the same: the failed entry does not exist
+    log2 = Log.open(storage_factory(), origin=ORIGIN, note_signer=signer)
+    try:
+        assert log2.size == 2 and log2.find(leaf(1)) is None
+    finally:
+        log2.close()
+
+
+def test_no_head_over_a_rolled_back_store(tmp_path, signer):
+    """The tree state and entries of a SQLite file are rolled back to empty (a restored old
+    copy) while the last signed head (size 3) survived. The log must refuse to sign a head of
+    size 1 that does not extend the head of size 3 it already signed."""
+    from tlog.storage import open_storage
+
+    path = tmp_path / "log.sqlite"
+    with Log.open(open_storage(path), origin=ORIGIN, note_signer=signer) as log:
+        log.append([(leaf(i), b"x", ()) for i in range(3)])
+        assert log.latest().size == 3
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("BEGIN IMMEDIATE")
+    for table in ("entries", "tiles", "dmain", "dcoll", "attrs", "pending"):
+        db.execute(f"DELETE FROM {table}")
+    db.execute("UPDATE state SET size = 0, root = ?", (merkle.EMPTY_ROOT,))
+    db.execute("COMMIT")
+    db.close()
+    with Log.open(open_storage(path), origin=ORIGIN, note_signer=signer) as log:
+        with pytest.raises(VerificationError) as e:
+            log.append([(leaf(7), b"other", ())])
+        assert e.value.check == "log.head"
+        assert log.storage.latest_head().size == 3 and log.storage.head(1) is None
+
+
+# --- SQLite durability on every connection ---------------------------------------------------
+
+
+def _pragma(db: sqlite3.Connection, name: str):
+    return db.execute(f"PRAGMA {name}").fetchone()[0]
+
+
+def test_sqlite_durability_on_every_connection(tmp_path, signer, monkeypatch):
+    """Every SQLite connection the log opens (writer, per-thread readers, the witnessing
+    state) runs WAL with synchronous=FULL (2): a commit returns after the WAL is fsynced."""
+    import tlog.storage.sqlite as sq
+    from tlog.storage import open_storage
+
+    opened: list[sqlite3.Connection] = []
+    real_connect = sqlite3.connect
+
+    def recording_connect(*a, **kw):
+        db = real_connect(*a, **kw)
+        opened.append(db)
+        return db
+
+    monkeypatch.setattr(sq.sqlite3, "connect", recording_connect)
+    st = open_storage(tmp_path / "log.sqlite")
+    with Log.open(st, origin=ORIGIN, note_signer=signer) as log:
+        log.append([(leaf(i), b"x", (("k", "v"),)) for i in range(5)])
+        log.submit(leaf(9), b"y").wait(60)
+
+        def reads():
+            log.refresh()
+            st.lookup("k", "v")
+            st.entry_data(0)
+            st.find(leaf(3))
+
+        for _ in range(3):
+            t = threading.Thread(target=reads)
+            t.start()
+            t.join()
+        assert len(opened) >= 4  # the writer and at least three readers
+        for db in opened:
+            assert _pragma(db, "synchronous") == 2, "synchronous must be FULL"
+            assert _pragma(db, "journal_mode") == "wal"
+    opened.clear()
+
+    # the other SQLite state files under tlog/: the log's witnessing client, the witness server
+    from tlog import witness, witnessing
+    from verifier.note import CosignatureSigner
+
+    monkeypatch.setattr(witnessing.sqlite3, "connect", recording_connect)
+    monkeypatch.setattr(witness.sqlite3, "connect", recording_connect)
+    witnessing.Witnessing(None, [], 0, tmp_path / "witnessing")
+    w = witness.Witness(tmp_path / "witness.db", {}, [CosignatureSigner.generate("w.example")])
+    w.latest("o")
+    assert len(opened) == 2
+    for db in opened:
+        assert _pragma(db, "synchronous") == 2 and _pragma(db, "journal_mode") == "wal"

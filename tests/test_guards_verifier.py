@@ -1,0 +1,152 @@
+"""Guards of the verifier that once survived mutation testing (issue 16): each test here fails
+when the check it names is removed (tried by hand; `tools/mutate.py` re-checks them)."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.test_receipt_support import LOG_ISSUER, LOG_ORIGIN, Log, key
+from verifier import VerificationError, cose, keys, merkle, receipt
+from verifier.note import Checkpoint, Signer, open_checkpoint, sign_note
+from verifier.statement import SignedStatement
+
+LOG = Log(6)
+
+
+def _signed_receipt(priv, size: int, index: int, path: list[bytes], leaf_input: bytes, *, kid: bytes) -> bytes:
+    """A receipt in the common (fast-path) shape whose signature covers the root that the
+    RFC 9162 computation yields for (size, index, path), whatever those numbers are."""
+    root = receipt._root_from_inclusion(index, size, merkle.leaf_hash(leaf_input), path)
+    prot = receipt.receipt_protected(alg=cose.ES256, kid=kid, issuer=LOG_ISSUER, subject=LOG_ORIGIN, iat=1700000000)
+    sig = cose.sign_tbs(priv, cose.ES256, cose.sig_structure(prot, root))
+    return receipt.assemble_receipt(prot, sig, inclusion=[receipt.encode_inclusion_proof(size, index, path)])
+
+
+# --- receipts --------------------------------------------------------------------------
+
+
+def test_fast_path_refuses_index_not_below_size():
+    """Index 5 in a tree of size 4 names no leaf; the path length still fits the RFC 9162
+    formula, and the log key signed the root it yields. Both paths must refuse it."""
+    size, index = 4, 5
+    inner = (index ^ (size - 1)).bit_length()
+    path = [bytes([i]) * 32 for i in range(inner + bin(index >> inner).count("1"))]
+    leaf = LOG.leaf_inputs[0]
+    r = _signed_receipt(LOG.priv, size, index, path, leaf, kid=LOG.kid)
+    assert receipt._fast_layout(r) is not None  # the shape the one-pass verify handles
+    with pytest.raises(VerificationError) as e:
+        receipt.verify_inclusion_receipt(r, leaf, LOG.keys())
+    assert e.value.check == "receipt.proof-format"
+
+
+def test_receipt_kid_selects_the_only_key_tried():
+    """Two trusted logs: a receipt naming log A's kid but signed by log B's key is refused
+    (the kid binds the receipt to one key; every key is tried only for an unknown kid)."""
+    a, b = key("p256", 2), key("p256", 7)
+    kid_a, kid_b = keys.thumbprint(a), keys.thumbprint(b)
+    trusted = {kid_a: a.public_key(), kid_b: b.public_key()}
+    leaf = LOG.leaf_inputs[3]
+    path = merkle.inclusion_proof(LOG.leaf_hashes, 3)
+    good = _signed_receipt(a, 6, 3, path, leaf, kid=kid_a)
+    assert receipt.verify_inclusion_receipt(good, leaf, trusted).kid == kid_a
+    forged = _signed_receipt(b, 6, 3, path, leaf, kid=kid_a)
+    for data in (forged, receipt.Receipt.parse(forged)):  # one-pass and general paths
+        with pytest.raises(VerificationError) as e:
+            receipt.verify_inclusion_receipt(data, leaf, trusted)
+        assert e.value.check == "receipt.signature"
+    # a kid no trusted key has: every trusted key is tried (documented), so B's signature verifies
+    odd = _signed_receipt(b, 6, 3, path, leaf, kid=b"\x01" * 32)
+    assert receipt.verify_inclusion_receipt(odd, leaf, trusted).root == LOG.root(6)
+
+
+# --- x5chain -----------------------------------------------------------------------------
+
+NOW = datetime.datetime.now(datetime.timezone.utc)
+
+
+def _cert(subject: str, issuer: str, pub, ikey, *, ca: bool, digital_signature: bool):
+    name = lambda cn: x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])  # noqa: E731
+    return (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer)).public_key(pub)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(NOW - datetime.timedelta(days=1)).not_valid_after(NOW + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=digital_signature, content_commitment=False,
+                                         key_encipherment=False, data_encipherment=False, key_agreement=False,
+                                         key_cert_sign=ca, crl_sign=ca, encipher_only=False, decipher_only=False),
+                           critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ikey.public_key()), critical=False)
+            .sign(ikey, hashes.SHA256()))
+
+
+def _x5_statement(lk, chain) -> bytes:
+    der = [c.public_bytes(serialization.Encoding.DER) for c in chain]
+    return cose.sign1(lk, {1: cose.ES256, 15: {1: "https://issuer.example/x", 2: "s"}, 33: der}, b"payload")
+
+
+def test_x5chain_leaf_that_is_a_ca_is_refused():
+    """A leaf with digitalSignature (so the KeyUsage rule passes) that is a CA: only the
+    leaf-is-not-a-CA rule refuses it."""
+    rk, lk = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    root = _cert("root", "root", rk.public_key(), rk, ca=True, digital_signature=False)
+    ok_leaf = _cert("leaf", "root", lk.public_key(), rk, ca=False, digital_signature=True)
+    SignedStatement.parse(_x5_statement(lk, [ok_leaf])).verify(trust_anchors=[root])
+    ca_leaf = _cert("leaf", "root", lk.public_key(), rk, ca=True, digital_signature=True)
+    st = SignedStatement.parse(_x5_statement(lk, [ca_leaf]))
+    with pytest.raises(VerificationError) as e:
+        st.verify(trust_anchors=[root])
+    assert e.value.check == "x509.chain" and "CA" in e.value.detail
+
+
+# --- issuer keys are named by their RFC 9679 thumbprint ----------------------------------
+
+
+def _cose_key_file(tmp_path, priv, label: bytes):
+    ck = keys.cose_key_from_public(priv.public_key(), kid=label)
+    p = tmp_path / "issuer.cbor"
+    p.write_bytes(keys.encode_keyset([ck]))
+    return p
+
+
+def test_log_trusts_issuer_keys_by_thumbprint_not_file_label(tmp_path):
+    from tlog.keys import TrustStore
+
+    priv = key("p256", 1)
+    p = _cose_key_file(tmp_path, priv, b"label-chosen-by-the-file")
+    ts = TrustStore.load([str(p)], [])
+    assert list(ts.issuer_keys) == [keys.thumbprint(priv)]
+
+
+def test_policy_document_keys_by_thumbprint_not_label():
+    from verifier.policy import POLICY_VERSION, RegistrationPolicy
+
+    priv = key("p256", 1)
+    doc = {"version": POLICY_VERSION, "previous": None,
+           "issuer-keys": [keys.cose_key_from_public(priv.public_key(), kid=b"a-label")],
+           "trust-anchors": [], "allowed-algs": [cose.ES256], "allowed-content-types": [],
+           "max-statement-size": 1 << 20}
+    pol = RegistrationPolicy.from_document(doc)
+    assert list(pol.issuer_keys) == [keys.thumbprint(priv)]
+
+
+# --- signed notes ------------------------------------------------------------------------
+
+
+def test_checkpoint_needs_the_log_key_not_just_its_name():
+    """Another key carrying the log's name (a witness or an attacker) signs the checkpoint; the
+    log's own key did not. Names match, key IDs differ: no signature by the log key."""
+    log = Signer.generate("log.example/x")
+    impostor = Signer.generate("log.example/x")
+    text = Checkpoint("log.example/x", 3, b"\x11" * 32).to_text()
+    assert open_checkpoint(sign_note(text, [log]), log.verifier()).checkpoint.size == 3
+    forged = sign_note(text, [impostor])
+    for known in ([], [impostor.verifier()]):
+        with pytest.raises(VerificationError) as e:
+            open_checkpoint(forged, log.verifier(), known)
+        assert e.value.check == "note.no-verified-signature"
