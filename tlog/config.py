@@ -42,6 +42,11 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 8000
     database_url: str | None = None  # postgresql://... ; SQLite in data_dir when unset
+    # PostgreSQL time limits (s): connecting, one statement, waiting for a lock. A request that
+    # meets an unreachable or paused database gets 503 + Retry-After within about these.
+    db_connect_timeout: float = 5.0
+    db_statement_timeout: float = 5.0
+    db_lock_timeout: float = 5.0
     origin: str | None = None  # checkpoint origin; default "<host>:<port>/tlog" -> set at first start
     issuer: str | None = None  # the log's issuer URL (receipts' CWT iss); default http://<host>:<port>
     issuer_keys: list[str] = field(default_factory=list)  # PEM public keys of trusted issuers
@@ -147,6 +152,8 @@ class Config:
         for name in ("max_statement_size", "max_body", "max_depth", "queue_limit", "max_batch", "lookup_limit"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
+        if min(self.db_connect_timeout, self.db_statement_timeout, self.db_lock_timeout) <= 0:
+            raise ConfigError("db_connect_timeout, db_statement_timeout and db_lock_timeout must be positive")
         if self.register_wait < 0 or self.max_wait < 0 or self.rate_limit < 0 or self.retry_after < 0:
             raise ConfigError("waits, rates and retry_after must not be negative")
         if not 0 <= self.witness_quorum <= len(self.witnesses) or self.witness_interval <= 0:
@@ -170,6 +177,13 @@ class Config:
 
     def storage_url(self) -> str:
         return self.database_url or str(self.data_path / "log.sqlite")
+
+    def storage_options(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`tlog.storage.open_storage` of :meth:`storage_url`."""
+        if not self.database_url:
+            return {}
+        return {"connect_timeout": self.db_connect_timeout, "statement_timeout": self.db_statement_timeout,
+                "lock_timeout": self.db_lock_timeout}
 
     def to_env(self) -> dict[str, str]:
         """Environment variables that reproduce this config (for the gunicorn entry point)."""

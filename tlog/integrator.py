@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
 from .log import Entry, Log, Pending, _check_item
+from .storage import StorageUnavailable
 
 log = logging.getLogger("tlog.integrator")
 
@@ -135,10 +136,13 @@ class IntegratorClient:
                 for p, idx, size, dup, rcpt in got:
                     if p is not None:
                         p._resolve(IntegratedEntry(idx, size, dup, rcpt))
-            else:  # ("err", tokens, text): the batch was not committed
+            else:  # ("err", tokens, text, unavailable): the batch was not committed
                 with self._lock:
                     got = [self._waiting.pop(tok, None) for tok in msg[1]]
-                err = RuntimeError(f"integration failed: {msg[2]}")
+                if msg[3]:  # the database was unavailable: the client may retry (503)
+                    err = IntegratorUnavailable(f"integration failed: {msg[2]}")
+                else:
+                    err = RuntimeError(f"integration failed: {msg[2]}")
                 for p in got:
                     if p is not None:
                         p._fail(err)
@@ -265,7 +269,8 @@ def _integrate(svc, conn: Connection, msgs: list) -> None:
         entries = svc.log.append([(m[1], m[2], m[3]) for m in msgs])
     except Exception as e:  # noqa: BLE001 - nothing committed: the worker fails these waits
         log.warning("integration of %d submissions failed: %s", len(msgs), e)
-        conn.send_bytes(_dumps(("err", [m[0] for m in msgs], f"{type(e).__name__}: {e}")))
+        conn.send_bytes(_dumps(("err", [m[0] for m in msgs], f"{type(e).__name__}: {e}",
+                                isinstance(e, StorageUnavailable))))
         return
     out = []
     for m, e in zip(msgs, entries):

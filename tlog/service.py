@@ -34,7 +34,7 @@ from verifier import cose as vcose
 from verifier import receipt as vreceipt
 from verifier.statement import SignedStatement
 
-from tlog.storage import open_storage
+from tlog.storage import StorageUnavailable, open_storage
 
 from .config import Config
 from .integrator import IntegratorUnavailable
@@ -291,7 +291,7 @@ class LogService:
         self.metrics = Metrics()
         if config.database_url is None:
             config.data_path.mkdir(parents=True, exist_ok=True)
-        storage = open_storage(config.storage_url())
+        storage = open_storage(config.storage_url(), **config.storage_options())
         self._storage = storage
         if config.database_url is None:
             _serialize_integrations(storage, config.data_path / "integration.lock", self.metrics)
@@ -486,6 +486,9 @@ class LogService:
                 entry = pending.wait(self.config.register_wait)
             except IntegratorUnavailable as e:
                 self.metrics.rejected("integrator-unavailable")
+                raise Unavailable(str(e), self.config.retry_after) from None
+            except StorageUnavailable as e:
+                self.metrics.rejected("storage-unavailable")
                 raise Unavailable(str(e), self.config.retry_after) from None
             except Exception as e:  # the core's queue-full signal, whatever its class
                 if "full" in type(e).__name__.lower() or "full" in str(e).lower():

@@ -30,6 +30,7 @@ from verifier import cbor as vcbor
 from ..config import Config
 from ..keys import kid_candidates
 from ..policy import Rejection
+from ..storage import StorageUnavailable
 from ..service import (
     ATTR_ISS,
     ATTR_ISS_SUB,
@@ -161,6 +162,11 @@ def create_app(config: Config | None = None, *, service: LogService | None = Non
     @app.errorhandler(Unavailable)
     def _unavail(e: Unavailable):
         return problem(503, "Service Unavailable", e.detail, retry_after=max(1, e.retry_after))
+
+    @app.errorhandler(StorageUnavailable)
+    def _storage_unavail(e: StorageUnavailable):
+        return problem(503, "Service Unavailable", "the log's database is unavailable; retry",
+                       retry_after=max(1, config.retry_after))
 
     @app.errorhandler(Rejection)
     def _rejected(e: Rejection):

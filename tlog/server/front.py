@@ -19,6 +19,7 @@ import logging
 from typing import Callable, Iterable
 
 from ..policy import Rejection
+from ..storage import StorageUnavailable
 from ..service import BadRequest, LogService, NotFound, Unavailable
 from .problems import MEDIA_TYPE as PROBLEM_TYPE
 from .problems import TITLES, problem_body
@@ -125,6 +126,9 @@ class RegistrationFront:
             return self._problem(e.status, e.title, e.detail)
         except Unavailable as e:
             return self._problem(503, "Service Unavailable", e.detail, retry_after=max(1, e.retry_after))
+        except StorageUnavailable:
+            return self._problem(503, "Service Unavailable", "the log's database is unavailable; retry",
+                                 retry_after=max(1, int(self.retry_after)))
         except BadRequest as e:
             return self._problem(400, e.title, e.detail)
         except NotFound as e:

@@ -27,7 +27,15 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-__all__ = ["TreeHead", "PendingRow", "Storage", "Txn", "encode_attrs", "decode_attrs"]
+__all__ = ["TreeHead", "PendingRow", "Storage", "Txn", "StorageUnavailable", "encode_attrs", "decode_attrs"]
+
+
+class StorageUnavailable(Exception):
+    """The database cannot be reached, or an operation ran past its time limit (connect,
+    statement, lock). Nothing was committed by the failed operation, except that a commit whose
+    answer was lost may have committed (the log reloads its state from storage before the next
+    integration, and a retried registration finds its entry again by dedup). The HTTP layer
+    answers 503 with Retry-After."""
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,28 @@ Hot path: entries and attributes go in with binary ``COPY``, tiles with one pipe
 
 ``schema``: keep the log's tables in that schema (created if missing); by default the
 connection's current schema.
+
+Faults (the database restarts, sessions are terminated, the server or the network pauses):
+
+* every operation has a time limit. The server enforces ``statement_timeout`` and
+  ``lock_timeout`` (settings ``db_statement_timeout``, ``db_lock_timeout``) and ends a session
+  idle inside a transaction (a paused client) after ``idle_in_transaction_session_timeout``;
+  connecting is bounded by ``connect_timeout`` (enforced by psycopg on the client). A paused
+  server enforces nothing, so a watchdog thread on the client cuts (shuts down the socket of)
+  any connection whose operation runs past its limit plus a margin; the operation then fails;
+* a lost connection is dropped and a new one opened at the next use. A read that fails on a
+  connection opened earlier (the server restarted since) is retried once on a new connection;
+  an integration transaction whose lock statement fails that way is begun once more;
+* what still fails raises :class:`tlog.storage.base.StorageUnavailable` (HTTP 503).
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
+import os
 import re
+import socket
 import threading
 import time
 from contextlib import contextmanager
@@ -26,7 +43,9 @@ from contextlib import contextmanager
 import psycopg
 
 from ..tree import TILE_BYTES
-from .base import SQLReads, SQLTxn, Storage, Txn, encode_attrs
+from .base import SQLReads, SQLTxn, Storage, StorageUnavailable, Txn, encode_attrs
+
+log = logging.getLogger("tlog.storage.postgres")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -49,6 +68,96 @@ _IDENT = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
 
 def _tid(level: int, index: int) -> int:
     return index * 64 + level
+
+
+def _cut(conn: psycopg.Connection) -> None:
+    """Shut down the connection's socket (from another thread): its blocked operation fails."""
+    try:
+        fd = conn.pgconn.socket
+        s = socket.socket(fileno=os.dup(fd))
+    except (psycopg.Error, OSError, ValueError):
+        return
+    try:
+        s.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        s.close()
+
+
+class _Watchdog:
+    """Client-side deadlines: an operation registers (connection, deadline); past the deadline
+    the connection is cut. One daemon thread per storage, started at the first operation."""
+
+    TICK = 0.05
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ops: dict[int, tuple[float, psycopg.Connection]] = {}
+        self._ids = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    def start(self, conn: psycopg.Connection, seconds: float) -> int:
+        with self._lock:
+            op = next(self._ids)
+            self._ops[op] = (time.monotonic() + seconds, conn)
+            if self._thread is None and not self._stopped:
+                self._thread = threading.Thread(target=self._run, name="tlog-pg-watchdog", daemon=True)
+                self._thread.start()
+        return op
+
+    def end(self, op: int) -> bool:
+        """Unregister; False if the watchdog cut the connection (the operation timed out)."""
+        with self._lock:
+            return self._ops.pop(op, None) is not None
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.TICK)
+            with self._lock:
+                if self._stopped:
+                    return
+                now = time.monotonic()
+                late = [op for op, (d, _) in self._ops.items() if d <= now]
+                for op in late:
+                    _, conn = self._ops.pop(op)
+                    log.warning("database operation past its time limit: cutting its connection")
+                    _cut(conn)
+
+
+class _Rows:
+    """A read's result, fetched inside the time limit."""
+
+    __slots__ = ("rows",)
+
+    def __init__(self, rows) -> None:
+        self.rows = rows
+
+    def fetchone(self):
+        return self.rows[0] if self.rows else None
+
+    def fetchall(self):
+        return self.rows
+
+    def __iter__(self):
+        return iter(self.rows)
+
+
+class _Reader:
+    """What ``_reader()`` gives the shared read queries: ``execute`` with retry and deadline."""
+
+    __slots__ = ("_s",)
+
+    def __init__(self, storage: "PostgresStorage") -> None:
+        self._s = storage
+
+    def execute(self, sql, params=(), **kw):
+        return _Rows(self._s._read(lambda c: c.execute(sql, params, **kw).fetchall()))
 
 
 
@@ -117,42 +226,143 @@ class _PGTxn(SQLTxn, Txn):
 
 class PostgresStorage(SQLReads, Storage):
     _P = "%s"
+    MARGIN = 1.0  # seconds the client waits past a server-side limit before cutting
 
-    def __init__(self, url: str, *, schema: str | None = None, connect_timeout: int = 10) -> None:
+    def __init__(self, url: str, *, schema: str | None = None, connect_timeout: float = 10,
+                 statement_timeout: float = 10.0, lock_timeout: float = 10.0) -> None:
         if schema is not None and not _IDENT.match(schema):
             raise ValueError(f"schema name {schema!r} must match {_IDENT.pattern}")
+        for name, v in (("connect_timeout", connect_timeout), ("statement_timeout", statement_timeout),
+                        ("lock_timeout", lock_timeout)):
+            if not v > 0:
+                raise ValueError(f"{name} must be positive")
         self.url = url
         self.schema = schema
-        opts = "-c synchronous_commit=on"
+        self.statement_timeout = float(statement_timeout)
+        self.lock_timeout = float(lock_timeout)
+        # a read: one statement; an integration: the lock wait plus its statements
+        self._read_limit = self.statement_timeout + self.MARGIN
+        self._txn_limit = self.lock_timeout + 2 * self.statement_timeout + self.MARGIN
+        ms = lambda s: max(1, int(s * 1000))  # noqa: E731
+        opts = (f"-c synchronous_commit=on -c statement_timeout={ms(statement_timeout)} "
+                f"-c lock_timeout={ms(lock_timeout)} "
+                f"-c idle_in_transaction_session_timeout={ms(self._txn_limit)}")
         if schema:
             opts += f" -c search_path={schema}"
-        self._kw = {"options": opts, "connect_timeout": connect_timeout}
+        # libpq's connect_timeout is whole seconds (psycopg enforces it on the client)
+        self._kw = {"options": opts, "connect_timeout": max(1, round(connect_timeout))}
         self._local = threading.local()
-        self._conns: list[psycopg.Connection] = []
+        self._conns: set[psycopg.Connection] = set()
         self._conns_lock = threading.Lock()
         self._writer_lock = threading.Lock()
+        self._watchdog = _Watchdog()
+        self._reader_proxy = _Reader(self)
         self._closed = False
-        if schema:
-            with psycopg.connect(url, autocommit=True, connect_timeout=connect_timeout) as c:
-                c.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-        self._writer = self._connect()
-        with self._writer.transaction():
-            self._writer.execute(_LOCK)
-            self._writer.execute(SCHEMA)
+        self._writer: psycopg.Connection | None = None
+        try:
+            if schema:
+                with psycopg.connect(url, autocommit=True, connect_timeout=self._kw["connect_timeout"]) as c:
+                    c.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            with self.integration() as tx:
+                tx.c.execute(SCHEMA)
+        except BaseException as e:
+            self.close()
+            if isinstance(e, psycopg.OperationalError):
+                raise StorageUnavailable(f"PostgreSQL: {e}") from None
+            raise
 
+    # ---- connections ----------------------------------------------------------------------
     def _connect(self) -> psycopg.Connection:
-        c = psycopg.connect(self.url, autocommit=True, **self._kw)
-        with self._conns_lock:
-            self._conns.append(c)
-        return c
-
-    def _reader(self) -> psycopg.Connection:
         if self._closed:
             raise RuntimeError("storage is closed")
-        c = getattr(self._local, "c", None)
-        if c is None or c.closed:
-            c = self._local.c = self._connect()
+        try:
+            c = psycopg.connect(self.url, autocommit=True, **self._kw)
+        except psycopg.OperationalError as e:
+            raise StorageUnavailable(f"PostgreSQL: cannot connect: {e}") from None
+        with self._conns_lock:
+            self._conns.add(c)
         return c
+
+    def _drop(self, c: psycopg.Connection) -> None:
+        with self._conns_lock:
+            self._conns.discard(c)
+        try:
+            c.close()
+        except Exception:  # noqa: BLE001 - a broken connection may fail to close cleanly
+            pass
+
+    def _reader(self):
+        if self._closed:
+            raise RuntimeError("storage is closed")
+        return self._reader_proxy
+
+    def _read(self, fn):
+        """Run ``fn(connection)`` on this thread's reader connection within the read time limit;
+        a connection lost since its last use is replaced and ``fn`` run once more."""
+        for attempt in (0, 1):
+            c = getattr(self._local, "c", None)
+            fresh = c is None or c.closed or c.broken
+            if fresh:
+                if c is not None:
+                    self._drop(c)
+                self._local.c = None
+                c = self._local.c = self._connect()
+            op = self._watchdog.start(c, self._read_limit)
+            try:
+                return fn(c)
+            except psycopg.OperationalError as e:
+                cut = not self._watchdog.end(op)
+                lost = c.closed or c.broken
+                if lost:
+                    self._drop(c)
+                    self._local.c = None
+                if cut:
+                    raise StorageUnavailable(f"PostgreSQL: no answer within {self._read_limit:g} s") from None
+                if lost and not fresh and attempt == 0:
+                    continue
+                raise StorageUnavailable(f"PostgreSQL: {e}") from None
+            finally:
+                self._watchdog.end(op)
+        raise AssertionError("unreachable")
+
+    # ---- integration ----------------------------------------------------------------------
+    def _begin(self) -> tuple[psycopg.Connection, int]:
+        """BEGIN and take the integration lock on the writer connection, within the time limit
+        of the whole transaction (returned: the watchdog's operation)."""
+        for attempt in (0, 1):
+            w = self._writer
+            fresh = w is None or w.closed or w.broken
+            if fresh:
+                if w is not None:
+                    self._drop(w)
+                self._writer = None
+                w = self._writer = self._connect()
+            op = self._watchdog.start(w, self._txn_limit)
+            try:
+                w.execute("BEGIN")
+                w.execute(_LOCK)
+                return w, op
+            except psycopg.OperationalError as e:
+                cut = not self._watchdog.end(op)
+                self._abort(w)
+                if cut:
+                    raise StorageUnavailable(f"PostgreSQL: no answer within {self._txn_limit:g} s") from None
+                if self._writer is None and not fresh and attempt == 0:
+                    continue  # the connection was lost since its last use: once more
+                raise StorageUnavailable(f"PostgreSQL: {e}") from None
+        raise AssertionError("unreachable")
+
+    def _abort(self, w: psycopg.Connection) -> None:
+        """Roll back the writer's transaction, or drop the writer if the connection is gone."""
+        if not (w.closed or w.broken):
+            try:
+                w.execute("ROLLBACK")
+                return
+            except psycopg.Error:
+                pass
+        self._drop(w)
+        if self._writer is w:
+            self._writer = None
 
     def integration(self):
         @contextmanager
@@ -160,35 +370,47 @@ class PostgresStorage(SQLReads, Storage):
             with self._writer_lock:
                 if self._closed:
                     raise RuntimeError("storage is closed")
-                with self._writer.transaction():
-                    self._writer.execute(_LOCK)
-                    yield _PGTxn(self._writer)
+                w, op = self._begin()
+                done = False
+                try:
+                    yield _PGTxn(w)
+                    w.execute("COMMIT")
+                    done = True
+                except psycopg.OperationalError as e:
+                    cut = not self._watchdog.end(op)
+                    self._abort(w)
+                    done = True
+                    if cut:
+                        raise StorageUnavailable(
+                            f"PostgreSQL: integration not finished within {self._txn_limit:g} s") from None
+                    raise StorageUnavailable(f"PostgreSQL: {e}") from None
+                finally:
+                    if not done:
+                        self._abort(w)
+                    self._watchdog.end(op)
         return cm()
 
-
+    # ---- reads ------------------------------------------------------------------------------
     def tiles(self, keys):
-        return _read_tiles(self._reader(), list(keys))
-
-
+        keys = list(keys)
+        return self._read(lambda c: _read_tiles(c, keys))
 
     def find(self, leaf):
         r = self._reader().execute("SELECT idx FROM entries WHERE leaf = %s", (leaf,)).fetchone()
         return None if r is None else r[0]
 
-
-
-
-
-
-
     def enqueue(self, rows):
         now = time.time()
         vals = [(leaf, data, encode_attrs(attrs), now) for leaf, data, attrs in rows]
-        c = self._reader()
-        with c.transaction():
-            with c.cursor() as cur:
-                cur.executemany("INSERT INTO pending (leaf, data, attrs, ts) VALUES (%s, %s, %s, %s) "
-                                "ON CONFLICT (leaf) DO NOTHING", vals)
+
+        def run(c):
+            with c.transaction():
+                with c.cursor() as cur:
+                    cur.executemany("INSERT INTO pending (leaf, data, attrs, ts) VALUES (%s, %s, %s, %s) "
+                                    "ON CONFLICT (leaf) DO NOTHING", vals)
+        # retried on a new connection only if the old one was lost (then nothing was committed
+        # or the rows are there already: ON CONFLICT DO NOTHING)
+        self._read(run)
 
     def bytes_used(self):
         r = self._reader().execute(
@@ -202,8 +424,9 @@ class PostgresStorage(SQLReads, Storage):
             return
         with self._writer_lock:
             self._closed = True
+            self._watchdog.stop()
             with self._conns_lock:
-                conns, self._conns = self._conns, []
+                conns, self._conns = self._conns, set()
             for c in conns:
                 try:
                     c.close()
