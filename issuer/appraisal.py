@@ -31,6 +31,9 @@ from typing import Any, Iterable, Mapping
 import jwt
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
+from verifier import VerificationError
+from verifier.credential.ear import attested_artifacts
+
 from .errors import IssuerError
 
 LEGACY_PROFILES = frozenset({
@@ -247,7 +250,7 @@ class AppraisalPolicy:
     check_time: bool = True
     max_age: int | None = 300
     clock_skew: int = 60
-    require_nonce: bool = False
+    require_nonce: bool = True   # safe default: an EAR is bound to the issuer's challenge
     lenient: bool = False
     require_key_attestation: bool = False
     version: str | None = None
@@ -276,7 +279,7 @@ class AppraisalPolicy:
             check_time=bool(obj.get("check_time", True)),
             max_age=None if max_age in (None, 0) else int(max_age),
             clock_skew=int(obj.get("clock_skew", 60)),
-            require_nonce=bool(obj.get("require_nonce", False)),
+            require_nonce=bool(obj.get("require_nonce", True)),
             lenient=bool(obj.get("lenient", False)),
             require_key_attestation=bool(obj.get("require_key_attestation", False)),
             digest=hashlib.sha256(raw if raw is not None else canonical_json(obj)).hexdigest(),
@@ -318,6 +321,7 @@ class Appraisal:
     rules: list[str]               # the rules that were checked, in words
     key_attestation: bytes | None = None  # SPKI DER of an attested key (ear.veraison.key-attestation)
     jti: str | None = None
+    artifacts: list[dict[str, Any]] = field(default_factory=list)  # attested artefact digests (wire.ATTESTED_ARTIFACTS_CLAIM)
 
     @property
     def media_type(self) -> str:
@@ -506,12 +510,21 @@ def appraise(ear: str | bytes, policy: AppraisalPolicy, keys: VerifierKeys, *,
 
     if policy.require_nonce:
         if nonce is None:
-            raise IssuerError("appraisal.nonce", "policy requires nonce binding but no challenge was given")
+            raise IssuerError("appraisal.nonce", "the appraisal policy requires the EAR to carry the issuer's challenge "
+                              "(eat_nonce) and no challenge was given; an operator who accepts replayable EARs "
+                              "sets \"require_nonce\": false")
         if nonce not in nonces:
             raise IssuerError("appraisal.nonce", "eat_nonce does not match the issuer's challenge")
         rules.append("nonce bound to the issuer's challenge")
     elif nonce is not None and nonces and nonce not in nonces:
         raise IssuerError("appraisal.nonce", "eat_nonce does not match the issuer's challenge")
+
+    try:
+        artifacts = attested_artifacts(claims, "appraisal.claims")
+    except VerificationError as e:
+        raise IssuerError(e.check, e.detail) from None
+    if artifacts:
+        rules.append(f"{len(artifacts)} attested artefact digest(s)")
 
     if policy.require_key_attestation and akpub is None:
         raise IssuerError("appraisal.key-attestation", "policy requires an attested workload key")
@@ -521,4 +534,5 @@ def appraise(ear: str | bytes, policy: AppraisalPolicy, keys: VerifierKeys, *,
         verifier_id=dict(vid), iat=int(iat), status=overall, submods=norm_subs,
         nonce=nonces[0] if nonces else None, policy_id=policy.id, policy_digest=policy.digest,
         rules=rules, key_attestation=akpub, jti=claims.get("jti") if isinstance(claims.get("jti"), str) else None,
+        artifacts=artifacts,
     )

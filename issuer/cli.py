@@ -49,11 +49,20 @@ def cmd_keys(a: argparse.Namespace) -> int:
             "allowed_verifiers": [{"developer": a.verifier_developer}],
             "submods": {"*": {"status": "affirming", "accept_warning": False,
                               "trust_vector": {"executables": "affirming", "hardware": "affirming"}}},
-            "max_age": 300, "check_time": True, "require_nonce": False}, indent=2) + "\n")
+            "max_age": 300, "check_time": True,
+            "require_nonce": True,
+            "description": "EARs are accepted only from the allowed verifiers, at most 300 s old, affirming in "
+                           "every submodule, and carrying the issuer's challenge (require_nonce: an EAR "
+                           "captured elsewhere cannot be replayed; set it to false only if the attester "
+                           "cannot echo a challenge)"}, indent=2) + "\n")
     if not (d / "issuance-policy.json").exists():
         _write(d / "issuance-policy.json", json.dumps({
             "id": f"{a.issuer_id.rstrip('/')}/policies/issuance/1", "credential_lifetime": 3600,
-            "formats": ["wit", "x509-svid"], "embed_ear": True, "private_records": False}, indent=2) + "\n")
+            "formats": ["wit", "x509-svid"], "embed_ear": True, "private_records": False,
+            "bind_attested_key": True,
+            "description": "A credential is issued only for the key the EAR attests (bind_attested_key: a "
+                           "captured EAR cannot obtain a credential for another key; set it to false only if "
+                           "the attester cannot attest the workload key)"}, indent=2) + "\n")
     if not (d / "verifier-keys.json").exists():
         _write(d / "verifier-keys.json", json.dumps({"verifiers": []}, indent=2) + "\n")
     cfg = {"issuer_id": a.issuer_id, "key": "issuer.pem", "ca_cert": "ca.pem", "log_url": a.log_url,
@@ -136,9 +145,13 @@ def cmd_register_wpr(a: argparse.Namespace) -> int:
 def cmd_issue(a: argparse.Namespace) -> int:
     from .config import build_issuer
 
+    from .provenance import WprRef
+
     iss = build_issuer(a.config)
+    wpr = WprRef.from_transparent_statement(Path(a.workload_provenance).read_bytes(), iss.log_url) \
+        if a.workload_provenance else None
     out = iss.issue(ear=Path(a.ear).read_text().strip(), workload_id=a.workload_id,
-                    workload_key=_load_workload_key(a.workload_key), fmt=a.format, nonce=a.nonce)
+                    workload_key=_load_workload_key(a.workload_key), fmt=a.format, nonce=a.nonce, wpr=wpr)
     d = Path(a.out)
     d.mkdir(parents=True, exist_ok=True)
     if out.credential.format == "wit":
@@ -234,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--workload-key", required=True, help="public JWK (with alg) or PEM")
     i.add_argument("--format", choices=["wit", "x509-svid"], default="wit")
     i.add_argument("--nonce")
+    i.add_argument("--workload-provenance", metavar="FILE",
+                   help="link this Workload Provenance (its transparent statement) instead of the one registered "
+                        "for the workload; it must name the same workload")
     i.add_argument("--out", required=True, help="output directory")
     i.set_defaults(func=cmd_issue)
 

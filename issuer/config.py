@@ -94,7 +94,7 @@ def build_issuer(path: str | Path, *, client: ScrapiClient | None = None) -> Iss
     if state.is_dir():
         for f in state.glob("*.json"):
             d = json.loads(f.read_text())
-            iss._wpr[d["workload_id"]] = WprRef(uri=d["uri"], leaf_sha256=d["leaf_sha256"])
+            iss._wpr[d["workload_id"]] = WprRef.from_json({"workload_id": d["workload_id"], **d})
     iss.state_dir = state  # type: ignore[attr-defined]
     return iss
 
@@ -103,5 +103,5 @@ def save_wpr(iss: Issuer, workload_id: str, ref: WprRef) -> Path:
     state: Path = getattr(iss, "state_dir")
     state.mkdir(parents=True, exist_ok=True)
     f = state / (hashlib.sha256(workload_id.encode()).hexdigest()[:32] + ".json")
-    f.write_text(json.dumps({"workload_id": workload_id, "uri": ref.uri, "leaf_sha256": ref.leaf_sha256}))
+    f.write_text(json.dumps({**ref.to_json(), "workload_id": workload_id}))
     return f

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from verifier import cbor as vcbor
 from verifier import cose as vcose
+from verifier import VerificationError
 from verifier import keys as vkeys
 from verifier.credential import (CPR_MEDIA_TYPE, CPR_TYPE, INTOTO_MEDIA_TYPE, INTOTO_STATEMENT_TYPE,
                                  SBOM_MEDIA_TYPES, WPR_PREDICATE_TYPE, CredentialInfo, decrypt_record,
@@ -168,6 +169,37 @@ class WprRef:
 
     uri: str          # <log>/entries/<entry id>
     leaf_sha256: str  # hex leaf input d(i) = SHA-256(statement bytes)
+    workload_id: str | None = None                 # predicate.workload_id (None: unknown, old state)
+    subjects: list[dict[str, Any]] | None = None   # the statement's subjects (artefact digests)
+
+    @classmethod
+    def from_statement(cls, statement: Mapping[str, Any], uri: str, leaf_sha256: str) -> "WprRef":
+        return cls(uri=uri, leaf_sha256=leaf_sha256, workload_id=(statement.get("predicate") or {}).get("workload_id"),
+                   subjects=[dict(s) for s in statement.get("subject") or []])
+
+    @classmethod
+    def from_transparent_statement(cls, ts: bytes, log_url: str) -> "WprRef":
+        """A WPR link from its transparent statement (as the log serves it): entry id = leaf hex."""
+        from verifier.statement import SignedStatement
+
+        try:
+            st = SignedStatement.parse(ts)
+            doc = json.loads(st.payload) if st.content_type == INTOTO_MEDIA_TYPE and st.payload else None
+        except (VerificationError, ValueError) as e:
+            raise IssuerError("provenance.wpr", f"not a workload provenance statement: {e}") from None
+        if not isinstance(doc, dict) or doc.get("_type") != INTOTO_STATEMENT_TYPE:
+            raise IssuerError("provenance.wpr", "not a workload provenance statement (in-toto Statement v1)")
+        leaf = st.leaf_input.hex()
+        return cls.from_statement(doc, f"{log_url.rstrip('/')}/entries/{leaf}", leaf)
+
+    def to_json(self) -> dict[str, Any]:
+        return _clean({"uri": self.uri, "leaf_sha256": self.leaf_sha256, "workload_id": self.workload_id,
+                       "subjects": self.subjects})
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "WprRef":
+        return cls(uri=d["uri"], leaf_sha256=d["leaf_sha256"], workload_id=d.get("workload_id"),
+                   subjects=d.get("subjects"))
 
     def descriptor(self) -> dict[str, Any]:
         return {"name": "wpr", "uri": self.uri, "digest": {"sha256": self.leaf_sha256},
@@ -205,6 +237,7 @@ def build_cpr(*, rid: str, credential: CredentialInfo, appraisal: Appraisal, iss
         "ear_status": appraisal.status,
         "submods": {k: dict(v) for k, v in appraisal.submods.items()},
         "eat_nonce": appraisal.nonce,
+        "artifacts": [dict(a) for a in appraisal.artifacts] or None,
         # RFC 9999 CMW record in CBOR form: [type, value (bstr), ind = 8 (attestation results)]
         "ar": [appraisal.media_type, appraisal.ear.encode("ascii"), 8] if embed_ear else None,
     })

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from verifier.credential import CredentialInfo, Pointer, locator
+from verifier.credential.binding import digest_matches
 
 from .appraisal import Appraisal, AppraisalPolicy, VerifierKeys, appraise, canonical_json, read_policy_file
 from .client import Registered, ScrapiClient
@@ -36,7 +37,7 @@ class IssuancePolicy:
     JSON or TOML: ``id`` (URI), ``credential_lifetime`` (s, default 3600), ``trust_domains``
     (allowed trust domains of workload identifiers; absent = any), ``formats``
     (``wit``/``x509-svid``), ``require_workload_provenance``, ``bind_attested_key`` (the
-    credential key must be the key attested in the EAR), ``embed_ear`` (CMW copy of the EAR
+    credential key must be the key attested in the EAR; default true), ``embed_ear`` (CMW copy of the EAR
     in the record), ``private_records`` (log only a hash envelope).
     """
 
@@ -45,7 +46,7 @@ class IssuancePolicy:
     trust_domains: list[str] | None = None
     formats: tuple[str, ...] = ("wit", "x509-svid")
     require_workload_provenance: bool = False
-    bind_attested_key: bool = False
+    bind_attested_key: bool = True   # safe default: the credential key is the key the EAR attests
     embed_ear: bool = True
     private_records: bool = False
     digest: str = ""
@@ -63,7 +64,7 @@ class IssuancePolicy:
         return cls(id=obj["id"], credential_lifetime=int(obj.get("credential_lifetime", 3600)),
                    trust_domains=list(obj["trust_domains"]) if "trust_domains" in obj else None,
                    formats=fmts, require_workload_provenance=bool(obj.get("require_workload_provenance", False)),
-                   bind_attested_key=bool(obj.get("bind_attested_key", False)),
+                   bind_attested_key=bool(obj.get("bind_attested_key", True)),
                    embed_ear=bool(obj.get("embed_ear", True)), private_records=bool(obj.get("private_records", False)),
                    digest=hashlib.sha256(raw if raw is not None else canonical_json(obj)).hexdigest())
 
@@ -71,6 +72,24 @@ class IssuancePolicy:
     def load(cls, path: str | Path) -> "IssuancePolicy":
         obj, raw = read_policy_file(path, "issuance.policy")
         return cls.from_obj(obj, raw)
+
+
+def check_wpr_binding(wpr: WprRef, workload_id: str, appraisal: Appraisal) -> None:
+    """The linked Workload Provenance names this workload, and (when the EAR attests artefact
+    digests) every attested artefact is one of its subjects (draft 5.3.1.1: provenance
+    "confirmed by attestation at issuance")."""
+    if wpr.workload_id != workload_id:
+        raise IssuerError("binding.workload-mismatch",
+                          f"the workload provenance {wpr.uri} is for {wpr.workload_id!r}, not {workload_id!r}")
+    if appraisal.artifacts:
+        if wpr.subjects is None:
+            raise IssuerError("binding.attestation-mismatch",
+                              f"the subjects of {wpr.uri} are unknown (re-register the workload provenance)")
+        subjects = [s.get("digest") for s in wpr.subjects if isinstance(s, Mapping)]
+        for a in appraisal.artifacts:
+            if not any(isinstance(s, Mapping) and digest_matches(a["digest"], s) for s in subjects):
+                raise IssuerError("binding.attestation-mismatch",
+                                  f"attested artefact {a['digest']} is not a subject of the workload provenance")
 
 
 @dataclass
@@ -107,7 +126,7 @@ class Issuer:
     def register_workload_provenance(self, statement: Mapping[str, Any]) -> tuple[WprRef, Registered]:
         signed = sign_workload_provenance(self.identity, statement)
         reg = self.client.register(signed)
-        ref = WprRef(uri=reg.entry_url, leaf_sha256=reg.leaf_input.hex())
+        ref = WprRef.from_statement(statement, reg.entry_url, reg.leaf_input.hex())
         with self._lock:
             self._wpr[statement["predicate"]["workload_id"]] = ref
         return ref, reg
@@ -127,7 +146,9 @@ class Issuer:
                 raise IssuerError("issuance.trust-domain", f"trust domain {td!r} not served by this issuer")
         if pol.bind_attested_key:
             if appraisal.key_attestation is None:
-                raise IssuerError("issuance.key-binding", "the EAR attests no workload key")
+                raise IssuerError("issuance.key-binding", "the EAR attests no workload key and the issuance policy "
+                                  "binds the credential key to the attested key; an operator who accepts any key "
+                                  "sets \"bind_attested_key\": false")
             if spki_der(pub) != appraisal.key_attestation:
                 raise IssuerError("issuance.key-binding", "the credential key is not the attested key")
 
@@ -141,6 +162,8 @@ class Issuer:
         wpr = wpr or self.workload_provenance_for(workload_id)
         if wpr is None and self.issuance_policy.require_workload_provenance:
             raise IssuerError("issuance.workload-provenance", f"no workload provenance registered for {workload_id}")
+        if wpr is not None:
+            check_wpr_binding(wpr, workload_id, appraisal)
         t = int(time.time() if now is None else now)
         rid = new_record_id()
         pointer = Pointer(rid=rid, log=self.log_url)

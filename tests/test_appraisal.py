@@ -30,7 +30,8 @@ def vector_policy(**over):
          "submods": {"PARSEC_TPM": {"status": "affirming",
                                     "trust_vector": {"hardware": "affirming", "executables": "affirming",
                                                      "instance-identity": [2]}}},
-         "allowed_appraisal_policy_ids": ["https://veraison.example/policy/1/60a0068d"]}
+         "allowed_appraisal_policy_ids": ["https://veraison.example/policy/1/60a0068d"],
+         "require_nonce": False}  # the vector's EAR carries no challenge of ours
     p.update(over)
     return AppraisalPolicy.from_obj(p)
 
@@ -104,7 +105,7 @@ def keys_of(v):
 
 @pytest.mark.parametrize("legacy", [False, True])
 def test_both_generations_accepted(ver, legacy):
-    a = appraise(ver.ear(legacy=legacy), AppraisalPolicy.from_obj(policy_obj()), keys_of(ver))
+    a = appraise(ver.ear(legacy=legacy), AppraisalPolicy.from_obj(policy_obj(require_nonce=False)), keys_of(ver))
     assert a.status == "affirming"
     assert a.submods["cc-tee"]["ear_appraisal_policy_ids"] == ["https://verifier.test/policy/1"]
     assert a.profile.startswith("tag:ietf.org" if not legacy else "tag:github.com")
@@ -113,37 +114,37 @@ def test_both_generations_accepted(ver, legacy):
 @pytest.mark.parametrize("legacy", [False, True])
 def test_contraindicated_refused(ver, legacy):
     with pytest.raises(IssuerError) as ei:
-        appraise(ver.ear(status="contraindicated", legacy=legacy), AppraisalPolicy.from_obj(policy_obj()), keys_of(ver))
+        appraise(ver.ear(status="contraindicated", legacy=legacy), AppraisalPolicy.from_obj(policy_obj(require_nonce=False)), keys_of(ver))
     assert ei.value.check == "appraisal.status"
 
 
 def test_warning_only_when_accepted(ver):
     ear = ver.ear(status="warning")
     with pytest.raises(IssuerError):
-        appraise(ear, AppraisalPolicy.from_obj(policy_obj()), keys_of(ver))
-    pol = policy_obj(submods={"*": {"accept_warning": True}})
+        appraise(ear, AppraisalPolicy.from_obj(policy_obj(require_nonce=False)), keys_of(ver))
+    pol = policy_obj(require_nonce=False, submods={"*": {"accept_warning": True}})
     assert appraise(ear, AppraisalPolicy.from_obj(pol), keys_of(ver)).status == "warning"
 
 
 def test_top_level_status_is_checked(ver):
     with pytest.raises(IssuerError) as ei:
-        appraise(ver.ear(top_status="contraindicated"), AppraisalPolicy.from_obj(policy_obj()), keys_of(ver))
+        appraise(ver.ear(top_status="contraindicated"), AppraisalPolicy.from_obj(policy_obj(require_nonce=False)), keys_of(ver))
     assert ei.value.check == "appraisal.status"
 
 
 def test_trust_vector_threshold(ver):
-    pol = AppraisalPolicy.from_obj(policy_obj())
+    pol = AppraisalPolicy.from_obj(policy_obj(require_nonce=False))
     with pytest.raises(IssuerError) as ei:
         appraise(ver.ear(tv={"executables": 2, "hardware": 97}), pol, keys_of(ver))
     assert ei.value.check == "appraisal.trust-vector"
     with pytest.raises(IssuerError):
         appraise(ver.ear(tv={"executables": 33, "hardware": 2}), pol, keys_of(ver))  # warning tier
-    warn_ok = AppraisalPolicy.from_obj(policy_obj(submods={"*": {"trust_vector": {"executables": "warning"}}}))
+    warn_ok = AppraisalPolicy.from_obj(policy_obj(require_nonce=False, submods={"*": {"trust_vector": {"executables": "warning"}}}))
     assert appraise(ver.ear(tv={"executables": 33}), warn_ok, keys_of(ver)).status == "affirming"
 
 
 def test_times(ver):
-    pol = AppraisalPolicy.from_obj(policy_obj(max_age=60, clock_skew=5))
+    pol = AppraisalPolicy.from_obj(policy_obj(require_nonce=False, max_age=60, clock_skew=5))
     now = time.time()
     appraise(ver.ear(iat=int(now) - 30), pol, keys_of(ver), now=now)
     with pytest.raises(IssuerError) as ei:
@@ -160,6 +161,16 @@ def test_times(ver):
     assert ei.value.check == "appraisal.iat"
 
 
+def test_nonce_required_by_default(ver):
+    """Safe default: a policy that does not mention require_nonce binds EARs to the challenge."""
+    pol = AppraisalPolicy.from_obj({k: v for k, v in policy_obj().items() if k != "require_nonce"})
+    assert pol.require_nonce is True
+    with pytest.raises(IssuerError) as ei:
+        appraise(ver.ear(), pol, keys_of(ver))
+    assert ei.value.check == "appraisal.nonce" and "require_nonce" in ei.value.detail
+    assert appraise(ver.ear(nonce="bm9uY2U"), pol, keys_of(ver), nonce="bm9uY2U").nonce == "bm9uY2U"
+
+
 def test_nonce_binding(ver):
     pol = AppraisalPolicy.from_obj(policy_obj(require_nonce=True))
     ear = ver.ear(nonce="bm9uY2Utb2YtdGhlLWlzc3Vlcg")
@@ -174,11 +185,11 @@ def test_nonce_binding(ver):
 def test_unknown_verifier_key_and_id(ver):
     stranger = TestVerifier()  # same claimed id, different key
     with pytest.raises(IssuerError) as ei:
-        appraise(stranger.ear(), AppraisalPolicy.from_obj(policy_obj()), keys_of(ver))
+        appraise(stranger.ear(), AppraisalPolicy.from_obj(policy_obj(require_nonce=False)), keys_of(ver))
     assert ei.value.check == "appraisal.signature"
     other = TestVerifier(developer="https://rogue.test")
     with pytest.raises(IssuerError) as ei:
-        appraise(other.ear(), AppraisalPolicy.from_obj(policy_obj()), keys_of(ver))
+        appraise(other.ear(), AppraisalPolicy.from_obj(policy_obj(require_nonce=False)), keys_of(ver))
     assert ei.value.check == "appraisal.verifier-unknown"
 
 
@@ -186,11 +197,11 @@ def test_unacceptable_algs_and_profiles(ver):
     claims = jwt.decode(ver.ear(), options={"verify_signature": False})
     hs = jwt.encode(claims, "secret-secret-secret-secret-1234", algorithm="HS256")
     with pytest.raises(IssuerError) as ei:
-        appraise(hs, AppraisalPolicy.from_obj(policy_obj()), keys_of(ver))
+        appraise(hs, AppraisalPolicy.from_obj(policy_obj(require_nonce=False)), keys_of(ver))
     assert ei.value.check == "appraisal.alg"
     claims["eat_profile"] = "tag:example.com,2020:something"
     with pytest.raises(IssuerError) as ei:
-        appraise(jwt.encode(claims, ver.key, algorithm="ES256"), AppraisalPolicy.from_obj(policy_obj()), keys_of(ver))
+        appraise(jwt.encode(claims, ver.key, algorithm="ES256"), AppraisalPolicy.from_obj(policy_obj(require_nonce=False)), keys_of(ver))
     assert ei.value.check == "appraisal.profile"
 
 
@@ -204,7 +215,7 @@ def test_tiers(v, tier):
 
 def test_policy_files(tmp_path, ver):
     toml = tmp_path / "p.toml"
-    toml.write_text('id = "urn:policy:t"\nmax_age = 60\nallowed_appraisal_policy_ids = ["https://verifier.test/policy/1"]\n'
+    toml.write_text('id = "urn:policy:t"\nmax_age = 60\nrequire_nonce = false\nallowed_appraisal_policy_ids = ["https://verifier.test/policy/1"]\n'
                     f'[[allowed_verifiers]]\ndeveloper = "{VERIFIER_DEV}"\n'
                     '[submods."*"]\nstatus = "affirming"\n[submods."*".trust_vector]\nhardware = "affirming"\n')
     pol = AppraisalPolicy.load(toml)
@@ -241,7 +252,7 @@ def test_arbitrary_signed_claims_never_crash(submods, top, legacy):
               "submods": submods}
     claims.update(top)
     token = jwt.encode(claims, _SIGNER.key, algorithm="ES256")
-    pol_obj = policy_obj(submods={"*": {}})
+    pol_obj = policy_obj(require_nonce=False, submods={"*": {}})
     del pol_obj["allowed_appraisal_policy_ids"]
     pol = AppraisalPolicy.from_obj(pol_obj)
     try:

@@ -17,7 +17,7 @@ from verifier import keys as vkeys
 from verifier.credential import (AllOf, AnyOf, EarVerified, MaxRecordAge, SbomPresent, StatusAffirming,
                                  UnsafeNoOp, VerifierIs, add_parser, verify_credential)
 
-from .test_twi_support import LOG_URL, trust_for, twi_env, wpr_statement  # noqa: F401
+from .test_twi_support import LOG_URL, bound, trust_for, twi_env, wpr_statement  # noqa: F401
 
 WID = "spiffe://prod.test/payments"
 
@@ -26,7 +26,7 @@ def issue(env, *, fmt="wit", wpr=True, **kw):
     reg = None
     if wpr:
         _, reg = env.issuer.register_workload_provenance(wpr_statement(env))
-    out = env.issuer.issue(ear=env.verifier.ear(**kw), workload_id=WID, workload_key=env.workload_key.public_key(), fmt=fmt)
+    out = env.issuer.issue(**bound(env.verifier, env.workload_key, **kw), workload_id=WID, fmt=fmt)
     stmts = [out.registration.transparent_statement] + ([reg.transparent_statement] if reg else [])
     return out, stmts
 
@@ -274,7 +274,7 @@ def test_fetch_over_http_from_the_pointer(tmp_path):
                      issuance_policy=IssuancePolicy.from_obj({"id": "urn:i"}), client=ScrapiClient(url))
         env = type("E", (), {"issuer": iss})()
         iss.register_workload_provenance(wpr_statement(env))
-        out = iss.issue(ear=ver.ear(), workload_id=WID, workload_key=ed25519.Ed25519PrivateKey.generate().public_key())
+        out = iss.issue(**bound(ver, ed25519.Ed25519PrivateKey.generate()), workload_id=WID)
         stmts = fetch_statements(out.credential.pointer)
         assert len(stmts) == 2  # the record and the workload provenance it links to
         from verifier.credential import TrustConfig
@@ -299,3 +299,24 @@ def test_copies_and_conflicting_records(twi_env):
     from issuer.provenance import sign_cpr
     other = sign_cpr(twi_env.issuer.identity, m.payload, rid=out.rid, sub=WID, iat=12345)
     fails("binding.ambiguous", out.credential.raw, [stmts[0], other], trust_for(twi_env))
+
+
+def test_workload_provenance_whose_header_names_another_workload(twi_env):
+    """The WPR statement's CWT sub must be its predicate's workload_id (what the log indexes and
+    shows is what the statement is about)."""
+    import json as _json
+
+    from issuer.provenance import HDR_CTY, HDR_CWT, HDR_KID, WprRef
+    from verifier import cose
+    from verifier.credential import INTOTO_MEDIA_TYPE
+
+    doc = wpr_statement(twi_env)
+    ident = twi_env.issuer.identity
+    signed = cose.sign1(ident.key, {HDR_CTY: INTOTO_MEDIA_TYPE, HDR_KID: ident.kid,
+                                    HDR_CWT: {1: ident.id, 2: "spiffe://prod.test/other", 6: 1}},
+                        _json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
+    reg = twi_env.client.register(signed)
+    ref = WprRef.from_statement(doc, reg.entry_url, reg.leaf_input.hex())
+    out = twi_env.issuer.issue(**bound(twi_env.verifier, twi_env.workload_key), workload_id=WID, wpr=ref)
+    fails("binding.workload-mismatch", out.credential.raw, [out.registration.transparent_statement,
+                                                            reg.transparent_statement], trust_for(twi_env))

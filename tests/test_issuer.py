@@ -24,7 +24,7 @@ from verifier.credential import (CPR_MEDIA_TYPE, POINTER_CLAIM, POINTER_OID, Poi
                                  parse_credential)
 from verifier.statement import SignedStatement
 
-from .test_twi_support import LOG_URL, FlaskSession, TestVerifier, policy_obj, trust_for, twi_env, wpr_statement  # noqa: F401
+from .test_twi_support import LOG_URL, FlaskSession, bound, TestVerifier, policy_obj, trust_for, twi_env, wpr_statement  # noqa: F401
 
 WID = "spiffe://prod.test/payments"
 
@@ -97,7 +97,8 @@ def test_x509_two_uri_sans_rejected_by_parser(ikey):
 
 def _appraisal():
     v = TestVerifier()
-    return appraise(v.ear(), AppraisalPolicy.from_obj(policy_obj()), VerifierKeys.from_obj(v.keys_obj()))
+    return appraise(v.ear(nonce="bg"), AppraisalPolicy.from_obj(policy_obj()), VerifierKeys.from_obj(v.keys_obj()),
+                    nonce="bg")
 
 
 def test_cpr_public_and_private_statements(ikey):
@@ -224,15 +225,18 @@ def test_client_303_then_polling(tmp_path):
 def test_issue_pipeline_and_refusals(twi_env):
     env = twi_env
     wk = env.workload_key.public_key()
-    out = env.issuer.issue(ear=env.verifier.ear(), workload_id=WID, workload_key=wk)
+    out = env.issuer.issue(**bound(env.verifier, wk), workload_id=WID)
     assert out.credential.pointer.rid == out.rid and out.registration.transparent_statement
     n = len(env.session.calls)
-    for ear, check in [(env.verifier.ear(status="contraindicated"), "appraisal.status"),
-                       (env.verifier.ear(iat=1_600_000_000), "appraisal.expired"),
-                       (TestVerifier(developer="https://rogue.test").ear(), "appraisal.verifier-unknown"),
-                       (TestVerifier().ear(), "appraisal.signature")]:
+    for args, check in [(bound(env.verifier, wk, status="contraindicated"), "appraisal.status"),
+                        (bound(env.verifier, wk, iat=1_600_000_000), "appraisal.expired"),
+                        (bound(TestVerifier(developer="https://rogue.test"), wk), "appraisal.verifier-unknown"),
+                        (bound(TestVerifier(), wk), "appraisal.signature"),
+                        ({**bound(env.verifier, wk), "nonce": None}, "appraisal.nonce"),   # safe default
+                        ({**bound(env.verifier, wk), "nonce": "b3RoZXI"}, "appraisal.nonce"),
+                        (bound(env.verifier, wk, akpub=None), "issuance.key-binding")]:   # safe default
         with pytest.raises(IssuerError) as ei:
-            env.issuer.issue(ear=ear, workload_id=WID, workload_key=wk)
+            env.issuer.issue(**args, workload_id=WID)
         assert ei.value.check == check
     assert len(env.session.calls) == n  # nothing was registered, no credential minted
 
@@ -243,7 +247,7 @@ def test_unregistered_provenance_means_no_credential(twi_env):
     env.session.fail_first = [503] * 100
     env.client.max_attempts = 3
     with pytest.raises(IssuerError) as ei:
-        env.issuer.issue(ear=env.verifier.ear(), workload_id=WID, workload_key=env.workload_key.public_key())
+        env.issuer.issue(**bound(env.verifier, env.workload_key), workload_id=WID)
     assert ei.value.check == "issuance.unregistered"
     assert list((env.tmp / "vault").iterdir()) == []  # the private record was discarded too
 
@@ -252,18 +256,21 @@ def test_issuance_policy(twi_env):
     env = twi_env
     env.issuer.issuance_policy = IssuancePolicy.from_obj({"id": "urn:i", "trust_domains": ["other.test"]})
     with pytest.raises(IssuerError) as ei:
-        env.issuer.issue(ear=env.verifier.ear(), workload_id=WID, workload_key=env.workload_key.public_key())
+        env.issuer.issue(**bound(env.verifier, env.workload_key), workload_id=WID)
     assert ei.value.check == "issuance.trust-domain"
     env.issuer.issuance_policy = IssuancePolicy.from_obj({"id": "urn:i", "require_workload_provenance": True})
     with pytest.raises(IssuerError) as ei:
-        env.issuer.issue(ear=env.verifier.ear(), workload_id=WID, workload_key=env.workload_key.public_key())
+        env.issuer.issue(**bound(env.verifier, env.workload_key), workload_id=WID)
     assert ei.value.check == "issuance.workload-provenance"
-    env.issuer.issuance_policy = IssuancePolicy.from_obj({"id": "urn:i", "bind_attested_key": True})
+    env.issuer.issuance_policy = IssuancePolicy.from_obj({"id": "urn:i"})
+    assert env.issuer.issuance_policy.bind_attested_key is True  # safe default
     wk = ec.generate_private_key(ec.SECP256R1())
     with pytest.raises(IssuerError) as ei:  # EAR attests a different key
-        env.issuer.issue(ear=env.verifier.ear(akpub=spki_der(ec.generate_private_key(ec.SECP256R1()).public_key())),
-                         workload_id=WID, workload_key=wk.public_key())
+        env.issuer.issue(**bound(env.verifier, wk, akpub=spki_der(ec.generate_private_key(ec.SECP256R1()).public_key())),
+                         workload_id=WID)
     assert ei.value.check == "issuance.key-binding"
-    out = env.issuer.issue(ear=env.verifier.ear(akpub=spki_der(wk.public_key())), workload_id=WID,
-                           workload_key=wk.public_key(), fmt="x509-svid")
+    out = env.issuer.issue(**bound(env.verifier, wk), workload_id=WID, fmt="x509-svid")
     assert out.credential.format == "x509-svid"
+    # an operator who cannot attest keys says so in the policy
+    env.issuer.issuance_policy = IssuancePolicy.from_obj({"id": "urn:i", "bind_attested_key": False})
+    env.issuer.issue(**bound(env.verifier, wk, akpub=None), workload_id=WID)

@@ -14,7 +14,7 @@ import requests
 from issuer.cli import main as issuer_main
 from verifier.credential import add_parser
 
-from .test_twi_support import VERIFIER_DEV, TestVerifier
+from .test_twi_support import VERIFIER_DEV, TestVerifier, spki_der
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
@@ -50,11 +50,20 @@ def rp(*argv) -> int:
     return args.func(args)
 
 
+def wk_akpub(world) -> bytes:
+    """SPKI of the workload key the e2e tests use (the verifier's public JWK doubles as one)."""
+    return spki_der(world.ver.key.public_key())
+
+
 def test_cli_appraise(world, capsys):
-    (world.dir / "good.ear").write_text(world.ver.ear())
+    (world.dir / "good.ear").write_text(world.ver.ear(nonce="Y2hhbGxlbmdl"))
     (world.dir / "bad.ear").write_text(world.ver.ear(status="contraindicated"))
-    assert issuer_main(["appraise", "--config", str(world.cfg), "--ear", str(world.dir / "good.ear")]) == 0
+    assert issuer_main(["appraise", "--config", str(world.cfg), "--ear", str(world.dir / "good.ear"),
+                        "--nonce", "Y2hhbGxlbmdl"]) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "affirming"
+    # `twi-issuer keys` wrote the safe default: an EAR without the challenge is refused
+    assert issuer_main(["appraise", "--config", str(world.cfg), "--ear", str(world.dir / "good.ear")]) == 1
+    assert json.loads(capsys.readouterr().out)["check"] == "appraisal.nonce"
     assert issuer_main(["appraise", "--config", str(world.cfg), "--ear", str(world.dir / "bad.ear")]) == 1
     assert json.loads(capsys.readouterr().out)["check"] == "appraisal.status"
 
@@ -67,11 +76,12 @@ def test_register_issue_verify_wit_and_svid(world, capsys):
                         "--sbom", str(d / "sbom.spdx.json"), "--out", str(d / "wpr.scitt")]) == 0
     capsys.readouterr()
     (d / "wk.jwk").write_text(json.dumps({**world.ver.jwk}))  # any public JWK with alg will do
-    (d / "ear").write_text(world.ver.ear())
+    (d / "ear").write_text(world.ver.ear(nonce="bm9uY2UtMQ", akpub=wk_akpub(world)))
     for fmt in ("wit", "x509-svid"):
         out = d / fmt
         assert issuer_main(["issue", "--config", str(world.cfg), "--ear", str(d / "ear"), "--workload-id", WID,
-                            "--workload-key", str(d / "wk.jwk"), "--format", fmt, "--out", str(out)]) == 0
+                            "--workload-key", str(d / "wk.jwk"), "--format", fmt, "--out", str(out),
+                            "--nonce", "bm9uY2UtMQ"]) == 0
         info = json.loads(capsys.readouterr().out)
         cred = Path(info["credential"])
         # the log serves the same transparent statement
@@ -104,9 +114,9 @@ def test_private_records_and_audit(world, capsys):
     (world.idir / "issuance-policy.json").write_text(json.dumps(pol))
     try:
         (d / "wk2.jwk").write_text(json.dumps(world.ver.jwk))
-        (d / "ear2").write_text(world.ver.ear())
+        (d / "ear2").write_text(world.ver.ear(nonce="bm9uY2UtMg", akpub=wk_akpub(world)))
         assert issuer_main(["issue", "--config", str(world.cfg), "--ear", str(d / "ear2"), "--workload-id", WID,
-                            "--workload-key", str(d / "wk2.jwk"), "--out", str(d / "priv")]) == 0
+                            "--workload-key", str(d / "wk2.jwk"), "--out", str(d / "priv"), "--nonce", "bm9uY2UtMg"]) == 0
         info = json.loads(capsys.readouterr().out)
         assert info["private"] is True
         rid = info["record_id"]
@@ -133,7 +143,8 @@ def test_http_issuing_endpoint(world):
 
     c = create_app(build_issuer(world.cfg)).test_client()
     n = c.get("/challenge").get_json()["nonce"]
-    r = c.post("/issue", json={"ear": world.ver.ear(nonce=n), "workload_id": WID, "jwk": world.ver.jwk, "nonce": n})
+    r = c.post("/issue", json={"ear": world.ver.ear(nonce=n, akpub=wk_akpub(world)), "workload_id": WID,
+                               "jwk": world.ver.jwk, "nonce": n})
     assert r.status_code == 201, r.get_json()
     body = r.get_json()
     assert body["credential"].startswith("eyJ") and body["record_locator"].endswith(body["record_id"].replace(":", "%3A"))

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from verifier import VerificationError
 from verifier.credential import Pointer, decode_pointer_ext, encode_pointer_ext, validate_workload_id, verify_credential
 
-from .test_twi_support import trust_for, twi_env, wpr_statement  # noqa: F401
+from .test_twi_support import bound, trust_for, twi_env, wpr_statement  # noqa: F401
 
 WID = "spiffe://prod.test/payments"
 
@@ -18,8 +18,7 @@ WID = "spiffe://prod.test/payments"
 @pytest.fixture(params=["wit", "x509-svid"])
 def issued(twi_env, request):
     _, reg = twi_env.issuer.register_workload_provenance(wpr_statement(twi_env))
-    out = twi_env.issuer.issue(ear=twi_env.verifier.ear(), workload_id=WID,
-                               workload_key=twi_env.workload_key.public_key(), fmt=request.param)
+    out = twi_env.issuer.issue(**bound(twi_env.verifier, twi_env.workload_key), workload_id=WID, fmt=request.param)
     stmts = [out.registration.transparent_statement, reg.transparent_statement]
     trust = trust_for(twi_env)
     verify_credential(out.credential.raw, stmts, trust)  # the unmodified pair verifies

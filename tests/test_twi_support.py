@@ -23,6 +23,7 @@ from issuer.client import ScrapiClient
 from issuer.credentials import b64url, make_ca, spki_der
 from issuer.provenance import IssuerIdentity, RecordVault
 from issuer.service import IssuancePolicy, Issuer
+from verifier.credential import ATTESTED_ARTIFACTS_CLAIM
 
 VERIFIER_DEV = "https://verifier.test"
 VERIFIER_BUILD = "v1"
@@ -46,7 +47,8 @@ class TestVerifier:
     def ear(self, *, status: str = "affirming", legacy: bool = False, iat: float | None = None,
             nonce: str | None = None, akpub: bytes | None = None, tv: dict | None = None,
             policy_id: str = "https://verifier.test/policy/1", submod: str = "cc-tee",
-            top_status: str | None = None, exp: int | None = None, vid: dict | None = None) -> str:
+            top_status: str | None = None, exp: int | None = None, vid: dict | None = None,
+            artifacts: list | None = None) -> str:
         iat = int(time.time()) if iat is None else iat
         tv = {"instance-identity": 2, "executables": 2, "hardware": 2} if tv is None else tv
         vid = vid or {"developer": self.developer, "build": self.build}
@@ -63,11 +65,24 @@ class TestVerifier:
                 claims["ear_status"] = top_status
         if akpub is not None:
             app["ear.veraison.key-attestation"] = {"akpub": b64url(akpub)}
+        if artifacts is not None:
+            app[ATTESTED_ARTIFACTS_CLAIM] = artifacts
         if nonce is not None:
             claims["eat_nonce"] = nonce
         if exp is not None:
             claims["exp"] = exp
         return jwt.encode(claims, self.key, algorithm="ES256", headers={"typ": "JWT"})
+
+
+def bound(verifier: "TestVerifier", workload_key, **kw) -> dict:
+    """Issuance arguments on the safe path: an EAR carrying a fresh challenge (eat_nonce) and
+    attesting ``workload_key`` (a public or private key object); pass as ``issue(**bound(...))``."""
+    import secrets
+
+    pub = workload_key.public_key() if hasattr(workload_key, "private_bytes") else workload_key
+    nonce = kw.pop("nonce", None) or b64url(secrets.token_bytes(16))
+    akpub = kw.pop("akpub", spki_der(pub))
+    return {"ear": verifier.ear(nonce=nonce, akpub=akpub, **kw), "nonce": nonce, "workload_key": pub}
 
 
 def policy_obj(**over) -> dict:

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """End-to-end issuance benchmark: appraise EAR -> mint WIT -> build + sign CPR -> register over
-SCRAPI -> verify receipt -> release; issuances/s and latency percentiles.
+SCRAPI -> verify receipt -> release; issuances/s and latency percentiles; then the relying
+party's offline check (``verify_credential``: credential signature, record signature, receipt,
+both directions of the binding, policy) of the issued credentials: verifications/s.
 
     python3 tools/bench_issuer.py [--n 400] [--concurrency 1,8,32] [--workers 2] [--threads 16]
-                                  [--format wit|x509-svid] [--private] [--log-url URL]
+                                  [--format wit|x509-svid] [--private] [--log-url URL] [--verify-n 400]
 
 Starts ``python -m tlog.cli serve`` on a temporary directory (unless --log-url). EARs are signed
 beforehand (that is the Verifier's cost, not the issuer's). Each concurrency level runs ``n``
@@ -44,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--format", default="wit", choices=["wit", "x509-svid"])
     ap.add_argument("--private", action="store_true", help="private records (hash envelope + vault)")
     ap.add_argument("--log-url")
+    ap.add_argument("--verify-n", type=int, default=400, help="credential verifications to time (0: none)")
     args = ap.parse_args(argv)
 
     import jwt
@@ -58,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     from issuer.credentials import make_ca
     from issuer.provenance import IssuerIdentity, RecordVault
     from issuer.service import IssuancePolicy, Issuer
+    from verifier import keys as vkeys
+    from verifier.credential import b64url
 
     tmp = Path(tempfile.mkdtemp(prefix="twi-bench-"))
     server = None
@@ -98,28 +103,33 @@ def main(argv: list[str] | None = None) -> int:
                         client=PerThreadClient(),  # type: ignore[arg-type]
                         ca_cert=make_ca(ikey), vault=RecordVault(tmp / "vault", b"\x05" * 32))
         wk = ed25519.Ed25519PrivateKey.generate().public_key()
+        akpub = b64url(wk.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
         results = []
+        issued: list = []
         for conc in [int(c) for c in args.concurrency.split(",")]:
             now = int(time.time())
             ears = [jwt.encode({"eat_profile": "tag:ietf.org,2026:rats/ear#03", "iat": now, "ear_verifier_id": vid,
-                                "jti": str(i),
+                                "jti": str(i), "eat_nonce": f"bench-nonce-{conc}-{i}",
                                 "submods": {"tee": {"ear_status": "affirming",
-                                                    "ear_trustworthiness_vector": {"hardware": 2}}}},
+                                                    "ear_trustworthiness_vector": {"hardware": 2},
+                                                    "ear.veraison.key-attestation": {"akpub": akpub}}}},
                                vkey, algorithm="ES256") for i in range(args.n)]
             lat: list[float] = []
             errors: list[str] = []
             lock = threading.Lock()
-            it = iter(ears)
+            it = iter(enumerate(ears))
 
             def worker():
                 while True:
                     with lock:
-                        ear = next(it, None)
-                    if ear is None:
+                        item = next(it, None)
+                    if item is None:
                         return
+                    i, ear = item
                     t0 = time.perf_counter()
                     try:
-                        issuer.issue(ear=ear, workload_id=f"spiffe://bench.test/w{conc}", workload_key=wk, fmt=args.format)
+                        out = issuer.issue(ear=ear, workload_id=f"spiffe://bench.test/w{conc}", workload_key=wk,
+                                           fmt=args.format, nonce=f"bench-nonce-{conc}-{i}")
                     except Exception as e:  # counted, reported
                         with lock:
                             errors.append(f"{type(e).__name__}: {e}")
@@ -127,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                     d = time.perf_counter() - t0
                     with lock:
                         lat.append(d)
+                        issued.append(out)
 
             threads = [threading.Thread(target=worker) for _ in range(conc)]
             t0 = time.perf_counter()
@@ -144,8 +155,23 @@ def main(argv: list[str] | None = None) -> int:
                 r["first_error"] = errors[0]
             results.append(r)
             print(json.dumps(r), flush=True)
+        verification = None
+        if args.verify_n and issued:
+            from verifier.credential import TrustConfig, verify_credential
+
+            trust = TrustConfig(log_keys=log_keys, issuer_keys={vkeys.thumbprint(ikey): ikey.public_key()},
+                                ca_certs=[issuer.ca_cert], logs=[url])
+            batch = [issued[i % len(issued)] for i in range(args.verify_n)]
+            vt0 = time.perf_counter()
+            for out in batch:
+                verify_credential(out.credential.raw, [out.registration.transparent_statement], trust,
+                                  record=out.record_bytes if out.private else None)
+            vwall = time.perf_counter() - vt0
+            verification = {"n": len(batch), "verifications_per_s": round(len(batch) / vwall, 1),
+                            "mean_ms": round(1000 * vwall / len(batch), 2), "threads": 1}
+            print(json.dumps({"verification": verification}), flush=True)
         print(json.dumps({"format": args.format, "private": args.private, "log_workers": args.workers,
-                          "log_threads": args.threads, "results": results}, indent=2))
+                          "log_threads": args.threads, "results": results, "verification": verification}, indent=2))
         return 0 if all(r["errors"] == 0 for r in results) else 1
     finally:
         if server is not None:

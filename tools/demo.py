@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     from issuer.service import IssuancePolicy, Issuer
     from verifier import VerificationError
     from verifier import keys as vkeys
-    from verifier.credential import (AllOf, MaxRecordAge, SbomPresent, StatusAffirming, TrustConfig,
+    from verifier.credential import (ATTESTED_ARTIFACTS_CLAIM, AllOf, MaxRecordAge, SbomPresent, StatusAffirming, TrustConfig,
                                      load_verifier_keys, verify_credential)
 
     tmp = Path(tempfile.mkdtemp(prefix="twi-demo-"))
@@ -132,14 +132,23 @@ def main(argv: list[str] | None = None) -> int:
         workload_key = ed25519.Ed25519PrivateKey.generate()
         wid = "spiffe://prod.demo/payments"
 
-        def ear(status: str) -> str:
+        akpub = jwt.utils.base64url_encode(workload_key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+        image_digest = {"sha256": "5e" * 32}
+
+        def ear(status: str, nonce: str) -> str:
+            # the EAR echoes the issuer's challenge (eat_nonce), attests the workload key
+            # (ear.veraison.key-attestation) and the measured image (example.org/twi_artifacts)
             return jwt.encode({
                 "eat_profile": "tag:ietf.org,2026:rats/ear#03", "iat": int(time.time()),
-                "ear_verifier_id": verifier_id,
+                "ear_verifier_id": verifier_id, "eat_nonce": nonce,
                 "submods": {"tdx-td": {"ear_status": status,
                                        "ear_trustworthiness_vector": {"instance-identity": 2, "executables": 2,
                                                                       "hardware": 2, "configuration": 2},
-                                       "ear_appraisal_policy_ids": ["https://verifier.demo/policy/tdx/7"]}},
+                                       "ear_appraisal_policy_ids": ["https://verifier.demo/policy/tdx/7"],
+                                       "ear.veraison.key-attestation": {"akpub": akpub},
+                                       ATTESTED_ARTIFACTS_CLAIM: [{"name": "oci:registry.demo/payments",
+                                                                   "digest": image_digest}]}},
             }, vkey, algorithm="ES256", headers={"typ": "JWT"})
 
         policy = AppraisalPolicy.from_obj({
@@ -148,13 +157,15 @@ def main(argv: list[str] | None = None) -> int:
             "submods": {"*": {"status": "affirming", "trust_vector": {"executables": "affirming", "hardware": "affirming"}}},
             "allowed_appraisal_policy_ids": ["https://verifier.demo/policy/tdx/7"], "max_age": 300})
         vkeys_obj = {"verifiers": [{"id": verifier_id, "keys": [vjwk]}]}
-        good_ear = ear("affirming")
-        a = appraise(good_ear, policy, VerifierKeys.from_obj(vkeys_obj))
+        nonce = jwt.utils.base64url_encode(os.urandom(16)).decode()  # the issuer's challenge
+        good_ear = ear("affirming", nonce)
+        a = appraise(good_ear, policy, VerifierKeys.from_obj(vkeys_obj), nonce=nonce)
         say("2. appraise", f"The Verifier {verifier_id['developer']} signed an attestation result (EAR) for the "
             f"workload's TEE. The issuer checked the signature with the Verifier's key and applied its "
             f"appraisal policy: status {a.status}, trust vector thresholds met, fresh, policy "
             f"{a.policy_id} (sha256 {a.policy_digest[:16]}...). This proves the workload was attested by a "
-            f"Verifier the issuer trusts, recently, with an acceptable result.")
+            f"Verifier the issuer trusts, recently, with an acceptable result, in answer to the issuer's own "
+            f"challenge (no replay), for the workload key it attests and the image digest it measured.")
 
         client = ScrapiClient(log_url)
         issuer = Issuer(identity=IssuerIdentity("https://issuer.demo", issuer_key), log_url=log_url,
@@ -167,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         sbom = json.dumps({"bomFormat": "CycloneDX", "specVersion": "1.6", "components": [
             {"type": "library", "name": "openssl", "version": "3.5.1"}]}).encode()
         wpr = workload_provenance(workload_id=wid,
-                                  subjects=[{"name": "oci:registry.demo/payments", "digest": {"sha256": "5e" * 32}}],
+                                  subjects=[{"name": "oci:registry.demo/payments", "digest": image_digest}],
                                   composition=[sbom_descriptor(sbom, uri="https://sbom.demo/payments.cdx.json")],
                                   vendor=[{"name": "ACME", "role": "software-vendor"}])
         ref, wreg = issuer.register_workload_provenance(wpr)
@@ -175,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             f"image by digest and its CycloneDX SBOM by digest and media type) as log entry {wreg.index}. "
             f"The receipt proves the log holds it and cannot later deny or change it.")
 
-        out = issuer.issue(ear=good_ear, workload_id=wid, workload_key=workload_key.public_key())
+        out = issuer.issue(ear=good_ear, workload_id=wid, workload_key=workload_key.public_key(), nonce=nonce)
         cred = out.credential
         say("4. issue", f"Issued a WIT for {wid} (jti {cred.jti}). Before minting, the issuer pre-allocated "
             f"record id {out.rid} and put it, with the log's URL, into the WIT (claim example.org/twi_prov). "
@@ -229,7 +240,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"at the same record was refused with '{e.check}': {e.detail}. The record names exactly one "
                 f"credential, by digest and jti.")
         try:
-            issuer.issue(ear=ear("contraindicated"), workload_id=wid, workload_key=workload_key.public_key())
+            n2 = jwt.utils.base64url_encode(os.urandom(16)).decode()
+            issuer.issue(ear=ear("contraindicated", n2), workload_id=wid, workload_key=workload_key.public_key(),
+                         nonce=n2)
         except IssuerError as e:
             refused += 1
             say("8. contraindicated attestation: nothing issued", f"The Verifier reported the TEE as "

@@ -41,12 +41,15 @@ from .policies import (AllOf, AnyOf, CredentialVerification, EarVerified, MaxRec
 from .records import decrypt_record, encode_encrypt0
 from .trust import TrustConfig, load_verifier_keys
 from .verify import verify_credential
-from .wire import (CPR_MEDIA_TYPE, CPR_TYPE, EAR_MEDIA_TYPE, INTOTO_MEDIA_TYPE, INTOTO_STATEMENT_TYPE, LOOKUP_PATH,
+from .wire import (APPRAISAL_POLICY_MEDIA_TYPE, ATTESTED_ARTIFACTS_CLAIM, ISSUANCE_POLICY_MEDIA_TYPE,
+                   POLICY_MEDIA_TYPES, STATUS_MEDIA_TYPE, STATUS_TYPE, WPT_TYP, CPR_MEDIA_TYPE, CPR_TYPE, EAR_MEDIA_TYPE, INTOTO_MEDIA_TYPE, INTOTO_STATEMENT_TYPE, LOOKUP_PATH,
                    POINTER_CLAIM, POINTER_OID, SBOM_MEDIA_TYPES, WIT_MEDIA_TYPE, WPR_PREDICATE_TYPE, X509_MEDIA_TYPE,
                    b64url, b64url_decode, locator)
 from .workload_id import validate_workload_id
 
 __all__ = [
+    "APPRAISAL_POLICY_MEDIA_TYPE", "ATTESTED_ARTIFACTS_CLAIM", "ISSUANCE_POLICY_MEDIA_TYPE", "POLICY_MEDIA_TYPES",
+    "STATUS_MEDIA_TYPE", "STATUS_TYPE", "WPT_TYP",
     "AllOf", "AnyOf", "CPR_MEDIA_TYPE", "CPR_TYPE", "CredentialInfo", "CredentialVerification", "EAR_MEDIA_TYPE",
     "EarVerified", "INTOTO_MEDIA_TYPE", "INTOTO_STATEMENT_TYPE", "LOOKUP_PATH", "MaxRecordAge", "POINTER_CLAIM",
     "POINTER_OID", "Pointer", "Policy", "SBOM_MEDIA_TYPES", "SbomPresent", "StatusAffirming", "TrustConfig",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from ..errors import VerificationError
 from .parse import CredentialInfo
@@ -36,3 +36,43 @@ def check_binding(info: CredentialInfo, rec: dict[str, Any], st: Any, private: b
         raise VerificationError("binding.issuer", "statement iss and the record's issuer id differ")
     if not private and st.sub != info.sub:
         raise VerificationError("binding.sub", "statement sub differs from the credential's workload identifier")
+
+
+def digest_matches(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Two in-toto digest sets name the same artefact: at least one algorithm in common and
+    every common algorithm's value equal."""
+    common = set(a) & set(b)
+    return bool(common) and all(isinstance(a[k], str) and isinstance(b[k], str) and a[k].lower() == b[k].lower()
+                                for k in common)
+
+
+def check_workload_binding(info: CredentialInfo, rec: Mapping[str, Any], wprs: Sequence[Mapping[str, Any]],
+                           ear_claims: Mapping[str, Any] | None) -> None:
+    """The linked Workload Provenance is this workload's, and the attested artefacts are its.
+
+    * every verified WPR names the credential's workload (``binding.workload-mismatch``);
+    * the record's ``attestation.artifacts`` are what the verified EAR attests, and each is
+      among the subjects of every verified WPR (``binding.attestation-mismatch``).
+    """
+    for doc in wprs:
+        wid = (doc.get("predicate") or {}).get("workload_id")
+        if wid != info.sub:
+            raise VerificationError("binding.workload-mismatch",
+                                    f"the linked workload provenance is for {wid!r}, the credential for {info.sub!r}")
+    arts = (rec.get("attestation") or {}).get("artifacts")
+    if arts is not None and (not isinstance(arts, list) or not all(
+            isinstance(a, Mapping) and isinstance(a.get("digest"), Mapping) for a in arts)):
+        raise VerificationError("record.schema", "attestation.artifacts must be an array of {digest}")
+    if ear_claims is not None:
+        from .ear import attested_artifacts
+
+        attested = attested_artifacts(ear_claims)
+        if attested != (arts or []):
+            raise VerificationError("binding.attestation-mismatch",
+                                    "the record's attested artefacts differ from those the EAR attests")
+    for doc in wprs:
+        subjects = [s.get("digest") for s in doc.get("subject") or [] if isinstance(s, Mapping)]
+        for a in arts or []:
+            if not any(isinstance(s, Mapping) and digest_matches(a["digest"], s) for s in subjects):
+                raise VerificationError("binding.attestation-mismatch",
+                                        f"attested artefact {dict(a['digest'])} is not a subject of the workload provenance")

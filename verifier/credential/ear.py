@@ -3,10 +3,44 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from typing import Any, Mapping
 
 from ..errors import VerificationError
 from .trust import TrustConfig
+from .wire import ATTESTED_ARTIFACTS_CLAIM
+
+_HEX = re.compile(r"[0-9a-f]{32,128}")
+
+
+def attested_artifacts(claims: Mapping[str, Any], check: str = "record.ear") -> list[dict[str, Any]]:
+    """The artefact digests an EAR attests (:data:`ATTESTED_ARTIFACTS_CLAIM`, top level and in
+    every submodule), normalised: ``[{"name"?, "digest": {alg: hex}}]`` sorted, duplicates dropped.
+    An empty list: the EAR names no artefacts. A malformed claim raises ``check``."""
+    found: list[Any] = []
+    apps = [claims] + [a for a in (claims.get("submods") or {}).values() if isinstance(a, Mapping)]
+    for app in apps:
+        v = app.get(ATTESTED_ARTIFACTS_CLAIM)
+        if v is None:
+            continue
+        if not isinstance(v, list) or not v:
+            raise VerificationError(check, f"{ATTESTED_ARTIFACTS_CLAIM} must be a non-empty array")
+        found += v
+    out: dict[str, dict[str, Any]] = {}
+    for a in found:
+        dg = a.get("digest") if isinstance(a, Mapping) else None
+        if not isinstance(dg, Mapping) or not dg or not all(
+                isinstance(k, str) and isinstance(h, str) and _HEX.fullmatch(h) for k, h in dg.items()):
+            raise VerificationError(check, f"{ATTESTED_ARTIFACTS_CLAIM}: each artefact needs digest {{alg: lowercase hex}}")
+        name = a.get("name")
+        if name is not None and not isinstance(name, str):
+            raise VerificationError(check, f"{ATTESTED_ARTIFACTS_CLAIM}: name must be text")
+        item = {"digest": dict(sorted(dg.items()))}
+        if name is not None:
+            item["name"] = name
+        out[json.dumps(item, sort_keys=True)] = item
+    return [out[k] for k in sorted(out)]
 
 
 def verify_ear(rec: dict[str, Any], trust: TrustConfig) -> tuple[bool, dict[str, Any] | None]:

@@ -8,7 +8,7 @@ import time
 from typing import Any, Mapping, Sequence
 
 from ..errors import VerificationError
-from .binding import check_binding
+from .binding import check_binding, check_workload_binding
 from .ear import verify_ear
 from .parse import parse_credential
 from .policies import CredentialVerification, Policy, StatusAffirming
@@ -56,6 +56,10 @@ def verify_wprs(rec: dict[str, Any], wpr_statements: list[tuple[bytes, Any]], tr
                 raise VerificationError("wpr.payload", f"workload provenance is not JSON: {e}") from None
             if not isinstance(doc, dict) or doc.get("_type") != INTOTO_STATEMENT_TYPE:
                 raise VerificationError("wpr.payload", "workload provenance is not an in-toto Statement v1")
+            wid = (doc.get("predicate") or {}).get("workload_id") if isinstance(doc.get("predicate"), dict) else None
+            if st.sub != wid:
+                raise VerificationError("binding.workload-mismatch",
+                                        "the workload provenance statement's sub differs from its predicate's workload_id")
             out.append(doc)
     return out
 
@@ -120,8 +124,10 @@ def verify_credential(credential: bytes | str, statements: Sequence[bytes], trus
     rec = decode_record(data)
     check_binding(info, rec, st, private)
     ear_ok, ear_claims = verify_ear(rec, trust)
+    wpr_docs = verify_wprs(rec, wprs, trust, accepted)
+    check_workload_binding(info, rec, wpr_docs, ear_claims)
     res = CredentialVerification(credential=info, record=rec, record_statement=st, receipts=receipts,
-                                 workload_provenance=verify_wprs(rec, wprs, trust, accepted),
+                                 workload_provenance=wpr_docs,
                                  ear_verified=ear_ok, ear_claims=ear_claims, now=t, private=private)
     (policy or StatusAffirming()).verify(res)
     return res

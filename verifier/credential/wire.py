@@ -44,3 +44,23 @@ def b64url_decode(s: str) -> bytes:
 def locator(log: str, rid: str) -> str:
     """The URL at which a log serves the Credential Provenance record ``rid``."""
     return f"{log.rstrip('/')}{LOOKUP_PATH}?rid={urllib.parse.quote(rid, safe='')}"
+
+#: EAR claim (in a submodule's appraisal, or at the top level) listing the artefacts the
+#: Verifier measured: ``[{"name"?: tstr, "digest": {alg: lowercase hex}}]`` (in-toto
+#: ResourceDescriptor subset). PLACEHOLDER name (no registered EAR claim carries artefact
+#: digests); ``example.org`` is to be replaced like :data:`POINTER_CLAIM`.
+ATTESTED_ARTIFACTS_CLAIM = "example.org/twi_artifacts"
+
+#: Status statements (revocation) about a Credential Provenance record: PLACEHOLDER type
+#: URI and vendor media type, like the CPR's.
+STATUS_TYPE = "tag:twi-tlog.example,2026:cpr-status/v1"
+STATUS_MEDIA_TYPE = "application/vnd.twi.cpr-status+cbor"
+
+#: The issuer's policies as logged statements (payload: the policy document's bytes, whose
+#: SHA-256 the records carry). PLACEHOLDER vendor media types.
+APPRAISAL_POLICY_MEDIA_TYPE = "application/vnd.twi.appraisal-policy+json"
+ISSUANCE_POLICY_MEDIA_TYPE = "application/vnd.twi.issuance-policy+json"
+POLICY_MEDIA_TYPES = {APPRAISAL_POLICY_MEDIA_TYPE: "appraisal", ISSUANCE_POLICY_MEDIA_TYPE: "issuance"}
+
+#: WIMSE Workload Proof Token (draft-ietf-wimse-s2s-protocol) JOSE typ.
+WPT_TYP = "wpt+jwt"
