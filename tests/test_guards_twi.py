@@ -11,7 +11,7 @@ from issuer.provenance import sign_workload_provenance
 from verifier import VerificationError, cose
 from verifier.credential import verify_credential
 
-from .test_twi_support import LOG_URL, FlaskSession, trust_for, twi_env, wpr_statement  # noqa: F401
+from .test_twi_support import LOG_URL, FlaskSession, bound, trust_for, twi_env, wpr_statement  # noqa: F401
 
 WID = "spiffe://prod.test/payments"
 
@@ -20,7 +20,7 @@ def issue(env, *, fmt="wit", wpr=True):
     reg = None
     if wpr:
         _, reg = env.issuer.register_workload_provenance(wpr_statement(env))
-    out = env.issuer.issue(ear=env.verifier.ear(), workload_id=WID, workload_key=env.workload_key.public_key(), fmt=fmt)
+    out = env.issuer.issue(**bound(env.verifier, env.workload_key), workload_id=WID, fmt=fmt)
     return out, [out.registration.transparent_statement] + ([reg.transparent_statement] if reg else [])
 
 
