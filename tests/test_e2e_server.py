@@ -279,4 +279,4 @@ def test_tlog_serve_cli_creates_keys_and_serves(tmp_path):
     out = subprocess.run([sys.executable, "-m", "tlog.cli", "init", "--data-dir", str(tmp_path / "d"),
                           "--origin", "other.example/log"],
                          cwd=str(ROOT), env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
-    assert out.returncode == 2 and "cannot change its origin" in out.stderr
+    assert out.returncode == 2 and "the log's origin is 'cli.example/log'" in out.stderr

@@ -510,8 +510,8 @@ def test_rate_limit(make_app, issuer_key):
     assert client.get("/checkpoint").status_code == 200
 
 
-def test_key_rotation_keeps_old_receipts_verifiable(tmp_path, make_app, issuer_key):
-    from tlog.keys import rotate_receipt_key
+def test_key_rotation_keeps_old_receipts_verifiable(tmp_path, make_app, issuer_key, capsys):
+    from tlog.cli import main as tlog_main
 
     app = make_app()
     client = app.test_client()
@@ -519,7 +519,9 @@ def test_key_rotation_keeps_old_receipts_verifiable(tmp_path, make_app, issuer_k
     r = post(client, st)
     old_kid = svc_of(app).keys.receipt.kid
     svc_of(app).close()
-    old, new = rotate_receipt_key(tmp_path / "data")
+    assert tlog_main(["rotate-key", "--data-dir", str(tmp_path / "data")]) == 0
+    out = capsys.readouterr().out.split()
+    old, new = bytes.fromhex(out[1]), bytes.fromhex(out[3])
     assert old == old_kid
     app2 = make_app()
     c2 = app2.test_client()

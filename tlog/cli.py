@@ -61,13 +61,24 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    from . import keys as tkeys
+    from . import startup
 
-    # create the keys once, before the workers start (workers would race for it otherwise)
-    origin = cfg.origin or tkeys.existing_origin(cfg.data_dir) or cfg.effective_origin()
-    cfg.data_path.mkdir(parents=True, exist_ok=True)
-    lk = tkeys.load_or_create(cfg.data_dir, origin)
-    cfg.origin = lk.origin
+    # everything is checked here, before the workers start (one line and exit 2 otherwise);
+    # the keys of a new log are made here, once (workers would race for them otherwise)
+    from .keys import TrustStore, make_dirs
+
+    startup.check_data_dir(cfg.data_path)
+    TrustStore.load(cfg.issuer_keys, cfg.trust_anchors)  # KeyError_ names a bad file
+    make_dirs(cfg.data_path)
+    lock = startup.DataDirLock(cfg.data_path).acquire()  # held until this process exits
+    try:
+        startup.check_port(cfg.host, cfg.port)
+        ident = startup.preflight(cfg)
+    except BaseException:
+        lock.release()
+        raise
+    lk = ident.keys
+    cfg.origin, cfg.issuer = lk.origin, ident.issuer
 
     from gunicorn.app.base import BaseApplication
 
@@ -92,18 +103,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"tlog: serving {lk.origin} on http://{cfg.host}:{cfg.port} "
           f"({args.workers} workers x {args.threads} threads), receipt kid {lk.receipt.kid.hex()}",
           file=sys.stderr)
-    _App().run()
+    try:
+        _App().run()
+    finally:
+        lock.release()
     return 0
 
 
 def cmd_init(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    from . import keys as tkeys
+    from . import startup
 
-    origin = cfg.origin or tkeys.existing_origin(cfg.data_dir) or cfg.effective_origin()
-    cfg.data_path.mkdir(parents=True, exist_ok=True)
-    lk = tkeys.load_or_create(cfg.data_dir, origin)
+    ident = startup.preflight(cfg)
+    lk = ident.keys
     print(f"origin          {lk.origin}")
+    print(f"issuer          {ident.issuer}")
     print(f"checkpoint vkey {lk.vkey}")
     print(f"receipt kid     {lk.receipt.kid.hex()} "
           f"({base64.urlsafe_b64encode(lk.receipt.kid).rstrip(b'=').decode()})")
@@ -112,10 +126,16 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_rotate(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    from . import keys as tkeys
+    from .logstate import rotate
+    from .storage import open_storage
 
-    old, new = tkeys.rotate_receipt_key(cfg.data_dir)
-    print(f"retired {old.hex()}\nactive  {new.hex()}\n(restart the server to use the new key)")
+    storage = open_storage(cfg.storage_url())
+    try:
+        old, new = rotate(storage, cfg)
+    finally:
+        storage.close()
+    print(f"retired {old.hex()}\nactive  {new.hex()}\n"
+          "(running servers switch once keys/receipt.pem holds the new key; copy keys/ to every host)")
     return 0
 
 
@@ -142,16 +162,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ConfigError as e:
-        print(f"tlog: {e}", file=sys.stderr)
-        return 2
-    except Exception as e:  # keys / storage problems at start-up
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # noqa: BLE001 - start-up and command errors: one line, no traceback
         from .keys import KeyError_
+        from .logstate import StartupError
 
-        if isinstance(e, KeyError_):
-            print(f"tlog: {e}", file=sys.stderr)
-            return 2
-        raise
+        text = " ".join(str(e).split())  # one line, whatever the message
+        if isinstance(e, (ConfigError, KeyError_, StartupError)):
+            print(f"tlog: {text}", file=sys.stderr)
+        else:
+            print(f"tlog: {type(e).__name__}: {text}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

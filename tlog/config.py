@@ -32,6 +32,10 @@ from typing import Any, Mapping
 DEFAULT_ALGS = (-7, -35, -36, -37, -38, -39, -8, -19)
 
 
+# TLOG_* environment variables that are not settings of Config (read elsewhere)
+ENV_NOT_SETTINGS = frozenset({"TLOG_CONFIG", "TLOG_SWITCH_INTERVAL"})
+
+
 class ConfigError(ValueError):
     """A setting is missing or malformed."""
 
@@ -89,7 +93,12 @@ class Config:
             if value is None:
                 continue
             setattr(self, name, _coerce(name, names[name], value))
+            self.__dict__.setdefault("_given", set()).add(name)
         return self
+
+    def given(self, name: str) -> bool:
+        """True if the setting was given (file, environment or option), not a default."""
+        return name in self.__dict__.get("_given", ())
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> dict[str, Any]:
@@ -113,11 +122,18 @@ class Config:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """The ``TLOG_<NAME>`` variables; any other ``TLOG_*`` name is an error (a typo must
+        not be ignored), except those in :data:`ENV_NOT_SETTINGS` and ``TLOG_TEST_*``."""
         env = os.environ if env is None else env
+        names = set(cls.field_names())
         out: dict[str, Any] = {}
-        for name in cls.field_names():
-            v = env.get("TLOG_" + name.upper())
-            if v is not None and v != "":
+        for var, v in env.items():
+            if not var.startswith("TLOG_") or var in ENV_NOT_SETTINGS or var.startswith("TLOG_TEST_"):
+                continue
+            name = var[5:].lower()
+            if name not in names:
+                raise ConfigError(f"unknown setting in the environment: {var}")
+            if v != "":
                 out[name] = v
         if env.get("TLOG_CONFIG"):
             out["config"] = env["TLOG_CONFIG"]

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from verifier import VerificationError
 from verifier import cose as vcose
 from verifier import keys as vkeys
 from verifier import note as vnote
@@ -42,29 +43,78 @@ class KeyError_(Exception):
     """A key file is missing, unreadable or inconsistent with the configuration."""
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+def fsync_dir(path: str | os.PathLike) -> None:
+    """fsync a directory, so that the names created, renamed or removed in it are durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        os.write(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
-    # link() fails if another process created the key meanwhile: first writer wins.
+
+
+def make_dirs(path: str | os.PathLike, mode: int = 0o700) -> Path:
+    """Create ``path`` and its missing parents, each durably (the parent is fsynced after the
+    mkdir), so that a directory the log relies on (the data dir, ``keys/``) survives power loss."""
+    path = Path(path)
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        if p.parent == p:
+            break
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=mode)
+        except FileExistsError:
+            pass
+        fsync_dir(d.parent)
+    return path
+
+
+def _write_tmp(path: Path, data: bytes, mode: int) -> Path:
+    make_dirs(path.parent)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
+    return tmp
+
+
+def _write_private(path: Path, data: bytes) -> bool:
+    """Create a private key file (0600) unless it exists: data fsynced, linked in, directory
+    fsynced. Returns False if another process created it meanwhile (first writer wins)."""
+    tmp = _write_tmp(path, data, 0o600)
     try:
         os.link(tmp, path)
+        made = True
     except FileExistsError:
-        pass
+        made = False
     finally:
         os.unlink(tmp)
+    fsync_dir(path.parent)
+    return made
 
 
-def _write_public(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_bytes(data)
+def write_durable(path: str | os.PathLike, data: bytes, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data``: write a temporary file, fsync it, rename it over the
+    old one, fsync the directory. A reader sees the old or the new content, never a mix, and
+    after a crash the new content is there once this returns."""
+    path = Path(path)
+    tmp = _write_tmp(path, data, mode)
     os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+_write_public = write_durable
 
 
 def sign_es256_deterministic(key: ec.EllipticCurvePrivateKey, tbs: bytes) -> bytes:
@@ -136,20 +186,90 @@ def _kid_of(pub) -> bytes:
     return vkeys.thumbprint(vkeys.cose_key_from_public(pub))
 
 
-def load_or_create(data_dir: str | os.PathLike, origin: str | None) -> LogKeys:
-    """Load the log's keys from ``<data_dir>/keys``, creating any that are missing.
+RESTORE = "restore it from the backup of this log's keys/ directory (or copy keys/ from another host of this log)"
 
-    ``origin`` None means "whatever the existing checkpoint key is named" (or the caller's default
-    for a new log; pass it then). A configured origin that differs from the existing key's name is
-    an error: a log cannot change its origin.
-    """
+
+def _read_key_file(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise KeyError_(f"{path} ({what}) is missing: {RESTORE}") from None
+    except OSError as e:
+        raise KeyError_(f"{path} ({what}) is unreadable ({e.strerror}): {RESTORE}") from None
+
+
+def load_receipt_key(path: Path) -> ReceiptKey:
+    data = _read_key_file(path, "the receipt signing key")
+    try:
+        priv = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as e:
+        raise KeyError_(f"{path} (the receipt signing key) is not a PEM private key ({e}): {RESTORE}") from None
+    if not isinstance(priv, ec.EllipticCurvePrivateKey) or priv.curve.name != "secp256r1":
+        raise KeyError_(f"{path}: the receipt key must be a P-256 EC private key: {RESTORE}")
+    return ReceiptKey(priv, _kid_of(priv.public_key()))
+
+
+def load_note_signer(path: Path):
+    data = _read_key_file(path, "the checkpoint signing key")
+    try:
+        return vnote.Signer.from_skey(data.decode("ascii").strip())
+    except (ValueError, UnicodeDecodeError, VerificationError) as e:
+        raise KeyError_(f"{path} (the checkpoint signing key) is not a note signer key ({e}): {RESTORE}") from None
+
+
+def load_retired(kdir: Path, active: bytes) -> dict[bytes, Any]:
+    retired: dict[bytes, Any] = {}
+    rdir = kdir / RETIRED_DIR
+    if rdir.is_dir():
+        for p in sorted(rdir.glob("*.pem")):
+            try:
+                pub = serialization.load_pem_public_key(p.read_bytes())
+            except (OSError, ValueError) as e:
+                raise KeyError_(f"{p} (a retired receipt key) is unreadable ({e}): {RESTORE}") from None
+            kid = _kid_of(pub)
+            if kid != active:
+                retired[kid] = pub
+    return retired
+
+
+def load_keys(data_dir: str | os.PathLike, origin: str | None = None) -> LogKeys:
+    """Load the log's keys from ``<data_dir>/keys``; never creates one. A missing, unreadable
+    or malformed file is a :class:`KeyError_` naming the file and what to restore; so is a
+    checkpoint key named for another origin than ``origin`` (when given)."""
     kdir = Path(data_dir) / "keys"
-    kdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    receipt = load_receipt_key(kdir / RECEIPT_KEY)
+    retired = load_retired(kdir, receipt.kid)
+    spath = kdir / NOTE_SKEY
+    signer = load_note_signer(spath)
+    name = signer.name
+    if origin and name != origin:
+        raise KeyError_(
+            f"{spath} signs for origin {name!r} but the configured origin is {origin!r}; "
+            "a log cannot change its origin"
+        )
+    return LogKeys(receipt=receipt, retired=retired, note_signer=signer, origin=name)
+
+
+def sync_vkey(data_dir: str | os.PathLike, keys: LogKeys) -> None:
+    """``keys/checkpoint.vkey`` (derived from checkpoint.skey) rewritten, durably, if it differs;
+    called once the keys are known to be the log's."""
+    vpath = Path(data_dir) / "keys" / NOTE_VKEY
+    try:
+        current = vpath.read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        current = None
+    if current != keys.vkey:
+        write_durable(vpath, keys.vkey.encode() + b"\n", 0o644)
+
+
+def create_keys(data_dir: str | os.PathLike, origin: str) -> LogKeys:
+    """Create the keys of a new log (those missing; a concurrent creator's files win), then
+    load them. Only ``tlog init`` and the first start of a log whose storage is empty call this."""
+    kdir = make_dirs(Path(data_dir) / "keys")
     try:
         os.chmod(kdir, 0o700)
     except OSError:
         pass
-
     rpath = kdir / RECEIPT_KEY
     if not rpath.exists():
         priv = ec.generate_private_key(ec.SECP256R1())
@@ -157,37 +277,26 @@ def load_or_create(data_dir: str | os.PathLike, origin: str | None) -> LogKeys:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
         _write_private(rpath, pem)
-    priv = serialization.load_pem_private_key(rpath.read_bytes(), password=None)
-    if not isinstance(priv, ec.EllipticCurvePrivateKey) or priv.curve.name != "secp256r1":
-        raise KeyError_(f"{rpath}: the receipt key must be a P-256 EC private key")
-    receipt = ReceiptKey(priv, _kid_of(priv.public_key()))
-
-    retired: dict[bytes, Any] = {}
-    rdir = kdir / RETIRED_DIR
-    if rdir.is_dir():
-        for p in sorted(rdir.glob("*.pem")):
-            pub = serialization.load_pem_public_key(p.read_bytes())
-            kid = _kid_of(pub)
-            if kid != receipt.kid:
-                retired[kid] = pub
-
     spath = kdir / NOTE_SKEY
     if not spath.exists():
         if not origin:
             raise KeyError_("no checkpoint key yet and no origin given")
-        signer = vnote.Signer.generate(origin)
-        _write_private(spath, signer.skey.encode() + b"\n")
-    signer = vnote.Signer.from_skey(spath.read_text().strip())
-    name = getattr(signer, "name", None) or signer.vkey.split("+", 1)[0]
-    if origin and name != origin:
-        raise KeyError_(
-            f"{spath} signs for origin {name!r} but the configured origin is {origin!r}; "
-            "a log cannot change its origin"
-        )
-    vpath = kdir / NOTE_VKEY
-    if not vpath.exists() or vpath.read_text().strip() != signer.vkey:
-        _write_public(vpath, signer.vkey.encode() + b"\n")
-    return LogKeys(receipt=receipt, retired=retired, note_signer=signer, origin=name)
+        _write_private(spath, vnote.Signer.generate(origin).skey.encode() + b"\n")
+    keys = load_keys(data_dir, origin)
+    sync_vkey(data_dir, keys)
+    return keys
+
+
+def load_or_create(data_dir: str | os.PathLike, origin: str | None) -> LogKeys:
+    """The keys in ``data_dir``, created first when missing (tools and tests; the service
+    creates keys only for a log whose storage is empty, see :mod:`tlog.logstate`)."""
+    if origin is None:
+        origin = existing_origin(data_dir)
+    if origin is None:
+        keys = load_keys(data_dir)
+        sync_vkey(data_dir, keys)
+        return keys
+    return create_keys(data_dir, origin)
 
 
 def existing_origin(data_dir: str | os.PathLike) -> str | None:
@@ -197,27 +306,55 @@ def existing_origin(data_dir: str | os.PathLike) -> str | None:
     return None
 
 
-def rotate_receipt_key(data_dir: str | os.PathLike) -> tuple[bytes, bytes]:
-    """Retire the active receipt key and create a new one. Returns (old kid, new kid)."""
+def public_pem(pub) -> bytes:
+    return pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+NEXT_RECEIPT_KEY = "receipt.pem.next"
+
+
+def prepare_rotation(data_dir: str | os.PathLike) -> tuple[ReceiptKey, ReceiptKey]:
+    """Step 1 of a rotation: a new receipt key, durable in ``keys/receipt.pem.next`` (the
+    active key is untouched). Returns (active, next). An earlier unfinished rotation's next key
+    is reused, so a rotation interrupted anywhere converges on one new key."""
     kdir = Path(data_dir) / "keys"
+    active = load_receipt_key(kdir / RECEIPT_KEY)
+    npath = kdir / NEXT_RECEIPT_KEY
+    if not npath.exists():
+        new = ec.generate_private_key(ec.SECP256R1())
+        pem = new.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+        _write_private(npath, pem)
+    return active, load_receipt_key(npath)
+
+
+def finish_rotation(data_dir: str | os.PathLike) -> tuple[bytes, bytes] | None:
+    """Step 2: retire the active key (its public key durable in ``retired/``) and only then
+    install the next key as ``receipt.pem`` (rename, directory fsync). None if no rotation is
+    prepared."""
+    kdir = Path(data_dir) / "keys"
+    npath = kdir / NEXT_RECEIPT_KEY
+    if not npath.exists():
+        return None
+    new = load_receipt_key(npath)
     rpath = kdir / RECEIPT_KEY
-    old = serialization.load_pem_private_key(rpath.read_bytes(), password=None)
-    old_kid = _kid_of(old.public_key())
-    pub_pem = old.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    _write_public(kdir / RETIRED_DIR / f"{old_kid.hex()}.pem", pub_pem)
-    new = ec.generate_private_key(ec.SECP256R1())
-    pem = new.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    tmp = rpath.with_name("receipt.pem.new")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, pem)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, rpath)
-    return old_kid, _kid_of(new.public_key())
+    if rpath.exists():
+        old = load_receipt_key(rpath)
+        write_durable(kdir / RETIRED_DIR / f"{old.kid.hex()}.pem", public_pem(old.private.public_key()), 0o644)
+        old_kid = old.kid
+    else:
+        old_kid = b""
+    os.replace(npath, rpath)
+    fsync_dir(kdir)
+    return old_kid, new.kid
+
+
+def rotate_receipt_key(data_dir: str | os.PathLike) -> tuple[bytes, bytes]:
+    """Retire the active receipt key and create a new one (files only; ``tlog rotate-key``
+    also records the new key set in the log's storage). Returns (old kid, new kid)."""
+    active, _ = prepare_rotation(data_dir)
+    old, new = finish_rotation(data_dir)
+    return old, new
 
 
 # ---- trusted issuers ------------------------------------------------------------------------

@@ -38,7 +38,8 @@ from tlog.storage import StorageUnavailable, open_storage
 
 from .config import Config
 from .integrator import IntegratorUnavailable
-from .keys import LogKeys, TrustStore, load_or_create
+from .keys import LogKeys, TrustStore, make_dirs
+from .logstate import open_identity
 from .policy import POLICY_CONTENT_TYPE, Policy, Rejection, classify
 
 log = logging.getLogger("tlog.service")
@@ -267,14 +268,6 @@ class LogService:
         from tlog.log import Log
 
         self.config = config
-        origin = config.origin
-        from .keys import existing_origin
-
-        if origin is None:
-            origin = existing_origin(config.data_dir) or config.effective_origin()
-        self.keys: LogKeys = load_or_create(config.data_dir, origin)
-        self.origin = self.keys.origin
-        self.issuer = config.effective_issuer()
         self.trust = TrustStore.load(config.issuer_keys, config.trust_anchors)
         self.policy = Policy(
             trust=self.trust,
@@ -290,9 +283,17 @@ class LogService:
         self._sig_lock = threading.Lock()
         self.metrics = Metrics()
         if config.database_url is None:
-            config.data_path.mkdir(parents=True, exist_ok=True)
+            make_dirs(config.data_path)
         storage = open_storage(config.storage_url(), **config.storage_options())
         self._storage = storage
+        try:
+            ident = open_identity(storage, config)
+        except BaseException:
+            storage.close()
+            raise
+        self.keys: LogKeys = ident.keys
+        self.origin = self.keys.origin
+        self.issuer = ident.issuer
         if config.database_url is None:
             _serialize_integrations(storage, config.data_path / "integration.lock", self.metrics)
         if log_factory is None:

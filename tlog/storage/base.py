@@ -159,6 +159,10 @@ class Storage(ABC):
         """The smallest stored head size > index (the first head containing entry ``index``)."""
 
     @abstractmethod
+    def meta(self, key: str) -> str | None:
+        """A committed row of the log-wide ``meta`` table (tlog.logstate), read without a lock."""
+
+    @abstractmethod
     def has_pending(self) -> bool: ...
 
     @abstractmethod
@@ -233,6 +237,10 @@ class SQLReads:
 
     def pending_contains(self, leaf):
         return self._one("SELECT 1 FROM pending WHERE leaf = ?", (leaf,)) is not None
+
+    def meta(self, key):
+        r = self._one("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if r is None else r[0]
 
 
 class SQLTxn:

@@ -1,0 +1,221 @@
+"""Log-wide state kept in the log's storage: the identity a start must match.
+
+The ``meta`` table of the log's storage (SQLite file or PostgreSQL database, the one every
+worker and host shares) holds, from the log's first start on::
+
+    origin           the checkpoint origin (written by the core, tlog.log)
+    issuer           the receipts' issuer (CWT iss), fixed at creation
+    checkpoint_vkey  the checkpoint verifier key: <origin>+<keyid>+<base64>
+    receipt_keys     JSON {"active": <kid hex>, "keys": {<kid hex>: <SPKI PEM>}}: every receipt
+                     key the log has used; /.well-known/scitt-keys lists them all
+
+Keys are made only for a log whose storage holds no log yet (``tlog init`` or the first start).
+Every later start loads the key files and compares them with the stored identity; a missing,
+unreadable or different key is refused with one line naming the file and what to restore,
+before anything is written. A key rotation (``tlog rotate-key``) is the only change of the
+receipt key set, and it is recorded here, where every worker and host sees it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+
+from .keys import (
+    NEXT_RECEIPT_KEY,
+    NOTE_SKEY,
+    RECEIPT_KEY,
+    RESTORE,
+    KeyError_,
+    LogKeys,
+    create_keys,
+    existing_origin,
+    finish_rotation,
+    load_keys,
+    load_receipt_key,
+    prepare_rotation,
+    public_pem,
+    sync_vkey,
+)
+
+log = logging.getLogger("tlog.logstate")
+
+META_ORIGIN = "origin"
+META_ISSUER = "issuer"
+META_VKEY = "checkpoint_vkey"
+META_KEYS = "receipt_keys"
+
+
+class StartupError(Exception):
+    """The log cannot start (or a command cannot run) as configured: one line for the operator."""
+
+
+@dataclass
+class KeySet:
+    """The receipt key set recorded in storage: the active kid and every public key."""
+
+    active: bytes
+    keys: dict[bytes, Any]  # kid -> public key
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"active": self.active.hex(), "keys": {k.hex(): public_pem(v).decode() for k, v in sorted(self.keys.items())}},
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, s: str) -> "KeySet":
+        d = json.loads(s)
+        keys = {bytes.fromhex(k): serialization.load_pem_public_key(v.encode()) for k, v in d["keys"].items()}
+        return cls(bytes.fromhex(d["active"]), keys)
+
+
+def read_meta(storage, key: str) -> str | None:
+    return storage.meta(key)
+
+
+def log_exists(storage) -> bool:
+    """True once the storage holds a log (created by ``tlog init`` or a first start)."""
+    return storage.state() is not None or storage.meta(META_ORIGIN) is not None
+
+
+def stored_keyset(storage) -> KeySet | None:
+    s = storage.meta(META_KEYS)
+    return None if s is None else KeySet.from_json(s)
+
+
+@dataclass
+class Identity:
+    keys: LogKeys
+    issuer: str
+    created: bool = False
+
+
+def _create(storage, config) -> Identity:
+    origin = config.origin or existing_origin(config.data_dir) or config.effective_origin()
+    issuer = config.issuer or config.effective_issuer()
+    keys = create_keys(config.data_dir, origin)
+    ks = KeySet(keys.receipt.kid, {keys.receipt.kid: keys.receipt.private.public_key()})
+    with storage.integration() as tx:
+        if tx.get_meta(META_ORIGIN) is None and tx.state() is None:
+            tx.set_meta(META_ORIGIN, origin)
+            tx.set_meta(META_ISSUER, issuer)
+            tx.set_meta(META_VKEY, keys.vkey)
+            tx.set_meta(META_KEYS, ks.to_json())
+            created = True
+        else:
+            created = False  # another process created the log meanwhile: check against it
+    if not created:
+        return _check(storage, config)
+    log.info("created the log %s (issuer %s, receipt kid %s)", origin, issuer, keys.receipt.kid.hex())
+    return Identity(keys, issuer, created=True)
+
+
+def _check(storage, config) -> Identity:
+    """Load the key files of an existing log and compare them with its stored identity."""
+    kdir = Path(config.data_dir) / "keys"
+    origin = storage.meta(META_ORIGIN)
+    if origin is None:  # state without meta: a log from before the meta rows; trust the files
+        keys = load_keys(config.data_dir)
+        origin = keys.origin
+    if config.origin and config.origin != origin:
+        raise StartupError(
+            f"the log's origin is {origin!r} (fixed when it was created); "
+            f"the configured origin {config.origin!r} differs: remove the origin setting or set it to {origin!r}"
+        )
+    issuer = storage.meta(META_ISSUER)
+    if issuer is not None and config.issuer and config.issuer != issuer:
+        raise StartupError(
+            f"the log's issuer is {issuer!r} (fixed when it was created); "
+            f"the configured issuer {config.issuer!r} differs: remove the issuer setting or set it to {issuer!r}"
+        )
+    ks = stored_keyset(storage)
+    if ks is not None:
+        _finish_interrupted_rotation(kdir, ks)
+    keys = load_keys(config.data_dir)  # KeyError_ names a missing or unreadable file
+    vkey = storage.meta(META_VKEY)
+    if vkey is not None and keys.vkey != vkey:
+        raise KeyError_(
+            f"{kdir / NOTE_SKEY} is not this log's checkpoint key ({keys.vkey.split('+')[1]}; the log's is "
+            f"{vkey}): {RESTORE}"
+        )
+    if keys.origin != origin:
+        raise KeyError_(f"{kdir / NOTE_SKEY} signs for origin {keys.origin!r}, the log is {origin!r}: {RESTORE}")
+    if ks is not None:
+        kid = keys.receipt.kid
+        if kid != ks.active:
+            if kid in ks.keys:
+                raise KeyError_(
+                    f"{kdir / RECEIPT_KEY} holds the retired receipt key {kid.hex()}; the active one is "
+                    f"{ks.active.hex()}: copy keys/{RECEIPT_KEY} from the host where 'tlog rotate-key' ran"
+                )
+            raise KeyError_(
+                f"{kdir / RECEIPT_KEY} (kid {kid.hex()}) is not a receipt key of this log (active "
+                f"{ks.active.hex()}): {RESTORE}"
+            )
+        keys.retired = {k: v for k, v in ks.keys.items() if k != ks.active}
+    upgrade = {}
+    if issuer is None:
+        issuer = config.issuer or config.effective_issuer()
+        upgrade[META_ISSUER] = issuer
+    if vkey is None:
+        upgrade[META_VKEY] = keys.vkey
+    if ks is None:
+        allk = dict(keys.retired)
+        allk[keys.receipt.kid] = keys.receipt.private.public_key()
+        upgrade[META_KEYS] = KeySet(keys.receipt.kid, allk).to_json()
+    sync_vkey(config.data_dir, keys)
+    if upgrade:  # a log created before these rows existed: record what it runs with now
+        with storage.integration() as tx:
+            for k, v in upgrade.items():
+                if tx.get_meta(k) is None:
+                    tx.set_meta(k, v)
+    return Identity(keys, issuer)
+
+
+def _finish_interrupted_rotation(kdir: Path, ks: KeySet) -> None:
+    """A rotation recorded in storage whose new key was not installed yet (crash between the
+    two steps of ``tlog rotate-key``): install it now."""
+    npath = kdir / NEXT_RECEIPT_KEY
+    if npath.exists():
+        try:
+            nxt = load_receipt_key(npath)
+        except KeyError_:
+            return
+        if nxt.kid == ks.active:
+            finish_rotation(kdir.parent)
+
+
+def open_identity(storage, config, *, create: bool = True) -> Identity:
+    """The log's keys and issuer, checked against its storage; created (keys and stored
+    identity) only when ``create`` and the storage holds no log yet."""
+    if not log_exists(storage):
+        if not create:
+            raise StartupError(f"no log in {config.storage_url()}: run 'tlog init' first")
+        return _create(storage, config)
+    return _check(storage, config)
+
+
+def rotate(storage, config) -> tuple[bytes, bytes]:
+    """``tlog rotate-key``: a new receipt key, recorded in storage as the active one, then
+    installed. Order: new key durable (receipt.pem.next), key set in storage, old public key
+    durable in retired/, new key renamed in. Returns (old kid, new kid)."""
+    ident = open_identity(storage, config, create=False)
+    data_dir = config.data_dir
+    active, nxt = prepare_rotation(data_dir)
+    ks = stored_keyset(storage)
+    with storage.integration() as tx:
+        cur = KeySet.from_json(tx.get_meta(META_KEYS))
+        if cur.active != active.kid:
+            raise StartupError(f"the log's active receipt key changed meanwhile ({cur.active.hex()})")
+        cur.keys[nxt.kid] = nxt.private.public_key()
+        cur.active = nxt.kid
+        tx.set_meta(META_KEYS, cur.to_json())
+    del ks, ident
+    finish_rotation(data_dir)
+    return active.kid, nxt.kid
