@@ -12,7 +12,9 @@ from contextlib import redirect_stderr, redirect_stdout
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tlog.cli import main as tlog_main
 from tlog.keys import TrustStore
+from tlog.logstate import StartupError
 from tlog.policy import Policy, Rejection
 from verifier import cbor as vcbor
 from verifier import keys as vkeys
@@ -199,6 +201,10 @@ def test_policy_change_honoured_from_its_index(tmp_path, keys):
         for i in range(3):
             s1.register(keys["a"], sub=f"a/{i}")
         p1 = s1.svc.policy_id
+    # the policy is log-wide state: changed by the explicit command, not by a restart's options
+    with pytest.raises(StartupError, match="issuer-keys"):
+        LogServer(d, issuer_keys=[kb], origin="test.example/change")
+    assert tlog_main(["policy", "set", "--data-dir", str(d), "--issuer-key", kb]) == 0
     with LogServer(d, issuer_keys=[kb], origin="test.example/change") as s2:
         assert s2.svc.policy_id != p1
         p2_index = s2.svc.log.find(bytes.fromhex(s2.svc.policy_id))
@@ -287,7 +293,9 @@ def test_policy_audit_resumes_across_a_policy_change(tmp_path, keys):
         s1.svc.log.append([
             (st.leaf_input, st.statement_bytes, [("kind", "statement"), ("policy", s1.svc.policy_id)])
             for st in (SignedStatement.parse(statement(keys["a"], sub=f"a/{i}")) for i in range(299))])
-    with LogServer(d, issuer_keys=[issuer_key_file(tmp_path, keys["b"], "b")]) as s2:
+    assert tlog_main(["policy", "set", "--data-dir", str(d), "--issuer-key",
+                      issuer_key_file(tmp_path, keys["b"], "b")]) == 0
+    with LogServer(d) as s2:
         assert s2.svc.log.find(bytes.fromhex(s2.svc.policy_id)) == 300
         for i in range(3):
             s2.register(keys["b"], sub=f"b/{i}")

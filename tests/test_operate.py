@@ -294,3 +294,61 @@ def test_startup_errors_leave_no_traceback_for_storage_faults(tmp_path, capsys):
     line = _refused(capsys, ["serve", "--data-dir", str(tmp_path / "d"), "--port", _free_port(),
                              "--database-url", "postgresql://nobody@127.0.0.1:1/none"])
     assert line.startswith("tlog: ")
+
+
+# ---- 4. the registration policy and the receipt key set are log-wide state ----------------------------
+
+
+def test_policy_show_and_set(tmp_path, capsys):
+    import json
+
+    from tlog import startup
+
+    ka, kb = (ec.generate_private_key(ec.SECP256R1()) for _ in range(2))
+    pa, pb = str(write_public(tmp_path / "a.pem", ka)), str(write_public(tmp_path / "b.pem", kb))
+    d = str(tmp_path / "d")
+    assert tlog_main(["init", "--data-dir", d, "--origin", ORIGIN, "--issuer-key", pa]) == 0
+    capsys.readouterr()
+    assert tlog_main(["policy", "show", "--data-dir", d]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["index"] == 0 and shown["issuer-keys"] == [tkeys._kid_of(ka.public_key()).hex()]
+    assert tlog_main(["policy", "set", "--data-dir", d, "--issuer-key", pb, "--allowed-alg", "-7"]) == 0
+    changed = json.loads(capsys.readouterr().out)
+    assert changed["issuer-keys"] == [tkeys._kid_of(kb.public_key()).hex()] and changed["allowed-algs"] == [-7]
+    assert changed["index"] == 1 and changed["max-statement-size"] == shown["max-statement-size"]
+    # a server started with the old option refuses, naming the difference; without it, it starts
+    line = _refused(capsys, ["serve", "--data-dir", d, "--issuer-key", pa, "--port", _free_port()])
+    assert "issuer-keys" in line and "tlog policy set" in line
+    line = _refused(capsys, ["init", "--data-dir", d, "--allowed-alg", "-8"])
+    assert "allowed-algs" in line
+    startup.preflight(Config.load(env={}, overrides={"data_dir": d, "issuer_keys": [pb]}))
+    # nothing to change: no new entry
+    assert tlog_main(["policy", "set", "--data-dir", d, "--issuer-key", pb]) == 0
+    assert json.loads(capsys.readouterr().out)["index"] == 1
+    # no log there: refused, nothing created
+    line = _refused(capsys, ["policy", "show", "--data-dir", str(tmp_path / "none")])
+    assert "tlog init" in line and not (tmp_path / "none" / "keys").exists()
+
+
+def test_rotation_reaches_running_workers(log_with_entries, issuer, capsys):
+    from verifier import cose
+    from verifier import keys as vkeys
+
+    data = log_with_entries
+    key, path = issuer
+    svc = LogService(_cfg(data, issuer_keys=[path]), integrator="thread")
+    try:
+        old = svc.keys.receipt.kid
+        assert tlog_main(["rotate-key", "--data-dir", str(data)]) == 0
+        new = bytes.fromhex(capsys.readouterr().out.split()[3])
+        import time
+
+        deadline = time.monotonic() + 5
+        while svc.keys.receipt.kid != new and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert svc.keys.receipt.kid == new
+        assert {k[2] for k in vkeys.decode_keyset(svc.keys.keyset_bytes())} == {old, new}
+        r = svc.register(statement(key, sub="after"))
+        assert cose.decode_sign1(r.receipt).protected[4] == new
+    finally:
+        svc.close()

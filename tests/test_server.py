@@ -18,7 +18,7 @@ from verifier import note as vnote
 from verifier import receipt as vreceipt
 from verifier.statement import SignedStatement
 
-from tlog.config import Config
+from tlog.config import DEFAULT_ALGS, Config
 from tlog.server import create_app
 from tlog.server.problems import MEDIA_TYPE as PROBLEM
 
@@ -77,6 +77,14 @@ def make_app(tmp_path, issuer_key, ed_issuer, pki):
     yield make
     for a in apps:
         a.extensions["tlog.service"].close()
+
+
+def change_policy(app, **settings):
+    """``tlog policy set``'s step: the settings given replace those fields of the policy in force."""
+    from tlog.logstate import configured_policy
+
+    svc = svc_of(app)
+    svc.set_policy(configured_policy(Config().update(settings), base=svc.policy))
 
 
 @pytest.fixture
@@ -250,7 +258,8 @@ def test_policy_limits(make_app, issuer_key):
     assert r.status_code == 400 and problem_of(r)[-1] == "Bad Signature Algorithm"
     r = post(client, statement(ed25519_key(), kid=b"\x01" * 32))
     assert r.status_code == 400 and problem_of(r)[-1] in ("Rejected", "Bad Signature Algorithm")
-    app2 = make_app(allowed_content_types=["application/spdx+json"], max_statement_size=400)
+    change_policy(app, allowed_algs=list(DEFAULT_ALGS))
+    app2 = app
     c2 = app2.test_client()
     r = post(c2, statement(issuer_key, cty="application/json"))
     assert r.status_code == 400 and problem_of(r)[-1] == "Rejected" and "content type" in problem_of(r)[-2]
@@ -380,7 +389,7 @@ def test_policy_is_registered_and_traceable(app, client, issuer_key):
     vreceipt.verify_inclusion_receipt(receipts[0], st.leaf_input, log_keys(app))
     doc = cbor2.loads(st.payload)
     assert doc["max-statement-size"] == 8192
-    assert {vkeys.thumbprint(k) for k in doc["issuer-keys"]} == set(svc.trust.issuer_keys)
+    assert {vkeys.thumbprint(k) for k in doc["issuer-keys"]} == set(svc.policy.trust.issuer_keys)
     assert len(doc["trust-anchors"]) == 1
     # a registered entry records the policy it was admitted under
     post(client, statement(issuer_key, sub="traced"))
@@ -392,19 +401,34 @@ def test_policy_is_registered_and_traceable(app, client, issuer_key):
 
 
 def test_policy_change_registers_new_policy(tmp_path, make_app, issuer_key):
+    from tlog.logstate import StartupError
+
     app1 = make_app()
     svc1 = svc_of(app1)
     p1 = svc1.policy_id
+    app_other = make_app()  # another worker, running before the change
+    change_policy(app1, allowed_algs=[-7])
     svc1.close()
-    app2 = make_app(allowed_algs=[-7])
+    with pytest.raises(StartupError, match=r"allowed-algs: the options add \[-35\] and drop \[-7\]"):
+        make_app(allowed_algs=[-35])  # a server whose options disagree with the policy in force
+    app2 = make_app()
     svc2 = svc_of(app2)
     assert svc2.policy_id != p1
     doc = cbor2.loads(SignedStatement.parse(svc2.log.entry_data(svc2.log.find(bytes.fromhex(svc2.policy_id)))).payload)
     assert doc["previous"] == p1 and doc["allowed-algs"] == [-7]
     svc2.close()
-    app3 = make_app(allowed_algs=[-7])  # unchanged: no new entry
+    app3 = make_app(allowed_algs=[-7])  # agrees: no new entry
     assert svc_of(app3).policy_id == svc2.policy_id
     assert svc_of(app3).tree_size() == 2
+    # the other worker sees the change without a restart, within the refresh interval
+    import time as _time
+
+    deadline = _time.monotonic() + 5
+    while svc_of(app_other).policy_id != svc2.policy_id and _time.monotonic() < deadline:
+        _time.sleep(0.05)
+    assert svc_of(app_other).policy_id == svc2.policy_id
+    r = post(app_other.test_client(), statement(ed25519_key(), kid=b"\x01" * 32))
+    assert r.status_code == 400 and problem_of(r)[-1] == "Bad Signature Algorithm"
 
 
 def test_tiles_checkpoint_and_consistency(app, client, issuer_key):
@@ -612,8 +636,8 @@ def test_kid_and_x5chain_both_checked(make_app, issuer_key, pki):
     r = post(c, st)
     assert r.status_code == 400 and problem_of(r)[-1] == "Rejected"
     # without trust anchors the x5chain is not a registered identifier: the trusted kid decides
-    app2 = make_app(trust_anchors=[])
-    c2 = app2.test_client()
+    change_policy(app, trust_anchors=[])
+    c2 = c
     st2 = statement(issuer_key, iss="https://issuer.example/ci", extra={33: [der(leaf_cert)]})
     assert post(c2, st2).status_code == 201
     r = post(c2, statement(leaf_key, iss="https://issuer.example/ci", kid=False, extra={33: [der(leaf_cert)]}))

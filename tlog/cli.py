@@ -5,6 +5,8 @@
                [--workers 2] [--threads 16] [...]
     tlog init --data-dir DIR [--origin ORIGIN]     create the log's keys, print kid and vkey
     tlog rotate-key --data-dir DIR                 retire the receipt key, create a new one
+    tlog policy show|set --data-dir DIR [--issuer-key PEM ...] [...]
+                                                   the registration policy in force / a new one
 
 ``serve`` runs gunicorn (threaded workers; each worker opens its own Log on the shared database)
 with the app of :mod:`tlog.server`. The same settings can come from a TOML/JSON config file or
@@ -116,11 +118,40 @@ def cmd_init(args: argparse.Namespace) -> int:
 
     ident = startup.preflight(cfg)
     lk = ident.keys
+    from .service import LogService
+
+    # the log itself, as its first start makes it: state, and the policy of these options
+    svc = LogService(cfg, integrator="thread")
+    policy_id = svc.policy_id
+    svc.close()
     print(f"origin          {lk.origin}")
     print(f"issuer          {ident.issuer}")
     print(f"checkpoint vkey {lk.vkey}")
     print(f"receipt kid     {lk.receipt.kid.hex()} "
           f"({base64.urlsafe_b64encode(lk.receipt.kid).rstrip(b'=').decode()})")
+    print(f"policy          {policy_id}")
+    return 0
+
+
+def cmd_policy(args: argparse.Namespace) -> int:
+    """``tlog policy show`` / ``tlog policy set [policy options]``: the registration policy in
+    force, a log-wide state; ``set`` registers a new one (the options given replace those fields)."""
+    import json
+
+    cfg = config_from_args(args)
+    from . import startup
+    from .logstate import configured_policy
+    from .service import LogService
+
+    startup.preflight(cfg, create=False, check_policy=False)
+    svc = LogService(cfg, integrator="thread", check_policy=False)
+    try:
+        if args.action == "set":
+            svc.set_policy(configured_policy(cfg, base=svc.policy))
+        index, entry_id, policy = svc.state.policy
+        print(json.dumps({"entry": entry_id, "index": index, **policy.summary()}, indent=2))
+    finally:
+        svc.close()
     return 0
 
 
@@ -154,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("rotate-key", help="retire the receipt key and create a new one")
     _add_settings(r)
     r.set_defaults(func=cmd_rotate)
+    pol = sub.add_parser("policy", help="show or change the registration policy in force (log-wide)")
+    pol.add_argument("action", choices=("show", "set"))
+    _add_settings(pol)
+    pol.set_defaults(func=cmd_policy)
     return ap
 
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -219,3 +221,159 @@ def rotate(storage, config) -> tuple[bytes, bytes]:
     del ks, ident
     finish_rotation(data_dir)
     return active.kid, nxt.kid
+
+
+# ---- the registration policy and the receipt key set, as every worker sees them ---------------
+
+# config setting -> field of the policy document
+POLICY_SETTINGS = {
+    "issuer_keys": "issuer-keys",
+    "trust_anchors": "trust-anchors",
+    "allowed_algs": "allowed-algs",
+    "allowed_content_types": "allowed-content-types",
+    "max_statement_size": "max-statement-size",
+}
+REFRESH = 1.0  # seconds between a worker's reads of the log-wide state
+
+
+def configured_policy(config, base=None):
+    """The policy the settings describe; with ``base``, only the settings given replace its fields."""
+    from .keys import TrustStore
+    from .policy import Policy
+
+    trust = TrustStore.load(config.issuer_keys, config.trust_anchors)
+    mine = Policy(trust=trust, allowed_algs=list(config.allowed_algs),
+                  allowed_content_types=list(config.allowed_content_types),
+                  max_statement_size=config.max_statement_size, max_depth=config.max_depth)
+    if base is None:
+        return mine
+    out = Policy(trust=TrustStore(issuer_keys=dict(base.trust.issuer_keys), anchors=list(base.trust.anchors)),
+                 allowed_algs=list(base.allowed_algs), allowed_content_types=list(base.allowed_content_types),
+                 max_statement_size=base.max_statement_size, max_depth=config.max_depth)
+    if config.given("issuer_keys"):
+        out.trust.issuer_keys = dict(trust.issuer_keys)
+    if config.given("trust_anchors"):
+        out.trust.anchors = list(trust.anchors)
+    for name in ("allowed_algs", "allowed_content_types", "max_statement_size"):
+        if config.given(name):
+            setattr(out, name, getattr(mine, name))
+    return out
+
+
+def policy_differences(in_force, config) -> list[str]:
+    """How the settings given (not defaults) differ from the policy in force, for people."""
+    mine = configured_policy(config).summary()
+    theirs = in_force.summary()
+    out = []
+    for name, field in POLICY_SETTINGS.items():
+        if not config.given(name) or mine[field] == theirs[field]:
+            continue
+        a, b = mine[field], theirs[field]
+        if isinstance(a, list):
+            extra = [str(x)[:16] for x in a if x not in b]
+            missing = [str(x)[:16] for x in b if x not in a]
+            out.append(f"{field}: the options add [{', '.join(extra)}] and drop [{', '.join(missing)}]")
+        else:
+            out.append(f"{field}: the options say {a}, the policy {b}")
+    return out
+
+
+def latest_policy(storage, max_depth: int = 16):
+    """(index, entry id, Policy) of the registration policy in force (the latest policy entry)."""
+    from verifier import cbor as vcbor
+    from verifier.statement import SignedStatement
+
+    from .policy import Policy
+
+    idx = storage.lookup("kind", "policy")
+    if not idx:
+        return None
+    i = max(idx)
+    data = storage.entry_data(i)
+    st = SignedStatement.parse(data, max_size=max(len(data), 1), max_depth=16)
+    doc = vcbor.loads(st.payload, max_depth=16, max_size=len(st.payload))
+    return i, st.leaf_input.hex(), Policy.from_document(doc, max_depth=max_depth)
+
+
+def check_policy_agrees(cur, config) -> None:
+    """A server whose policy options disagree with the policy in force ``cur`` (index, entry id,
+    Policy; None before the first) refuses to start, naming the difference."""
+    if cur is None:
+        return
+    diffs = policy_differences(cur[2], config)
+    if diffs:
+        raise StartupError(
+            f"the options disagree with the registration policy in force (entry {cur[1][:16]}, index {cur[0]}): "
+            + "; ".join(diffs) + ". Change the policy with 'tlog policy set', or drop these options"
+        )
+
+
+class LiveState:
+    """The log-wide policy and receipt key set as this process sees them: re-read from storage
+    at most every ``interval`` seconds, so a ``tlog policy set`` or ``tlog rotate-key`` on any
+    host reaches every worker of every host without a restart."""
+
+    def __init__(self, storage, data_dir, keys: LogKeys, *, max_depth: int = 16, interval: float = REFRESH) -> None:
+        self._storage = storage
+        self._data_dir = Path(data_dir)
+        self._keys = keys
+        self._keys_json = storage.meta(META_KEYS)
+        self._policy = None  # (index, entry id, Policy)
+        self._max_depth = max_depth
+        self.interval = interval
+        self._checked = float("-inf")
+        self._lock = threading.Lock()
+        self._warned: bytes | None = None
+
+    @property
+    def keys(self) -> LogKeys:
+        self.refresh()
+        return self._keys
+
+    @property
+    def policy(self):
+        """(index, entry id, Policy) in force, or None before the first policy."""
+        self.refresh()
+        return self._policy
+
+    def refresh(self, force: bool = False) -> None:
+        if not force and time.monotonic() - self._checked < self.interval:
+            return
+        with self._lock:
+            if not force and time.monotonic() - self._checked < self.interval:
+                return
+            try:
+                self._refresh_keys()
+                cur = self._policy
+                idx = self._storage.lookup("kind", "policy")
+                if idx and (cur is None or max(idx) != cur[0]):
+                    self._policy = latest_policy(self._storage, self._max_depth)
+                    log.info("registration policy %s in force (index %d)", self._policy[1], self._policy[0])
+            except Exception as e:  # noqa: BLE001 - keep the last known state; the next call retries
+                log.warning("reading the log-wide state: %s", e)
+            self._checked = time.monotonic()
+
+    def _refresh_keys(self) -> None:
+        s = self._storage.meta(META_KEYS)
+        if s is None or s == self._keys_json:
+            return
+        ks = KeySet.from_json(s)
+        receipt = self._keys.receipt
+        if ks.active != receipt.kid:
+            try:
+                cand = load_receipt_key(self._data_dir / "keys" / RECEIPT_KEY)
+            except KeyError_:
+                cand = None
+            if cand is not None and cand.kid == ks.active:
+                receipt = cand
+                log.info("receipt key %s is active", receipt.kid.hex())
+            elif self._warned != ks.active:
+                self._warned = ks.active
+                log.warning("the log's active receipt key is %s but keys/%s here holds %s: still signing with it "
+                            "(it stays published) until the new key is copied here", ks.active.hex(), RECEIPT_KEY,
+                            receipt.kid.hex())
+        keys = self._keys
+        self._keys = LogKeys(receipt=receipt, retired={k: v for k, v in ks.keys.items() if k != receipt.kid},
+                             note_signer=keys.note_signer, origin=keys.origin)
+        if receipt.kid == ks.active:
+            self._keys_json = s

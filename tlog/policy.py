@@ -107,6 +107,34 @@ class Policy:
             "max-statement-size": self.max_statement_size,
         }
 
+    @classmethod
+    def from_document(cls, doc: dict, *, max_depth: int = 16) -> "Policy":
+        """The policy a registered policy document describes (the inverse of :meth:`document`)."""
+        from cryptography import x509
+
+        trust = TrustStore()
+        for ck in doc.get("issuer-keys", []):
+            pub = vkeys.public_key_from_cose_key(ck)
+            trust.issuer_keys[vkeys.thumbprint(pub)] = pub
+        trust.anchors = [x509.load_der_x509_certificate(bytes(d)) for d in doc.get("trust-anchors", [])]
+        return cls(
+            trust=trust,
+            allowed_algs=[int(a) for a in doc.get("allowed-algs", [])],
+            allowed_content_types=[str(c) for c in doc.get("allowed-content-types", [])],
+            max_statement_size=int(doc.get("max-statement-size", 1 << 20)),
+            max_depth=max_depth,
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """What the policy admits, for people (``tlog policy show``, start-up refusals)."""
+        return {
+            "issuer-keys": sorted(k.hex() for k in self.trust.issuer_keys),
+            "trust-anchors": [f.hex() for f in self.trust.anchor_fingerprints()],
+            "allowed-algs": sorted(self.allowed_algs),
+            "allowed-content-types": sorted(self.allowed_content_types),
+            "max-statement-size": self.max_statement_size,
+        }
+
     def digest(self) -> str:
         """Hash of the policy content (without the ``previous`` link): "has the policy changed"."""
         doc = self.document(None)

@@ -39,7 +39,7 @@ from tlog.storage import StorageUnavailable, open_storage
 from .config import Config
 from .integrator import IntegratorUnavailable
 from .keys import LogKeys, TrustStore, make_dirs
-from .logstate import open_identity
+from .logstate import LiveState, check_policy_agrees, configured_policy, open_identity
 from .policy import POLICY_CONTENT_TYPE, Policy, Rejection, classify
 
 log = logging.getLogger("tlog.service")
@@ -261,21 +261,16 @@ def _serialize_integrations(storage, lock_path, metrics=None) -> None:
 
 
 class LogService:
-    def __init__(self, config: Config, *, log_factory=None, integrator: str | None = None) -> None:
+    def __init__(self, config: Config, *, log_factory=None, integrator: str | None = None,
+                 check_policy: bool = True) -> None:
         """``integrator``: "thread" (the core's sequencer thread in this process) or "process"
         (a separate integrator process, tlog.integrator); default ``config.integrator``, where
-        "auto" means thread (the server entry points choose process)."""
+        "auto" means thread (the server entry points choose process). ``check_policy``: refuse
+        (StartupError) when the policy settings given disagree with the policy in force."""
         from tlog.log import Log
 
         self.config = config
-        self.trust = TrustStore.load(config.issuer_keys, config.trust_anchors)
-        self.policy = Policy(
-            trust=self.trust,
-            allowed_algs=list(config.allowed_algs),
-            allowed_content_types=list(config.allowed_content_types),
-            max_statement_size=config.max_statement_size,
-            max_depth=config.max_depth,
-        )
+        TrustStore.load(config.issuer_keys, config.trust_anchors)  # a bad file is refused first
         self._lock = threading.Lock()
         self._outstanding: collections.deque = collections.deque()  # (Pending, t0) of timed-out waits
         self._inflight = 0
@@ -291,8 +286,8 @@ class LogService:
         except BaseException:
             storage.close()
             raise
-        self.keys: LogKeys = ident.keys
-        self.origin = self.keys.origin
+        self.state = LiveState(storage, config.data_dir, ident.keys, max_depth=config.max_depth)
+        self.origin = ident.keys.origin
         self.issuer = ident.issuer
         if config.database_url is None:
             _serialize_integrations(storage, config.data_path / "integration.lock", self.metrics)
@@ -320,7 +315,25 @@ class LogService:
                 self.log.close()
                 self._storage.close()
                 raise
-        self.policy_id = self._ensure_policy()
+        try:
+            self._init_policy(check_policy)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def keys(self) -> LogKeys:
+        """The receipt key set and note signer in force (log-wide state, re-read every second)."""
+        return self.state.keys
+
+    @property
+    def policy(self) -> Policy:
+        """The registration policy in force (the latest policy entry, re-read every second)."""
+        return self.state.policy[2]
+
+    @property
+    def policy_id(self) -> str:
+        return self.state.policy[1]
 
     def _submit(self, leaf: bytes, data: bytes, attrs):
         """Hand a checked statement to the sequencer (this process's, or the integrator's)."""
@@ -337,10 +350,11 @@ class LogService:
                 self._storage.close()
 
     # ---- receipts signatures --------------------------------------------------------------
-    def _protected(self, iat: int) -> bytes:
+    def _protected(self, iat: int, receipt_key=None) -> bytes:
+        k = receipt_key or self.keys.receipt
         return vreceipt.receipt_protected(
-            alg=self.keys.receipt.alg,
-            kid=self.keys.receipt.kid,
+            alg=k.alg,
+            kid=k.kid,
             issuer=self.issuer,
             subject=self.origin,
             iat=iat,
@@ -349,8 +363,9 @@ class LogService:
 
     def sign_head(self, size: int, root: bytes) -> bytes:
         """Head signer for the core: the one receipt signature of this tree size."""
-        protected_raw = self._protected(int(time.time()))
-        sig = self.keys.receipt.sign(vcose.sig_structure(protected_raw, root))
+        k = self.keys.receipt  # one key for the header and the signature, across a rotation
+        protected_raw = self._protected(int(time.time()), k)
+        sig = k.sign(vcose.sig_structure(protected_raw, root))
         return vcbor.dumps([protected_raw, sig])
 
     def head_signature(self, size: int) -> tuple[bytes, bytes]:
@@ -397,26 +412,27 @@ class LogService:
         return fast_receipt(p, sig, -2, [size1, size2, list(path)])
 
     # ---- registration policy as an entry ----------------------------------------------------
-    def _latest_policy(self) -> tuple[int, dict] | None:
-        idx = self.log.lookup(ATTR_KIND, "policy")
-        if not idx:
-            return None
-        i = max(idx)
-        data = self.log.entry_data(i)
-        st = SignedStatement.parse(data, max_size=max(len(data), 1), max_depth=16)
-        return i, vcbor.loads(st.payload, max_depth=16, max_size=len(st.payload))
-
-    def _ensure_policy(self) -> str:
-        """Register the configured policy unless it is already the latest one; return its entry id."""
+    def _init_policy(self, check: bool) -> None:
+        """The first start of a log registers the configured policy; later starts use the policy
+        in force, and refuse settings that disagree with it (``tlog policy set`` changes it)."""
         self.log.refresh()
-        latest = self._latest_policy()
-        if latest is not None and Policy.digest_of_document(latest[1]) == self.policy.digest():
-            return entry_id_of(self.log.leaf_input(latest[0]))
-        previous = entry_id_of(self.log.leaf_input(latest[0])) if latest is not None else None
-        data = self.policy.statement(self.keys, self.issuer, previous)
+        self.state.refresh(force=True)
+        if self.state._policy is None:
+            self.set_policy(configured_policy(self.config))
+        elif check:
+            check_policy_agrees(self.state._policy, self.config)
+
+    def set_policy(self, policy: Policy) -> str:
+        """Register ``policy`` as the policy in force (unless it already is); its entry id."""
+        cur = self.state._policy
+        if cur is not None and cur[2].digest() == policy.digest():
+            return cur[1]
+        previous = cur[1] if cur is not None else None
+        keys = self.state._keys
+        data = policy.statement(keys, self.issuer, previous)
         st = SignedStatement.parse(data)
         # the log authenticates its own statement like any other (own receipt key)
-        st.verify(self.keys.receipt.private.public_key(), allowed_algs=[self.keys.receipt.alg])
+        st.verify(keys.receipt.private.public_key(), allowed_algs=[keys.receipt.alg])
         attrs = {ATTR_KIND: "policy", ATTR_ISS: st.iss, ATTR_SUB: st.sub, ATTR_ISS_SUB: iss_sub_key(st.iss, st.sub)}
         if previous:
             attrs[ATTR_POLICY] = previous
@@ -425,6 +441,7 @@ class LogService:
         if entry is None:
             raise RuntimeError("the registration policy statement was not integrated within 60 s")
         log.info("registration policy %s in force (index %d)", entry_id_of(st.leaf_input), entry.index)
+        self.state.refresh(force=True)
         return entry_id_of(st.leaf_input)
 
     # ---- registration ------------------------------------------------------------------------
@@ -449,9 +466,10 @@ class LogService:
         t_start = time.monotonic()
         try:
             st = self.parse(body)
-            if st.sign1.protected.get(3) == POLICY_CONTENT_TYPE and st.kid == self.keys.receipt.kid:
+            if st.sign1.protected.get(3) == POLICY_CONTENT_TYPE and st.kid in self.keys.public_keys():
                 raise Rejection("Rejected", "registration policies are registered by the log itself", "policy")
-            self.policy.check(st, detached_payload=detached_payload)
+            _, policy_id, policy = self.state.policy  # one snapshot: checked under, recorded as
+            policy.check(st, detached_payload=detached_payload)
         except Rejection as r:
             self.metrics.rejected(r.reason)
             raise
@@ -460,7 +478,7 @@ class LogService:
             raise Unavailable("the integration queue is full", self.config.retry_after)
         attrs = {
             ATTR_KIND: "statement",
-            ATTR_POLICY: self.policy_id,
+            ATTR_POLICY: policy_id,
             ATTR_ISS: st.iss,
             # no separate "sub" row: lookups are by iss or by (iss, sub); a random-keyed index
             # row costs a page write per entry in each small batch's commit
@@ -584,8 +602,9 @@ class LogService:
             return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 
         out = []
-        for kid, pub in [(self.keys.receipt.kid, self.keys.receipt.private.public_key())] + sorted(
-            self.keys.retired.items()
+        keys = self.keys
+        for kid, pub in [(keys.receipt.kid, keys.receipt.private.public_key())] + sorted(
+            keys.retired.items()
         ):
             if isinstance(pub, ec.EllipticCurvePublicKey):
                 n = pub.public_numbers()

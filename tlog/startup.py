@@ -9,7 +9,8 @@ or :class:`tlog.config.ConfigError`), before anything is written to the data dir
 3. the data-dir lock (SQLite): ``<data-dir>/serve.lock`` held with ``flock`` for the life of
    the server; a second server on the same data dir refuses to start;
 4. the storage and the log's identity (keys against the stored identity, tlog.logstate);
-5. the trusted issuer keys and anchors (readable, parseable) and the registration policy;
+5. the trusted issuer keys and anchors (readable, parseable); the policy settings given must
+   agree with the registration policy in force (``tlog policy set`` changes it);
 6. the port (bound once and released; the address in use is refused here, not in a worker).
 """
 
@@ -102,11 +103,11 @@ def check_port(host: str, port: int) -> None:
         s.close()
 
 
-def preflight(cfg, *, create: bool = True):
+def preflight(cfg, *, create: bool = True, check_policy: bool = True):
     """Checks 2, 4 and 5 (the caller holds the lock and checks the port): returns the Identity.
     Opens the storage and closes it again; creates the keys only for a log not created yet."""
     from .keys import TrustStore, make_dirs
-    from .logstate import open_identity
+    from .logstate import check_policy_agrees, latest_policy, open_identity
     from .storage import open_storage
 
     check_data_dir(cfg.data_path)
@@ -114,6 +115,9 @@ def preflight(cfg, *, create: bool = True):
     make_dirs(cfg.data_path)
     storage = open_storage(cfg.storage_url())
     try:
-        return open_identity(storage, cfg, create=create)
+        ident = open_identity(storage, cfg, create=create)
+        if check_policy:
+            check_policy_agrees(latest_policy(storage, cfg.max_depth), cfg)
+        return ident
     finally:
         storage.close()
