@@ -160,7 +160,7 @@ def cmd_rotate(args: argparse.Namespace) -> int:
     from .logstate import rotate
     from .storage import open_storage
 
-    storage = open_storage(cfg.storage_url())
+    storage = open_storage(cfg.storage_url(), **cfg.storage_options())
     try:
         old, new = rotate(storage, cfg)
     finally:

@@ -113,7 +113,7 @@ def preflight(cfg, *, create: bool = True, check_policy: bool = True):
     check_data_dir(cfg.data_path)
     TrustStore.load(cfg.issuer_keys, cfg.trust_anchors)  # KeyError_ names a bad file
     make_dirs(cfg.data_path)
-    storage = open_storage(cfg.storage_url())
+    storage = open_storage(cfg.storage_url(), **cfg.storage_options())
     try:
         ident = open_identity(storage, cfg, create=create)
         if check_policy:
