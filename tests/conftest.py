@@ -1,6 +1,14 @@
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests are deterministic and keep no example database: the same examples on every run
+# and machine (CI included), so a run never fails because of what an earlier run found, and a
+# failure reproduces. To explore new examples locally: HYPOTHESIS_PROFILE=explore.
+settings.register_profile("deterministic", derandomize=True, database=None, print_blob=True)
+settings.register_profile("explore", derandomize=False, database=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 ROOT = Path(__file__).resolve().parent.parent
 # The conformance vectors ship with the repository (tests/vectors/README.md: source and licence of each).

@@ -150,3 +150,50 @@ def test_checkpoint_needs_the_log_key_not_just_its_name():
         with pytest.raises(VerificationError) as e:
             open_checkpoint(forged, log.verifier(), known)
         assert e.value.check == "note.no-verified-signature"
+
+
+# --- what a receipt's tree size proves (docs/ARCHITECTURE.md, "What a receipt proves") ----
+
+
+def _relabelled_consistency(size1: int, size2: int, claimed: int) -> bytes:
+    """A consistency receipt size1 -> size2 whose unsigned size2 was changed to ``claimed``."""
+    real = LOG.consistency_receipt(size1, size2)
+    m = cose.decode_sign1(real)
+    [(_, _, path)] = receipt.Receipt.parse(real).proofs(-2)
+    return cose.encode_sign1(m.protected_raw, {396: {-2: [receipt.encode_consistency_proof(size1, claimed, path)]}},
+                             None, m.signature)
+
+
+def test_receipt_size_confirmed_only_by_a_signed_checkpoint():
+    info = receipt.verify_inclusion_receipt(LOG.inclusion_receipt(3), LOG.leaf_inputs[3], LOG.keys())
+    receipt.confirm_with_checkpoint(info.size, info.root, 6, LOG.root(6))
+    relabelled = _relabelled_consistency(3, 6, 7)
+    ci = receipt.verify_consistency_receipt(relabelled, size1=3, root1=LOG.root(3), keys=LOG.keys())
+    assert (ci.size2, ci.root2) == (7, LOG.root(6))  # verifies: the size is not signed
+    cases = [((7, LOG.root(6)), (6, LOG.root(6)), "receipt.tree-size"),
+             ((6, LOG.root(6)), (6, LOG.root(5)), "receipt.checkpoint-mismatch"),
+             ((6, LOG.root(6)), (5, LOG.root(5)), "receipt.unconfirmed")]
+    for (size, root), (cs, cr), check in cases:
+        with pytest.raises(VerificationError) as e:
+            receipt.confirm_with_checkpoint(size, root, cs, cr)
+        assert e.value.check == check
+
+
+def test_cli_consistency_refuses_a_receipt_with_a_false_size(tmp_path, capsys):
+    from verifier import note
+    from verifier.cli import main
+
+    signer = note.Signer.generate(LOG_ORIGIN)
+    cp = tmp_path / "cp6.txt"
+    cp.write_text(note.sign_note(note.Checkpoint(LOG_ORIGIN, 6, LOG.root(6)).to_text(), [signer]))
+    pem = tmp_path / "log.pem"
+    pem.write_bytes(LOG.public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    (tmp_path / "r.cose").write_bytes(LOG.inclusion_receipt(2, 3))
+    (tmp_path / "s.cose").write_bytes(LOG.statements[2])
+    base = ["consistency", "--receipt", str(tmp_path / "r.cose"), "--statement", str(tmp_path / "s.cose"),
+            "--log-key", str(pem), "--checkpoint", str(cp), "--vkey", signer.vkey, "--consistency-receipt"]
+    (tmp_path / "c.cose").write_bytes(LOG.consistency_receipt(3, 6))
+    assert main(base + [str(tmp_path / "c.cose")]) == 0
+    (tmp_path / "c7.cose").write_bytes(_relabelled_consistency(3, 6, 7))
+    assert main(base + [str(tmp_path / "c7.cose")]) == 1
+    assert "receipt.tree-size" in capsys.readouterr().out

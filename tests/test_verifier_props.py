@@ -140,7 +140,35 @@ def test_mutated_transparent_statement(data):
     if rep.ok:
         # only the unprotected header may have changed: the signed bytes must be intact
         assert cose.decode_sign1(data).statement_bytes() == STATEMENT
-        assert receipt.extract_receipts(data) == [RECEIPT]
+        for r in rep.receipts:
+            if not r.ok:
+                continue
+            # the documented rule (docs/ARCHITECTURE.md, "What a receipt proves"): a receipt that
+            # verifies proves the signed root, never another; its unsigned size and index are
+            # confirmed by the signed checkpoint of the true size exactly when they are the true ones
+            assert r.info.root == LOG.root(6) and r.info.leaf_hash == merkle.leaf_hash(LEAF)
+            _same_signed_content(receipt.extract_receipts(data)[r.index], RECEIPT)
+            if (r.info.size, r.info.index) == (6, 3):
+                receipt.confirm_with_checkpoint(r.info.size, r.info.root, 6, LOG.root(6))
+            else:
+                with pytest.raises(VerificationError) as e:
+                    receipt.confirm_with_checkpoint(r.info.size, r.info.root, 6, LOG.root(6))
+                assert e.value.check == "receipt.tree-size"
+
+
+def test_flipped_tree_size_is_caught_by_the_checkpoint():
+    """The example Hypothesis found (issue 16): tree_size 6 -> 7 at index 3 still verifies;
+    the signed checkpoint of size 6 refuses the claimed size."""
+    [(size, index, path)] = receipt.Receipt.parse(RECEIPT).proofs(-1)
+    m = cose.decode_sign1(RECEIPT)
+    flipped = cose.encode_sign1(m.protected_raw, {396: {-1: [receipt.encode_inclusion_proof(7, index, path)]}},
+                                None, m.signature)
+    ts = receipt.attach_receipts(STATEMENT, [flipped])
+    [r] = receipt.check_transparent_statement(ts, LOG.keys(), issuer_key=ISSUER.public_key()).receipts
+    assert r.ok and (r.info.size, r.info.index, r.info.root) == (7, 3, LOG.root(6))
+    with pytest.raises(VerificationError) as e:
+        receipt.confirm_with_checkpoint(r.info.size, r.info.root, 6, LOG.root(6))
+    assert e.value.check == "receipt.tree-size"
 
 
 @settings(max_examples=100, deadline=None)

@@ -231,18 +231,34 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
 
 
 class _Heads:
-    """Verified tree heads by size, and which sizes are proven consistent (union-find)."""
+    """Verified tree heads by size, and which sizes are proven consistent (union-find).
+
+    A checkpoint signs its size; a receipt signs only its root (RFC 9942), so the size a
+    receipt claims is checked, never trusted: one root at two sizes means a receipt's size is
+    false (``receipt.tree-size``), and two roots at one size (``consistency.conflict``) are a
+    fork or a receipt whose size was altered: with one signed checkpoint no one can tell which
+    (the monitor, comparing signed checkpoints, names forks)."""
 
     def __init__(self) -> None:
         self.roots: dict[int, bytes] = {}
         self.parent: dict[int, int] = {}
+        self.source: dict[int, str] = {}
 
     def add(self, size: int, root: bytes, source: str) -> None:
+        for s, r in self.roots.items():
+            if r == root and s != size:
+                raise VerificationError(
+                    "receipt.tree-size", f"{self.source[s]} and {source} have the same root at tree sizes {s} and "
+                    f"{size}: a receipt's tree size is not signed (RFC 9942), and one of them is false")
         old = self.roots.get(size)
         if old is not None and old != root:
-            raise VerificationError("consistency.fork", f"two different roots for tree size {size} ({source})")
+            raise VerificationError(
+                "consistency.conflict", f"{self.source[size]} and {source} have different roots for tree size "
+                f"{size}: a fork, or a receipt whose unsigned tree size was altered; compare with the log's "
+                "signed checkpoint of that size")
         self.roots[size] = root
         self.parent.setdefault(size, size)
+        self.source.setdefault(size, source)
 
     def _find(self, s: int) -> int:
         while self.parent[s] != s:

@@ -42,6 +42,7 @@ __all__ = [
     "assemble_receipt",
     "verify_inclusion_receipt",
     "verify_consistency_receipt",
+    "confirm_with_checkpoint",
     "attach_receipts",
     "extract_receipts",
     "check_transparent_statement",
@@ -500,6 +501,35 @@ def verify_consistency_receipt(receipt: bytes | Receipt, *, size1: int, root1: b
         size1=s1, size2=s2, root1=root1, root2=root2, path=path, vds=r.vds, alg=r.alg,  # type: ignore[arg-type]
         kid=r.kid, issuer=r.issuer, subject=r.subject, iat=r.iat,
     )
+
+
+def confirm_with_checkpoint(size: int, root: bytes, checkpoint_size: int, checkpoint_root: bytes) -> None:
+    """Confirm the tree size a verified receipt claims with a verified signed checkpoint.
+
+    RFC 9942 signs only the root: the tree size and leaf index in a receipt's proof are not
+    signed, and other (size, index) pairs can recompute the same root from the same path
+    (index 3 of size 6, 7 or 8, for instance). A signed checkpoint signs size and root. Pass the
+    receipt's (size, root) (``ReceiptInfo.size/.root`` or ``ConsistencyInfo.size2/.root2``)
+    and the checkpoint's; returns when they agree, after which the leaf index is bound too (for
+    a fixed size, SHA-256 with RFC 9162 domain separation admits one leaf per position).
+    Raises ``receipt.tree-size`` when the checkpoint has the receipt's root at another size
+    (the receipt's size is false), ``receipt.checkpoint-mismatch`` when the checkpoint of the
+    claimed size has another root (a fork, or a receipt whose size was altered: without a
+    signed size no one can tell), and ``receipt.unconfirmed`` for a checkpoint of another
+    size and root (it says nothing about this receipt)."""
+    if root == checkpoint_root:
+        if size != checkpoint_size:
+            raise VerificationError(
+                "receipt.tree-size",
+                f"the receipt claims tree size {size}; the signed checkpoint with its root has size {checkpoint_size}")
+        return
+    if size == checkpoint_size:
+        raise VerificationError(
+            "receipt.checkpoint-mismatch",
+            f"the signed checkpoint of size {size} has another root than the receipt: a fork, or a receipt "
+            "whose unsigned tree size was altered")
+    raise VerificationError(
+        "receipt.unconfirmed", f"a checkpoint of size {checkpoint_size} cannot confirm a receipt claiming size {size}")
 
 
 # --- transparent statements -------------------------------------------------------------
