@@ -1,0 +1,567 @@
+#!/usr/bin/env python3
+"""Mutation testing of the guard modules: does every check fail a test when it is broken?
+
+    python3 tools/mutate.py                  # map tests to lines, then every mutant (2 jobs)
+    python3 tools/mutate.py --sample 60      # a random sample of 60 mutants (seeded)
+    python3 tools/mutate.py --module verifier/receipt.py --module tlog/log.py
+    python3 tools/mutate.py --list           # the mutants, without running anything
+    python3 tools/mutate.py --show ID        # the diff of one mutant
+
+Each mutant is one plausible one-line bug in a guard: a guard ``if ...: raise`` (or ``return``,
+``continue``, ``break``) skipped, one operand of an ``and``/``or`` in a condition dropped, a
+comparison operator in a condition changed (``<``/``<=``, ``==``/``!=``, ``in``/``not in``, ``is``/
+``is not``), a ``return True``/``False`` flipped, or a statement that only calls a check (a call
+named like verify, check, validate, require, open, execute, ...) deleted. Mutants are generated from the AST, so the list follows
+the code; their ids name file, function, operator and source text, not line numbers.
+
+Which tests run for a mutant: the tests that executed its line, from a mapping run of the whole
+suite under coverage with one context per test (``--map``; reused from ``.mutate/map.json`` when
+the sources have not changed since). They run fastest first and stop at the first failure
+(``-x``), in a private copy of the tree per job, each bounded by a timeout (a hang counts as
+killed). A mutant no test executes is a survivor.
+
+Equivalent mutants (the program's behaviour cannot change) are listed with the reason in
+``tools/mutate_equivalent.txt`` and left out of the score. Exit status 0 when the score reaches
+``--target`` (default 95%), 1 otherwise, 2 on a usage error or a red baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import difflib
+import hashlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# The guard modules (files, or packages: every .py under them). The one place to change scope.
+GUARD_MODULES = [
+    "verifier/merkle.py", "verifier/receipt.py", "verifier/cose.py", "verifier/cbor.py",
+    "verifier/statement.py", "verifier/x509.py", "verifier/note.py", "verifier/keys.py",
+    "verifier/policy.py", "verifier/credential",
+    "tlog/log.py", "tlog/tree.py", "tlog/policy.py", "tlog/keys.py", "tlog/storage",
+    "issuer/client.py", "issuer/appraisal.py",
+]
+
+EQUIVALENT_FILE = ROOT / "tools" / "mutate_equivalent.txt"
+STATE_DIR = ROOT / ".mutate"
+CHECK_CALL_WORDS = ("verify", "check", "validate", "require", "ensure", "open", "assert", "need", "refuse",
+                    "reject", "fsync", "sync", "execute", "_x")
+COMPARE_SWAPS = {
+    ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq, ast.NotEq: ast.Eq,
+}  # is / in are not swapped: their inversion breaks every caller, a boundary slip does not
+
+
+# ---------------------------------------------------------------------------------- mutants
+
+
+@dataclass
+class Mutant:
+    path: str          # relative to ROOT
+    line: int          # first line of the mutated code (for test selection and reports)
+    lines: tuple       # all lines of the mutated node
+    func: str          # enclosing qualified name
+    op: str            # operator name
+    start: int         # character offsets into the source
+    end: int
+    new: str           # replacement text
+    old: str
+    id: str = ""
+    status: str = ""   # killed | survived | timeout | no-tests | equivalent
+    detail: str = ""
+    seconds: float = 0.0
+    tests: list = field(default_factory=list)
+
+
+def _offsets(src: str) -> list[int]:
+    out, pos = [0], 0
+    for line in src.splitlines(keepends=True):
+        pos += len(line)
+        out.append(pos)
+    return out
+
+
+class _Finder(ast.NodeVisitor):
+    def __init__(self, path: str, src: str):
+        self.path, self.src = path, src
+        self.offs = _offsets(src)
+        self.stack: list[str] = []
+        self.out: list[Mutant] = []
+
+    def _span(self, node) -> tuple[int, int]:
+        return (self.offs[node.lineno - 1] + _col(self.src, self.offs, node.lineno, node.col_offset),
+                self.offs[node.end_lineno - 1] + _col(self.src, self.offs, node.end_lineno, node.end_col_offset))
+
+    def _add(self, node, op: str, new: str) -> None:
+        if not self.stack:
+            return  # module level: constants and imports, not guards
+        s, e = self._span(node)
+        old = self.src[s:e]
+        if old == new:
+            return
+        self.out.append(Mutant(self.path, node.lineno, tuple(range(node.lineno, node.end_lineno + 1)),
+                               ".".join(self.stack), op, s, e, new, old))
+
+    def _scoped(self, node):
+        self.stack.append(node.name)
+        self.generic_visit(node)
+        self.stack.pop()
+
+    visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _scoped
+
+    # --- conditions: the tests of if/while/conditional expressions/comprehensions, and returns
+    def _condition(self, test) -> None:
+        for node in ast.walk(test):
+            if isinstance(node, ast.BoolOp):
+                for i in range(len(node.values)):
+                    rest = node.values[:i] + node.values[i + 1:]
+                    new = rest[0] if len(rest) == 1 else ast.BoolOp(op=node.op, values=rest)
+                    self._add(node, "drop-operand", _paren(new))
+            elif isinstance(node, ast.Compare):
+                for i, op in enumerate(node.ops):
+                    swap = COMPARE_SWAPS.get(type(op))
+                    if swap is not None:
+                        ops = list(node.ops)
+                        ops[i] = swap()
+                        self._add(node, "compare",
+                                  _paren(ast.Compare(left=node.left, ops=ops, comparators=node.comparators)))
+
+    def visit_If(self, node: ast.If) -> None:
+        if _ends_in_exit(node.body):
+            self._add(node.test, "skip-guard", "False")
+        self._condition(node.test)
+        self.generic_visit(node)
+
+    def visit_While(self, node: ast.While) -> None:
+        self._condition(node.test)
+        self.generic_visit(node)
+
+    def visit_IfExp(self, node: ast.IfExp) -> None:
+        self._condition(node.test)
+        self.generic_visit(node)
+
+    def visit_comprehension(self, node: ast.comprehension) -> None:
+        for cond in node.ifs:
+            self._condition(cond)
+        self.generic_visit(node)
+
+    def visit_Return(self, node: ast.Return) -> None:
+        v = node.value
+        if isinstance(v, ast.Constant) and isinstance(v.value, bool):
+            self._add(v, "flip-return", str(not v.value))
+        elif isinstance(v, (ast.BoolOp, ast.Compare)):
+            self._condition(v)
+        self.generic_visit(node)
+
+    def visit_Expr(self, node: ast.Expr) -> None:
+        c = node.value
+        if isinstance(c, ast.Call):
+            name = _call_name(c.func).lower()
+            if any(w in name for w in CHECK_CALL_WORDS):
+                self._add(node, "drop-call", "pass")
+        self.generic_visit(node)
+
+
+def _col(src: str, offs: list[int], lineno: int, col: int) -> int:
+    """AST columns are UTF-8 byte offsets; convert to a character offset on that line."""
+    line = src[offs[lineno - 1]:offs[lineno]]
+    return len(line.encode("utf-8")[:col].decode("utf-8", "replace"))
+
+
+def _paren(node) -> str:
+    return "(" + ast.unparse(node) + ")"
+
+
+def _call_name(f) -> str:
+    if isinstance(f, ast.Attribute):
+        return f.attr
+    if isinstance(f, ast.Name):
+        return f.id
+    return ""
+
+
+def _ends_in_exit(body) -> bool:
+    last = body[-1]
+    return isinstance(last, (ast.Raise, ast.Return, ast.Continue, ast.Break))
+
+
+def module_files(modules: list[str]) -> list[str]:
+    out = []
+    for m in modules:
+        p = ROOT / m
+        if p.is_dir():
+            out += sorted(str(f.relative_to(ROOT)) for f in p.rglob("*.py"))
+        elif p.is_file():
+            out.append(m)
+        else:
+            raise SystemExit(f"mutate: no module {m}")
+    return out
+
+
+def find_mutants(files: list[str]) -> list[Mutant]:
+    out: list[Mutant] = []
+    for rel in files:
+        src = (ROOT / rel).read_text()
+        f = _Finder(rel, src)
+        f.visit(ast.parse(src))
+        seen: dict[str, int] = {}
+        for m in sorted(f.out, key=lambda m: (m.start, m.op, m.new)):
+            snippet = " ".join(m.old.split())[:60] + " => " + " ".join(m.new.split())[:40]
+            base = f"{m.path}:{m.func}:{m.op}:{snippet}"
+            n = seen.get(base, 0) + 1
+            seen[base] = n
+            m.id = base if n == 1 else f"{base}#{n}"
+            out.append(m)
+    return out
+
+
+def apply(src: str, m: Mutant) -> str:
+    return src[:m.start] + m.new + src[m.end:]
+
+
+def load_equivalent() -> dict[str, str]:
+    out: dict[str, str] = {}
+    if EQUIVALENT_FILE.exists():
+        for line in EQUIVALENT_FILE.read_text().splitlines():
+            if line.strip() and not line.startswith("#"):
+                mid, _, why = line.partition("  -- ")
+                out[mid.strip()] = why.strip()
+    return out
+
+
+# ----------------------------------------------------------------------- mapping (coverage)
+
+
+def _sources_digest(files: list[str]) -> str:
+    h = hashlib.sha256()
+    for rel in sorted(set(files) | {str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("*.py")}):
+        h.update(rel.encode() + b"\0" + (ROOT / rel).read_bytes())
+    return h.hexdigest()
+
+
+PLUGIN = '''
+import time, coverage, pytest
+_cov = coverage.Coverage(data_file={data!r}, include={include!r}, branch=False)
+_cov.start()
+_durations = {{}}
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    _cov.switch_context(item.nodeid)
+    t = time.perf_counter()
+    yield
+    _durations[item.nodeid] = time.perf_counter() - t
+    _cov.switch_context("")
+
+def pytest_sessionfinish(session, exitstatus):
+    _cov.stop()
+    _cov.save()
+    import json
+    with open({dur!r}, "w") as f:
+        json.dump({{"durations": _durations, "exitstatus": int(exitstatus)}}, f)
+'''
+
+
+def build_map(files: list[str], pytest_args: list[str]) -> dict:
+    """``pytest_args``: the tests of the mapping run (default: the whole suite)."""
+    """Run the suite once under coverage, one context per test: line -> tests, test -> seconds."""
+    try:
+        import coverage  # noqa: F401
+    except ImportError:
+        raise SystemExit("mutate: the mapping run needs coverage (pip install -e '.[test]')") from None
+    STATE_DIR.mkdir(exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="mutate-map-"))
+    data, dur = work / ".coverage", work / "durations.json"
+    (work / "mutate_map_plugin.py").write_text(PLUGIN.format(
+        data=str(data), include=[str(ROOT / f) for f in files], dur=str(dur)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(work), str(ROOT)]))
+    t = time.time()
+    print(f"mutate: mapping run (the whole suite under coverage) ...", flush=True)
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "mutate_map_plugin",
+                        *(pytest_args or ["tests"])], cwd=ROOT, env=env)
+    info = json.loads(dur.read_text())
+    if r.returncode != 0:
+        raise SystemExit(f"mutate: the suite is not green (exit {r.returncode}); fix it before mutation testing")
+    import coverage
+
+    cd = coverage.CoverageData(basename=str(data))
+    cd.read()
+    lines: dict[str, dict[str, list[str]]] = {}
+    for f in files:
+        by_line = cd.contexts_by_lineno(str(ROOT / f))
+        lines[f] = {str(n): sorted(c for c in ctxs if c) for n, ctxs in by_line.items() if any(ctxs)}
+    out = {"digest": _sources_digest(files), "args": pytest_args, "lines": lines, "durations": info["durations"],
+           "seconds": round(time.time() - t, 1)}
+    (STATE_DIR / "map.json").write_text(json.dumps(out))
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"mutate: mapped in {out['seconds']} s", flush=True)
+    return out
+
+
+def get_map(files: list[str], pytest_args: list[str], remap: bool) -> dict:
+    p = STATE_DIR / "map.json"
+    if p.exists() and not remap:
+        m = json.loads(p.read_text())
+        if (m.get("digest") == _sources_digest(module_files(GUARD_MODULES)) and m.get("args") == pytest_args
+                and all(f in m["lines"] for f in files)):
+            return m
+    return build_map(module_files(GUARD_MODULES), pytest_args)
+
+
+# ---------------------------------------------------------------------------------- running
+
+
+def _copy_tree(dst: Path) -> None:
+    ignore = shutil.ignore_patterns(".git", ".venv", "__pycache__", ".mutate", ".hypothesis", "*.egg-info",
+                                    ".pytest_cache")
+    for name in ("verifier", "tlog", "issuer", "tests", "pyproject.toml", "docs", "README.md", "tools"):
+        s = ROOT / name
+        if s.is_dir():
+            shutil.copytree(s, dst / name, ignore=ignore)
+        elif s.exists():
+            shutil.copy2(s, dst / name)
+
+
+PRELOAD = ("pytest", "hypothesis", "cryptography.hazmat.primitives.asymmetric.ec", "cryptography.x509",
+           "cryptography.x509.verification", "flask", "werkzeug", "requests", "cbor2", "jwt", "psycopg",
+           "pymerkle")
+
+
+def serve(workdir: str) -> None:
+    """A job: imports the third-party libraries once, then per request (a JSON line on stdin)
+    forks a child that runs pytest in ``workdir`` (our packages imported fresh from the copy,
+    after the mutated file was written) and answers with a JSON line on stdout."""
+    import importlib
+    import signal
+
+    sys.dont_write_bytecode = True
+    os.chdir(workdir)
+    sys.path.insert(0, workdir)
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    out = sys.stdout
+    for line in sys.stdin:
+        req = json.loads(line)
+        log = Path(workdir) / ".mutate-out.txt"
+        pid = os.fork()
+        if pid == 0:  # child
+            os.setpgid(0, 0)
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            code = 3
+            try:
+                import pytest
+
+                code = int(pytest.main(["-x", "-q", "-p", "no:cacheprovider", *req["tests"]]))
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        deadline = time.time() + req["timeout"]
+        rc = None
+        while rc is None:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                rc = os.waitstatus_to_exitcode(status)
+            elif time.time() > deadline:
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                os.waitpid(pid, 0)
+                rc = "timeout"
+            else:
+                time.sleep(0.02)
+        text = log.read_text(errors="replace") if log.exists() else ""
+        failed = next((ln for ln in text.splitlines() if ln.startswith(("FAILED", "ERROR"))), "")
+        out.write(json.dumps({"rc": rc, "failed": failed[:200]}) + "\n")
+        out.flush()
+
+
+class Job:
+    """One private copy of the tree and its fork server."""
+
+    def __init__(self, workdir: Path, env: dict):
+        self.dir = workdir
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve", str(workdir)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=workdir)
+
+    def run(self, m: Mutant, tests: list[str], timeout: float) -> None:
+        target = self.dir / m.path
+        original = target.read_text()
+        target.write_text(apply(original, m))
+        t = time.time()
+        try:
+            self.proc.stdin.write(json.dumps({"tests": tests, "timeout": timeout}) + "\n")
+            self.proc.stdin.flush()
+            ans = json.loads(self.proc.stdout.readline())
+        finally:
+            target.write_text(original)
+            m.seconds = time.time() - t
+        rc = ans["rc"]
+        if rc == "timeout":
+            m.status, m.detail = "timeout", f"no result in {timeout:.0f} s"
+        elif rc == 0:
+            m.status = "survived"
+        else:  # 1: a test failed; 2-4: the mutant broke collection or pytest itself
+            m.status, m.detail = "killed", ans["failed"] or f"pytest exit {rc}"
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(30)
+
+
+def select_tests(m: Mutant, mp: dict, per_mutant_tests: int) -> list[str]:
+    lines = mp["lines"].get(m.path, {})
+    nodes: set[str] = set()
+    for ln in m.lines:
+        nodes.update(lines.get(str(ln), ()))
+    dur = mp["durations"]
+    parts = Path(m.path).with_suffix("").parts[1:]  # e.g. ("receipt",), ("credential", "binding")
+    own = lambda n: any(p in n.split("::")[0] for p in parts)  # noqa: E731 - the module's own tests first
+    ordered = sorted(nodes, key=lambda n: (not own(n), dur.get(n, 1.0), n))
+    return ordered[:per_mutant_tests] if per_mutant_tests else ordered
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--module", action="append", default=[], help="limit to these guard modules (repeatable)")
+    ap.add_argument("--op", action="append", default=[], help="limit to these operators (repeatable)")
+    ap.add_argument("--match", default="", help="only mutants whose id contains this text")
+    ap.add_argument("--sample", type=int, default=0, help="run a random sample of N mutants")
+    ap.add_argument("--seed", type=int, default=16)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--timeout", type=float, default=0, help="seconds per mutant (default: 30 + 3x its tests' time)")
+    ap.add_argument("--target", type=float, default=95.0, help="required score in %% of non-equivalent mutants")
+    ap.add_argument("--remap", action="store_true", help="redo the mapping run even if the sources are unchanged")
+    ap.add_argument("--list", action="store_true", help="list the mutants and exit")
+    ap.add_argument("--show", metavar="ID", help="print the diff of one mutant and exit")
+    ap.add_argument("--json", metavar="FILE", help="write every mutant's result to FILE")
+    ap.add_argument("--map-tests", action="append", default=[],
+                    help="tests (pytest arguments) of the mapping run, repeatable (default: the whole suite)")
+    ap.add_argument("--serve", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.serve:
+        serve(a.serve)
+        return 0
+
+    mods = a.module or GUARD_MODULES
+    unknown = [m for m in mods if not any(m == g or m.startswith(g.rstrip("/") + "/") for g in GUARD_MODULES)]
+    if unknown:
+        print(f"mutate: not a guard module: {', '.join(unknown)} (see GUARD_MODULES)", file=sys.stderr)
+        return 2
+    files = module_files(mods)
+    mutants = find_mutants(files)
+    if a.op:
+        mutants = [m for m in mutants if m.op in a.op]
+    if a.match:
+        mutants = [m for m in mutants if a.match in m.id]
+    if a.show:
+        [m] = [m for m in mutants if m.id == a.show] or [None]
+        if m is None:
+            print(f"mutate: no mutant {a.show!r}", file=sys.stderr)
+            return 2
+        src = (ROOT / m.path).read_text()
+        sys.stdout.writelines(difflib.unified_diff(src.splitlines(True), apply(src, m).splitlines(True),
+                                                   f"a/{m.path}", f"b/{m.path}"))
+        return 0
+    if a.list:
+        for m in mutants:
+            print(f"{m.path}:{m.line}  {m.id}")
+        print(f"{len(mutants)} mutants", file=sys.stderr)
+        return 0
+
+    equivalent = load_equivalent()
+    if a.sample and a.sample < len(mutants):
+        mutants = sorted(random.Random(a.seed).sample(mutants, a.sample), key=lambda m: (m.path, m.start))
+    mp = get_map(files, a.map_tests, a.remap)
+
+    work = Path(tempfile.mkdtemp(prefix="mutate-"))
+    shared = os.environ.get("TWI_SHARED_DIR", str(ROOT.parent / "shared"))
+    jobs = []
+    for j in range(max(1, a.jobs)):
+        d = work / f"w{j}"
+        d.mkdir()
+        _copy_tree(d)
+        # PYTHONPATH: processes the tests start (servers, crash loops) import the mutated copy too
+        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", TWI_SHARED_DIR=shared, PYTHONPATH=str(d),
+                   HYPOTHESIS_PROFILE="deterministic")
+        jobs.append(Job(d, env))
+    free = list(jobs)
+    import threading
+
+    lock = threading.Lock()
+    t0 = time.time()
+    done = [0]
+
+    def job(m: Mutant) -> None:
+        if m.id in equivalent:
+            m.status, m.detail = "equivalent", equivalent[m.id]
+            return
+        tests = select_tests(m, mp, 0)
+        m.tests = tests
+        if not tests:
+            m.status = "no-tests"
+            return
+        with lock:
+            jb = free.pop()
+        try:
+            budget = a.timeout or 30 + 3 * sum(mp["durations"].get(n, 1.0) for n in tests)
+            jb.run(m, tests, budget)
+        finally:
+            with lock:
+                free.append(jb)
+                done[0] += 1
+                if m.status in ("survived", "timeout"):
+                    print(f"  [{done[0]}/{len(mutants)}] {m.status}: {m.id}", flush=True)
+                elif done[0] % 25 == 0:
+                    print(f"  [{done[0]}/{len(mutants)}] {time.time() - t0:.0f} s", flush=True)
+
+    print(f"mutate: {len(mutants)} mutants in {len(files)} files, {a.jobs} jobs", flush=True)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, a.jobs)) as ex:
+            list(ex.map(job, mutants))
+    finally:
+        for jb in jobs:
+            jb.close()
+        shutil.rmtree(work, ignore_errors=True)
+    return report(mutants, time.time() - t0, a)
+
+
+def report(mutants: list[Mutant], seconds: float, a) -> int:
+    by = {s: [m for m in mutants if m.status == s] for s in ("killed", "timeout", "survived", "no-tests", "equivalent")}
+    live = len(mutants) - len(by["equivalent"])
+    killed = len(by["killed"]) + len(by["timeout"])
+    score = 100.0 * killed / live if live else 100.0
+    print()
+    for s in ("survived", "no-tests"):
+        for m in by[s]:
+            print(f"{s.upper():9} {m.path}:{m.line}  {m.id}")
+    print(f"\nmutate: {len(mutants)} mutants, {len(by['equivalent'])} equivalent (tools/mutate_equivalent.txt), "
+          f"{len(by['killed'])} killed, {len(by['timeout'])} timed out (counted killed), {len(by['survived'])} "
+          f"survived, {len(by['no-tests'])} run by no test; score {killed}/{live} = {score:.1f}% "
+          f"(target {a.target:.0f}%) in {seconds / 60:.1f} min")
+    if a.json:
+        Path(a.json).write_text(json.dumps([{k: getattr(m, k) for k in (
+            "id", "path", "line", "op", "status", "detail", "seconds")} | {"tests": len(m.tests)}
+            for m in mutants], indent=1))
+    return 0 if score >= a.target else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
