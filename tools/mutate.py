@@ -492,14 +492,13 @@ def main(argv: list[str] | None = None) -> int:
     mp = get_map(files, a.map_tests, a.remap)
 
     work = Path(tempfile.mkdtemp(prefix="mutate-"))
-    shared = os.environ.get("TWI_SHARED_DIR", str(ROOT.parent / "shared"))
     jobs = []
     for j in range(max(1, a.jobs)):
         d = work / f"w{j}"
         d.mkdir()
         _copy_tree(d)
         # PYTHONPATH: processes the tests start (servers, crash loops) import the mutated copy too
-        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", TWI_SHARED_DIR=shared, PYTHONPATH=str(d),
+        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=str(d),
                    HYPOTHESIS_PROFILE="deterministic")
         jobs.append(Job(d, env))
     free = list(jobs)
