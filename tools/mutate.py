@@ -16,9 +16,11 @@ the code; their ids name file, function, operator and source text, not line numb
 
 Which tests run for a mutant: the tests that executed its line, from a mapping run of the whole
 suite under coverage with one context per test (``--map``; reused from ``.mutate/map.json`` when
-the sources have not changed since). They run fastest first and stop at the first failure
-(``-x``), in a private copy of the tree per job, each bounded by a timeout (a hang counts as
-killed). A mutant no test executes is a survivor.
+the sources have not changed since). They run the module's own test files first, then the
+fastest, up to ``--max-test-seconds`` of mapped test time (default 60), and stop at the first
+failure (``-x``), in a private copy of the tree per job (a fork server that has imported the
+third-party libraries once), each bounded by a timeout (a hang counts as killed). A mutant no
+test executes is a survivor.
 
 Equivalent mutants (the program's behaviour cannot change) are listed with the reason in
 ``tools/mutate_equivalent.txt`` and left out of the score. Exit status 0 when the score reaches
@@ -426,7 +428,9 @@ class Job:
         self.proc.wait(30)
 
 
-def select_tests(m: Mutant, mp: dict, per_mutant_tests: int) -> list[str]:
+def select_tests(m: Mutant, mp: dict, max_seconds: float) -> list[str]:
+    """The tests that executed the mutant's lines: the module's own test files first, then the
+    fastest; cut when their mapped time passes ``max_seconds`` (0: no cut)."""
     lines = mp["lines"].get(m.path, {})
     nodes: set[str] = set()
     for ln in m.lines:
@@ -435,7 +439,15 @@ def select_tests(m: Mutant, mp: dict, per_mutant_tests: int) -> list[str]:
     parts = Path(m.path).with_suffix("").parts[1:]  # e.g. ("receipt",), ("credential", "binding")
     own = lambda n: any(p in n.split("::")[0] for p in parts)  # noqa: E731 - the module's own tests first
     ordered = sorted(nodes, key=lambda n: (not own(n), dur.get(n, 1.0), n))
-    return ordered[:per_mutant_tests] if per_mutant_tests else ordered
+    if not max_seconds:
+        return ordered
+    out, total = [], 0.0
+    for n in ordered:
+        total += dur.get(n, 1.0)
+        if out and total > max_seconds:
+            break
+        out.append(n)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -447,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=16)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=0, help="seconds per mutant (default: 30 + 3x its tests' time)")
+    ap.add_argument("--max-test-seconds", type=float, default=60.0,
+                    help="per mutant, run covering tests up to this much mapped test time (0: all)")
     ap.add_argument("--target", type=float, default=95.0, help="required score in %% of non-equivalent mutants")
     ap.add_argument("--remap", action="store_true", help="redo the mapping run even if the sources are unchanged")
     ap.add_argument("--list", action="store_true", help="list the mutants and exit")
@@ -512,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
         if m.id in equivalent:
             m.status, m.detail = "equivalent", equivalent[m.id]
             return
-        tests = select_tests(m, mp, 0)
+        tests = select_tests(m, mp, a.max_test_seconds)
         m.tests = tests
         if not tests:
             m.status = "no-tests"
