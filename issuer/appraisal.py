@@ -158,8 +158,8 @@ class VerifierKeys:
     """
 
     def __init__(self, keys: list[VerifierKey]):
-        if not keys:
-            raise IssuerError("appraisal.keys", "no verifier keys configured")
+        # may be empty: an issuer that only registers workload provenance needs no Verifier;
+        # appraising with no keys is refused (candidates)
         self.keys = keys
 
     @classmethod
@@ -186,6 +186,9 @@ class VerifierKeys:
             raise IssuerError("appraisal.keys", f"cannot read verifier keys {path}: {e}") from e
 
     def candidates(self, verifier_id: Mapping[str, Any], alg: str) -> list[VerifierKey]:
+        if not self.keys:
+            raise IssuerError("appraisal.keys", "no verifier keys configured (to try the flow: "
+                                                "twi-issuer dev-verifier init --trust-in ISSUER_JSON)")
         return [k for k in self.keys if k.alg == alg and k.speaks_for(verifier_id)]
 
 

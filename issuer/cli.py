@@ -266,6 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--record")
     au.add_argument("--key")
     au.set_defaults(func=cmd_audit)
+
+    from .devtools import add_commands  # sign, dev-verifier
+
+    add_commands(sub)
     return p
 
 

@@ -374,6 +374,19 @@ def test_keys_and_configuration(app, client):
     assert h.status_code == 200 and h.get_json()["tree_size"] == svc.tree_size()
 
 
+def test_transparency_configuration_json_on_request_cbor_by_default(client):
+    """CBOR stays the default (no Accept, */*, application/cbor); JSON when the client asks for it."""
+    want = cbor2.loads(client.get("/.well-known/transparency-configuration").data)
+    for accept in (None, "*/*", "application/cbor", "application/cbor, application/json;q=0.5"):
+        r = client.get("/.well-known/transparency-configuration", headers={"Accept": accept} if accept else {})
+        assert r.mimetype == "application/cbor" and cbor2.loads(r.data) == want, accept
+    for accept in ("application/json", "application/json, application/cbor;q=0.5", "text/html, application/json"):
+        r = client.get("/.well-known/transparency-configuration", headers={"Accept": accept})
+        assert r.status_code == 200 and r.mimetype == "application/json", accept
+        assert r.get_json() == want and "Accept" in r.headers["Vary"]
+    assert want["checkpoint_vkey"].startswith(want["checkpoint_origin"] + "+")
+
+
 def test_policy_is_registered_and_traceable(app, client, issuer_key):
     svc = svc_of(app)
     conf = cbor2.loads(client.get("/.well-known/transparency-configuration").data)

@@ -7,10 +7,14 @@
     tlog rotate-key --data-dir DIR                 retire the receipt key, create a new one
     tlog policy show|set --data-dir DIR [--issuer-key PEM ...] [...]
                                                    the registration policy in force / a new one
+    tlog register FILE --log URL [--out TS]        register a Signed Statement, write its receipt
+    tlog info --log URL                            a running log's origin, vkey, receipt key ids
 
 ``serve`` runs gunicorn (threaded workers; each worker opens its own Log on the shared database)
 with the app of :mod:`tlog.server`. The same settings can come from a TOML/JSON config file or
-``TLOG_*`` environment variables (see :mod:`tlog.config`).
+``TLOG_*`` environment variables (see :mod:`tlog.config`). Once a worker answers, ``serve`` prints
+one ready line on stdout (:mod:`tlog.ready`). ``register`` and ``info`` are clients
+(:mod:`tlog.clientcmd`).
 """
 
 from __future__ import annotations
@@ -49,7 +53,8 @@ def _add_settings(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-batch", type=int)
     p.add_argument("--max-wait", type=float, help="group-commit linger in seconds")
     p.add_argument("--witness", action="append", dest="witnesses", default=[], metavar="URL=VKEY",
-                   help="C2SP tlog-witness submission URL and its cosignature vkey (repeatable)")
+                   help="a C2SP tlog-witness: its URL prefix (the log POSTs to URL/add-checkpoint, so give "
+                        "e.g. http://127.0.0.1:8100, not .../add-checkpoint) and its cosignature vkey (repeatable)")
     p.add_argument("--witness-quorum", type=int, help="cosignatures /checkpoint requires (k of n, 0 = none)")
 
 
@@ -84,6 +89,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from gunicorn.app.base import BaseApplication
 
+    from .ready import announce_when_ready, local_url
+
     class _App(BaseApplication):
         def load_config(self):
             self.cfg.set("bind", [f"{cfg.host}:{cfg.port}"])
@@ -94,6 +101,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             self.cfg.set("graceful_timeout", 10)
             self.cfg.set("keepalive", 30)
             self.cfg.set("preload_app", False)  # every worker opens its own Log
+            self.cfg.set("when_ready", lambda _arbiter: announce_when_ready(local_url(cfg.host, cfg.port)))
             if args.access_log:
                 self.cfg.set("accesslog", "-")
 
@@ -189,12 +197,19 @@ def build_parser() -> argparse.ArgumentParser:
     pol.add_argument("action", choices=("show", "set"))
     _add_settings(pol)
     pol.set_defaults(func=cmd_policy)
+    from .clientcmd import add_client_commands
+
+    add_client_commands(sub)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
+    if args.cmd in ("register", "info"):
+        from .clientcmd import run
+
+        return run(args)
     try:
         return args.func(args)
     except KeyboardInterrupt:

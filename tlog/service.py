@@ -578,20 +578,23 @@ class LogService:
         return found[:limit]
 
     def transparency_configuration(self, base_url: str) -> bytes:
+        """The transparency configuration as CBOR (the SCRAPI default representation)."""
+        return vcbor.dumps(self.transparency_configuration_obj(base_url))
+
+    def transparency_configuration_obj(self, base_url: str) -> dict:
+        """The transparency configuration (text keys, JSON-compatible values)."""
         base = base_url.rstrip("/")
-        return vcbor.dumps(
-            {
-                "issuer": self.issuer,
-                "jwks_uri": f"{base}/jwks",
-                "scitt_keys_uri": f"{base}/.well-known/scitt-keys",
-                "registration_endpoint": f"{base}/entries",
-                "checkpoint_origin": self.origin,
-                "checkpoint_vkey": self.keys.vkey,
-                "checkpoint_uri": f"{base}/checkpoint",
-                "registration_policy": self.policy_id,
-                "supported_signature_algorithms": sorted(self.policy.allowed_algs),
-            }
-        )
+        return {
+            "issuer": self.issuer,
+            "jwks_uri": f"{base}/jwks",
+            "scitt_keys_uri": f"{base}/.well-known/scitt-keys",
+            "registration_endpoint": f"{base}/entries",
+            "checkpoint_origin": self.origin,
+            "checkpoint_vkey": self.keys.vkey,
+            "checkpoint_uri": f"{base}/checkpoint",
+            "registration_policy": self.policy_id,
+            "supported_signature_algorithms": sorted(self.policy.allowed_algs),
+        }
 
     def jwks(self) -> dict:
         import base64

@@ -320,7 +320,14 @@ def create_app(config: Config | None = None, *, service: LogService | None = Non
 
     @app.get("/.well-known/transparency-configuration")
     def transparency_configuration():
-        return Response(svc.transparency_configuration(request.host_url), mimetype=CBOR)
+        # CBOR by default (SCRAPI); JSON when the client prefers it (Accept: application/json)
+        if request.accept_mimetypes.best_match([CBOR, "application/json"], default=CBOR) == "application/json":
+            resp = Response(json.dumps(svc.transparency_configuration_obj(request.host_url)),
+                            mimetype="application/json")
+        else:
+            resp = Response(svc.transparency_configuration(request.host_url), mimetype=CBOR)
+        resp.headers["Vary"] = "Accept"
+        return resp
 
     @app.get("/jwks")
     def jwks():
