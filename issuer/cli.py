@@ -101,15 +101,9 @@ def cmd_appraise(a: argparse.Namespace) -> int:
 
 
 def _load_workload_key(path: str) -> Any:
-    from .appraisal import public_key_from_jwk
+    from .devtools import load_workload_key
 
-    raw = Path(path).read_bytes()
-    if raw.lstrip().startswith(b"{"):
-        return public_key_from_jwk(json.loads(raw))
-    try:
-        return serialization.load_pem_public_key(raw)
-    except ValueError:
-        return serialization.load_pem_private_key(raw, None).public_key()
+    return load_workload_key(path)
 
 
 def cmd_register_wpr(a: argparse.Namespace) -> int:

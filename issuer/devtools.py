@@ -2,7 +2,8 @@
 
     twi-issuer sign FILE --config issuer.json --content-type TYPE [--subject SUB] --out statement.cose
     twi-issuer dev-verifier init --dir DIR [--developer URL] [--trust-in issuer.json]
-    twi-issuer dev-verifier ear --dir DIR [--status affirming] [--nonce N] [--out ear.jwt]
+    twi-issuer dev-verifier ear --dir DIR [--status affirming] [--nonce N] [--workload-key PEM]
+                                [--artifact NAME=sha256:HEX ...] [--out ear.jwt]
 
 ``sign`` wraps any file as a SCITT Signed Statement (COSE_Sign1, ES256, ``kid`` = the issuer key's
 RFC 9679 thumbprint, CWT claims ``iss`` = issuer_id, ``sub``, ``iat``), ready for
@@ -14,8 +15,10 @@ RFC 9679 thumbprint, CWT claims ``iss`` = issuer_id, ``sub``, ``iat``), ready fo
 it also adds that entry to the issuer's verifier keys and its developer to the issuer's appraisal
 policy (``allowed_verifiers``), saying so. ``ear`` mints an EAR (``application/eat+jwt``, profile
 ``tag:ietf.org,2026:rats/ear#03``) for one attester, every trustworthiness claim the issuer's
-default policy looks at set to the status asked. Nothing here attests anything: use it only on a
-development issuer.
+default policy looks at set to the status asked; ``--nonce`` echoes the issuer's challenge
+(``eat_nonce``, required by the default appraisal policy), ``--workload-key`` attests the workload's
+key (``ear.veraison.key-attestation``, required by the default issuance policy) and ``--artifact``
+the measured images. Nothing here attests anything: use it only on a development issuer.
 """
 
 from __future__ import annotations
@@ -100,9 +103,13 @@ def trust_in(directory: str | Path, issuer_config: str | Path) -> list[str]:
 
 
 def mint_ear(directory: str | Path, *, status: str = "affirming", nonce: str | None = None,
-             submod: str = "dev-attester", iat: int | None = None) -> str:
-    """An EAR JWT signed by the development Verifier in ``directory``."""
+             workload_key=None, artifacts: list[dict] | None = None, submod: str = "dev-attester",
+             iat: int | None = None) -> str:
+    """An EAR JWT signed by the development Verifier in ``directory`` (``workload_key``: the
+    attested public key; ``artifacts``: [{"name", "digest": {alg: hex}}] measured)."""
     import jwt
+
+    from verifier.credential import ATTESTED_ARTIFACTS_CLAIM
 
     from .appraisal import TRUST_CLAIMS
 
@@ -119,6 +126,11 @@ def mint_ear(directory: str | Path, *, status: str = "affirming", nonce: str | N
     }
     if nonce is not None:
         claims["eat_nonce"] = nonce
+    if workload_key is not None:
+        spki = workload_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        claims["submods"][submod]["ear.veraison.key-attestation"] = {"akpub": jwt.utils.base64url_encode(spki).decode()}
+    if artifacts:
+        claims["submods"][submod][ATTESTED_ARTIFACTS_CLAIM] = list(artifacts)
     return jwt.encode(claims, key, algorithm="ES256", headers={"typ": "application/eat+jwt"})
 
 
@@ -133,6 +145,19 @@ def sign_file(config: str | Path, data: bytes, content_type: str, subject: str |
     ident = IssuerIdentity(cfg["issuer_id"], load_private_key(_path(base, cfg["key"])))
     prot = {3: content_type, 4: ident.kid, 15: {1: ident.id, 2: subject or ident.id, 6: int(time.time())}}
     return vcose.sign1(ident.key, prot, data)
+
+
+def load_workload_key(path: str):
+    """A workload's public key from a JWK (JSON), a PEM public key or a PEM private key."""
+    from .appraisal import public_key_from_jwk
+
+    raw = Path(path).read_bytes()
+    if raw.lstrip().startswith(b"{"):
+        return public_key_from_jwk(json.loads(raw))
+    try:
+        return serialization.load_pem_public_key(raw)
+    except ValueError:
+        return serialization.load_pem_private_key(raw, None).public_key()
 
 
 # ---- CLI ------------------------------------------------------------------------------------
@@ -153,7 +178,15 @@ def cmd_dev_init(a: argparse.Namespace) -> int:
 
 
 def cmd_dev_ear(a: argparse.Namespace) -> int:
-    token = mint_ear(a.dir, status=a.status, nonce=a.nonce)
+    artifacts = []
+    for s in a.artifact:
+        name, _, dg = s.rpartition("=")
+        alg, _, hexv = dg.partition(":")
+        if not name or not hexv:
+            raise IssuerError("config.artifact", f"--artifact NAME=ALG:HEX, got {s!r}")
+        artifacts.append({"name": name, "digest": {alg: hexv.lower()}})
+    key = load_workload_key(a.workload_key) if a.workload_key else None
+    token = mint_ear(a.dir, status=a.status, nonce=a.nonce, workload_key=key, artifacts=artifacts)
     if a.out:
         Path(a.out).write_text(token + "\n")
     else:
@@ -181,6 +214,9 @@ def add_commands(sub) -> None:
     e = dsub.add_parser("ear", help="mint an attestation result (EAR JWT)")
     e.add_argument("--dir", required=True)
     e.add_argument("--status", choices=sorted(_TIER), default="affirming")
-    e.add_argument("--nonce")
+    e.add_argument("--nonce", help="the issuer's challenge to echo (eat_nonce)")
+    e.add_argument("--workload-key", metavar="PEM|JWK", help="the workload's key to attest (key-attestation)")
+    e.add_argument("--artifact", action="append", default=[], metavar="NAME=sha256:HEX",
+                   help="a measured artefact (repeatable)")
     e.add_argument("--out", help="write the EAR here (default: stdout)")
     e.set_defaults(func=cmd_dev_ear)

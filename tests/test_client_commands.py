@@ -191,14 +191,20 @@ def test_dev_verifier_mints_ears_the_issuer_appraises(issuer_dir, tmp_path, caps
     results = {}
     for status in ("affirming", "warning", "contraindicated"):
         code, _, _ = run(icli.main, capsys, "dev-verifier", "ear", "--dir", dv, "--status", status,
-                         "--out", tmp_path / f"{status}.jwt")
+                         "--nonce", "n-1", "--out", tmp_path / f"{status}.jwt")
         assert code == 0
         code, out, _ = run(icli.main, capsys, "appraise", "--config", issuer_dir / "issuer.json",
-                           "--ear", tmp_path / f"{status}.jwt")
+                           "--ear", tmp_path / f"{status}.jwt", "--nonce", "n-1")
         results[status] = (code, json.loads(out))
     assert results["affirming"][0] == 0 and results["affirming"][1]["status"] == "affirming"
     assert results["warning"][0] == 1 and results["contraindicated"][0] == 1
+    # the issuer's challenge is echoed: another challenge is refused
+    code, out, _ = run(icli.main, capsys, "appraise", "--config", issuer_dir / "issuer.json",
+                       "--ear", tmp_path / "affirming.jwt", "--nonce", "n-2")
+    assert code == 1 and json.loads(out)["check"] == "appraisal.nonce"
     # an EAR of a Verifier the issuer was not told to trust is refused
-    run(icli.main, capsys, "dev-verifier", "ear", "--dir", tmp_path / "dv2", "--out", tmp_path / "other.jwt")
-    code, out, _ = run(icli.main, capsys, "appraise", "--config", issuer_dir / "issuer.json", "--ear", tmp_path / "other.jwt")
+    run(icli.main, capsys, "dev-verifier", "ear", "--dir", tmp_path / "dv2", "--nonce", "n-1",
+        "--out", tmp_path / "other.jwt")
+    code, out, _ = run(icli.main, capsys, "appraise", "--config", issuer_dir / "issuer.json", "--ear", tmp_path / "other.jwt",
+                       "--nonce", "n-1")
     assert code == 1 and json.loads(out)["check"].startswith("appraisal.")
