@@ -128,11 +128,14 @@ def cmd_register_wpr(a: argparse.Namespace) -> int:
     vendor = [{"name": v, "role": "software-vendor"} for v in a.vendor]
     stmt = workload_provenance(workload_id=a.workload_id, subjects=subjects, composition=comp,
                                compliance=compliance, vendor=vendor)
-    ref, reg = iss.register_workload_provenance(stmt)
+    ref, reg = iss.register_workload_provenance(stmt, private=a.private)
     save_wpr(iss, a.workload_id, ref)
     if a.out:
         Path(a.out).write_bytes(reg.transparent_statement)
-    print(json.dumps({"entry": ref.uri, "leaf_sha256": ref.leaf_sha256, "statement": a.out}, indent=2))
+    from verifier.statement import SignedStatement
+    cwt_sub = SignedStatement.parse(reg.transparent_statement).sub
+    print(json.dumps({"entry": ref.uri, "leaf_sha256": ref.leaf_sha256, "statement": a.out, "private": a.private,
+                      "private_id": cwt_sub if a.private else None}, indent=2))
     return 0
 
 
@@ -198,7 +201,11 @@ def cmd_audit(a: argparse.Namespace) -> int:
             return [jsonable(v) for v in o]
         return o
 
-    print(json.dumps(jsonable(vcbor.loads(plain)), indent=2))
+    try:
+        doc = vcbor.loads(plain)
+    except VerificationError:
+        doc = json.loads(plain)  # a private Workload Provenance document (JSON)
+    print(json.dumps(jsonable(doc), indent=2))
     return 0
 
 
@@ -232,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--compliance", action="append", default=[], metavar="FILE[:MEDIATYPE]")
     w.add_argument("--vendor", action="append", default=[], metavar="NAME")
     w.add_argument("--out", help="write the transparent statement here")
+    w.add_argument("--private", action="store_true",
+                   help="log only the statement's hash (RFC 9995 hash envelope); the document stays in the "
+                        "issuer's vault (twi-issuer audit --rid PRIVATE_ID)")
     w.set_defaults(func=cmd_register_wpr)
 
     i = sub.add_parser("issue", help="appraise, mint a credential, register its provenance")
@@ -253,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8100)
     s.set_defaults(func=cmd_serve)
 
-    au = sub.add_parser("audit", help="open a private Credential Provenance record")
+    au = sub.add_parser("audit", help="open a private Credential Provenance record or Workload Provenance document")
     au.add_argument("--rid", required=True)
     au.add_argument("--config")
     au.add_argument("--print-key", action="store_true", help="print the record key to hand to an auditor")

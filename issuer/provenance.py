@@ -148,15 +148,30 @@ def workload_provenance(*, workload_id: str, subjects: Sequence[Mapping[str, Any
             "predicate": pred}
 
 
-def sign_workload_provenance(issuer: IssuerIdentity, statement: Mapping[str, Any], *, iat: int | None = None) -> bytes:
-    """The WPR as a Signed Statement (payload: the statement as compact, sorted JSON)."""
+def wpr_document(statement: Mapping[str, Any]) -> bytes:
+    """The bytes of a WPR: the in-toto statement as compact, sorted JSON."""
+    return json.dumps(statement, sort_keys=True, separators=(",", ":")).encode()
+
+
+def sign_workload_provenance(issuer: IssuerIdentity, statement: Mapping[str, Any], *, iat: int | None = None,
+                             private_id: str | None = None, private_location: str | None = None) -> bytes:
+    """The WPR as a Signed Statement (payload: :func:`wpr_document`).
+
+    Private form (``private_id`` and ``private_location`` given), like the CPR's: an RFC 9995
+    hash envelope (258 = -16, 259 = the in-toto media type, 260 = where the issuer keeps the
+    encrypted document), payload = SHA-256 of the document, subject = the opaque ``private_id``,
+    so the log learns neither the workload nor its artefacts."""
     wid = statement.get("predicate", {}).get("workload_id")
     if not isinstance(wid, str):
         raise IssuerError("provenance.subject", "predicate.workload_id missing")
-    payload = json.dumps(statement, sort_keys=True, separators=(",", ":")).encode()
-    prot = {HDR_CTY: INTOTO_MEDIA_TYPE, HDR_KID: issuer.kid,
-            HDR_CWT: {1: issuer.id, 2: wid, 6: int(time.time()) if iat is None else int(iat)}}
-    return vcose.sign1(issuer.key, prot, payload)
+    payload = wpr_document(statement)
+    t = int(time.time()) if iat is None else int(iat)
+    if private_id is None:
+        prot = {HDR_CTY: INTOTO_MEDIA_TYPE, HDR_KID: issuer.kid, HDR_CWT: {1: issuer.id, 2: wid, 6: t}}
+        return vcose.sign1(issuer.key, prot, payload)
+    prot = {HDR_KID: issuer.kid, HDR_CWT: {1: issuer.id, 2: private_id, 6: t}, HDR_PAYLOAD_HASH_ALG: SHA256,
+            HDR_PREIMAGE_CTY: INTOTO_MEDIA_TYPE, HDR_PAYLOAD_LOCATION: private_location}
+    return vcose.sign1(issuer.key, prot, hashlib.sha256(payload).digest())
 
 
 # --------------------------------------------------------------------------------------

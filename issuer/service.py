@@ -23,7 +23,7 @@ from .client import Registered, ScrapiClient
 from .credentials import mint_wit, mint_x509_svid, new_record_id, public_jwk, spki_der
 from .errors import IssuerError
 from .provenance import (IssuerIdentity, RecordVault, WprRef, build_cpr, encode_cpr, record_key,
-                         sign_cpr, sign_workload_provenance)
+                         sign_cpr, sign_workload_provenance, wpr_document)
 
 _ISSUANCE_KEYS = {"id", "version", "credential_lifetime", "trust_domains", "formats",
                   "require_workload_provenance", "bind_attested_key", "embed_ear", "private_records",
@@ -123,9 +123,25 @@ class Issuer:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- workload provenance
-    def register_workload_provenance(self, statement: Mapping[str, Any]) -> tuple[WprRef, Registered]:
-        signed = sign_workload_provenance(self.identity, statement)
-        reg = self.client.register(signed)
+    def register_workload_provenance(self, statement: Mapping[str, Any], *,
+                                     private: bool = False) -> tuple[WprRef, Registered]:
+        """Register a Workload Provenance statement; ``private``: only its hash goes to the log,
+        the document is kept encrypted in the vault under an opaque id (``twi-issuer audit``)."""
+        if not private:
+            signed = sign_workload_provenance(self.identity, statement)
+        else:
+            if self.vault is None:
+                raise IssuerError("issuance.vault", "private workload provenance needs a record vault")
+            pid = new_record_id()
+            self.vault.put(pid, wpr_document(statement))
+            signed = sign_workload_provenance(self.identity, statement, private_id=pid,
+                                              private_location=f"{(self.vault_url or self.identity.id).rstrip('/')}/records/{pid}")
+        try:
+            reg = self.client.register(signed)
+        except IssuerError:
+            if private:
+                self.vault.discard(pid)
+            raise
         ref = WprRef.from_statement(statement, reg.entry_url, reg.leaf_input.hex())
         with self._lock:
             self._wpr[statement["predicate"]["workload_id"]] = ref

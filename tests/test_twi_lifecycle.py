@@ -190,3 +190,78 @@ def test_safe_defaults_written_by_keys(world, capsys):
     other_key = spki_der(TestVerifier().key.public_key())
     assert cli_issue(world, PAY, "sd2", akpub=other_key) == 1               # EAR attests another key
     assert "issuance.key-binding" in capsys.readouterr().err
+
+
+def _wpt(key, wit: bytes, *, typ="wpt+jwt", aud="https://rp.life", exp_in=60, wth=None, alg="ES256", **extra):
+    import hashlib
+    import time
+
+    import jwt
+
+    from verifier.credential import b64url
+    claims = {"aud": aud, "exp": int(time.time()) + exp_in, "iat": int(time.time()), "jti": "wpt-1",
+              "wth": wth or b64url(hashlib.sha256(wit.strip()).digest()), **extra}
+    return jwt.encode(claims, key, algorithm=alg, headers={"typ": typ})
+
+
+def test_wpt_checked_when_given(world, capsys):
+    assert cli_issue(world, PAY, "wpt") == 0
+    assert cli_issue(world, PAY, "wpt-other") == 0
+    cred = cred_of(world, "wpt")
+    wit = cred.read_bytes()
+    base = [cred, "--statement", world.dir / "wpt" / "cpr.scitt", *trust(world), "--json"]
+    good = world.dir / "good.wpt"
+    good.write_text(_wpt(world.ver.key, wit))
+    capsys.readouterr()
+    assert rp(*base, "--wpt", good, "--wpt-aud", "https://rp.life") == 0
+    assert json.loads(capsys.readouterr().out)["wpt_verified"] is True
+    other_wit = cred_of(world, "wpt-other").read_bytes()
+    cases = {
+        "wpt.signature": _wpt(TestVerifier().key, wit),                     # not the WIT's cnf key
+        "wpt.wth": _wpt(world.ver.key, other_wit),                           # proof for another WIT
+        "wpt.expired": _wpt(world.ver.key, wit, exp_in=-3600),
+        "wpt.typ": _wpt(world.ver.key, wit, typ="JWT"),
+        "wpt.aud": _wpt(world.ver.key, wit, aud="https://elsewhere"),
+    }
+    for check, tok in cases.items():
+        f = world.dir / f"{check}.wpt"
+        f.write_text(tok)
+        assert rp(*base, "--wpt", f, "--wpt-aud", "https://rp.life") == 1, check
+        assert json.loads(capsys.readouterr().out)["check"] == check
+    # an X.509 SVID has no WPT
+    assert cli_issue(world, PAY, "wpt-svid", fmt="x509-svid") == 0
+    capsys.readouterr()
+    assert rp(cred_of(world, "wpt-svid"), "--statement", world.dir / "wpt-svid" / "cpr.scitt", *trust(world),
+              "--json", "--wpt", good) == 1
+    assert json.loads(capsys.readouterr().out)["check"] == "wpt.credential"
+
+
+def test_private_workload_provenance(world, capsys):
+    d = world.dir
+    (d / "sbom-priv.json").write_text(json.dumps({"bomFormat": "CycloneDX", "specVersion": "1.6", "components": []}))
+    wid = "spiffe://prod.life/private"
+    capsys.readouterr()
+    assert issuer_main(["register-workload-provenance", "--config", str(world.cfg), "--workload-id", wid, "--private",
+                        "--artifact", f"oci:registry.life/private=sha256:{'e2' * 32}", "--sbom", str(d / "sbom-priv.json"),
+                        "--out", str(d / "wpr-priv.scitt")]) == 0
+    info = json.loads(capsys.readouterr().out)
+    # the log holds a hash envelope: neither the workload id nor the artefacts are in it
+    logged = (d / "wpr-priv.scitt").read_bytes()
+    assert wid.encode() not in logged and b"e2e2e2" not in logged and info["private_id"].startswith("urn:uuid:")
+    assert issuer_main(["audit", "--config", str(world.cfg), "--rid", info["private_id"]]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["predicate"]["workload_id"] == wid
+    from issuer.provenance import wpr_document
+    (d / "wpr-priv.json").write_bytes(wpr_document(doc))
+    assert cli_issue(world, wid, "priv-wpr") == 0
+    capsys.readouterr()
+    base = [cred_of(world, "priv-wpr"), "--statement", d / "priv-wpr" / "cpr.scitt", "--statement",
+            d / "wpr-priv.scitt", *trust(world), "--require-sbom", "--json"]
+    assert rp(*base, "--wpr-document", d / "wpr-priv.json") == 0
+    assert json.loads(capsys.readouterr().out)["workload_provenance_verified"] == 1
+    assert rp(*base) == 1  # without the document the SBOM cannot be seen
+    assert json.loads(capsys.readouterr().out)["check"] == "policy.sbom"
+    altered = dict(doc, subject=[{"name": "x", "digest": {"sha256": "00" * 32}}])
+    (d / "wpr-altered.json").write_bytes(wpr_document(altered))
+    assert rp(*base, "--wpr-document", d / "wpr-altered.json") == 1  # not the logged document
+    assert json.loads(capsys.readouterr().out)["check"] == "policy.sbom"

@@ -38,6 +38,11 @@ def add_parser(subparsers: Any) -> Any:
     p.add_argument("--require-sbom", action="store_true", help="require an SBOM in the workload provenance")
     p.add_argument("--require-ear", action="store_true", help="require the embedded EAR to verify")
     p.add_argument("--max-age", type=int, metavar="SECONDS", help="maximum age of the provenance record")
+    p.add_argument("--wpr-document", action="append", default=[], metavar="FILE",
+                   help="the document of a private Workload Provenance statement (matched by SHA-256); repeatable")
+    p.add_argument("--wpt", metavar="FILE", help="WIMSE Workload Proof Token presented with the WIT: checked "
+                   "(typ wpt+jwt, signed by the WIT's cnf key, wth = this WIT, not expired)")
+    p.add_argument("--wpt-aud", metavar="AUD", help="with --wpt: the audience the WPT must name (this relying party)")
     p.add_argument("--no-time-checks", action="store_true", help="skip credential validity times")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run_credential)
@@ -82,6 +87,8 @@ def run_credential(args: Any) -> int:
                     raise VerificationError("input.statement", f"{f}: neither a COSE_Sign1 nor an array")
                 statements += arr
         record = _read(args.record) if args.record else None
+        wpt = _read(args.wpt) if args.wpt else None
+        wpr_docs = [_read(f) for f in args.wpr_document]
         if args.record_encrypted:
             if not args.record_key:
                 print("--record-encrypted needs --record-key", file=sys.stderr)
@@ -121,7 +128,8 @@ def run_credential(args: Any) -> int:
                         logs=list(args.log))
     try:
         res = verify_credential(cred, statements, trust, policy=AllOf(parts), record=record,
-                                check_time=not args.no_time_checks)
+                                check_time=not args.no_time_checks, wpt=wpt, wpt_audience=args.wpt_aud,
+                                wpr_documents=wpr_docs)
     except VerificationError as e:
         if args.json:
             print(json.dumps({"ok": False, "check": e.check, "detail": e.detail}))
@@ -134,6 +142,7 @@ def run_credential(args: Any) -> int:
         "private": res.private, "status": res.record["attestation"].get("ear_status"),
         "verifier": res.record["attestation"].get("verifier_id"), "ear_verified": res.ear_verified,
         "workload_provenance_verified": len(res.workload_provenance),
+        "wpt_verified": res.wpt_claims is not None,
         "receipts": [r.to_json() for r in res.receipts],
     }
     if args.json:

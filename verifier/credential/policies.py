@@ -23,6 +23,7 @@ class CredentialVerification:
     ear_claims: dict[str, Any] | None = None
     now: float = 0.0
     private: bool = False
+    wpt_claims: dict[str, Any] | None = None  # the verified WIMSE WPT, when one was given
 
 
 class Policy(Protocol):

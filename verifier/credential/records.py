@@ -50,7 +50,7 @@ def decrypt_record(blob: bytes, key: bytes, rid: str) -> bytes:
 def classify(st: Any) -> str | None:
     if st.content_type == CPR_MEDIA_TYPE or (st.hash_envelope is not None and st.hash_envelope[1] == CPR_MEDIA_TYPE):
         return "cpr"
-    if st.content_type == INTOTO_MEDIA_TYPE:
+    if st.content_type == INTOTO_MEDIA_TYPE or (st.hash_envelope is not None and st.hash_envelope[1] == INTOTO_MEDIA_TYPE):
         return "wpr"
     return None
 

@@ -42,22 +42,34 @@ def verified_receipts(ts: bytes, st: Any, trust: TrustConfig, accepted_logs: lis
 
 
 def verify_wprs(rec: dict[str, Any], wpr_statements: list[tuple[bytes, Any]], trust: TrustConfig,
-                 accepted_logs: list[str]) -> list[dict[str, Any]]:
+                 accepted_logs: list[str], documents: Sequence[bytes] = ()) -> list[dict[str, Any]]:
+    """The Workload Provenance statements the record links (by leaf digest), verified. A private
+    WPR (hash envelope) counts only with its document (``documents``, matched by SHA-256)."""
     out = []
+    by_hash = {hashlib.sha256(d).digest(): d for d in documents}
     for rd in rec.get("workload_provenance") or []:
         want = (rd.get("digest") or {}).get("sha256") if isinstance(rd, Mapping) else None
         for ts, st in wpr_statements:
             if st.leaf_input.hex() != want:
                 continue
             verified_receipts(ts, st, trust, accepted_logs, "wpr")
+            private = st.hash_envelope is not None
+            if private:
+                if st.hash_envelope[0] != -16:
+                    raise VerificationError("wpr.hash-alg", "only SHA-256 (-16) hash envelopes are supported")
+                payload = by_hash.get(st.payload)
+                if payload is None:
+                    continue  # the document was not given: policy (e.g. SbomPresent) decides
+            else:
+                payload = st.payload
             try:
-                doc = json.loads(st.payload)
+                doc = json.loads(payload)
             except (TypeError, ValueError) as e:
                 raise VerificationError("wpr.payload", f"workload provenance is not JSON: {e}") from None
             if not isinstance(doc, dict) or doc.get("_type") != INTOTO_STATEMENT_TYPE:
                 raise VerificationError("wpr.payload", "workload provenance is not an in-toto Statement v1")
             wid = (doc.get("predicate") or {}).get("workload_id") if isinstance(doc.get("predicate"), dict) else None
-            if st.sub != wid:
+            if not private and st.sub != wid:  # a private WPR's subject is an opaque id
                 raise VerificationError("binding.workload-mismatch",
                                         "the workload provenance statement's sub differs from its predicate's workload_id")
             out.append(doc)
@@ -66,7 +78,8 @@ def verify_wprs(rec: dict[str, Any], wpr_statements: list[tuple[bytes, Any]], tr
 
 def verify_credential(credential: bytes | str, statements: Sequence[bytes], trust: TrustConfig, *,
                       policy: Policy | None = None, record: bytes | None = None, now: float | None = None,
-                      check_time: bool = True, leeway: int = 60) -> CredentialVerification:
+                      check_time: bool = True, leeway: int = 60, wpt: bytes | str | None = None,
+                      wpt_audience: str | None = None, wpr_documents: Sequence[bytes] = ()) -> CredentialVerification:
     """Verify a credential against its transparent provenance statement(s); see the module doc.
 
     ``record``: the plaintext Credential Provenance record, needed when the log holds only
@@ -80,6 +93,11 @@ def verify_credential(credential: bytes | str, statements: Sequence[bytes], trus
         verify_wit_signature(info, trust, t, check_time, leeway)
     else:
         verify_x509_signature(info, trust, t, check_time, leeway)
+    wpt_claims = None
+    if wpt is not None:
+        from .wpt import verify_wpt
+
+        wpt_claims = verify_wpt(wpt, info, now=t, audience=wpt_audience, leeway=leeway)
     if info.pointer is None:
         raise VerificationError("binding.no-pointer", "the credential carries no provenance pointer")
     accepted = [norm_url(u) for u in trust.logs] or [norm_url(info.pointer.log)]
@@ -124,10 +142,11 @@ def verify_credential(credential: bytes | str, statements: Sequence[bytes], trus
     rec = decode_record(data)
     check_binding(info, rec, st, private)
     ear_ok, ear_claims = verify_ear(rec, trust)
-    wpr_docs = verify_wprs(rec, wprs, trust, accepted)
+    wpr_docs = verify_wprs(rec, wprs, trust, accepted, wpr_documents)
     check_workload_binding(info, rec, wpr_docs, ear_claims)
     res = CredentialVerification(credential=info, record=rec, record_statement=st, receipts=receipts,
                                  workload_provenance=wpr_docs,
-                                 ear_verified=ear_ok, ear_claims=ear_claims, now=t, private=private)
+                                 ear_verified=ear_ok, ear_claims=ear_claims, now=t, private=private,
+                                 wpt_claims=wpt_claims)
     (policy or StatusAffirming()).verify(res)
     return res
