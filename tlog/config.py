@@ -51,6 +51,9 @@ class Config:
     db_connect_timeout: float = 5.0
     db_statement_timeout: float = 5.0
     db_lock_timeout: float = 5.0
+    # PostgreSQL: seconds the integrator's lease lasts without renewal (tlog.leader); a dead or
+    # paused integrator is replaced within about 4/3 of it
+    lease_ttl: float = 3.0
     origin: str | None = None  # checkpoint origin; default "<host>:<port>/tlog" -> set at first start
     issuer: str | None = None  # the log's issuer URL (receipts' CWT iss); default http://<host>:<port>
     issuer_keys: list[str] = field(default_factory=list)  # PEM public keys of trusted issuers
@@ -168,8 +171,8 @@ class Config:
         for name in ("max_statement_size", "max_body", "max_depth", "queue_limit", "max_batch", "lookup_limit"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
-        if min(self.db_connect_timeout, self.db_statement_timeout, self.db_lock_timeout) <= 0:
-            raise ConfigError("db_connect_timeout, db_statement_timeout and db_lock_timeout must be positive")
+        if min(self.db_connect_timeout, self.db_statement_timeout, self.db_lock_timeout, self.lease_ttl) <= 0:
+            raise ConfigError("db_connect_timeout, db_statement_timeout, db_lock_timeout and lease_ttl must be positive")
         if self.register_wait < 0 or self.max_wait < 0 or self.rate_limit < 0 or self.retry_after < 0:
             raise ConfigError("waits, rates and retry_after must not be negative")
         if not 0 <= self.witness_quorum <= len(self.witnesses) or self.witness_interval <= 0:

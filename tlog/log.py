@@ -196,17 +196,22 @@ class Log:
         self._edge: dict[int, bytes] = {}
         self._latest: TreeHead | None = None
         self._thread: threading.Thread | None = None
+        self._drained = 0
 
     # ------------------------------------------------------------------ opening / closing
     @classmethod
     def open(cls, storage: Storage | str | os.PathLike, *, origin: str, note_signer: Signer,
              head_signer: HeadSigner | None = None, max_batch: int = 4096, max_wait: float = 0.005,
-             poll_interval: float = 0.5) -> "Log":
+             poll_interval: float = 0.5, sequencer: bool = True) -> "Log":
         """Open (creating when empty) the log in ``storage`` (a Storage, a path or URL).
 
         Verifies the stored state on the way: the latest head must be signed by
         ``note_signer``'s key and match the state row, and the root recomputed from the tiles
         must equal the stored root. Integrates any durably queued submissions.
+
+        ``sequencer=False``: no sequencer thread and no integration of the durable queue here
+        (a frontend whose submissions another process integrates, or a lease-holding
+        integrator that calls :meth:`integrate_pending` itself); :meth:`submit` is refused.
         """
         if not isinstance(note_signer, Signer):
             raise ValueError("note_signer must be a verifier.note.Signer")
@@ -225,13 +230,15 @@ class Log:
         try:
             self._init_storage()
             self._reload()
-            self._drain_pending()
+            if sequencer:
+                self._drain_pending()
         except BaseException:
             if own:
                 st.close()
             raise
-        self._thread = threading.Thread(target=self._run, name="tlog-sequencer", daemon=True)
-        self._thread.start()
+        if sequencer:
+            self._thread = threading.Thread(target=self._run, name="tlog-sequencer", daemon=True)
+            self._thread.start()
         return self
 
     def _init_storage(self) -> None:
@@ -336,6 +343,8 @@ class Log:
         with self._cond:
             if self._closing:
                 raise RuntimeError("log is closed")
+            if self._thread is None:
+                raise RuntimeError("this log has no sequencer (submissions go to the durable queue)")
             self._queue.append(p)
             self._inflight.setdefault(leaf, p)
             self._cond.notify_all()
@@ -411,6 +420,12 @@ class Log:
                 else:
                     log.warning("pending-queue integration failed: %s", e)
 
+    def integrate_pending(self) -> int:
+        """Integrate up to ``max_batch`` rows of the durable pending queue in one transaction
+        (an empty one if there are none); the number of rows taken from the queue."""
+        self._integrate([])
+        return self._drained
+
     def _drain_pending(self) -> None:
         """Integrate the durable pending queue (max_batch rows per transaction) until empty."""
         while self.storage.has_pending() and not self._closing:
@@ -442,6 +457,7 @@ class Log:
                 else:
                     edge = self._edge
                 prows = tx.pending(self.max_batch)
+                self._drained = len(prows)
                 allitems = list(items) + [(r.leaf, r.data, r.attrs) for r in prows]
                 # optimistic: assume no leaf is in the log (one insert, no lookups); on a
                 # unique-key conflict the storage inserts nothing and we dedup properly

@@ -262,13 +262,21 @@ def _serialize_integrations(storage, lock_path, metrics=None) -> None:
 
 class LogService:
     def __init__(self, config: Config, *, log_factory=None, integrator: str | None = None,
-                 check_policy: bool = True) -> None:
-        """``integrator``: "thread" (the core's sequencer thread in this process) or "process"
-        (a separate integrator process, tlog.integrator); default ``config.integrator``, where
-        "auto" means thread (the server entry points choose process). ``check_policy``: refuse
-        (StartupError) when the policy settings given disagree with the policy in force."""
+                 check_policy: bool = True, role: str = "full") -> None:
+        """``integrator``: "thread" (the core's sequencer thread in this process) or "process";
+        default ``config.integrator``, where "auto" means thread (the server entry points
+        choose process). "process" on SQLite: a separate integrator process per worker
+        (tlog.integrator); on PostgreSQL: the log's one lease-holding integrator, fed through
+        the durable queue (tlog.queued), with an integrator candidate process per worker
+        (tlog.leader). ``check_policy``: refuse (StartupError) when the policy settings given
+        disagree with the policy in force.
+
+        ``role="integrator"``: the service of an integrator candidate process (tlog.leader):
+        a Log without a sequencer, no policy start-up, no integrator of its own."""
         from tlog.log import Log
 
+        if role not in ("full", "integrator"):
+            raise ValueError(f"unknown role {role!r}")
         self.config = config
         TrustStore.load(config.issuer_keys, config.trust_anchors)  # a bad file is refused first
         self._lock = threading.Lock()
@@ -277,9 +285,15 @@ class LogService:
         self._sig_cache: collections.OrderedDict[int, tuple[bytes, bytes]] = collections.OrderedDict()
         self._sig_lock = threading.Lock()
         self.metrics = Metrics()
+        mode = integrator or config.integrator
+        leased = config.database_url is not None and (mode == "process" or role == "integrator")
         if config.database_url is None:
             make_dirs(config.data_path)
-        storage = open_storage(config.storage_url(), **config.storage_options())
+        opts = config.storage_options()
+        if role == "integrator":
+            # a paused integrator's open transaction is ended (its locks released) by the server
+            opts["idle_in_transaction_timeout"] = config.lease_ttl
+        storage = open_storage(config.storage_url(), **opts)
         self._storage = storage
         try:
             ident = open_identity(storage, config)
@@ -299,23 +313,28 @@ class LogService:
                 head_signer=self.sign_head,
                 max_batch=config.max_batch,
                 max_wait=config.max_wait,
+                sequencer=not leased,
             )
         else:
             self.log = log_factory(storage, self)
-        mode = integrator or config.integrator
-        self.integrator_mode = "process" if mode == "process" else "thread"
         self._remote = None
-        if self.integrator_mode == "process":
-            from .integrator import IntegratorClient
+        self._candidate = None
+        if role == "integrator":
+            self.integrator_mode = "integrator"
+            return
+        self.integrator_mode = "lease" if leased else "process" if mode == "process" else "thread"
+        try:
+            if self.integrator_mode == "lease":
+                from .leader import Candidate
+                from .queued import QueueClient
 
-            try:
+                self._remote = QueueClient(storage, self.log, max_batch=config.max_batch)
+                self._candidate = Candidate(config)
+            elif self.integrator_mode == "process":
+                from .integrator import IntegratorClient
+
                 self._remote = IntegratorClient(config, self.log)
                 self._remote.on_batch = lambda n, seconds: self.metrics.integration_tx(0.0, seconds)
-            except BaseException:
-                self.log.close()
-                self._storage.close()
-                raise
-        try:
             self._init_policy(check_policy)
         except BaseException:
             self.close()
@@ -343,6 +362,8 @@ class LogService:
         try:
             if self._remote is not None:
                 self._remote.close()
+            if self._candidate is not None:
+                self._candidate.close()
         finally:
             try:
                 self.log.close()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-from .base import PendingRow, Storage, StorageUnavailable, TreeHead, Txn
+from .base import LeaseLost, PendingRow, Storage, StorageUnavailable, TreeHead, Txn
 
-__all__ = ["Storage", "StorageUnavailable", "Txn", "TreeHead", "PendingRow", "open_storage"]
+__all__ = ["Storage", "StorageUnavailable", "LeaseLost", "Txn", "TreeHead", "PendingRow", "open_storage"]
 
 
 def open_storage(url_or_path: str | os.PathLike, **kw) -> Storage:

@@ -27,7 +27,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-__all__ = ["TreeHead", "PendingRow", "Storage", "Txn", "StorageUnavailable", "encode_attrs", "decode_attrs"]
+__all__ = ["TreeHead", "PendingRow", "Storage", "Txn", "StorageUnavailable", "LeaseLost", "encode_attrs",
+           "decode_attrs"]
 
 
 class StorageUnavailable(Exception):
@@ -36,6 +37,10 @@ class StorageUnavailable(Exception):
     answer was lost may have committed (the log reloads its state from storage before the next
     integration, and a retried registration finds its entry again by dedup). The HTTP layer
     answers 503 with Retry-After."""
+
+
+class LeaseLost(StorageUnavailable):
+    """The integrator's lease expired or was taken over: its transaction was rolled back."""
 
 
 @dataclass(frozen=True)

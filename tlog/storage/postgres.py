@@ -43,7 +43,7 @@ from contextlib import contextmanager
 import psycopg
 
 from ..tree import TILE_BYTES
-from .base import SQLReads, SQLTxn, Storage, StorageUnavailable, Txn, encode_attrs
+from .base import LeaseLost, SQLReads, SQLTxn, Storage, StorageUnavailable, Txn, encode_attrs
 
 log = logging.getLogger("tlog.storage.postgres")
 
@@ -60,7 +60,19 @@ CREATE TABLE IF NOT EXISTS heads (size BIGINT PRIMARY KEY, root BYTEA NOT NULL, 
     extra BYTEA, ts DOUBLE PRECISION NOT NULL);
 CREATE TABLE IF NOT EXISTS pending (seq BIGSERIAL PRIMARY KEY, leaf BYTEA NOT NULL UNIQUE,
     data BYTEA NOT NULL, attrs TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL);
+CREATE TABLE IF NOT EXISTS lease (id INT PRIMARY KEY CHECK (id = 1), holder TEXT NOT NULL, token BIGINT NOT NULL,
+    expires TIMESTAMPTZ NOT NULL);
+INSERT INTO lease (id, holder, token, expires) VALUES (1, '', 0, '-infinity') ON CONFLICT (id) DO NOTHING;
 """
+
+# The integrator's lease (tlog.leader): one row; times are the database's clock, so the hosts'
+# clocks do not matter. Taking it over needs it expired and bumps the fencing token; renewing
+# needs the token and an unexpired lease. The renewal is also the fencing check inside every
+# integration transaction (see PostgresStorage.integration).
+_ACQUIRE = ("UPDATE lease SET holder = %s, token = token + 1, expires = clock_timestamp() + make_interval(secs => %s) "
+            "WHERE id = 1 AND expires < clock_timestamp() RETURNING token")
+_RENEW = ("UPDATE lease SET expires = clock_timestamp() + make_interval(secs => %s) "
+          "WHERE id = 1 AND token = %s AND expires > clock_timestamp() RETURNING token")
 
 _LOCK = "SELECT pg_advisory_xact_lock(hashtext('tlog:' || current_schema()))"
 _IDENT = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
@@ -175,11 +187,24 @@ def _read_tiles(conn, keys):
     return {ids[r[0]]: r[1] + r[2] if r[2] else r[1] for r in rows}
 
 
+def _resolve(c, leaves) -> dict[bytes, tuple[int, int]]:
+    if not leaves:
+        return {}
+    rows = c.execute("SELECT e.leaf, e.idx, (SELECT h.size FROM heads h WHERE h.size > e.idx ORDER BY h.size LIMIT 1) "
+                     "FROM entries e WHERE e.leaf = ANY(%s)", (leaves,)).fetchall()
+    return {bytes(r[0]): (r[1], r[2]) for r in rows if r[2] is not None}
+
+
 class _PGTxn(SQLTxn, Txn):
     _P = "%s"
 
     def __init__(self, conn: psycopg.Connection) -> None:
         self.c = conn
+        self.new_size: int | None = None
+
+    def set_state(self, size, root):
+        super().set_state(size, root)
+        self.new_size = size
 
     def _conn(self):
         return self.c
@@ -229,7 +254,11 @@ class PostgresStorage(SQLReads, Storage):
     MARGIN = 1.0  # seconds the client waits past a server-side limit before cutting
 
     def __init__(self, url: str, *, schema: str | None = None, connect_timeout: float = 10,
-                 statement_timeout: float = 10.0, lock_timeout: float = 10.0) -> None:
+                 statement_timeout: float = 10.0, lock_timeout: float = 10.0,
+                 idle_in_transaction_timeout: float | None = None) -> None:
+        """``idle_in_transaction_timeout``: the server ends a session of this storage that sits
+        inside a transaction without a statement for that long (a paused client), releasing its
+        locks; default the time limit of a whole integration."""
         if schema is not None and not _IDENT.match(schema):
             raise ValueError(f"schema name {schema!r} must match {_IDENT.pattern}")
         for name, v in (("connect_timeout", connect_timeout), ("statement_timeout", statement_timeout),
@@ -244,9 +273,10 @@ class PostgresStorage(SQLReads, Storage):
         self._read_limit = self.statement_timeout + self.MARGIN
         self._txn_limit = self.lock_timeout + 2 * self.statement_timeout + self.MARGIN
         ms = lambda s: max(1, int(s * 1000))  # noqa: E731
+        idle = self._txn_limit if idle_in_transaction_timeout is None else idle_in_transaction_timeout
         opts = (f"-c synchronous_commit=on -c statement_timeout={ms(statement_timeout)} "
                 f"-c lock_timeout={ms(lock_timeout)} "
-                f"-c idle_in_transaction_session_timeout={ms(self._txn_limit)}")
+                f"-c idle_in_transaction_session_timeout={ms(idle)}")
         if schema:
             opts += f" -c search_path={schema}"
         # libpq's connect_timeout is whole seconds (psycopg enforces it on the client)
@@ -259,12 +289,18 @@ class PostgresStorage(SQLReads, Storage):
         self._reader_proxy = _Reader(self)
         self._closed = False
         self._writer: psycopg.Connection | None = None
+        # (token, seconds): integrations check and renew the lease (fencing); None: no check
+        self.fence: tuple[int, float] | None = None
         try:
             if schema:
                 with psycopg.connect(url, autocommit=True, connect_timeout=self._kw["connect_timeout"]) as c:
                     c.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
             with self.integration() as tx:
                 tx.c.execute(SCHEMA)
+                ns = tx.c.execute("SELECT current_schema()").fetchone()[0]
+            # LISTEN/NOTIFY channels of this log (tlog.queued, tlog.leader)
+            self.channel_integrated = f"tlog_integrated:{ns}"
+            self.channel_pending = f"tlog_pending:{ns}"
         except BaseException as e:
             self.close()
             if isinstance(e, psycopg.OperationalError):
@@ -372,8 +408,21 @@ class PostgresStorage(SQLReads, Storage):
                     raise RuntimeError("storage is closed")
                 w, op = self._begin()
                 done = False
+                fence = self.fence
                 try:
-                    yield _PGTxn(w)
+                    if fence is not None:
+                        self._fence(w, fence)  # also locks the lease row until the commit
+                    tx = _PGTxn(w)
+                    yield tx
+                    if tx.new_size is not None and hasattr(self, "channel_integrated"):
+                        # delivered at the commit, to every frontend that waits (tlog.queued)
+                        w.execute("SELECT pg_notify(%s, %s)", (self.channel_integrated, str(tx.new_size)))
+                    if fence is not None:
+                        # the lease must still be ours, unexpired, as the last thing before the
+                        # commit (the process may have been paused inside the transaction); the
+                        # row lock taken above keeps any other integrator from taking it over
+                        # until this commit is done
+                        self._fence(w, fence)
                     w.execute("COMMIT")
                     done = True
                 except psycopg.OperationalError as e:
@@ -389,6 +438,71 @@ class PostgresStorage(SQLReads, Storage):
                         self._abort(w)
                     self._watchdog.end(op)
         return cm()
+
+    @staticmethod
+    def _fence(w: psycopg.Connection, fence: tuple[int, float]) -> None:
+        token, ttl = fence
+        if w.execute(_RENEW, (ttl, token)).fetchone() is None:
+            raise LeaseLost(f"the integrator lease (token {token}) expired or was taken over")
+
+    # ---- the integrator's lease (tlog.leader) ---------------------------------------------
+    def acquire_lease(self, holder: str, ttl: float) -> int | None:
+        """Take the lease if it has expired: the new fencing token, or None (held by another)."""
+        r = self._read(lambda c: c.execute(_ACQUIRE, (holder, ttl)).fetchone())
+        return None if r is None else r[0]
+
+    def renew_lease(self, token: int, ttl: float) -> bool:
+        return self._read(lambda c: c.execute(_RENEW, (ttl, token)).fetchone()) is not None
+
+    def release_lease(self, token: int) -> None:
+        """Give the lease up (a clean shutdown): another integrator may take it at once."""
+        self._read(lambda c: c.execute("UPDATE lease SET expires = '-infinity' WHERE id = 1 AND token = %s",
+                                       (token,)))
+
+    def lease(self) -> tuple[str, int, float]:
+        """(holder, token, seconds until it expires; negative: expired)."""
+        r = self._read(lambda c: c.execute(
+            "SELECT holder, token, extract(epoch FROM expires - clock_timestamp())::float8 FROM lease WHERE id = 1"
+        ).fetchone())
+        return r[0], r[1], r[2] if r[2] is not None else float("-inf")
+
+    # ---- the durable queue of frontends (tlog.queued) ---------------------------------------
+    def listen(self, channel: str) -> psycopg.Connection:
+        """A new connection listening on ``channel`` (close it with :meth:`unlisten`)."""
+        c = self._connect()
+        try:
+            c.execute(f'LISTEN "{channel}"')
+        except psycopg.OperationalError as e:
+            self._drop(c)
+            raise StorageUnavailable(f"PostgreSQL: {e}") from None
+        return c
+
+    def unlisten(self, c: psycopg.Connection) -> None:
+        self._drop(c)
+
+    def enqueue_new(self, rows) -> dict[bytes, tuple[int, int]]:
+        """One transaction: the rows whose leaf is in the log already are not queued (returned,
+        leaf -> (index, tree size)); the others are added to the pending queue durably and the
+        integrator is woken (NOTIFY)."""
+        now = time.time()
+        rows = list(rows)
+
+        def run(c):
+            with c.transaction():
+                found = _resolve(c, [r[0] for r in rows])
+                vals = [(leaf, data, encode_attrs(attrs), now) for leaf, data, attrs in rows if leaf not in found]
+                if vals:
+                    with c.cursor() as cur:
+                        cur.executemany("INSERT INTO pending (leaf, data, attrs, ts) VALUES (%s, %s, %s, %s) "
+                                        "ON CONFLICT (leaf) DO NOTHING", vals)
+                    c.execute("SELECT pg_notify(%s, '')", (self.channel_pending,))
+                return found
+        return self._read(run)
+
+    def resolve(self, leaves) -> dict[bytes, tuple[int, int]]:
+        """Which of ``leaves`` are integrated: leaf -> (index, size of the first head with it)."""
+        leaves = list(leaves)
+        return self._read(lambda c: _resolve(c, leaves))
 
     # ---- reads ------------------------------------------------------------------------------
     def tiles(self, keys):
@@ -408,6 +522,8 @@ class PostgresStorage(SQLReads, Storage):
                 with c.cursor() as cur:
                     cur.executemany("INSERT INTO pending (leaf, data, attrs, ts) VALUES (%s, %s, %s, %s) "
                                     "ON CONFLICT (leaf) DO NOTHING", vals)
+                if hasattr(self, "channel_pending"):
+                    c.execute("SELECT pg_notify(%s, '')", (self.channel_pending,))
         # retried on a new connection only if the old one was lost (then nothing was committed
         # or the rows are there already: ON CONFLICT DO NOTHING)
         self._read(run)
