@@ -17,11 +17,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from verifier import VerificationError
 from verifier import keys as vkeys
 from verifier.credential import b64url
+from verifier.files import private_dir, write_private
 
 from .errors import IssuerError
 
 
 def _write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
+    if mode & 0o077 == 0:  # a secret: 0600 from the first byte, never a chmod after the write
+        write_private(path, data, overwrite=True)
+        return
     path.write_bytes(data.encode() if isinstance(data, str) else data)
     path.chmod(mode)
 
@@ -31,8 +35,7 @@ def cmd_keys(a: argparse.Namespace) -> int:
 
     from .credentials import make_ca
 
-    d = Path(a.dir)
-    d.mkdir(parents=True, exist_ok=True)
+    d = private_dir(a.dir)
     if (d / "issuer.pem").exists() and not a.force:
         print(f"{d / 'issuer.pem'} exists (use --force)", file=sys.stderr)
         return 2

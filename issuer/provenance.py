@@ -34,6 +34,7 @@ from verifier import cbor as vcbor
 from verifier import cose as vcose
 from verifier import VerificationError
 from verifier import keys as vkeys
+from verifier.files import private_dir, write_private
 from verifier.credential import (CPR_MEDIA_TYPE, CPR_TYPE, INTOTO_MEDIA_TYPE, INTOTO_STATEMENT_TYPE,
                                  SBOM_MEDIA_TYPES, WPR_PREDICATE_TYPE, CredentialInfo, decrypt_record,
                                  encode_encrypt0)
@@ -316,8 +317,7 @@ class RecordVault:
     """The issuer's store of encrypted private records: ``<dir>/<sha256(rid)>.cose``."""
 
     def __init__(self, directory: str | Path, master_key: bytes):
-        self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir = private_dir(directory)
         if len(master_key) != 32:
             raise IssuerError("vault.key", "the vault master key is 32 bytes")
         self.master_key = master_key
@@ -327,9 +327,7 @@ class RecordVault:
 
     def put(self, rid: str, plaintext: bytes) -> Path:
         p = self.path(rid)
-        tmp = p.with_suffix(".tmp")
-        tmp.write_bytes(encrypt_record(plaintext, record_key(self.master_key, rid), rid))
-        os.replace(tmp, p)
+        write_private(p, encrypt_record(plaintext, record_key(self.master_key, rid), rid), overwrite=True)
         return p
 
     def get(self, rid: str) -> bytes:

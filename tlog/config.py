@@ -9,6 +9,7 @@ Config file example (TOML)::
     data_dir = "/var/lib/tlog"
     origin = "log.example/twi"
     issuer = "https://log.example"
+    public_url = "https://log.example"   # URLs the log publishes (default: issuer), never the Host header
     issuer_keys = ["/etc/tlog/issuers/ci.pem"]
     trust_anchors = ["/etc/tlog/roots/corp-root.pem"]
     allowed_algs = [-7, -35, -8, -19]
@@ -56,6 +57,9 @@ class Config:
     lease_ttl: float = 3.0
     origin: str | None = None  # checkpoint origin; default "<host>:<port>/tlog" -> set at first start
     issuer: str | None = None  # the log's issuer URL (receipts' CWT iss); default http://<host>:<port>
+    # the URL clients reach the log at: the transparency configuration's URLs and the path of
+    # every Location header come from it, never from the request's Host header; default: issuer
+    public_url: str | None = None
     issuer_keys: list[str] = field(default_factory=list)  # PEM public keys of trusted issuers
     trust_anchors: list[str] = field(default_factory=list)  # PEM X.509 roots for x5chain statements
     allowed_algs: list[int] = field(default_factory=lambda: list(DEFAULT_ALGS))
@@ -180,6 +184,14 @@ class Config:
         if self.max_body < self.max_statement_size:
             # a statement of the maximum size must fit in a request
             self.max_body = self.max_statement_size + 4096
+        for name in ("issuer", "public_url"):
+            v = getattr(self, name)
+            if v is not None:
+                import urllib.parse
+
+                u = urllib.parse.urlsplit(v)
+                if u.scheme not in ("http", "https") or not u.netloc or u.query or u.fragment:
+                    raise ConfigError(f"{name} must be an http(s) URL without query or fragment, got {v!r}")
         if self.origin is not None and (not self.origin or any(c.isspace() or c == "+" for c in self.origin)):
             raise ConfigError("origin must be non-empty without spaces or '+'")
 
@@ -193,6 +205,16 @@ class Config:
 
     def effective_issuer(self) -> str:
         return self.issuer or f"http://{self.host}:{self.port}"
+
+    def effective_public_url(self) -> str:
+        """The base URL the log publishes (no trailing slash)."""
+        return (self.public_url or self.effective_issuer()).rstrip("/")
+
+    def location_prefix(self) -> str:
+        """Path of the public URL: Location headers are ``<prefix>/entries/<id>``."""
+        import urllib.parse
+
+        return urllib.parse.urlsplit(self.effective_public_url()).path.rstrip("/")
 
     def storage_url(self) -> str:
         return self.database_url or str(self.data_path / "log.sqlite")

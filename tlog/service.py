@@ -598,13 +598,15 @@ class LogService:
         found = sorted(i for i in self.log.lookup(key, value) if i > after)
         return found[:limit]
 
-    def transparency_configuration(self, base_url: str) -> bytes:
+    def transparency_configuration(self) -> bytes:
         """The transparency configuration as CBOR (the SCRAPI default representation)."""
-        return vcbor.dumps(self.transparency_configuration_obj(base_url))
+        return vcbor.dumps(self.transparency_configuration_obj())
 
-    def transparency_configuration_obj(self, base_url: str) -> dict:
-        """The transparency configuration (text keys, JSON-compatible values)."""
-        base = base_url.rstrip("/")
+    def transparency_configuration_obj(self) -> dict:
+        """The transparency configuration (text keys, JSON-compatible values); every URL in it
+        is made from the configured public URL (``public_url``, default the issuer URL), never
+        from a request's Host header."""
+        base = self.config.effective_public_url()
         return {
             "issuer": self.issuer,
             "jwks_uri": f"{base}/jwks",

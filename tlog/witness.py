@@ -38,6 +38,7 @@ from typing import Iterable, Sequence
 from flask import Flask, Response, request
 
 from verifier import VerificationError
+from verifier.files import private_dir, write_private
 from verifier.merkle import EMPTY_ROOT, verify_consistency
 from verifier.note import (
     Checkpoint,
@@ -217,11 +218,8 @@ def _load_or_create_key(data_dir: Path, name: str) -> CosignatureSigner:
     if p.exists():
         return CosignatureSigner.from_skey(p.read_text(encoding="utf-8").strip())
     s = CosignatureSigner.generate(name)
-    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(s.skey + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    if not write_private(p, s.skey + "\n"):  # 0600 from the first byte, 0700 directory
+        return CosignatureSigner.from_skey(p.read_text(encoding="utf-8").strip())  # another process won
     return s
 
 
@@ -251,8 +249,7 @@ def main(argv: Iterable[str] | None = None) -> int:
         origins = [k.name for k in keys]
     for o, k in zip(origins, keys):
         logs.setdefault(o, []).append(k)
-    d = Path(args.data_dir)
-    d.mkdir(parents=True, exist_ok=True)
+    d = private_dir(args.data_dir)
     signer = _load_or_create_key(d, args.name)
     w = Witness(d / "witness.db", logs, [signer])
     print(f"witness key: {signer.vkey}", file=sys.stderr)

@@ -178,8 +178,10 @@ def create_app(config: Config | None = None, *, service: LogService | None = Non
         return problem(500, "Internal Server Error", "the log could not complete the request", retry_after=1)
 
     # ---- registration -----------------------------------------------------------------------
+    loc_prefix = config.location_prefix()  # from the configured public URL, never the Host header
+
     def _location(eid: str) -> str:
-        return f"/entries/{eid}"
+        return f"{loc_prefix}/entries/{eid}"
 
     @app.post("/entries")
     def register():
@@ -322,10 +324,10 @@ def create_app(config: Config | None = None, *, service: LogService | None = Non
     def transparency_configuration():
         # CBOR by default (SCRAPI); JSON when the client prefers it (Accept: application/json)
         if request.accept_mimetypes.best_match([CBOR, "application/json"], default=CBOR) == "application/json":
-            resp = Response(json.dumps(svc.transparency_configuration_obj(request.host_url)),
+            resp = Response(json.dumps(svc.transparency_configuration_obj()),
                             mimetype="application/json")
         else:
-            resp = Response(svc.transparency_configuration(request.host_url), mimetype=CBOR)
+            resp = Response(svc.transparency_configuration(), mimetype=CBOR)
         resp.headers["Vary"] = "Accept"
         return resp
 
@@ -394,5 +396,5 @@ def create_app(config: Config | None = None, *, service: LogService | None = Non
 
     # the common registration request is answered in front of Flask (tlog.server.front)
     app.wsgi_app = RegistrationFront(app.wsgi_app, svc, max_body=config.max_body, limiter=limiter,
-                                     retry_after=retry_after)
+                                     retry_after=retry_after, location_prefix=loc_prefix)
     return app

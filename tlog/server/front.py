@@ -65,8 +65,9 @@ class RegistrationFront:
     """WSGI middleware: serves plain ``POST /entries`` itself, passes anything else to ``app``."""
 
     def __init__(self, app: Callable, svc: LogService, *, max_body: int, limiter: RateLimiter,
-                 retry_after: str) -> None:
+                 retry_after: str, location_prefix: str = "") -> None:
         self.app = app
+        self.location_prefix = location_prefix
         self.svc = svc
         self.max_body = max_body
         self.limiter = limiter
@@ -136,7 +137,7 @@ class RegistrationFront:
         except Exception:  # noqa: BLE001 - answered as the Flask app's 500 handler does
             log.exception("internal error on POST /entries")
             return self._problem(500, "Internal Server Error", "the log could not complete the request", retry_after=1)
-        loc = f"/entries/{reg.entry_id}"
+        loc = f"{self.location_prefix}/entries/{reg.entry_id}"
         if reg.receipt is None:
             return 303, [("Location", loc), ("Retry-After", self.retry_after)], b""
         return 201, [("Content-Type", "application/cose"), ("Location", loc)], reg.receipt
