@@ -409,3 +409,35 @@ def test_open_drains_whole_pending_queue(storage_factory, signer):
         assert log.entry_data(log.find(leaf(7))) == b"7"
     finally:
         log.close()
+
+
+def claim(i: int) -> bytes:
+    return sha256(b"claim-%d" % i).digest()
+
+
+def test_dedup_on_key_not_leaf(storage_factory, signer):
+    """Issue 11 item 1: entries are deduplicated on their key (the signed content), whatever
+    their leaf: a second leaf with a known key resolves to the original entry, in the same
+    batch, a later batch, through the durable queue and after a restart."""
+    log = open_log(storage_factory, signer)
+    try:
+        e = log.append([(leaf(1), b"a", (), claim(1)), (leaf(2), b"b", (), claim(2)),
+                        (leaf(3), b"c", [("iss", "x")], claim(1))])
+        assert e == [Entry(0, 2, False), Entry(1, 2, False), Entry(0, 2, True)]
+        assert log.append([(leaf(4), b"d", (), claim(2))]) == [Entry(1, 2, True)]
+        assert log.submit(leaf(5), b"e", (), claim(1)).wait(10) == Entry(0, 2, True)
+        assert log.size == 2 and log.lookup("iss", "x") == []
+        assert log.find(leaf(3)) is None and log.find(leaf(1)) == 0
+        assert log.find_key(claim(2)) == 1 and log.find_key(leaf(2)) is None and log.find(claim(1)) is None
+        # a key equal to another entry's leaf is a different key (leaves are not keys)
+        assert log.append([(leaf(6), b"f", (), leaf(1))]) == [Entry(2, 3, False)]
+        log.storage.enqueue([(leaf(7), b"g", (), claim(2)), (leaf(8), b"h", (), claim(8))])
+    finally:
+        log.close()
+    log = open_log(storage_factory, signer)
+    try:
+        assert log.size == 4 and log.find(leaf(7)) is None and log.find(leaf(8)) == 3
+        assert log.find_key(claim(8)) == 3 and log.find_key(claim(1)) == 0
+        assert log.append([(leaf(9), b"", (), claim(8))]) == [Entry(3, 4, True)]
+    finally:
+        log.close()

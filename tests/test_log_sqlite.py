@@ -187,3 +187,30 @@ def test_second_handle_sees_appends_and_merges(tmp_path, signer):
         la.close()
         a.close()
         b.close()
+
+
+def test_keys_and_leaves_share_the_tiers(tmp_path, signer):
+    """Dedup keys next to leaves in one index: 8-byte collisions between a key and a leaf,
+    across the recent tier and dmain, stay exact (issue 11 item 1)."""
+    pre = b"\x05" * 8
+    la, ka, lb, kb = (pre + bytes([i]) * 24 for i in range(4))
+    st = SQLiteStorage(tmp_path / "l.sqlite", merge_every=4)
+    log = Log.open(st, origin=ORIGIN, note_signer=signer)
+    try:
+        assert log.append([(la, b"a", (), ka), (leaf(1), b"", (), leaf(101))]) == [Entry(0, 2, False), Entry(1, 2, False)]
+        assert log.append([(lb, b"b", (), kb)]) == [Entry(2, 3, False)]  # both collide with entry 0
+        assert log.append([(leaf(2), b"", (), ka), (leaf(3), b"", (), kb), (leaf(4), b"", (), la)]) == [
+            Entry(0, 2, True), Entry(2, 3, True), Entry(3, 4, False)]
+        assert log.append([(leaf(i), b"", (), leaf(100 + i)) for i in range(5, 9)])[0] == Entry(4, 8, False)  # merge
+        for x, col, want in ((la, "leaf", 0), (ka, "key", 0), (lb, "leaf", 2), (kb, "key", 2), (la, "key", 3),
+                             (ka, "leaf", None), (leaf(4), "leaf", 3), (leaf(104), "key", None)):
+            assert (log.find(x) if col == "leaf" else log.find_key(x)) == want, (x, col)
+        log.close()
+        st.close()
+        st = SQLiteStorage(tmp_path / "l.sqlite", merge_every=1000)
+        log = Log.open(st, origin=ORIGIN, note_signer=signer)
+        assert log.append([(leaf(50), b"", (), kb), (leaf(51), b"", (), leaf(105))]) == [
+            Entry(2, 3, True), Entry(4, 8, True)]
+    finally:
+        log.close()
+        st.close()

@@ -9,7 +9,7 @@ entry point) each worker starts one integrator process, as in transparency-dev/t
 the integrator is apart from the HTTP front:
 
 * the worker parses, authenticates and applies the registration policy, then sends
-  ``(token, leaf input, statement bytes, attributes)`` over a socket pair;
+  ``(token, leaf input, statement bytes, attributes, dedup key)`` over a socket pair;
 * the integrator drains everything queued on its socket, appends it as one batch with
   :meth:`tlog.log.Log.append` (one transaction, one fsync, one signed checkpoint, one receipt
   signature), computes every entry's receipt and answers with one message per batch;
@@ -174,9 +174,9 @@ class IntegratorClient:
                 delay = min(delay * 2, 5.0)
 
     # -- submissions ---------------------------------------------------------------------------
-    def submit(self, leaf_input: bytes, data: bytes, attrs=()) -> Pending:
-        leaf, data, attrs = _check_item(leaf_input, data, attrs)
-        p = Pending(self._log, leaf, data, attrs)
+    def submit(self, leaf_input: bytes, data: bytes, attrs=(), key: bytes | None = None) -> Pending:
+        leaf, data, attrs, key = _check_item(leaf_input, data, attrs, key)
+        p = Pending(self._log, leaf, data, attrs, key)
         with self._lock:
             if self._closed:
                 raise RuntimeError("log is closed")
@@ -186,7 +186,7 @@ class IntegratorClient:
             tok = next(self._tokens)
             self._waiting[tok] = p
             try:
-                conn.send_bytes(_dumps((tok, leaf, data, attrs)))
+                conn.send_bytes(_dumps((tok, leaf, data, attrs, key)))
             except (OSError, ValueError) as e:
                 del self._waiting[tok]
                 raise IntegratorUnavailable(f"the integrator process is unreachable ({e}); retry") from None
@@ -266,7 +266,7 @@ def main(fd: int) -> int:
 def _integrate(svc, conn: Connection, msgs: list) -> None:
     t0 = time.monotonic()
     try:
-        entries = svc.log.append([(m[1], m[2], m[3]) for m in msgs])
+        entries = svc.log.append([(m[1], m[2], m[3], m[4]) for m in msgs])
     except Exception as e:  # noqa: BLE001 - nothing committed: the worker fails these waits
         log.warning("integration of %d submissions failed: %s", len(msgs), e)
         conn.send_bytes(_dumps(("err", [m[0] for m in msgs], f"{type(e).__name__}: {e}",

@@ -6,7 +6,9 @@ one fsync, whoever holds the storage's writer lock):
 1. lock (SQLite BEGIN IMMEDIATE / PostgreSQL ``SELECT ... FOR UPDATE`` on the state row);
    if another process advanced the tree, reload the right edge from the tiles;
 2. take this process's queued submissions plus rows of the durable ``pending`` table;
-3. dedup against the entries (unique leaf input), assign indexes, insert entries and attrs;
+3. dedup against the entries (unique dedup key: the statement's signed content, see
+   :meth:`Log.submit`; the leaf input when no key is given), assign indexes, insert entries
+   and attrs;
 4. append the leaf hashes to the in-memory right edge; write every touched tile once;
 5. compute the new root from the tiles, prove it consistent with the last *signed*
    checkpoint (consistency proof from the tiles, checked with
@@ -67,10 +69,11 @@ class Pending:
     Its waiter blocks on a plain lock held from creation until the result is set (cheaper
     than an Event's condition variable on the registration hot path; one waiter per submission)."""
 
-    __slots__ = ("leaf", "data", "attrs", "_log", "_gate", "_done", "_entry", "_error", "t")
+    __slots__ = ("leaf", "data", "attrs", "key", "_log", "_gate", "_done", "_entry", "_error", "t")
 
-    def __init__(self, log_: "Log", leaf: bytes, data: bytes, attrs: tuple) -> None:
+    def __init__(self, log_: "Log", leaf: bytes, data: bytes, attrs: tuple, key: bytes | None = None) -> None:
         self.leaf, self.data, self.attrs = leaf, data, attrs
+        self.key = leaf if key is None else key
         self._log = log_
         self._gate = threading.Lock()
         self._gate.acquire()
@@ -114,9 +117,14 @@ class Pending:
         self._set(None, err)
 
 
-def _check_item(leaf, data, attrs=()) -> tuple[bytes, bytes, tuple[tuple[str, str], ...]]:
+def _check_item(leaf, data, attrs=(), key=None) -> tuple[bytes, bytes, tuple[tuple[str, str], ...], bytes]:
+    """(leaf, data, attrs, key) checked; ``key`` (the dedup key, 32 bytes) defaults to the leaf."""
+    if key is None:
+        key = leaf
+    elif not isinstance(key, (bytes, bytearray, memoryview)) or len(key) != HS:
+        raise ValueError("dedup key must be 32 bytes")
     if type(leaf) is bytes and len(leaf) == HS and type(data) is bytes and not attrs:
-        return leaf, data, ()
+        return leaf, data, (), bytes(key)
     if not isinstance(leaf, (bytes, bytearray, memoryview)) or len(leaf) != HS:
         raise ValueError("leaf input must be 32 bytes")
     if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -130,36 +138,40 @@ def _check_item(leaf, data, attrs=()) -> tuple[bytes, bytes, tuple[tuple[str, st
         if "\x00" in a[0] or "\x00" in a[1]:
             raise ValueError("attribute strings must not contain NUL")
         out.append((a[0], a[1]))
-    return bytes(leaf), bytes(data), tuple(out)
+    return bytes(leaf), bytes(data), tuple(out), bytes(key)
 
 
 def _assign(items, existing: dict[bytes, int], size: int):
-    """Assign indexes: leaves in ``existing`` or repeated in the batch are duplicates."""
+    """Assign indexes: items whose dedup key (item[3]) is in ``existing`` or repeated in the
+    batch are duplicates (of the first). Returns (leaves, datas, keys, attr rows, results)."""
     if not existing:
-        leaves = [it[0] for it in items]
-        if len(set(leaves)) == len(leaves):  # the common case: all new
+        keys = [it[3] for it in items]
+        if len(set(keys)) == len(keys):  # the common case: all new
             attr_rows = [(k, v, size + i) for i, it in enumerate(items) for k, v in it[2]]
-            return leaves, [it[1] for it in items], attr_rows, [(size + i, False) for i in range(len(items))]
+            return ([it[0] for it in items], [it[1] for it in items], keys, attr_rows,
+                    [(size + i, False) for i in range(len(items))])
     seen: dict[bytes, int] = {}
     new_leaves: list[bytes] = []
     new_datas: list[bytes] = []
+    new_keys: list[bytes] = []
     attr_rows: list[tuple[str, str, int]] = []
     results: list[tuple[int, bool]] = []
-    for leaf, data, attrs in items:
-        idx = existing.get(leaf) if existing else None
+    for leaf, data, attrs, key in items:
+        idx = existing.get(key) if existing else None
         if idx is None:
-            idx = seen.get(leaf)
+            idx = seen.get(key)
         if idx is not None:
             results.append((idx, True))
             continue
         idx = size + len(new_leaves)
-        seen[leaf] = idx
+        seen[key] = idx
         new_leaves.append(leaf)
         new_datas.append(data)
+        new_keys.append(key)
         for k, v in attrs:
             attr_rows.append((k, v, idx))
         results.append((idx, False))
-    return new_leaves, new_datas, attr_rows, results
+    return new_leaves, new_datas, new_keys, attr_rows, results
 
 
 def _check_nonneg(v, what: str) -> int:
@@ -336,10 +348,16 @@ class Log:
         self.close()
 
     # ------------------------------------------------------------------ submissions
-    def submit(self, leaf_input: bytes, data: bytes, attrs: Attrs = ()) -> Pending:
-        """Queue a submission for the sequencer (thread-safe); wait on the Pending."""
-        leaf, data, attrs = _check_item(leaf_input, data, attrs)
-        p = Pending(self, leaf, data, attrs)
+    def submit(self, leaf_input: bytes, data: bytes, attrs: Attrs = (), key: bytes | None = None) -> Pending:
+        """Queue a submission for the sequencer (thread-safe); wait on the Pending.
+
+        ``key`` (32 bytes, default the leaf input) is what dedup compares: a submission whose
+        key an entry already has resolves to that entry (``duplicate``), whatever its leaf.
+        The log service passes the digest of the statement's signed content, so that a
+        re-encoding or re-signature of an admitted claim returns the original entry. Equal
+        leaves must have equal keys (the key is a function of the entry's data)."""
+        leaf, data, attrs, key = _check_item(leaf_input, data, attrs, key)
+        p = Pending(self, leaf, data, attrs, key)
         with self._cond:
             if self._closing:
                 raise RuntimeError("log is closed")
@@ -350,8 +368,9 @@ class Log:
             self._cond.notify_all()
         return p
 
-    def append(self, items: Sequence[tuple[bytes, bytes, Attrs]]) -> list[Entry]:
-        """Append a batch synchronously and durably (one transaction)."""
+    def append(self, items: Sequence[tuple]) -> list[Entry]:
+        """Append a batch synchronously and durably (one transaction). Items are
+        ``(leaf, data, attrs)`` or ``(leaf, data, attrs, key)`` (see :meth:`submit`)."""
         checked = [_check_item(*it) for it in items]
         if self._closed:
             raise RuntimeError("log is closed")
@@ -360,7 +379,7 @@ class Log:
     def _spill(self, p: Pending) -> None:
         if p.done():
             return
-        self.storage.enqueue([(p.leaf, p.data, p.attrs)])
+        self.storage.enqueue([(p.leaf, p.data, p.attrs, p.key)])
 
     def status(self, leaf_input: bytes) -> Entry | Literal["pending"] | None:
         """Entry if integrated (any process), "pending" if accepted and not yet integrated,
@@ -380,6 +399,12 @@ class Log:
                 if self.storage.pending_contains(leaf):
                     return "pending"
         return None
+
+    def find_key(self, key: bytes) -> int | None:
+        """Index of the integrated entry with dedup key ``key`` (any process), or None."""
+        if not isinstance(key, (bytes, bytearray)) or len(key) != HS:
+            raise ValueError("dedup key must be 32 bytes")
+        return self.storage.find_key(bytes(key))
 
     # ------------------------------------------------------------------ sequencer
     def _run(self) -> None:
@@ -406,7 +431,7 @@ class Log:
                 next_poll = now + self.poll_interval
             try:
                 if batch:
-                    entries = self._integrate([(p.leaf, p.data, p.attrs) for p in batch])
+                    entries = self._integrate([(p.leaf, p.data, p.attrs, p.key) for p in batch])
                     self._finish(batch, entries, None)
                 elif poll:
                     if self.storage.has_pending():
@@ -443,7 +468,7 @@ class Log:
                 p._resolve(entries[i])
 
     # ------------------------------------------------------------------ integration
-    def _integrate(self, items: list[tuple[bytes, bytes, tuple]]) -> list[Entry]:
+    def _integrate(self, items: list[tuple[bytes, bytes, tuple, bytes]]) -> list[Entry]:
         with self._int_lock:
             with self.storage.integration() as tx:
                 st = tx.state()
@@ -458,15 +483,15 @@ class Log:
                     edge = self._edge
                 prows = tx.pending(self.max_batch)
                 self._drained = len(prows)
-                allitems = list(items) + [(r.leaf, r.data, r.attrs) for r in prows]
-                # optimistic: assume no leaf is in the log (one insert, no lookups); on a
+                allitems = list(items) + [(r.leaf, r.data, r.attrs, r.key) for r in prows]
+                # optimistic: assume no key is in the log (one insert, no lookups); on a
                 # unique-key conflict the storage inserts nothing and we dedup properly
-                new_leaves, new_datas, attr_rows, results = _assign(allitems, {}, size)
-                if new_leaves and not tx.try_insert_entries(size, new_leaves, new_datas):
-                    existing = tx.existing(list({it[0] for it in allitems}))
-                    new_leaves, new_datas, attr_rows, results = _assign(allitems, existing, size)
+                new_leaves, new_datas, new_keys, attr_rows, results = _assign(allitems, {}, size)
+                if new_leaves and not tx.try_insert_entries(size, new_leaves, new_datas, new_keys):
+                    existing = tx.existing(list({it[3] for it in allitems}))
+                    new_leaves, new_datas, new_keys, attr_rows, results = _assign(allitems, existing, size)
                     if new_leaves:
-                        tx.insert_entries(size, new_leaves, new_datas)
+                        tx.insert_entries(size, new_leaves, new_datas, new_keys)
                 new_size, new_root, new_edge, head = size, root, edge, None
                 if new_leaves:
                     h = sha256

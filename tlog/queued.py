@@ -62,9 +62,9 @@ class QueueClient:
         self._listening.wait(10.0)
 
     # -- submissions -----------------------------------------------------------------------------
-    def submit(self, leaf_input: bytes, data: bytes, attrs=()) -> Pending:
-        leaf, data, attrs = _check_item(leaf_input, data, attrs)
-        p = Pending(self, leaf, data, attrs)  # a wait that runs out calls self._spill
+    def submit(self, leaf_input: bytes, data: bytes, attrs=(), key: bytes | None = None) -> Pending:
+        leaf, data, attrs, key = _check_item(leaf_input, data, attrs, key)
+        p = Pending(self, leaf, data, attrs, key)  # a wait that runs out calls self._spill
         with self._cond:
             if self._closed:
                 raise RuntimeError("log is closed")
@@ -79,7 +79,7 @@ class QueueClient:
         with self._cond:
             if p.leaf in self._durable:
                 return
-        self._st.enqueue([(p.leaf, p.data, p.attrs)])
+        self._st.enqueue([(p.leaf, p.data, p.attrs, p.key)])
 
     def _enqueue_loop(self) -> None:
         while True:
@@ -95,7 +95,7 @@ class QueueClient:
                     self._waiting.setdefault(p.leaf, []).append(p)
             rows = {}
             for p in batch:
-                rows.setdefault(p.leaf, (p.leaf, p.data, p.attrs))
+                rows.setdefault(p.leaf, (p.leaf, p.data, p.attrs, p.key))
             try:
                 found = self._st.enqueue_new(rows.values())
             except Exception as e:  # noqa: BLE001 - the registrations fail (503 for StorageUnavailable)

@@ -7,6 +7,13 @@ Entry ids: the lowercase hex of the leaf input (SHA-256 of the statement bytes, 
 It is known before integration, so the 303 Location of an asynchronous registration is final;
 the decimal index of an integrated entry is accepted too.
 
+One claim, one entry: the log admits only the shortest (deterministic) CBOR encoding of a
+COSE_Sign1's outer items and deduplicates on the digest of the signed content (the
+Sig_structure: protected header bytes and payload), so a re-encoding or re-signature of an
+admitted claim (e.g. the ECDSA (r, n-s) twin) answers with the ORIGINAL entry (its id, index
+and receipt), and a second, different Credential Provenance record for a record id the same
+issuer already registered is refused (409).
+
 Receipts: one COSE signature per tree size. The core calls :meth:`LogService.sign_head` once
 for every new tree head and stores the bytes ``CBOR [protected_raw, signature]`` with the head;
 every receipt at that size (inclusion for any entry, and consistency receipts ending at that
@@ -34,6 +41,7 @@ from verifier import cose as vcose
 from verifier import receipt as vreceipt
 from verifier.statement import SignedStatement
 
+from tlog.log import Entry
 from tlog.storage import StorageUnavailable, open_storage
 
 from .config import Config
@@ -45,7 +53,10 @@ from .policy import POLICY_CONTENT_TYPE, Policy, Rejection, classify
 log = logging.getLogger("tlog.service")
 
 try:  # TWI Credential Provenance index attributes (tlog.twi_index), served by tlog.twi_routes
+    from tlog.twi_index import ATTR_ISS_RID as _TWI_ISS_RID
+    from tlog.twi_index import ATTR_RID as _TWI_RID
     from tlog.twi_index import attrs_for_statement as _twi_attrs
+    from tlog.twi_index import pair_key as _twi_pair
 except ImportError:  # pragma: no cover - the TWI modules are optional for the log
     _twi_attrs = None
 
@@ -354,9 +365,10 @@ class LogService:
     def policy_id(self) -> str:
         return self.state.policy[1]
 
-    def _submit(self, leaf: bytes, data: bytes, attrs):
-        """Hand a checked statement to the sequencer (this process's, or the integrator's)."""
-        return (self._remote or self.log).submit(leaf, data, attrs)
+    def _submit(self, leaf: bytes, data: bytes, attrs, key: bytes | None = None):
+        """Hand a checked statement to the sequencer (this process's, or the integrator's);
+        ``key``: the dedup key (the digest of the signed content)."""
+        return (self._remote or self.log).submit(leaf, data, attrs, key)
 
     def close(self) -> None:
         try:
@@ -457,7 +469,7 @@ class LogService:
         attrs = {ATTR_KIND: "policy", ATTR_ISS: st.iss, ATTR_SUB: st.sub, ATTR_ISS_SUB: iss_sub_key(st.iss, st.sub)}
         if previous:
             attrs[ATTR_POLICY] = previous
-        pending = self._submit(st.leaf_input, st.statement_bytes, sorted(attrs.items()))
+        pending = self._submit(st.leaf_input, st.statement_bytes, sorted(attrs.items()), st.signed_content_digest())
         entry = pending.wait(60.0)
         if entry is None:
             raise RuntimeError("the registration policy statement was not integrated within 60 s")
@@ -487,6 +499,10 @@ class LogService:
         t_start = time.monotonic()
         try:
             st = self.parse(body)
+            if not st.outer_is_deterministic():
+                raise Rejection("Malformed request", "the COSE_Sign1's byte strings must use the shortest CBOR "
+                                "length encoding (RFC 8949 4.2.1): the log admits one encoding of each claim",
+                                "encoding")
             if st.sign1.protected.get(3) == POLICY_CONTENT_TYPE and st.kid in self.keys.public_keys():
                 raise Rejection("Rejected", "registration policies are registered by the log itself", "policy")
             _, policy_id, policy = self.state.policy  # one snapshot: checked under, recorded as
@@ -511,18 +527,24 @@ class LogService:
 
             attrs[ATTR_PAYLOAD_HASH] = hashlib.sha256(payload).hexdigest()
         attr_list = sorted(attrs.items())
+        claim = st.signed_content_digest(payload)
         if _twi_attrs is not None:
             try:
-                attr_list += [a for a in _twi_attrs(st) if a[0] not in attrs]
+                twi = [a for a in _twi_attrs(st) if a[0] not in attrs]
             except VerificationError:
-                pass
+                twi = []
+            attr_list += twi
+            rid = next((v for k, v in twi if k == _TWI_RID), None)
+            if rid is not None:
+                attr_list.append((_TWI_ISS_RID, _twi_pair(st.iss, rid)))
+                self._check_record_id(st.iss, rid, claim)
         eid = entry_id_of(st.leaf_input)
         t0 = time.monotonic()
         with self._lock:
             self._inflight += 1
         try:
             try:
-                pending = self._submit(st.leaf_input, st.statement_bytes, attr_list)
+                pending = self._submit(st.leaf_input, st.statement_bytes, attr_list, claim)
                 entry = pending.wait(self.config.register_wait)
             except IntegratorUnavailable as e:
                 self.metrics.rejected("integrator-unavailable")
@@ -538,11 +560,20 @@ class LogService:
         finally:
             with self._lock:
                 self._inflight -= 1
+        if entry is None and claim is not None:
+            # another encoding of this claim may have been integrated meanwhile: its entry
+            idx = self.log.find_key(claim)
+            if idx is not None and idx < self.tree_size():
+                ts = self.log.storage.first_head_after(idx)
+                entry = Entry(idx, ts or idx + 1, True)
         if entry is None:
             with self._lock:
                 self._outstanding.append((pending, t0))
             self.metrics.registered("pending")
             return Registration(eid)
+        if getattr(entry, "duplicate", False):
+            # the original entry of this claim (another encoding or signature, maybe)
+            eid = entry_id_of(self.log.leaf_input(entry.index))
         t_int = time.monotonic()
         self.metrics.integration_latency(t_int - t0)
         self.metrics.registered("duplicate" if getattr(entry, "duplicate", False) else "integrated")
@@ -553,6 +584,20 @@ class LogService:
             receipt=time.monotonic() - t_int,
         )
         return Registration(eid, entry.index, entry.tree_size, receipt, bool(getattr(entry, "duplicate", False)))
+
+    def _check_record_id(self, iss: str, rid: str, claim: bytes | None) -> None:
+        """409 if ``iss`` already registered a different record under ``rid`` (the same
+        claim again is a duplicate, answered with the original entry)."""
+        for idx in self.log.lookup(_TWI_ISS_RID, _twi_pair(iss, rid))[:16]:
+            data = self.log.entry_data(idx)
+            try:
+                other = SignedStatement.parse(data, max_size=max(len(data), 1), max_depth=self.config.max_depth)
+            except VerificationError:
+                continue
+            if claim is None or other.signed_content_digest() != claim:
+                self.metrics.rejected("record-id")
+                raise Rejection("Conflict", f"issuer {iss[:200]!r} already registered a different record with "
+                                f"id {rid[:200]!r} (entry {entry_id_of(other.leaf_input)})", "record-id", 409)
 
     # ---- reads -------------------------------------------------------------------------------
     def tree_size(self) -> int:

@@ -10,6 +10,9 @@ At registration the server calls :func:`attrs_for_statement` and adds the pairs 
 * ``twi.cred.iss_jti``   ``JSON [iss, jti]`` of a WIT (public records only)
 * ``twi.cred.dn_serial`` ``JSON [issuer DN (RFC 4514), serial (lowercase hex)]`` of an X.509 SVID
 * ``twi.cred.sha256``    lowercase hex SHA-256 of the credential bytes (for WITs, the WPT ``wth``)
+* ``twi.cpr.iss_rid``    ``JSON [iss, rid]``: added by the log service (tlog.service) with the
+                         record id, so that a second, different record for a record id the same
+                         issuer (CWT ``iss``) already registered is refused (409)
 
 Private records only expose the record id: the log never sees the credential's identifiers.
 Nothing here authenticates anything (the server has already checked the issuer signature;
@@ -29,6 +32,7 @@ ATTR_RID = "twi.cpr.rid"
 ATTR_ISS_JTI = "twi.cred.iss_jti"
 ATTR_DN_SERIAL = "twi.cred.dn_serial"
 ATTR_SHA256 = "twi.cred.sha256"
+ATTR_ISS_RID = "twi.cpr.iss_rid"
 MAX_VALUE = 4096
 
 

@@ -99,13 +99,13 @@ def install(app) -> None:
         return
     orig = log.submit
 
-    def submit(leaf_input, data, attrs=()):
+    def submit(leaf_input, data, attrs=(), key=None):
         try:
             extra = attrs_for_statement(SignedStatement.parse(data))
         except VerificationError:
             extra = []
         have = set(map(tuple, attrs))
-        return orig(leaf_input, data, tuple(attrs) + tuple(a for a in extra if a not in have))
+        return orig(leaf_input, data, tuple(attrs) + tuple(a for a in extra if a not in have), key)
 
     submit._twi_indexed = True  # type: ignore[attr-defined]
     log.submit = submit

@@ -14,7 +14,7 @@ from typing import Any, Iterable, NamedTuple, Sequence
 
 from cryptography import x509 as cx509
 
-from . import cose
+from . import cbor, cose
 from .errors import VerificationError
 from .x509 import cert_hash, validate_chain
 
@@ -115,6 +115,32 @@ class SignedStatement:
             leaf_input=hashlib.sha256(stmt).digest(),
         )
 
+    def signed_content_digest(self, payload: bytes | None = None) -> bytes | None:
+        """SHA-256 of what the signature covers: the Sig_structure ``["Signature1", protected,
+        h'', payload]`` (RFC 9052 4.4). Two statements with the same digest make the same
+        claim (same protected header bytes, same payload) whatever their outer CBOR encoding,
+        unprotected header or signature (an ECDSA (r, n-s) twin, or a fresh signature). A
+        detached payload must be given as ``payload``; None when there is none."""
+        if payload is None:
+            payload = self.sign1.payload
+        if payload is None:
+            return None
+        prot = self.sign1.protected_raw
+        h = hashlib.sha256(cose.sig_structure(prot, b"")[:-1])  # everything up to the payload's head
+        h.update(cbor.encode_head(2, len(payload)))
+        h.update(payload)
+        return h.digest()
+
+    def outer_is_deterministic(self) -> bool:
+        """True when the heads of the COSE_Sign1's outer items (protected, payload and
+        signature byte strings) use the shortest form (RFC 8949 4.2.1); the tag and array
+        heads are checked by the decoder, the unprotected map is not part of the statement."""
+        m = self.sign1
+        n = 2 + _head_len(len(m.protected_raw)) + len(m.protected_raw) + 1
+        n += 1 if m.payload is None else _head_len(len(m.payload)) + len(m.payload)
+        n += _head_len(len(m.signature)) + len(m.signature)
+        return n == len(self.statement_bytes)
+
     def verify(
         self,
         key: Any = None,
@@ -139,6 +165,11 @@ class SignedStatement:
             cose.verify_sign1(self.sign1, key, payload=payload, allowed_algs=allowed_algs)
         except VerificationError as exc:
             raise VerificationError(exc.check.replace("cose.", "statement.", 1), exc.detail) from None
+
+
+def _head_len(n: int) -> int:
+    """Bytes of the shortest CBOR head for argument ``n``."""
+    return 1 if n < 24 else 2 if n < 0x100 else 3 if n < 0x10000 else 5 if n < 0x100000000 else 9
 
 
 def _x5chain(v: Any) -> list[bytes]:

@@ -7,8 +7,10 @@ A backend stores five things (tlog.storage.sqlite and tlog.storage.postgres shar
   interior rows 1..7 (254 hashes) in a second column. The Txn/Storage tile methods exchange
   "records": the hashes, followed by the interior rows when the tile is full
   (tlog.tree.record_rows); ``Log.tile`` serves only the hashes;
-- ``entries``: index -> leaf input (32 bytes, unique: dedup) and statement data (SQLite keeps
-  them per run of consecutive entries inside one 256-entry bundle, PostgreSQL one row each);
+- ``entries``: index -> leaf input (32 bytes, found by :meth:`Storage.find`), dedup key (32
+  bytes, unique: dedup, found by :meth:`Storage.find_key`; the log service's key is the digest
+  of the statement's signed content) and statement data (SQLite keeps them per run of
+  consecutive entries inside one 256-entry bundle, PostgreSQL one row each);
 - ``attrs``: (key, value, index) lookup rows;
 - ``heads``: size, root, signed checkpoint note, ``extra`` (opaque head-signer bytes), time;
 - ``state``: one row (size, root) - the integrated tree; the lock point for integration;
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 __all__ = ["TreeHead", "PendingRow", "Storage", "Txn", "StorageUnavailable", "LeaseLost", "encode_attrs",
-           "decode_attrs"]
+           "decode_attrs", "pending_values"]
 
 
 class StorageUnavailable(Exception):
@@ -58,10 +60,21 @@ class PendingRow:
     leaf: bytes
     data: bytes
     attrs: tuple[tuple[str, str], ...]
+    key: bytes  # the dedup key (the leaf when none was given)
 
 
 def encode_attrs(attrs: Sequence[tuple[str, str]]) -> str:
     return json.dumps([[k, v] for k, v in attrs], separators=(",", ":"))
+
+
+def pending_values(rows, now: float) -> list[tuple]:
+    """Rows for the pending table: (leaf, data, attrs JSON, ts, dedup key or None)."""
+    out = []
+    for r in rows:
+        leaf, data, attrs = r[0], r[1], r[2]
+        key = r[3] if len(r) > 3 and r[3] is not None and r[3] != leaf else None
+        out.append((leaf, data, encode_attrs(attrs), now, key))
+    return out
 
 
 def decode_attrs(s: str | None) -> tuple[tuple[str, str], ...]:
@@ -92,18 +105,20 @@ class Txn(ABC):
     def delete_pending(self, seqs: Sequence[int]) -> None: ...
 
     @abstractmethod
-    def existing(self, leaves: Sequence[bytes]) -> dict[bytes, int]:
-        """Which of ``leaves`` are in the log already: leaf -> index."""
+    def existing(self, keys: Sequence[bytes]) -> dict[bytes, int]:
+        """Which of the dedup ``keys`` are in the log already: key -> index."""
 
     @abstractmethod
-    def insert_entries(self, start: int, leaves: Sequence[bytes], datas: Sequence[bytes]) -> None:
-        """Insert entries start, start+1, ... whose leaves are known not to be in the log."""
+    def insert_entries(self, start: int, leaves: Sequence[bytes], datas: Sequence[bytes],
+                       keys: Sequence[bytes]) -> None:
+        """Insert entries start, start+1, ... whose dedup keys are known not to be in the log."""
 
     @abstractmethod
-    def try_insert_entries(self, start: int, leaves: Sequence[bytes], datas: Sequence[bytes]) -> bool:
+    def try_insert_entries(self, start: int, leaves: Sequence[bytes], datas: Sequence[bytes],
+                           keys: Sequence[bytes]) -> bool:
         """Optimistic insert (the hot path: no lookup first): insert and return True, or, if
-        some leaf (or, on SQLite, its dedup key) is in the log already, insert nothing and
-        return False (the caller then dedups with :meth:`existing`)."""
+        some key or leaf (or, on SQLite, its 8-byte prefix) is in the log already, insert
+        nothing and return False (the caller then dedups with :meth:`existing`)."""
 
     @abstractmethod
     def insert_attrs(self, rows: Sequence[tuple[str, str, int]]) -> None: ...
@@ -151,6 +166,10 @@ class Storage(ABC):
     def find(self, leaf: bytes) -> int | None: ...
 
     @abstractmethod
+    def find_key(self, key: bytes) -> int | None:
+        """Index of the entry whose dedup key is ``key``."""
+
+    @abstractmethod
     def lookup(self, key: str, value: str) -> list[int]: ...
 
     @abstractmethod
@@ -174,9 +193,9 @@ class Storage(ABC):
     def pending_contains(self, leaf: bytes) -> bool: ...
 
     @abstractmethod
-    def enqueue(self, rows: Iterable[tuple[bytes, bytes, Sequence[tuple[str, str]]]]) -> None:
-        """Durably add submissions to the pending queue (one transaction; leaves already
-        queued are ignored). Does not take the integration lock's turn on PostgreSQL."""
+    def enqueue(self, rows: Iterable[tuple]) -> None:
+        """Durably add submissions ``(leaf, data, attrs[, key])`` to the pending queue (one
+        transaction; leaves already queued are ignored). Does not take the integration lock's turn on PostgreSQL."""
 
     @abstractmethod
     def bytes_used(self) -> int:
@@ -266,8 +285,9 @@ class SQLTxn:
                 "ON CONFLICT (id) DO UPDATE SET size = excluded.size, root = excluded.root", (size, root))
 
     def pending(self, limit):
-        rows = self._x("SELECT seq, leaf, data, attrs FROM pending ORDER BY seq LIMIT ?", (limit,)).fetchall()
-        return [PendingRow(r[0], bytes(r[1]), bytes(r[2]), decode_attrs(r[3])) for r in rows]
+        rows = self._x("SELECT seq, leaf, data, attrs, dkey FROM pending ORDER BY seq LIMIT ?", (limit,)).fetchall()
+        return [PendingRow(r[0], bytes(r[1]), bytes(r[2]), decode_attrs(r[3]), bytes(r[4] if r[4] is not None else r[1]))
+                for r in rows]
 
     def latest_head(self):
         return head_from_row(self._x(f"SELECT {HEAD_COLS} FROM heads ORDER BY size DESC LIMIT 1").fetchone())

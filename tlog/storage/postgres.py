@@ -43,7 +43,7 @@ from contextlib import contextmanager
 import psycopg
 
 from ..tree import TILE_BYTES
-from .base import LeaseLost, SQLReads, SQLTxn, Storage, StorageUnavailable, Txn, encode_attrs
+from .base import LeaseLost, SQLReads, SQLTxn, Storage, StorageUnavailable, Txn, pending_values
 
 log = logging.getLogger("tlog.storage.postgres")
 
@@ -53,13 +53,14 @@ CREATE TABLE IF NOT EXISTS state (id INT PRIMARY KEY CHECK (id = 1), size BIGINT
 CREATE TABLE IF NOT EXISTS tiles (id BIGINT PRIMARY KEY, hashes BYTEA NOT NULL, interior BYTEA);
 ALTER TABLE tiles ALTER COLUMN hashes SET STORAGE EXTERNAL;
 ALTER TABLE tiles ALTER COLUMN interior SET STORAGE EXTERNAL;
-CREATE TABLE IF NOT EXISTS entries (idx BIGINT PRIMARY KEY, leaf BYTEA NOT NULL UNIQUE, data BYTEA NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (idx BIGINT PRIMARY KEY, leaf BYTEA NOT NULL UNIQUE, dkey BYTEA NOT NULL UNIQUE,
+    data BYTEA NOT NULL);
 CREATE TABLE IF NOT EXISTS attrs (key TEXT NOT NULL, value TEXT NOT NULL, idx BIGINT NOT NULL,
     PRIMARY KEY (key, value, idx));
 CREATE TABLE IF NOT EXISTS heads (size BIGINT PRIMARY KEY, root BYTEA NOT NULL, checkpoint TEXT NOT NULL,
     extra BYTEA, ts DOUBLE PRECISION NOT NULL);
 CREATE TABLE IF NOT EXISTS pending (seq BIGSERIAL PRIMARY KEY, leaf BYTEA NOT NULL UNIQUE,
-    data BYTEA NOT NULL, attrs TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL);
+    data BYTEA NOT NULL, attrs TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL, dkey BYTEA);
 CREATE TABLE IF NOT EXISTS lease (id INT PRIMARY KEY CHECK (id = 1), holder TEXT NOT NULL, token BIGINT NOT NULL,
     expires TIMESTAMPTZ NOT NULL);
 INSERT INTO lease (id, holder, token, expires) VALUES (1, '', 0, '-infinity') ON CONFLICT (id) DO NOTHING;
@@ -187,11 +188,14 @@ def _read_tiles(conn, keys):
     return {ids[r[0]]: r[1] + r[2] if r[2] else r[1] for r in rows}
 
 
-def _resolve(c, leaves) -> dict[bytes, tuple[int, int]]:
+def _resolve(c, leaves, col: str = "leaf") -> dict[bytes, tuple[int, int]]:
+    """Which of ``leaves`` (``col`` "dkey": dedup keys) are integrated: value -> (index, size
+    of the first head with it)."""
     if not leaves:
         return {}
-    rows = c.execute("SELECT e.leaf, e.idx, (SELECT h.size FROM heads h WHERE h.size > e.idx ORDER BY h.size LIMIT 1) "
-                     "FROM entries e WHERE e.leaf = ANY(%s)", (leaves,)).fetchall()
+    assert col in ("leaf", "dkey")
+    rows = c.execute(f"SELECT e.{col}, e.idx, (SELECT h.size FROM heads h WHERE h.size > e.idx ORDER BY h.size LIMIT 1) "
+                     f"FROM entries e WHERE e.{col} = ANY(%s)", (leaves,)).fetchall()
     return {bytes(r[0]): (r[1], r[2]) for r in rows if r[2] is not None}
 
 
@@ -221,24 +225,24 @@ class _PGTxn(SQLTxn, Txn):
     def delete_pending(self, seqs):
         self.c.execute("DELETE FROM pending WHERE seq = ANY(%s)", (list(seqs),))
 
-    def existing(self, leaves):
-        rows = self.c.execute("SELECT leaf, idx FROM entries WHERE leaf = ANY(%s)", (list(leaves),)).fetchall()
+    def existing(self, keys):
+        rows = self.c.execute("SELECT dkey, idx FROM entries WHERE dkey = ANY(%s)", (list(keys),)).fetchall()
         return {bytes(r[0]): r[1] for r in rows}
 
-    def try_insert_entries(self, start, leaves, datas):
+    def try_insert_entries(self, start, leaves, datas, keys):
         try:
             with self.c.transaction():  # a savepoint
-                self.insert_entries(start, leaves, datas)
+                self.insert_entries(start, leaves, datas, keys)
         except psycopg.errors.UniqueViolation:
             return False
         return True
 
-    def insert_entries(self, start, leaves, datas):
+    def insert_entries(self, start, leaves, datas, keys):
         with self.c.cursor() as cur:
-            with cur.copy("COPY entries (idx, leaf, data) FROM STDIN (FORMAT BINARY)") as cp:
-                cp.set_types(["int8", "bytea", "bytea"])
+            with cur.copy("COPY entries (idx, leaf, dkey, data) FROM STDIN (FORMAT BINARY)") as cp:
+                cp.set_types(["int8", "bytea", "bytea", "bytea"])
                 w = cp.write_row
-                for row in zip(range(start, start + len(leaves)), leaves, datas):
+                for row in zip(range(start, start + len(leaves)), leaves, keys, datas):
                     w(row)
 
     def insert_attrs(self, rows):
@@ -297,6 +301,13 @@ class PostgresStorage(SQLReads, Storage):
                     c.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
             with self.integration() as tx:
                 tx.c.execute(SCHEMA)
+                for table in ("entries", "pending"):
+                    if tx.c.execute(
+                            "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+                            "AND table_name = %s AND column_name = 'dkey'", (table,)).fetchone() is None:
+                        raise RuntimeError(
+                            f"{url}: the log's {table} table predates dedup keys (the signed content of each "
+                            "statement, issue 11); old databases are not migrated: re-create the log")
                 ns = tx.c.execute("SELECT current_schema()").fetchone()[0]
             # LISTEN/NOTIFY channels of this log (tlog.queued, tlog.leader)
             self.channel_integrated = f"tlog_integrated:{ns}"
@@ -481,19 +492,23 @@ class PostgresStorage(SQLReads, Storage):
         self._drop(c)
 
     def enqueue_new(self, rows) -> dict[bytes, tuple[int, int]]:
-        """One transaction: the rows whose leaf is in the log already are not queued (returned,
-        leaf -> (index, tree size)); the others are added to the pending queue durably and the
-        integrator is woken (NOTIFY)."""
+        """One transaction: the rows ``(leaf, data, attrs[, dedup key])`` whose leaf or key is
+        in the log already are not queued (returned, leaf -> (index of the entry, tree size));
+        the others are added to the pending queue durably and the integrator is woken (NOTIFY)."""
         now = time.time()
         rows = list(rows)
 
         def run(c):
             with c.transaction():
                 found = _resolve(c, [r[0] for r in rows])
-                vals = [(leaf, data, encode_attrs(attrs), now) for leaf, data, attrs in rows if leaf not in found]
+                by_key = {r[3]: r[0] for r in rows if len(r) > 3 and r[3] is not None and r[0] not in found}
+                if by_key:
+                    for k, (idx, size) in _resolve(c, list(by_key), "dkey").items():
+                        found[by_key[k]] = (idx, size)
+                vals = pending_values([r for r in rows if r[0] not in found], now)
                 if vals:
                     with c.cursor() as cur:
-                        cur.executemany("INSERT INTO pending (leaf, data, attrs, ts) VALUES (%s, %s, %s, %s) "
+                        cur.executemany("INSERT INTO pending (leaf, data, attrs, ts, dkey) VALUES (%s, %s, %s, %s, %s) "
                                         "ON CONFLICT (leaf) DO NOTHING", vals)
                     c.execute("SELECT pg_notify(%s, '')", (self.channel_pending,))
                 return found
@@ -513,14 +528,17 @@ class PostgresStorage(SQLReads, Storage):
         r = self._reader().execute("SELECT idx FROM entries WHERE leaf = %s", (leaf,)).fetchone()
         return None if r is None else r[0]
 
+    def find_key(self, key):
+        r = self._reader().execute("SELECT idx FROM entries WHERE dkey = %s", (key,)).fetchone()
+        return None if r is None else r[0]
+
     def enqueue(self, rows):
-        now = time.time()
-        vals = [(leaf, data, encode_attrs(attrs), now) for leaf, data, attrs in rows]
+        vals = pending_values(rows, time.time())
 
         def run(c):
             with c.transaction():
                 with c.cursor() as cur:
-                    cur.executemany("INSERT INTO pending (leaf, data, attrs, ts) VALUES (%s, %s, %s, %s) "
+                    cur.executemany("INSERT INTO pending (leaf, data, attrs, ts, dkey) VALUES (%s, %s, %s, %s, %s) "
                                     "ON CONFLICT (leaf) DO NOTHING", vals)
                 if hasattr(self, "channel_pending"):
                     c.execute("SELECT pg_notify(%s, '')", (self.channel_pending,))

@@ -18,20 +18,27 @@ A batch of 8,192 entries writes 32 or 33 rows instead of 8,192; rows are never u
 by index find the row with the largest ``start`` <= index (a rowid seek); a statement is read
 with incremental blob I/O (only its bytes).
 
-Dedup (LSM-style, two tiers, exact): the key ``k`` of a leaf input is its first 8 bytes as a
+Each entry has two 32-byte values: its leaf input (``leaves``, looked up by ``find``: the
+entry id) and its dedup key (``dkeys``, NULL when a run's keys are its leaves; unique; the log
+service's key is the digest of the statement's signed content, looked up by ``find_key`` and by
+dedup). Both go into the one index below, each hit compared in full with its own column, so a
+leaf never matches a key. Cost: 32 bytes per entry in ``dkeys`` and twice the index rows of
+schema 3 (docs/core-scaling.md).
+
+Dedup (LSM-style, two tiers, exact): the key ``k`` of a value is its first 8 bytes as a
 signed big-endian int64. The *main* tier ``dmain (k INTEGER PRIMARY KEY, idx)`` holds the keys
 of the entries below ``meta.dedup_merged``. The *recent* tier - the keys of the entries from
 ``dedup_merged`` to the end - is not a table: it is an in-memory map rebuilt from those
-entries' leaves (at most ``merge_every`` + one batch of them) when first needed and kept up to
-date incrementally (also across processes: it catches up from the rows others committed). When
-the tree size crosses a multiple of ``merge_every``, the same integration transaction inserts
-the recent keys into ``dmain`` in key order (each ``dmain`` page is rewritten once per merge,
-not once per batch) and moves ``dedup_merged``; a crash anywhere rolls back the whole batch,
-merge included (and a rolled-back transaction drops the writer's in-memory tier, rebuilt from
-committed rows). Lookups always compare the full leaf input. An entry whose ``k`` is already
-taken by a *different* leaf (an earlier entry's) is recorded in ``dcoll (idx, leaf UNIQUE)``
-and is not in either tier. The schema is versioned (``meta.schema_version``); an older file
-is refused at open.
+entries' leaves and dedup keys (at most ``merge_every`` + one batch of them) when first needed
+and kept up to date incrementally (also across processes: it catches up from the rows others
+committed). When the tree size crosses a multiple of ``merge_every``, the same integration
+transaction inserts the recent keys into ``dmain`` in key order (each ``dmain`` page is
+rewritten once per merge, not once per batch) and moves ``dedup_merged``; a crash anywhere
+rolls back the whole batch, merge included (and a rolled-back transaction drops the writer's
+in-memory tier, rebuilt from committed rows). Lookups always compare the full value. A value
+whose ``k`` is already taken by a *different* value (an earlier entry's, or the other value of
+its own entry) is recorded in ``dcoll (v PRIMARY KEY, idx)`` and is not in either tier. The
+schema is versioned (``meta.schema_version``); an older file is refused at open.
 
 Tiles are rows keyed by ``index * 64 + level`` (a rowid: no separate key index; levels are
 < 64), each blob up to 256 * 32 bytes.
@@ -51,24 +58,25 @@ from typing import Sequence
 
 from ..layout import TILE_WIDTH
 from ..tree import TILE_BYTES
-from .base import SQLReads, SQLTxn, Storage, Txn, encode_attrs
+from .base import SQLReads, SQLTxn, Storage, Txn, pending_values
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS state (id INTEGER PRIMARY KEY CHECK (id = 1), size INTEGER NOT NULL, root BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS tiles (id INTEGER PRIMARY KEY, hashes BLOB NOT NULL, interior BLOB);
 CREATE TABLE IF NOT EXISTS entries (start INTEGER PRIMARY KEY, leaves BLOB NOT NULL, ends BLOB NOT NULL,
-    data BLOB NOT NULL);
+    data BLOB NOT NULL, dkeys BLOB);
 CREATE TABLE IF NOT EXISTS dmain (k INTEGER PRIMARY KEY, idx INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS dcoll (idx INTEGER PRIMARY KEY, leaf BLOB NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS dcoll (v BLOB PRIMARY KEY, idx INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dcoll_idx ON dcoll (idx);
 CREATE TABLE IF NOT EXISTS attrs (key TEXT NOT NULL, value TEXT NOT NULL, idx INTEGER NOT NULL,
     PRIMARY KEY (key, value, idx)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS heads (size INTEGER PRIMARY KEY, root BLOB NOT NULL, checkpoint TEXT NOT NULL,
     extra BLOB, ts REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS pending (seq INTEGER PRIMARY KEY AUTOINCREMENT, leaf BLOB NOT NULL UNIQUE,
-    data BLOB NOT NULL, attrs TEXT NOT NULL, ts REAL NOT NULL);
+    data BLOB NOT NULL, attrs TEXT NOT NULL, ts REAL NOT NULL, dkey BLOB);
 """
 
 DEFAULT_MERGE_EVERY = 1 << 18  # recent tier: <= 262,144 + one batch of keys in memory (~30 MB)
@@ -96,13 +104,16 @@ def _marks(db) -> tuple[int, int]:
     return merged, (0 if r is None else r[0] + r[1] // _HS)
 
 
-def _leaf_blob(db, start: int, end: int) -> bytes:
-    """Leaf inputs of entries [start, end), concatenated."""
+LEAVES, DKEYS = "leaves", "coalesce(dkeys, leaves)"
+
+
+def _leaf_blob(db, start: int, end: int, col: str = LEAVES) -> bytes:
+    """Leaf inputs (``col`` DKEYS: dedup keys) of entries [start, end), concatenated."""
     if start >= end:
         return b""
     out = []
     for s, leaves in db.execute(
-            "SELECT start, leaves FROM entries WHERE start >= coalesce((SELECT max(start) FROM entries "
+            f"SELECT start, {col} FROM entries WHERE start >= coalesce((SELECT max(start) FROM entries "
             "WHERE start <= ?), 0) AND start < ? ORDER BY start", (start, end)):
         a = max(start - s, 0) * _HS
         b = min(end - s, len(leaves) // _HS) * _HS
@@ -115,15 +126,16 @@ def _leaf_blob(db, start: int, end: int) -> bytes:
 
 
 class _Recent:
-    """The recent dedup tier: key -> index of entries [merged, upto) (not in dcoll), with
-    their leaf inputs for the full comparison."""
+    """The recent dedup tier: key -> index of entries [merged, upto) (values not in dcoll),
+    with their leaf inputs and dedup keys for the full comparison."""
 
-    __slots__ = ("merged", "upto", "keys", "leaves")
+    __slots__ = ("merged", "upto", "keys", "leaves", "dkeys")
 
     def __init__(self, merged: int) -> None:
         self.merged = self.upto = merged
         self.keys: dict[int, int] = {}
         self.leaves = bytearray()
+        self.dkeys = bytearray()
 
     @classmethod
     def load(cls, db, merged: int, count: int) -> "_Recent":
@@ -136,26 +148,49 @@ class _Recent:
         if count <= self.upto:
             return
         blob = _leaf_blob(db, self.upto, count)
-        coll = {r[0] for r in db.execute("SELECT idx FROM dcoll WHERE idx >= ? AND idx < ?", (self.upto, count))}
-        self.add(self.upto, blob, _keys(blob), coll)
+        kblob = _leaf_blob(db, self.upto, count, DKEYS)
+        coll = {bytes(r[0]) for r in db.execute("SELECT v FROM dcoll WHERE idx >= ? AND idx < ?", (self.upto, count))}
+        self.add(self.upto, blob, kblob, coll)
 
-    def add(self, start: int, blob: bytes, ks: Sequence[int], skip=()) -> None:
+    def add(self, start: int, blob: bytes, kblob: bytes, skip=()) -> None:
+        """Entries from ``start``: leaves ``blob``, dedup keys ``kblob``; values in ``skip``
+        (recorded in dcoll) stay out of the map."""
         if start != self.upto:
             raise AssertionError("recent dedup tier out of step")
+        kl = _keys(blob)
+        n = len(kl)
         if skip:
-            self.keys.update((k, start + i) for i, k in enumerate(ks) if start + i not in skip)
+            for i in range(n):
+                o = i * _HS
+                for b in (blob, kblob):
+                    v = bytes(b[o:o + _HS])
+                    if v not in skip:
+                        self.keys[_key(v)] = start + i
         else:
-            self.keys.update(zip(ks, range(start, start + len(ks))))
+            self.keys.update(zip(kl, range(start, start + n)))
+            if kblob != blob:
+                self.keys.update(zip(_keys(kblob), range(start, start + n)))
         self.leaves += blob
-        self.upto = start + len(ks)
+        self.dkeys += kblob
+        self.upto = start + n
 
-    def leaf(self, idx: int) -> bytes:
+    def value(self, idx: int, col: str) -> bytes:
         o = (idx - self.merged) * _HS
-        return bytes(self.leaves[o:o + _HS])
+        return bytes((self.leaves if col == LEAVES else self.dkeys)[o:o + _HS])
 
-    def index_of(self, k: int, leaf: bytes) -> int | None:
+    def index_of(self, k: int, v: bytes, col: str = LEAVES) -> int | None:
         i = self.keys.get(k)
-        return i if i is not None and self.leaf(i) == leaf else None
+        return i if i is not None and self.value(i, col) == v else None
+
+
+def _values(leaves, keys) -> tuple[bytes, bytes, list[int]]:
+    """(leaf blob, key blob, the 8-byte keys of every distinct value of the entries)."""
+    blob = b"".join(leaves)
+    kblob = b"".join(keys)
+    ks = list(_keys(blob))
+    if kblob != blob:
+        ks += [_key(k) for k, leaf in zip(keys, leaves) if k != leaf]
+    return blob, kblob, ks
 
 
 def _probe_dmain(db, ks) -> dict[int, int]:
@@ -164,6 +199,22 @@ def _probe_dmain(db, ks) -> dict[int, int]:
         return {}
     return dict(db.execute("SELECT d.k, d.idx FROM json_each(?) j JOIN dmain d ON d.k = j.value",
                            (json.dumps(sorted(ks)),)).fetchall())
+
+
+def _lookup(db, rec: _Recent, v: bytes, col: str) -> int | None:
+    """Index of the entry whose ``col`` value is ``v``: the recent tier, dmain, then dcoll,
+    each hit compared in full with that column (read in db's transaction)."""
+    k = _key(v)
+    i = rec.index_of(k, v, col)
+    if i is not None:
+        return i
+    r = db.execute("SELECT idx FROM dmain WHERE k = ?", (k,)).fetchone()
+    if r is not None and _leaf_blob(db, r[0], r[0] + 1, col) == v:
+        return r[0]
+    r = db.execute("SELECT idx FROM dcoll WHERE v = ?", (v,)).fetchone()
+    if r is not None and _leaf_blob(db, r[0], r[0] + 1, col) == v:
+        return r[0]
+    return None
 
 
 class _SQLiteTxn(SQLTxn, Txn):
@@ -198,69 +249,49 @@ class _SQLiteTxn(SQLTxn, Txn):
         self.st._wrec = rec
         return rec
 
-    def existing(self, leaves):
+    def existing(self, keys):
         rec = self._recent()
-        out = {}
-        rest = {}
-        for l in set(leaves):
-            k = _key(l)
-            i = rec.index_of(k, l)
-            if i is not None:
-                out[l] = i
-            else:
-                rest[l] = k
-        if rest:
-            hits = _probe_dmain(self.db, set(rest.values()))
-            for l, k in list(rest.items()):
-                i = hits.get(k)
-                if i is not None and _leaf_blob(self.db, i, i + 1) == l:
-                    out[l] = i
-                    del rest[l]
-        rest = list(rest)
-        for i in range(0, len(rest), 500):
-            chunk = rest[i:i + 500]
-            q = "SELECT leaf, idx FROM dcoll WHERE leaf IN (%s)" % ",".join("?" * len(chunk))
-            for leaf, idx in self.db.execute(q, chunk):
-                out[bytes(leaf)] = idx
-        return out
+        return {v: i for v in set(keys) if (i := _lookup(self.db, rec, v, DKEYS)) is not None}
 
-    def try_insert_entries(self, start, leaves, datas):
+    def try_insert_entries(self, start, leaves, datas, keys):
         rec = self._recent()
-        blob = b"".join(leaves)
-        ks = _keys(blob)
-        # any key already taken (in the batch, the recent tier or dmain): let the caller dedup
+        blob, kblob, ks = _values(leaves, keys)
+        # any 8-byte key already taken (in the batch, the recent tier or dmain): let the caller dedup
         if len(set(ks)) != len(ks) or not rec.keys.keys().isdisjoint(ks) or _probe_dmain(self.db, ks):
             return False
-        self._write(rec, start, blob, ks, datas, ())
+        self._write(rec, start, blob, kblob, datas, ())
         return True
 
-    def insert_entries(self, start, leaves, datas):
+    def insert_entries(self, start, leaves, datas, keys):
         rec = self._recent()
-        blob = b"".join(leaves)
-        ks = _keys(blob)
+        blob, kblob, ks = _values(leaves, keys)
         taken = set(_probe_dmain(self.db, set(ks)))
         coll = {}
         seen = set()
-        for i, k in enumerate(ks):
-            if k in seen or k in taken or k in rec.keys:
-                coll[start + i] = leaves[i]  # a different, earlier leaf holds this key
-            seen.add(k)
+        for i, (leaf, key) in enumerate(zip(leaves, keys)):
+            for v in ((leaf,) if key == leaf else (leaf, key)):
+                k = _key(v)
+                if k in seen or k in taken or k in rec.keys:
+                    coll[v] = start + i  # a different, earlier value holds this key
+                seen.add(k)
         if coll:
-            self.db.executemany("INSERT INTO dcoll (idx, leaf) VALUES (?, ?)", coll.items())
-        self._write(rec, start, blob, ks, datas, coll)
+            self.db.executemany("INSERT INTO dcoll (v, idx) VALUES (?, ?)", coll.items())
+        self._write(rec, start, blob, kblob, datas, set(coll))
 
-    def _write(self, rec, start, blob, ks, datas, coll):
-        end = start + len(ks)
+    def _write(self, rec, start, blob, kblob, datas, coll):
+        end = start + len(blob) // _HS
         rows = []
         a = start
+        same = kblob == blob
         while a < end:
             b = min(end, (a // TILE_WIDTH + 1) * TILE_WIDTH)  # runs never cross a bundle boundary
             ds = datas[a - start:b - start]
-            rows.append((a, blob[(a - start) * _HS:(b - start) * _HS],
-                         struct.pack("<%dI" % len(ds), *accumulate(map(len, ds))), b"".join(ds)))
+            lo, hi = (a - start) * _HS, (b - start) * _HS
+            rows.append((a, blob[lo:hi], struct.pack("<%dI" % len(ds), *accumulate(map(len, ds))), b"".join(ds),
+                         None if same or kblob[lo:hi] == blob[lo:hi] else kblob[lo:hi]))
             a = b
-        self.db.executemany("INSERT INTO entries (start, leaves, ends, data) VALUES (?, ?, ?, ?)", rows)
-        rec.add(start, blob, ks, coll)
+        self.db.executemany("INSERT INTO entries (start, leaves, ends, data, dkeys) VALUES (?, ?, ?, ?, ?)", rows)
+        rec.add(start, blob, kblob, coll)
         m = self.merge_every
         if end // m > start // m:
             # one sorted merge of the recent tier into the main one, in this transaction
@@ -340,7 +371,7 @@ class SQLiteStorage(SQLReads, Storage):
         if version != SCHEMA_VERSION:
             raise RuntimeError(
                 f"{self.path}: unsupported tlog SQLite schema version {version or '1 (unversioned)'}; "
-                f"this code needs version {SCHEMA_VERSION} (entries stored per bundle run, in-memory "
+                f"this code needs version {SCHEMA_VERSION} (entries stored per bundle run with dedup keys, in-memory "
                 "recent dedup tier). Old data directories are not migrated: re-create the log or use "
                 "the matching older release")
 
@@ -436,7 +467,12 @@ class SQLiteStorage(SQLReads, Storage):
             return blob.read(b - a)
 
     def find(self, leaf):
-        k = _key(leaf)
+        return self._find(leaf, LEAVES)
+
+    def find_key(self, key):
+        return self._find(key, DKEYS)
+
+    def _find(self, v, col):
         db = self._reader()
         with self._rrec_lock, self._snapshot(db):
             merged, count = _marks(db)
@@ -446,21 +482,13 @@ class SQLiteStorage(SQLReads, Storage):
             else:
                 rec.catch_up(db, count)
             self._rrec = rec
-            i = rec.index_of(k, leaf)
-            if i is not None:
-                return i
-            r = db.execute("SELECT idx FROM dmain WHERE k = ?", (k,)).fetchone()
-            if r is not None and _leaf_blob(db, r[0], r[0] + 1) == leaf:
-                return r[0]
-            r = db.execute("SELECT idx FROM dcoll WHERE leaf = ?", (leaf,)).fetchone()
-            return None if r is None else r[0]
+            return _lookup(db, rec, v, col)
 
     def enqueue(self, rows):
-        now = time.time()
-        vals = [(leaf, data, encode_attrs(attrs), now) for leaf, data, attrs in rows]
+        vals = pending_values(rows, time.time())
         db = self._reader()
         with self._tx(db):
-            db.executemany("INSERT OR IGNORE INTO pending (leaf, data, attrs, ts) VALUES (?, ?, ?, ?)", vals)
+            db.executemany("INSERT OR IGNORE INTO pending (leaf, data, attrs, ts, dkey) VALUES (?, ?, ?, ?, ?)", vals)
 
     def bytes_used(self):
         total = 0
