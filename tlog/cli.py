@@ -55,6 +55,8 @@ def _add_settings(p: argparse.ArgumentParser) -> None:
     p.add_argument("--witness", action="append", dest="witnesses", default=[], metavar="URL=VKEY",
                    help="a C2SP tlog-witness: its URL prefix (the log POSTs to URL/add-checkpoint, so give "
                         "e.g. http://127.0.0.1:8100, not .../add-checkpoint) and its cosignature vkey (repeatable)")
+    p.add_argument("--pkcs11-module", help="PKCS#11 library: the signing keys live in that token (tlog.hsm)")
+    p.add_argument("--pkcs11-token", help="PKCS#11 token label (PIN: TLOG_PKCS11_PIN or pkcs11_pin in --config)")
     p.add_argument("--witness-quorum", type=int, help="cosignatures /checkpoint requires (k of n, 0 = none)")
 
 
@@ -81,6 +83,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         startup.check_port(cfg.host, cfg.port)
         ident = startup.preflight(cfg)
+        if ident.created:
+            _first_start(cfg)
     except BaseException:
         lock.release()
         raise
@@ -120,18 +124,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _first_start(cfg) -> str:
+    """The log as its first start makes it (state, the policy of these options), here, once,
+    not in several workers at once; returns the policy in force."""
+    from .service import LogService
+
+    svc = LogService(cfg, integrator="thread")
+    try:
+        return svc.policy_id
+    finally:
+        svc.close()
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     from . import startup
 
     ident = startup.preflight(cfg)
     lk = ident.keys
-    from .service import LogService
-
-    # the log itself, as its first start makes it: state, and the policy of these options
-    svc = LogService(cfg, integrator="thread")
-    policy_id = svc.policy_id
-    svc.close()
+    policy_id = _first_start(cfg)
     print(f"origin          {lk.origin}")
     print(f"issuer          {ident.issuer}")
     print(f"checkpoint vkey {lk.vkey}")

@@ -84,6 +84,10 @@ class Config:
     witnesses: list = field(default_factory=list)
     witness_quorum: int = 0  # k of n; 0 = serve the latest checkpoint with whatever cosignatures exist
     witness_interval: float = 1.0  # seconds between collection rounds
+    # signing keys in a PKCS#11 token instead of <data_dir>/keys (tlog.hsm): library, token, PIN
+    pkcs11_module: str | None = None
+    pkcs11_token: str | None = None
+    pkcs11_pin: str | None = None
 
     # ---- construction -------------------------------------------------------------------
     @classmethod

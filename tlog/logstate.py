@@ -28,6 +28,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
+from . import hsm
 from .keys import (
     NEXT_RECEIPT_KEY,
     NOTE_SKEY,
@@ -101,7 +102,10 @@ class Identity:
 def _create(storage, config) -> Identity:
     origin = config.origin or existing_origin(config.data_dir) or config.effective_origin()
     issuer = config.issuer or config.effective_issuer()
-    keys = create_keys(config.data_dir, origin)
+    if hsm.enabled(config):
+        keys = hsm.create_keys(config, origin)
+    else:
+        keys = create_keys(config.data_dir, origin)
     ks = KeySet(keys.receipt.kid, {keys.receipt.kid: keys.receipt.private.public_key()})
     with storage.integration() as tx:
         if tx.get_meta(META_ORIGIN) is None and tx.state() is None:
@@ -137,9 +141,12 @@ def _check(storage, config) -> Identity:
             f"the configured issuer {config.issuer!r} differs: remove the issuer setting or set it to {issuer!r}"
         )
     ks = stored_keyset(storage)
-    if ks is not None:
-        _finish_interrupted_rotation(kdir, ks)
-    keys = load_keys(config.data_dir)  # KeyError_ names a missing or unreadable file
+    if hsm.enabled(config):
+        keys = hsm.load_keys(config, origin, ks.active if ks is not None else None)
+    else:
+        if ks is not None:
+            _finish_interrupted_rotation(kdir, ks)
+        keys = load_keys(config.data_dir)  # KeyError_ names a missing or unreadable file
     vkey = storage.meta(META_VKEY)
     if vkey is not None and keys.vkey != vkey:
         raise KeyError_(
@@ -209,8 +216,10 @@ def rotate(storage, config) -> tuple[bytes, bytes]:
     durable in retired/, new key renamed in. Returns (old kid, new kid)."""
     ident = open_identity(storage, config, create=False)
     data_dir = config.data_dir
-    active, nxt = prepare_rotation(data_dir)
-    ks = stored_keyset(storage)
+    if hsm.enabled(config):
+        active, nxt = ident.keys.receipt, hsm.new_receipt_key(config)
+    else:
+        active, nxt = prepare_rotation(data_dir)
     with storage.integration() as tx:
         cur = KeySet.from_json(tx.get_meta(META_KEYS))
         if cur.active != active.kid:
@@ -218,8 +227,8 @@ def rotate(storage, config) -> tuple[bytes, bytes]:
         cur.keys[nxt.kid] = nxt.private.public_key()
         cur.active = nxt.kid
         tx.set_meta(META_KEYS, cur.to_json())
-    del ks, ident
-    finish_rotation(data_dir)
+    if not hsm.enabled(config):
+        finish_rotation(data_dir)
     return active.kid, nxt.kid
 
 
@@ -313,13 +322,14 @@ class LiveState:
     at most every ``interval`` seconds, so a ``tlog policy set`` or ``tlog rotate-key`` on any
     host reaches every worker of every host without a restart."""
 
-    def __init__(self, storage, data_dir, keys: LogKeys, *, max_depth: int = 16, interval: float = REFRESH) -> None:
+    def __init__(self, storage, config, keys: LogKeys, *, interval: float = REFRESH) -> None:
         self._storage = storage
-        self._data_dir = Path(data_dir)
+        self._config = config
+        self._data_dir = Path(config.data_dir)
         self._keys = keys
         self._keys_json = storage.meta(META_KEYS)
         self._policy = None  # (index, entry id, Policy)
-        self._max_depth = max_depth
+        self._max_depth = config.max_depth
         self.interval = interval
         self._checked = float("-inf")
         self._lock = threading.Lock()
@@ -361,7 +371,10 @@ class LiveState:
         receipt = self._keys.receipt
         if ks.active != receipt.kid:
             try:
-                cand = load_receipt_key(self._data_dir / "keys" / RECEIPT_KEY)
+                if hsm.enabled(self._config):
+                    cand = hsm.receipt_key(self._config, ks.active)
+                else:
+                    cand = load_receipt_key(self._data_dir / "keys" / RECEIPT_KEY)
             except KeyError_:
                 cand = None
             if cand is not None and cand.kid == ks.active:

@@ -311,7 +311,7 @@ class LogService:
         except BaseException:
             storage.close()
             raise
-        self.state = LiveState(storage, config.data_dir, ident.keys, max_depth=config.max_depth)
+        self.state = LiveState(storage, config, ident.keys)
         self.origin = ident.keys.origin
         self.issuer = ident.issuer
         if config.database_url is None:
