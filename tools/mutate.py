@@ -311,10 +311,13 @@ def build_map(files: list[str], pytest_args: list[str]) -> dict:
     return out
 
 
-def get_map(files: list[str], pytest_args: list[str], remap: bool) -> dict:
+def get_map(files: list[str], pytest_args: list[str], remap: bool, reuse: bool = False) -> dict:
     p = STATE_DIR / "map.json"
     if p.exists() and not remap:
         m = json.loads(p.read_text())
+        if reuse:
+            print("mutate: reusing .mutate/map.json although the sources may have changed (--reuse-map)")
+            return m
         if (m.get("digest") == _sources_digest(module_files(GUARD_MODULES)) and m.get("args") == pytest_args
                 and all(f in m["lines"] for f in files)):
             return m
@@ -463,8 +466,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="per mutant, run covering tests up to this much mapped test time (0: all)")
     ap.add_argument("--target", type=float, default=95.0, help="required score in %% of non-equivalent mutants")
     ap.add_argument("--remap", action="store_true", help="redo the mapping run even if the sources are unchanged")
+    ap.add_argument("--reuse-map", action="store_true",
+                    help="use the last mapping even if sources changed (while writing tests; pair with --tests)")
+    ap.add_argument("--tests", action="append", default=[],
+                    help="run these tests (pytest arguments) first for every mutant, e.g. a new test file")
     ap.add_argument("--list", action="store_true", help="list the mutants and exit")
-    ap.add_argument("--show", metavar="ID", help="print the diff of one mutant and exit")
+    ap.add_argument("--show", metavar="ID", help="print the diff of one mutant (its id or a unique part) and exit")
     ap.add_argument("--json", metavar="FILE", help="write every mutant's result to FILE")
     ap.add_argument("--map-tests", action="append", default=[],
                     help="tests (pytest arguments) of the mapping run, repeatable (default: the whole suite)")
@@ -486,10 +493,11 @@ def main(argv: list[str] | None = None) -> int:
     if a.match:
         mutants = [m for m in mutants if a.match in m.id]
     if a.show:
-        [m] = [m for m in mutants if m.id == a.show] or [None]
-        if m is None:
-            print(f"mutate: no mutant {a.show!r}", file=sys.stderr)
+        hits = [m for m in mutants if m.id == a.show] or [m for m in mutants if a.show in m.id]
+        if len(hits) != 1:
+            print(f"mutate: {len(hits)} mutants match {a.show!r} (give the full id or a unique part)", file=sys.stderr)
             return 2
+        m = hits[0]
         src = (ROOT / m.path).read_text()
         sys.stdout.writelines(difflib.unified_diff(src.splitlines(True), apply(src, m).splitlines(True),
                                                    f"a/{m.path}", f"b/{m.path}"))
@@ -503,8 +511,11 @@ def main(argv: list[str] | None = None) -> int:
     equivalent = load_equivalent()
     if a.sample and a.sample < len(mutants):
         mutants = sorted(random.Random(a.seed).sample(mutants, a.sample), key=lambda m: (m.path, m.start))
-    mp = get_map(files, a.map_tests, a.remap)
+    mp = get_map(files, a.map_tests, a.remap, a.reuse_map)
 
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the copies on kill too
     work = Path(tempfile.mkdtemp(prefix="mutate-"))
     jobs = []
     for j in range(max(1, a.jobs)):
@@ -526,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
         if m.id in equivalent:
             m.status, m.detail = "equivalent", equivalent[m.id]
             return
-        tests = select_tests(m, mp, a.max_test_seconds)
+        tests = a.tests + select_tests(m, mp, a.max_test_seconds)
         m.tests = tests
         if not tests:
             m.status = "no-tests"
