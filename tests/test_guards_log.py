@@ -180,3 +180,60 @@ def test_sqlite_durability_on_every_connection(tmp_path, signer, monkeypatch):
     assert len(opened) == 2
     for db in opened:
         assert _pragma(db, "synchronous") == 2 and _pragma(db, "journal_mode") == "wal"
+
+
+# --- the core's input checks (ValueError, nothing stored) ------------------------------------
+
+
+@pytest.mark.parametrize("item", [
+    (b"\x01" * 31, b"d", ()),
+    (b"\x01" * 32, "text, not bytes", ()),
+    (b"\x01" * 32, b"d", (("k", "v", "extra"),)),
+    (b"\x01" * 32, b"d", (("k",),)),
+    (b"\x01" * 32, b"d", ((1, "v"),)),
+    (b"\x01" * 32, b"d", (("k", 2),)),
+    (b"\x01" * 32, b"d", (("", "v"),)),
+    (b"\x01" * 32, b"d", (("k\x00", "v"),)),
+    (b"\x01" * 32, b"d", (("k", "v\x00"),)),
+])
+def test_bad_items_refused_and_nothing_stored(tmp_path, signer, item):
+    with Log.open(tmp_path / "log.sqlite", origin=ORIGIN, note_signer=signer) as log:
+        with pytest.raises(ValueError):
+            log.append([item])
+        with pytest.raises(ValueError):
+            log.submit(*item)
+        assert log.size == 0 and log.storage.state()[0] == 0
+
+
+def test_sizes_and_indexes_are_non_negative_ints(tmp_path, signer):
+    with Log.open(tmp_path / "log.sqlite", origin=ORIGIN, note_signer=signer) as log:
+        log.append([(leaf(i), b"x", ()) for i in range(4)])
+        for bad in (-1, True, 1.0, "1"):
+            for call in (lambda v: log.root(v), lambda v: log.inclusion_proof(v, 4), lambda v: log.inclusion_proof(0, v),
+                         lambda v: log.consistency_proof(v, 4), lambda v: log.tree_head(v), lambda v: log.leaf_input(v),
+                         lambda v: log.entry_data(v), lambda v: log.tile(0, v)):
+                with pytest.raises(ValueError):
+                    call(bad)
+        with pytest.raises(ValueError):
+            log.inclusion_proof(4, 4)
+        with pytest.raises(ValueError):
+            log.consistency_proof(3, 2)
+        with pytest.raises(ValueError):
+            log.consistency_proof(0, 4)
+        with pytest.raises(ValueError):
+            log.root(5)
+        assert log.inclusion_proof(3, 4) and log.consistency_proof(4, 4) == []
+
+
+def test_open_arguments_checked(tmp_path, signer):
+    from verifier.note import Signer
+
+    p = tmp_path / "log.sqlite"
+    for kw in ({"max_batch": 0}, {"max_batch": "8"}, {"max_wait": -0.1}, {"origin": ""},
+               {"origin": "other.example/log"}, {"note_signer": "not a signer"},
+               {"note_signer": Signer.generate("other.example/log")}):
+        args = {"origin": ORIGIN, "note_signer": signer, **kw}
+        with pytest.raises(ValueError):
+            Log.open(p, **args)
+    with Log.open(p, origin=ORIGIN, note_signer=signer, max_batch=1, max_wait=0) as log:
+        assert [e.index for e in log.append([(leaf(0), b"a", ()), (leaf(1), b"b", ())])] == [0, 1]
