@@ -197,3 +197,17 @@ def test_cli_consistency_refuses_a_receipt_with_a_false_size(tmp_path, capsys):
     (tmp_path / "c7.cose").write_bytes(_relabelled_consistency(3, 6, 7))
     assert main(base + [str(tmp_path / "c7.cose")]) == 1
     assert "receipt.tree-size" in capsys.readouterr().out
+
+
+# --- consistency from and to the empty tree --------------------------------------------------
+
+
+def test_consistency_of_the_empty_tree():
+    bogus = b"\x22" * 32
+    assert merkle.root_from_consistency_proof(0, 0, [], merkle.EMPTY_ROOT) == merkle.EMPTY_ROOT
+    with pytest.raises(VerificationError) as e:
+        merkle.verify_consistency(0, 0, [], bogus, bogus)
+    assert e.value.check == "consistency.root1-mismatch"
+    with pytest.raises(VerificationError) as e:
+        merkle.root_from_consistency_proof(0, 6, [LOG.root(6)], merkle.EMPTY_ROOT)
+    assert e.value.check == "consistency.range"
