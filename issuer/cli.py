@@ -1,4 +1,4 @@
-"""``twi-issuer``: keys, appraise, register-workload-provenance, issue, serve, audit.
+"""``twi-issuer``: keys, appraise, register-workload-provenance, issue, revoke, serve, audit.
 
 Exit codes: 0 done, 1 refused (appraisal, policy, registration), 2 usage or unreadable input.
 """
@@ -151,7 +151,8 @@ def cmd_issue(a: argparse.Namespace) -> int:
     wpr = WprRef.from_transparent_statement(Path(a.workload_provenance).read_bytes(), iss.log_url) \
         if a.workload_provenance else None
     out = iss.issue(ear=Path(a.ear).read_text().strip(), workload_id=a.workload_id,
-                    workload_key=_load_workload_key(a.workload_key), fmt=a.format, nonce=a.nonce, wpr=wpr)
+                    workload_key=_load_workload_key(a.workload_key), fmt=a.format, nonce=a.nonce, wpr=wpr,
+                    binding=a.binding, renews=a.renews)
     d = Path(a.out)
     d.mkdir(parents=True, exist_ok=True)
     if out.credential.format == "wit":
@@ -163,7 +164,21 @@ def cmd_issue(a: argparse.Namespace) -> int:
     (d / "cpr.scitt").write_bytes(out.registration.transparent_statement)
     print(json.dumps({"credential": str(cred_path), "record_id": out.rid, "record_statement": str(d / "cpr.scitt"),
                       "entry": out.registration.entry_url, "locator": iss.record_locator(out.rid),
-                      "private": out.private, "status": out.appraisal.status}, indent=2))
+                      "private": out.private, "status": out.appraisal.status, "binding": a.binding,
+                      "prev": out.record.get("prev")}, indent=2))
+    return 0
+
+
+def cmd_revoke(a: argparse.Namespace) -> int:
+    from .config import build_issuer
+
+    iss = build_issuer(a.config)
+    status, reg = iss.revoke(rid=a.record, credential=Path(a.credential).read_bytes() if a.credential else None,
+                             reason=a.reason)
+    if a.out:
+        Path(a.out).write_bytes(reg.transparent_statement)
+    print(json.dumps({"record_id": status["rid"], "status": status["status"], "time": status["time"],
+                      "reason": status.get("reason"), "entry": reg.entry_url, "statement": a.out}, indent=2))
     return 0
 
 
@@ -257,8 +272,21 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--workload-provenance", metavar="FILE",
                    help="link this Workload Provenance (its transparent statement) instead of the one registered "
                         "for the workload; it must name the same workload")
+    i.add_argument("--binding", choices=["internal", "external"], default="internal",
+                   help="internal: the credential carries the pointer to its record; external: it does not, "
+                        "relying parties find the record by (iss, jti) / (issuer DN, serial) / SHA-256")
+    i.add_argument("--renews", metavar="RID", help="record id of the credential this one renews (linked as prev)")
     i.add_argument("--out", required=True, help="output directory")
     i.set_defaults(func=cmd_issue)
+
+    rv = sub.add_parser("revoke", help="register a signed status statement revoking a credential's record")
+    rv.add_argument("--config", required=True)
+    g = rv.add_mutually_exclusive_group(required=True)
+    g.add_argument("--record", metavar="RID", help="the record id")
+    g.add_argument("--credential", metavar="FILE", help="the credential (WIT or PEM/DER certificate)")
+    rv.add_argument("--reason", metavar="TEXT")
+    rv.add_argument("--out", metavar="FILE", help="write the transparent status statement here (offline checks)")
+    rv.set_defaults(func=cmd_revoke)
 
     s = sub.add_parser("serve", help="HTTP issuing endpoint (GET /challenge, POST /issue)")
     s.add_argument("--config", required=True)

@@ -122,6 +122,25 @@ class ScrapiClient:
         except VerificationError as e:
             raise IssuerError("client.keys", str(e)) from None
 
+    def lookup(self, **query: str) -> list[bytes]:
+        """``GET /twi/v1/cpr?<query>``: the transparent statements the log returns (records, then
+        their status statements); [] when none matches."""
+        from verifier import cbor as vcbor
+
+        url = f"{self.base}/twi/v1/cpr?{urllib.parse.urlencode(query)}"
+        resp = self._request("GET", url, time.monotonic() + self.deadline, headers={"Accept": "application/cbor"})
+        if resp.status_code == 404:
+            return []
+        if resp.status_code != 200:
+            raise IssuerError("client.lookup", f"HTTP {resp.status_code} {_problem(resp)}")
+        try:
+            arr = vcbor.loads(resp.content)
+        except VerificationError as e:
+            raise IssuerError("client.lookup", f"lookup answer is not CBOR: {e}") from None
+        if not isinstance(arr, list) or not all(isinstance(x, bytes) for x in arr):
+            raise IssuerError("client.lookup", "lookup answer is not an array of statements")
+        return arr
+
     def register(self, statement: bytes) -> Registered:
         """Register and wait for the receipt; returns the verified transparent statement."""
         t_end = time.monotonic() + self.deadline

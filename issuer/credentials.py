@@ -75,7 +75,7 @@ def public_jwk(key: Any, *, alg: str | None = None) -> dict[str, str]:
     return jwk
 
 
-def mint_wit(issuer_key: Any, *, iss: str, sub: str, cnf_jwk: Mapping[str, Any], pointer: Pointer,
+def mint_wit(issuer_key: Any, *, iss: str, sub: str, cnf_jwk: Mapping[str, Any], pointer: Pointer | None,
              lifetime: int = 3600, now: int | None = None, jti: str | None = None,
              extra_claims: Mapping[str, Any] | None = None) -> CredentialInfo:
     """Sign a WIT; returns the parsed credential (``.raw`` is the compact JWS, ASCII)."""
@@ -91,8 +91,9 @@ def mint_wit(issuer_key: Any, *, iss: str, sub: str, cnf_jwk: Mapping[str, Any],
         "iss": iss, "sub": sub, "iat": iat, "exp": iat + int(lifetime),
         "jti": jti or b64url(secrets.token_bytes(16)),
         "cnf": {"jwk": dict(cnf_jwk)},
-        POINTER_CLAIM: {"rid": pointer.rid, "log": pointer.log},
     })
+    if pointer is not None:  # None: external binding, the record alone names the credential
+        claims[POINTER_CLAIM] = {"rid": pointer.rid, "log": pointer.log}
     headers = {"typ": "wit+jwt", "kid": key_id(issuer_key)}
     token = jwt.encode(claims, issuer_key, algorithm=jose_alg(issuer_key), headers=headers)
     try:
@@ -117,7 +118,7 @@ def make_ca(key: Any, *, common_name: str = "TWI Demo Issuing CA", days: int = 3
     return b.sign(key, None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256())
 
 
-def mint_x509_svid(ca_key: Any, ca_cert: x509.Certificate, *, sub: str, public_key: Any, pointer: Pointer,
+def mint_x509_svid(ca_key: Any, ca_cert: x509.Certificate, *, sub: str, public_key: Any, pointer: Pointer | None,
                    lifetime: int = 3600, now: int | None = None) -> CredentialInfo:
     """Sign an X.509 SVID for ``public_key`` with exactly one URI SAN and the pointer extension."""
     try:
@@ -135,9 +136,10 @@ def mint_x509_svid(ca_key: Any, ca_cert: x509.Certificate, *, sub: str, public_k
                                       crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
          .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
                         critical=False)
-         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-         .add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier(POINTER_OID),
-                                                   encode_pointer_ext(pointer.log, pointer.rid)), critical=False))
+         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False))
+    if pointer is not None:  # None: external binding
+        b = b.add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier(POINTER_OID),
+                                                       encode_pointer_ext(pointer.log, pointer.rid)), critical=False)
     cert = b.sign(ca_key, None if isinstance(ca_key, ed25519.Ed25519PrivateKey) else hashes.SHA256())
     try:
         return parse_credential(cert.public_bytes(serialization.Encoding.DER))

@@ -36,7 +36,7 @@ from verifier import VerificationError
 from verifier import keys as vkeys
 from verifier.files import private_dir, write_private
 from verifier.credential import (CPR_MEDIA_TYPE, CPR_TYPE, INTOTO_MEDIA_TYPE, INTOTO_STATEMENT_TYPE,
-                                 SBOM_MEDIA_TYPES, WPR_PREDICATE_TYPE, CredentialInfo, decrypt_record,
+                                 SBOM_MEDIA_TYPES, STATUS_MEDIA_TYPE, STATUS_TYPE, WPR_PREDICATE_TYPE, CredentialInfo, decrypt_record,
                                  encode_encrypt0)
 
 from .appraisal import Appraisal
@@ -224,9 +224,13 @@ class WprRef:
 
 def build_cpr(*, rid: str, credential: CredentialInfo, appraisal: Appraisal, issuer_id: str,
               issuance_policy_id: str, issuance_policy_digest: str, wpr: Sequence[WprRef] = (),
-              iat: int | None = None, embed_ear: bool = True, prev: str | None = None) -> dict[str, Any]:
+              iat: int | None = None, embed_ear: bool = True, prev: Mapping[str, Any] | None = None,
+              external: bool = False) -> dict[str, Any]:
     """The Credential Provenance record (docs/credential-provenance.md), as a dict."""
-    if credential.pointer is None or credential.pointer.rid != rid:
+    if external:
+        if credential.pointer is not None:
+            raise IssuerError("provenance.binding", "an externally bound credential carries no pointer")
+    elif credential.pointer is None or credential.pointer.rid != rid:
         raise IssuerError("provenance.binding", "the credential does not point at this record id")
     cred = _clean({
         "format": credential.format,
@@ -240,7 +244,7 @@ def build_cpr(*, rid: str, credential: CredentialInfo, appraisal: Appraisal, iss
         "cnf": dict(credential.cnf),
         "nbf": credential.nbf,
         "exp": credential.exp,
-        "pointer": {"rid": credential.pointer.rid, "log": credential.pointer.log},
+        "pointer": {"rid": credential.pointer.rid, "log": credential.pointer.log} if credential.pointer else None,
     })
     if credential.format == "wit" and not credential.jti:
         raise IssuerError("provenance.binding", "a WIT needs a jti for the external binding")
@@ -269,8 +273,23 @@ def build_cpr(*, rid: str, credential: CredentialInfo, appraisal: Appraisal, iss
         "issuer": {"id": issuer_id,
                    "policy": {"id": issuance_policy_id, "digest": {"sha256": issuance_policy_digest}}},
         "workload_provenance": [w.descriptor() for w in wpr] or None,
-        "prev": prev,
+        "prev": dict(prev) if prev else None,
     })
+
+
+def build_status(*, rid: str, record_sha256: str, status: str = "revoked", reason: str | None = None,
+                 time_: int | None = None) -> dict[str, Any]:
+    """A status statement's payload (``verifier.credential.status``): ``record_sha256`` is the
+    leaf input d(i) (hex) of the CPR statement it is about."""
+    return _clean({"type": STATUS_TYPE, "rid": rid, "record": {"sha256": record_sha256}, "status": status,
+                   "reason": reason, "time": int(time.time()) if time_ is None else int(time_)})
+
+
+def sign_status(issuer: IssuerIdentity, status: Mapping[str, Any], *, iat: int | None = None) -> bytes:
+    """The status statement: content type STATUS_MEDIA_TYPE, sub = the record id."""
+    prot = {HDR_CTY: STATUS_MEDIA_TYPE, HDR_KID: issuer.kid,
+            HDR_CWT: {1: issuer.id, 2: status["rid"], 6: int(time.time()) if iat is None else int(iat)}}
+    return vcose.sign1(issuer.key, prot, vcbor.dumps(dict(status)))
 
 
 def encode_cpr(record: Mapping[str, Any]) -> bytes:

@@ -22,8 +22,8 @@ from .appraisal import Appraisal, AppraisalPolicy, VerifierKeys, appraise, canon
 from .client import Registered, ScrapiClient
 from .credentials import mint_wit, mint_x509_svid, new_record_id, public_jwk, spki_der
 from .errors import IssuerError
-from .provenance import (IssuerIdentity, RecordVault, WprRef, build_cpr, encode_cpr, record_key,
-                         sign_cpr, sign_workload_provenance, wpr_document)
+from .provenance import (IssuerIdentity, RecordVault, WprRef, build_cpr, build_status, encode_cpr, record_key,
+                         sign_cpr, sign_status, sign_workload_provenance, wpr_document)
 
 _ISSUANCE_KEYS = {"id", "version", "credential_lifetime", "trust_domains", "formats",
                   "require_workload_provenance", "bind_attested_key", "embed_ear", "private_records",
@@ -169,9 +169,21 @@ class Issuer:
                 raise IssuerError("issuance.key-binding", "the credential key is not the attested key")
 
     def issue(self, *, ear: str, workload_id: str, workload_key: Any, fmt: str = "wit", nonce: str | None = None,
-              wpr: WprRef | None = None, now: float | None = None) -> Issued:
+              wpr: WprRef | None = None, now: float | None = None, binding: str = "internal",
+              renews: str | None = None) -> Issued:
         """Appraise ``ear``; mint a ``fmt`` credential for ``workload_key`` (public key object);
-        register its Credential Provenance; release both, or raise :class:`IssuerError`."""
+        register its Credential Provenance; release both, or raise :class:`IssuerError`.
+
+        ``binding``: ``internal`` (the credential carries the pointer {rid, log}) or ``external``
+        (no pointer: relying parties find the record by (iss, jti) / (issuer DN, serial) /
+        SHA-256; public records only). ``renews``: the record id of the credential this one
+        renews (same workload); the new record links it as ``prev`` {rid, sha256 = its leaf}."""
+        if binding not in ("internal", "external"):
+            raise IssuerError("issuance.binding", "binding is internal or external")
+        if binding == "external" and self.issuance_policy.private_records:
+            raise IssuerError("issuance.binding", "external binding needs public records (the log finds private "
+                                                  "records by record id only)")
+        prev = self._previous(renews, workload_id) if renews else None
         appraisal = appraise(ear, self.appraisal_policy, self.verifier_keys, nonce=nonce, now=now)
         pub = workload_key.public_key() if hasattr(workload_key, "private_bytes") else workload_key
         self._check_request(fmt, workload_id, appraisal, pub)
@@ -182,7 +194,7 @@ class Issuer:
             check_wpr_binding(wpr, workload_id, appraisal)
         t = int(time.time() if now is None else now)
         rid = new_record_id()
-        pointer = Pointer(rid=rid, log=self.log_url)
+        pointer = Pointer(rid=rid, log=self.log_url) if binding == "internal" else None
         lifetime = self.issuance_policy.credential_lifetime
         if fmt == "wit":
             cred = mint_wit(self.identity.key, iss=self.identity.id, sub=workload_id, cnf_jwk=public_jwk(pub),
@@ -195,7 +207,8 @@ class Issuer:
         record = build_cpr(rid=rid, credential=cred, appraisal=appraisal, issuer_id=self.identity.id,
                            issuance_policy_id=self.issuance_policy.id,
                            issuance_policy_digest=self.issuance_policy.digest,
-                           wpr=[wpr] if wpr else [], iat=t, embed_ear=self.issuance_policy.embed_ear)
+                           wpr=[wpr] if wpr else [], iat=t, embed_ear=self.issuance_policy.embed_ear,
+                           prev=prev, external=binding == "external")
         record_bytes = encode_cpr(record)
         private = self.issuance_policy.private_records
         location = None
@@ -216,6 +229,70 @@ class Issuer:
                               f"provenance record {rid} did not register ({e}); credential withheld") from None
         return Issued(credential=cred, record=record, record_bytes=record_bytes, registration=reg,
                       appraisal=appraisal, private=private)
+
+    # -- lifecycle: records in the log, renewal, revocation
+    def find_record(self, *, rid: str | None = None, sha256: str | None = None) -> tuple[bytes, Any, dict | None]:
+        """This issuer's CPR statement for record ``rid`` (or for the credential with this SHA-256,
+        public records only), from the log's lookup: (transparent statement, parsed statement,
+        decoded record or None when private). The issuer signature is checked."""
+        from verifier import VerificationError, cose as vcose, cbor as vcbor
+        from verifier.credential.records import classify, decode_record, statement_rid
+        from verifier.statement import SignedStatement
+
+        found = self.client.lookup(**({"rid": rid} if rid else {"sha256": sha256}))
+        for ts in found:
+            try:
+                st = SignedStatement.parse(ts)
+                if classify(st) != "cpr" or st.iss != self.identity.id or st.kid != self.identity.kid:
+                    continue
+                vcose.verify_sign1(vcose.decode_sign1(ts), self.identity.key.public_key())
+                rec = decode_record(st.payload) if st.hash_envelope is None else None
+            except VerificationError:
+                continue
+            if rid is not None and statement_rid(st) != rid:
+                continue
+            if sha256 is not None and (rec is None or (rec["credential"].get("digest") or {}).get("sha256") != sha256):
+                continue
+            if rec is None and self.vault is not None:
+                try:
+                    rec = vcbor.loads(self.vault.get(statement_rid(st) or ""), max_depth=12)
+                except (IssuerError, VerificationError):
+                    rec = None
+            return ts, st, rec
+        raise IssuerError("lifecycle.record-missing", f"the log has no record of this issuer for "
+                                                      f"{'record ' + rid if rid else 'credential sha256 ' + str(sha256)}")
+
+    def _previous(self, rid: str, workload_id: str) -> dict[str, Any]:
+        _ts, st, rec = self.find_record(rid=rid)
+        sub = (rec or {}).get("credential", {}).get("sub") if rec else None
+        if sub != workload_id:
+            raise IssuerError("issuance.renewal", f"record {rid} is for {sub!r}, not {workload_id!r}: "
+                                                  f"a renewal is for the same workload")
+        return {"rid": rid, "sha256": st.leaf_input.hex()}
+
+    def revoke(self, *, rid: str | None = None, credential: bytes | None = None, reason: str | None = None,
+               now: float | None = None) -> tuple[dict[str, Any], Registered]:
+        """Register a status statement revoking a record (given by id, or by its credential:
+        the pointer's rid, or the record that names the credential's SHA-256)."""
+        from verifier import VerificationError
+        from verifier.credential import parse_credential
+
+        if credential is not None:
+            try:
+                info = parse_credential(credential)
+            except VerificationError as e:
+                raise IssuerError("lifecycle.credential", str(e)) from None
+            rid = info.pointer.rid if info.pointer else None
+            _ts, st, rec = self.find_record(rid=rid) if rid else self.find_record(sha256=info.sha256)
+        elif rid:
+            _ts, st, rec = self.find_record(rid=rid)
+        else:
+            raise IssuerError("lifecycle.usage", "give the record id or the credential")
+        from verifier.credential.records import statement_rid
+
+        status = build_status(rid=statement_rid(st) or "", record_sha256=st.leaf_input.hex(), reason=reason,
+                              time_=int(time.time() if now is None else now))
+        return status, self.client.register(sign_status(self.identity, status))
 
     def auditor_key(self, rid: str) -> bytes:
         """The key that opens one private record (hand it to an auditor)."""

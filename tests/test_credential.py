@@ -320,3 +320,82 @@ def test_workload_provenance_whose_header_names_another_workload(twi_env):
     out = twi_env.issuer.issue(**bound(twi_env.verifier, twi_env.workload_key), workload_id=WID, wpr=ref)
     fails("binding.workload-mismatch", out.credential.raw, [out.registration.transparent_statement,
                                                             reg.transparent_statement], trust_for(twi_env))
+
+
+def test_status_statements_count_only_for_their_record(twi_env):
+    """A status statement revokes a record only when it names that record's id AND the leaf of
+    the verified statement, comes from the record's issuer, and verifies with a receipt."""
+    from issuer.provenance import build_status, sign_status
+    from verifier import cose
+    from verifier.statement import SignedStatement
+
+    out, stmts = issue(twi_env, wpr=False)
+    leaf = SignedStatement.parse(stmts[0]).leaf_input.hex()
+    ident = twi_env.issuer.identity
+
+    def logged(status, identity=ident):
+        return twi_env.client.register(sign_status(identity, status)).transparent_statement
+
+    wrong_leaf = logged(build_status(rid=out.rid, record_sha256="00" * 32, reason="x"))
+    verify_credential(out.credential.raw, stmts + [wrong_leaf], trust_for(twi_env))
+    from issuer.provenance import IssuerIdentity
+    other_iss = logged(build_status(rid=out.rid, record_sha256=leaf), IssuerIdentity("https://other.test", ident.key))
+    verify_credential(out.credential.raw, stmts + [other_iss], trust_for(twi_env))
+    real = logged(build_status(rid=out.rid, record_sha256=leaf, reason="retired"))
+    m = cose.decode_sign1(real)
+    unlogged = cose.encode_sign1(m.protected_raw, {}, m.payload, m.signature)
+    verify_credential(out.credential.raw, stmts + [unlogged], trust_for(twi_env))
+    e = fails("status.revoked", out.credential.raw, stmts + [real], trust_for(twi_env))
+    assert "retired" in e.detail
+    res = verify_credential(out.credential.raw, stmts + [wrong_leaf, other_iss], trust_for(twi_env))
+    assert res.statuses == []
+
+
+def test_external_record_whose_id_is_not_its_statements(twi_env):
+    """External binding: the record's rid must be its statement's cti (what the log indexes and
+    what status statements name)."""
+    from issuer.credentials import mint_wit, public_jwk
+    from issuer.provenance import build_cpr, encode_cpr, sign_cpr
+    from verifier.credential import TrustConfig
+    from issuer.appraisal import appraise
+
+    env = twi_env
+    args = bound(env.verifier, env.workload_key)
+    a = appraise(args["ear"], env.issuer.appraisal_policy, env.issuer.verifier_keys, nonce=args["nonce"])
+    cred = mint_wit(env.issuer_key, iss="https://issuer.test", sub=WID, cnf_jwk=public_jwk(env.workload_key),
+                    pointer=None)
+    rec = build_cpr(rid="urn:uuid:record", credential=cred, appraisal=a, issuer_id="https://issuer.test",
+                    issuance_policy_id="urn:i", issuance_policy_digest="00" * 32, external=True)
+    for cti, ok in (("urn:uuid:record", True), ("urn:uuid:another", False)):
+        ts = env.client.register(sign_cpr(env.issuer.identity, encode_cpr(rec), rid=cti, sub=WID,
+                                          iat=1)).transparent_statement
+        trust = TrustConfig(**{**trust_for(env).__dict__, "logs": [LOG_URL]})
+        if ok:
+            verify_credential(cred.raw, [ts], trust)
+        else:
+            fails("binding.record-id", cred.raw, [ts], trust)
+
+
+def test_external_binding_passes_over_records_it_cannot_verify(twi_env):
+    """Someone else's (unverifiable) record claiming the same (iss, jti) neither satisfies nor
+    blocks the external binding."""
+    from cryptography.hazmat.primitives.asymmetric import ec as _ec
+
+    from issuer.credentials import mint_wit, public_jwk
+    from issuer.provenance import IssuerIdentity, sign_cpr
+    from verifier.credential import TrustConfig
+
+    env = twi_env
+    out = env.issuer.issue(**bound(env.verifier, env.workload_key), workload_id=WID, binding="external")
+    assert out.credential.pointer is None
+    trust = TrustConfig(**{**trust_for(env).__dict__, "logs": [LOG_URL]})
+    ts = out.registration.transparent_statement
+    verify_credential(out.credential.raw, [ts], trust)
+    twin = mint_wit(env.issuer_key, iss="https://issuer.test", sub=WID, cnf_jwk=public_jwk(env.workload_key),
+                    pointer=None, jti=out.credential.jti)
+    rogue_rec = dict(out.record, credential={**out.record["credential"], "digest": {"sha256": twin.sha256}})
+    from issuer.provenance import encode_cpr
+    rogue = sign_cpr(IssuerIdentity("https://issuer.test", _ec.generate_private_key(_ec.SECP256R1())),
+                     encode_cpr(rogue_rec), rid=out.rid, sub=WID, iat=1)
+    verify_credential(out.credential.raw, [rogue, ts], trust)     # the rogue record is passed over
+    fails("binding.record-missing", twin.raw, [rogue], trust)    # and serves no other credential

@@ -265,3 +265,126 @@ def test_private_workload_provenance(world, capsys):
     (d / "wpr-altered.json").write_bytes(wpr_document(altered))
     assert rp(*base, "--wpr-document", d / "wpr-altered.json") == 1  # not the logged document
     assert json.loads(capsys.readouterr().out)["check"] == "policy.sbom"
+
+
+# ---------------------------------------------------------------------------------------
+# 2. revocation and renewal in the log
+
+
+def _rp_json(capsys, *argv) -> tuple[int, dict]:
+    capsys.readouterr()
+    rc = rp(*argv, "--json")
+    return rc, json.loads(capsys.readouterr().out)
+
+
+def test_revocation_in_the_log(world, capsys):
+    from verifier import cbor as vcbor
+    from verifier.credential.records import classify
+    from verifier.statement import SignedStatement
+
+    d = world.dir
+    assert cli_issue(world, PAY, "rv1") == 0
+    rid = json.loads(capsys.readouterr().out)["record_id"]
+    assert cli_issue(world, PAY, "rv2") == 0
+    rid2 = json.loads(capsys.readouterr().out)["record_id"]
+    fetch = [cred_of(world, "rv1"), "--fetch", *trust(world)]
+    rc, res = _rp_json(capsys, *fetch)
+    assert rc == 0 and res["statuses"] == []
+    assert issuer_main(["revoke", "--config", str(world.cfg), "--record", rid, "--reason", "key compromise",
+                        "--out", str(d / "rv1-status.scitt")]) == 0
+    rv = json.loads(capsys.readouterr().out)
+    assert rv["record_id"] == rid and rv["status"] == "revoked"
+    # the log's lookups return the record's status statements, by rid and by (iss, jti)
+    jti = json.loads(__import__("base64").urlsafe_b64decode(
+        cred_of(world, "rv1").read_text().split(".")[1] + "=="))["jti"]
+    for q in ({"rid": rid}, {"iss": "https://issuer.life", "jti": jti}):
+        arr = vcbor.loads(requests.get(world.server.url + "/twi/v1/cpr", params=q, timeout=5).content)
+        assert [classify(SignedStatement.parse(ts)) for ts in arr] == ["cpr", "status"], q
+    # the relying party refuses it, with reason and time
+    rc, res = _rp_json(capsys, *fetch)
+    assert rc == 1 and res["check"] == "status.revoked"
+    assert "key compromise" in res["detail"] and "T" in res["detail"] and res["detail"].endswith("key compromise")
+    capsys.readouterr()
+    assert rp(*fetch) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("FAILED status.revoked") and "key compromise" in err
+    # offline: without the status statement nothing tells; with it, refused
+    offline = [cred_of(world, "rv1"), "--statement", d / "rv1" / "cpr.scitt", *trust(world)]
+    assert _rp_json(capsys, *offline)[0] == 0
+    rc, res = _rp_json(capsys, *offline, "--statement", d / "rv1-status.scitt")
+    assert rc == 1 and res["check"] == "status.revoked"
+    # another record of the same workload is not affected
+    assert _rp_json(capsys, cred_of(world, "rv2"), "--fetch", *trust(world))[0] == 0
+    assert _rp_json(capsys, cred_of(world, "rv2"), "--statement", d / "rv2" / "cpr.scitt", "--statement",
+                    d / "rv1-status.scitt", *trust(world))[0] == 0
+    # a status statement that does not verify (altered reason) is no evidence
+    raw = (d / "rv1-status.scitt").read_bytes()
+    (d / "forged-status.scitt").write_bytes(raw.replace(b"key compromise", b"key-compromise"))
+    assert _rp_json(capsys, *offline, "--statement", d / "forged-status.scitt")[0] == 0
+    # revoking by credential (an X.509 SVID)
+    assert cli_issue(world, PAY, "rv3", fmt="x509-svid") == 0
+    capsys.readouterr()
+    assert issuer_main(["revoke", "--config", str(world.cfg), "--credential", str(cred_of(world, "rv3"))]) == 0
+    capsys.readouterr()
+    rc, res = _rp_json(capsys, cred_of(world, "rv3"), "--fetch", *trust(world))
+    assert rc == 1 and res["check"] == "status.revoked"
+    # unknown record: a clear refusal, nothing registered
+    assert issuer_main(["revoke", "--config", str(world.cfg), "--record", "urn:uuid:nope"]) == 1
+    assert "lifecycle.record-missing" in capsys.readouterr().err
+    assert rid2
+
+
+def test_renewal_links_the_previous_record(world, capsys):
+    assert cli_issue(world, PAY, "rn1") == 0
+    first = json.loads(capsys.readouterr().out)
+    assert cli_issue(world, PAY, "rn2", "--renews", first["record_id"]) == 0
+    second = json.loads(capsys.readouterr().out)
+    leaf = first["entry"].rsplit("/", 1)[1]
+    assert second["prev"] == {"rid": first["record_id"], "sha256": leaf}
+    rc, res = _rp_json(capsys, cred_of(world, "rn2"), "--fetch", *trust(world))
+    assert rc == 0 and res["prev"] == {"rid": first["record_id"], "sha256": leaf}
+    # a renewal is for the same workload
+    assert cli_issue(world, OTHER, "rn3", "--renews", first["record_id"]) == 1
+    assert "issuance.renewal" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------
+# 4. external binding
+
+
+def test_external_binding(world, capsys):
+    d = world.dir
+    log = world.server.url
+    for fmt in ("wit", "x509-svid"):
+        out = f"ext-{fmt}"
+        assert cli_issue(world, PAY, out, "--binding", "external", fmt=fmt) == 0
+        info = json.loads(capsys.readouterr().out)
+        cred = cred_of(world, out)
+        from verifier.credential import parse_credential
+        assert parse_credential(cred.read_bytes()).pointer is None
+        rc, res = _rp_json(capsys, cred, "--fetch", "--log", log, *trust(world))
+        assert rc == 0 and res["binding"] == "external" and res["record"] == info["record_id"], res
+        # offline, with the record given and the log named
+        assert _rp_json(capsys, cred, "--statement", d / out / "cpr.scitt", "--log", log, *trust(world))[0] == 0
+        # without a log to look in there is nothing to find
+        rc, res = _rp_json(capsys, cred, "--statement", d / out / "cpr.scitt", *trust(world))
+        assert rc == 1 and res["check"] == "binding.no-pointer"
+        # an internally bound credential's record does not serve an external one
+        rc, res = _rp_json(capsys, cred, "--statement", d / "rv2" / "cpr.scitt", "--log", log, *trust(world))
+        assert rc == 1 and res["check"] == "binding.record-missing"
+    # a credential (validly signed, no pointer) whose (iss, jti) names a logged record of another credential
+    from cryptography.hazmat.primitives import serialization
+
+    from issuer.credentials import mint_wit
+    from verifier.credential import parse_credential
+    logged = parse_credential(cred_of(world, "ext-wit").read_bytes())
+    ikey = serialization.load_pem_private_key((world.idir / "issuer.pem").read_bytes(), None)
+    twin = mint_wit(ikey, iss=logged.iss, sub=PAY, cnf_jwk=TestVerifier().jwk, pointer=None, jti=logged.jti)
+    (d / "twin.wit").write_bytes(twin.raw)
+    rc, res = _rp_json(capsys, d / "twin.wit", "--fetch", "--log", log, *trust(world))
+    assert rc == 1 and res["check"] == "binding.digest", res
+    # external credentials are revoked like the others (found by SHA-256)
+    assert issuer_main(["revoke", "--config", str(world.cfg), "--credential", str(cred_of(world, "ext-wit"))]) == 0
+    capsys.readouterr()
+    rc, res = _rp_json(capsys, cred_of(world, "ext-wit"), "--fetch", "--log", log, *trust(world))
+    assert rc == 1 and res["check"] == "status.revoked"

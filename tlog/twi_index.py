@@ -13,6 +13,9 @@ At registration the server calls :func:`attrs_for_statement` and adds the pairs 
 * ``twi.cpr.iss_rid``    ``JSON [iss, rid]``: added by the log service (tlog.service) with the
                          record id, so that a second, different record for a record id the same
                          issuer (CWT ``iss``) already registered is refused (409)
+* ``twi.status.rid``     record id named by a status statement (``verifier.credential.status``,
+                         content type ``STATUS_MEDIA_TYPE``, CWT ``sub`` = the record id); lookups
+                         return a record's status statements after the record
 
 Private records only expose the record id: the log never sees the credential's identifiers.
 Nothing here authenticates anything (the server has already checked the issuer signature;
@@ -26,13 +29,14 @@ from typing import Any
 
 from verifier import VerificationError
 from verifier import cbor as vcbor
-from verifier.credential import CPR_MEDIA_TYPE, CPR_TYPE
+from verifier.credential import CPR_MEDIA_TYPE, CPR_TYPE, STATUS_MEDIA_TYPE, STATUS_TYPE
 
 ATTR_RID = "twi.cpr.rid"
 ATTR_ISS_JTI = "twi.cred.iss_jti"
 ATTR_DN_SERIAL = "twi.cred.dn_serial"
 ATTR_SHA256 = "twi.cred.sha256"
 ATTR_ISS_RID = "twi.cpr.iss_rid"
+ATTR_STATUS_RID = "twi.status.rid"
 MAX_VALUE = 4096
 
 
@@ -53,7 +57,10 @@ def is_cpr(statement: Any) -> bool:
 
 
 def attrs_for_statement(statement: Any) -> list[tuple[str, str]]:
-    """Index pairs for a parsed ``verifier.statement.SignedStatement`` (empty if not a CPR)."""
+    """Index pairs for a parsed ``verifier.statement.SignedStatement`` (empty if not a CPR or a
+    status statement)."""
+    if statement.content_type == STATUS_MEDIA_TYPE:
+        return _status_attrs(statement)
     if not is_cpr(statement):
         return []
     cti = statement.cwt_claims.get(7)
@@ -89,3 +96,14 @@ def attrs_for_statement(statement: Any) -> list[tuple[str, str]]:
     if h and len(h) == 64 and all(c in "0123456789abcdef" for c in h):
         out.append((ATTR_SHA256, h))
     return out
+
+
+def _status_attrs(statement: Any) -> list[tuple[str, str]]:
+    try:
+        p = vcbor.loads(statement.payload, max_depth=4) if statement.payload is not None else None
+    except VerificationError:
+        return []
+    if not isinstance(p, dict) or p.get("type") != STATUS_TYPE:
+        return []
+    rid = _text(p.get("rid"))
+    return [(ATTR_STATUS_RID, rid)] if rid and rid == statement.sub else []

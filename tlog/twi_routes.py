@@ -8,7 +8,8 @@ Queries (exactly one form):
     ?sha256=<hex>                    by SHA-256 of the credential bytes (WIT: = WPT ``wth``, in hex)
 
 200 ``application/cbor``: an array of transparent statements (each a bstr holding the
-statement with its inclusion receipt under 394), oldest first; 404 problem details when none;
+statement with its inclusion receipt under 394), oldest first, the matching records followed
+by the status statements (revocations) of those records; 404 problem details when no record matches;
 400 on a malformed query. The app must register :data:`bp` and index entries with
 ``tlog.twi_index.attrs_for_statement`` (see that module). The blueprint finds the log
 service in ``current_app.extensions["tlog.service"]`` (``lookup(key, value)``,
@@ -23,7 +24,7 @@ from flask import Blueprint, Response, current_app, request
 
 from verifier import cbor as vcbor
 
-from .twi_index import ATTR_DN_SERIAL, ATTR_ISS_JTI, ATTR_RID, ATTR_SHA256, MAX_VALUE, pair_key
+from .twi_index import ATTR_DN_SERIAL, ATTR_ISS_JTI, ATTR_RID, ATTR_SHA256, ATTR_STATUS_RID, MAX_VALUE, pair_key
 
 bp = Blueprint("twi", __name__)
 
@@ -65,17 +66,45 @@ def cpr_lookup():
     if isinstance(q, Response):
         return q
     svc = current_app.extensions["tlog.service"]
+    out = _statements(svc, svc.lookup(*q))
+    if not out:
+        return _problem(404, "Not Found", "no Credential Provenance record matches")
+    rids = [q[1]] if q[0] == ATTR_RID else _rids(out)
+    seen: set = set()
+    for rid in rids:
+        idx = [i for i in svc.lookup(ATTR_STATUS_RID, rid) if i not in seen]
+        seen.update(idx)
+        out += _statements(svc, idx)
+    resp = Response(vcbor.dumps(out), status=200, mimetype="application/cbor")
+    resp.headers["Cache-Control"] = "public, max-age=5"
+    return resp
+
+
+def _statements(svc, indexes) -> list[bytes]:
     out = []
-    for index in svc.lookup(*q):
+    for index in indexes:
         _leaf, entry = svc.resolve(str(index))
         if entry is None or entry == "pending":
             continue
         out.append(svc.transparent_statement(entry))
-    if not out:
-        return _problem(404, "Not Found", "no Credential Provenance record matches")
-    resp = Response(vcbor.dumps(out), status=200, mimetype="application/cbor")
-    resp.headers["Cache-Control"] = "public, max-age=5"
-    return resp
+    return out
+
+
+def _rids(statements: list[bytes]) -> list[str]:
+    """The record ids (CWT cti) of the records found, in order, once each."""
+    from verifier import VerificationError
+    from verifier.statement import SignedStatement
+
+    rids: list[str] = []
+    for ts in statements:
+        try:
+            cti = SignedStatement.parse(ts).cwt_claims.get(7)
+            rid = cti.decode("utf-8") if isinstance(cti, bytes) else None
+        except (VerificationError, UnicodeDecodeError):
+            rid = None
+        if rid and rid not in rids:
+            rids.append(rid)
+    return rids
 
 
 def install(app) -> None:

@@ -6,14 +6,20 @@ from typing import Any, Mapping, Sequence
 
 from ..errors import VerificationError
 from .parse import CredentialInfo
+from .records import statement_rid
 
 
 def check_binding(info: CredentialInfo, rec: dict[str, Any], st: Any, private: bool) -> None:
+    """Both directions: the record names this credential; the credential's pointer (internal
+    binding) names this record; a credential without a pointer (external binding) has only the
+    first direction, its record found by the credential's identifiers and digest (which covers
+    the absence of a pointer)."""
     c = rec["credential"]
     ptr = info.pointer
-    assert ptr is not None
-    if rec.get("rid") != ptr.rid:
+    if ptr is not None and rec.get("rid") != ptr.rid:
         raise VerificationError("binding.record-id", "the record's id is not the one the credential points at")
+    if ptr is None and statement_rid(st) != rec.get("rid"):
+        raise VerificationError("binding.record-id", "the record's id is not the statement's (cti)")
     dg = (c.get("digest") or {}).get("sha256")
     if dg != info.sha256:
         raise VerificationError("binding.digest", "the record names a different credential (SHA-256 differs)")
@@ -29,7 +35,7 @@ def check_binding(info: CredentialInfo, rec: dict[str, Any], st: Any, private: b
     else:
         if c.get("serial") != info.serial or c.get("issuer_dn") != info.issuer_dn:
             raise VerificationError("binding.serial", "the record's issuer DN / serial differ from the certificate's")
-    if c.get("pointer") != {"rid": ptr.rid, "log": ptr.log}:
+    if ptr is not None and c.get("pointer") != {"rid": ptr.rid, "log": ptr.log}:
         raise VerificationError("binding.pointer", "the record's copy of the pointer differs from the credential's")
     iss_id = (rec.get("issuer") or {}).get("id")
     if st.iss != iss_id:

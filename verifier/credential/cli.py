@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from ..errors import VerificationError
-from .fetch import fetch_statements
+from .fetch import fetch_external, fetch_statements
 from .parse import parse_credential
 from .policies import AllOf, EarVerified, MaxRecordAge, Policy, SbomPresent, StatusAffirming
 from .records import decrypt_record
@@ -23,8 +23,10 @@ def add_parser(subparsers: Any) -> Any:
                     "relying-party policy. Exit 0 ok, 1 verification failed, 2 usage/unreadable input.")
     p.add_argument("credential", help="file with the WIT (compact JWS) or the certificate (PEM/DER)")
     p.add_argument("--statement", action="append", default=[], metavar="FILE",
-                   help="transparent statement (CPR or WPR); repeatable; a CBOR array of them is accepted")
-    p.add_argument("--fetch", action="store_true", help="fetch the statements from the credential's pointer")
+                   help="transparent statement (CPR, WPR, status, policy); repeatable; a CBOR array of them is accepted")
+    p.add_argument("--fetch", action="store_true",
+                   help="fetch the statements from the credential's pointer or, for a credential without one "
+                        "(external binding), by its identifiers from the --log URL(s)")
     p.add_argument("--log-key", action="append", default=[], metavar="FILE", required=True,
                    help="log key file (COSE_KeySet/COSE_Key/PEM); repeatable")
     p.add_argument("--issuer-key", action="append", default=[], metavar="FILE", help="issuer public key; repeatable")
@@ -99,9 +101,14 @@ def run_credential(args: Any) -> int:
             record = decrypt_record(_read(args.record_encrypted), bytes.fromhex(args.record_key), info.pointer.rid)
         if args.fetch:
             info = parse_credential(cred)
-            if info.pointer is None:
-                raise VerificationError("binding.no-pointer", "credential has no pointer")
-            statements += fetch_statements(info.pointer)
+            if info.pointer is not None:
+                statements += fetch_statements(info.pointer)
+            elif args.log:
+                for log in args.log:  # external binding: look the record up at the logs the relying party names
+                    statements += fetch_external(log, info)
+            else:
+                raise VerificationError("binding.no-pointer", "the credential has no pointer: name the log "
+                                        "that holds its record with --log URL")
         if not statements:
             print("give --statement FILE or --fetch", file=sys.stderr)
             return 2
@@ -144,6 +151,9 @@ def run_credential(args: Any) -> int:
         "workload_provenance_verified": len(res.workload_provenance),
         "wpt_verified": res.wpt_claims is not None,
         "receipts": [r.to_json() for r in res.receipts],
+        "binding": "internal" if res.credential.pointer else "external",
+        "prev": res.record.get("prev"),
+        "statuses": [{"status": s.status, "time": s.time, "reason": s.reason} for s in res.statuses],
     }
     if args.json:
         print(json.dumps(summary, default=str))

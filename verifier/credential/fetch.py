@@ -1,33 +1,49 @@
-"""Fetching a record and the Workload Provenance it links to (optional; the checks are offline)."""
+"""Fetching a record and the Workload Provenance it links to (optional; the checks are offline).
+
+Internal binding: the record by the pointer's locator (``?rid=``). External binding: the
+record by the credential's identifiers (``?iss=&jti=`` or ``?issuer_dn=&serial=``) and by its
+SHA-256, at a log the relying party names. Either answer also carries the record's status
+statements (revocations); the Workload Provenance the record links is fetched from the same log.
+"""
 
 from __future__ import annotations
 
+import urllib.parse
+
 from ..errors import VerificationError
-from .parse import Pointer
+from .parse import CredentialInfo, Pointer
 from .trust import norm_url
+from .wire import LOOKUP_PATH
 
 
-def fetch_statements(pointer: Pointer, *, timeout: float = 10.0) -> list[bytes]:
-    """GET the record by its locator and the Workload Provenance it links to (best effort)."""
+def _getter(timeout: float):
     import urllib.request
 
+    def get(url: str) -> bytes:
+        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 (http(s) URLs checked by the callers)
+            return r.read()
+    return get
+
+
+def _lookup(get, url: str, *, missing_ok: bool = False) -> list[bytes]:
     from .. import cbor
 
-    def get(url: str) -> bytes:
-        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 (http(s) URLs from the credential)
-            return r.read()
-
-    if not pointer.log.startswith(("http://", "https://")):
-        raise VerificationError("fetch.url", "the pointer's log is not an http(s) URL")
     try:
-        arr = cbor.loads(get(pointer.uri))
+        arr = cbor.loads(get(url))
     except OSError as e:
-        raise VerificationError("fetch.record", f"cannot fetch {pointer.uri}: {e}") from None
+        if missing_ok and getattr(e, "code", None) == 404:
+            return []
+        raise VerificationError("fetch.record", f"cannot fetch {url}: {e}") from None
     if not isinstance(arr, list) or not all(isinstance(x, bytes) for x in arr):
         raise VerificationError("fetch.record", "lookup answer is not an array of statements")
-    out = list(arr)
+    return list(arr)
+
+
+def _with_linked_wprs(get, arr: list[bytes], log: str) -> list[bytes]:
+    from .. import cbor
     from ..statement import SignedStatement
 
+    out = list(arr)
     for ts in arr:
         st = SignedStatement.parse(ts)
         if st.hash_envelope is not None:
@@ -38,9 +54,33 @@ def fetch_statements(pointer: Pointer, *, timeout: float = 10.0) -> list[bytes]:
             continue
         for rd in (rec.get("workload_provenance") or []) if isinstance(rec, dict) else []:
             uri = rd.get("uri") if isinstance(rd, dict) else None
-            if isinstance(uri, str) and uri.startswith(norm_url(pointer.log) + "/entries/"):
+            if isinstance(uri, str) and uri.startswith(norm_url(log) + "/entries/"):
                 try:
                     out.append(get(uri + "/statement"))
                 except OSError:
                     pass  # policy (e.g. SbomPresent) decides whether the WPR was needed
     return out
+
+
+def fetch_statements(pointer: Pointer, *, timeout: float = 10.0) -> list[bytes]:
+    """GET the record by its locator and the Workload Provenance it links to (best effort)."""
+    if not pointer.log.startswith(("http://", "https://")):
+        raise VerificationError("fetch.url", "the pointer's log is not an http(s) URL")
+    get = _getter(timeout)
+    return _with_linked_wprs(get, _lookup(get, pointer.uri), pointer.log)
+
+
+def fetch_external(log: str, info: CredentialInfo, *, timeout: float = 10.0) -> list[bytes]:
+    """External binding: the records naming this credential's identifiers or SHA-256 at ``log``
+    (which the relying party chose), with their status statements and linked provenance."""
+    if not log.startswith(("http://", "https://")):
+        raise VerificationError("fetch.url", "the log is not an http(s) URL")
+    get = _getter(timeout)
+    ids = {"iss": info.iss or "", "jti": info.jti or ""} if info.format == "wit" else \
+        {"issuer_dn": info.issuer_dn or "", "serial": info.serial or ""}
+    out: list[bytes] = []
+    for q in ((ids,) if all(ids.values()) else ()) + ({"sha256": info.sha256},):
+        for ts in _lookup(get, f"{norm_url(log)}{LOOKUP_PATH}?{urllib.parse.urlencode(q)}", missing_ok=True):
+            if ts not in out:
+                out.append(ts)
+    return _with_linked_wprs(get, out, log)

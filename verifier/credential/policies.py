@@ -24,6 +24,7 @@ class CredentialVerification:
     now: float = 0.0
     private: bool = False
     wpt_claims: dict[str, Any] | None = None  # the verified WIMSE WPT, when one was given
+    statuses: list[Any] = field(default_factory=list)  # verified status statements (none revoking)
 
 
 class Policy(Protocol):

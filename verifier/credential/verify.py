@@ -14,6 +14,7 @@ from .parse import parse_credential
 from .policies import CredentialVerification, Policy, StatusAffirming
 from .records import classify, decode_record, statement_rid
 from .signature import verify_wit_signature, verify_x509_signature
+from .status import check_statuses
 from .trust import TrustConfig, norm_url
 from .wire import INTOTO_STATEMENT_TYPE
 
@@ -76,6 +77,35 @@ def verify_wprs(rec: dict[str, Any], wpr_statements: list[tuple[bytes, Any]], tr
     return out
 
 
+def external_candidates(info: Any, cprs: list[tuple[bytes, Any]], trust: TrustConfig,
+                        accepted: list[str]) -> list[tuple[bytes, Any]]:
+    """External binding (draft 5.3.3.1): the credential has no pointer; its record is a public
+    CPR, verified (trusted issuer key, receipt from an accepted log), that names its identifiers
+    ((iss, jti) for a WIT, (issuer DN, serial) for an SVID). A record found by the identifiers
+    that names another credential then fails the binding (``binding.digest``);
+    records that do not verify are no account of this credential and are passed over."""
+    out = []
+    for ts, st in cprs:
+        if st.hash_envelope is not None:
+            continue  # private records are found by record id only
+        try:
+            c = decode_record(st.payload)["credential"]
+        except VerificationError:
+            continue
+        ids = (info.iss, info.jti, c.get("iss"), c.get("jti")) if info.format == "wit" else \
+            (info.issuer_dn, info.serial, c.get("issuer_dn"), c.get("serial"))
+        if not (all(ids) and ids[:2] == ids[2:]):
+            continue  # (a record naming this credential's digest names its identifiers too)
+        try:
+            verified_receipts(ts, st, trust, accepted, "record")
+        except VerificationError:
+            continue
+        out.append((ts, st))
+    if not out:
+        raise VerificationError("binding.record-missing", "no verified Credential Provenance record names this credential")
+    return out
+
+
 def verify_credential(credential: bytes | str, statements: Sequence[bytes], trust: TrustConfig, *,
                       policy: Policy | None = None, record: bytes | None = None, now: float | None = None,
                       check_time: bool = True, leeway: int = 60, wpt: bytes | str | None = None,
@@ -98,11 +128,7 @@ def verify_credential(credential: bytes | str, statements: Sequence[bytes], trus
         from .wpt import verify_wpt
 
         wpt_claims = verify_wpt(wpt, info, now=t, audience=wpt_audience, leeway=leeway)
-    if info.pointer is None:
-        raise VerificationError("binding.no-pointer", "the credential carries no provenance pointer")
-    accepted = [norm_url(u) for u in trust.logs] or [norm_url(info.pointer.log)]
-
-    cprs, wprs = [], []
+    cprs, wprs, statuses = [], [], []
     for ts in statements:
         st = SignedStatement.parse(ts)
         kind = classify(st)
@@ -110,12 +136,23 @@ def verify_credential(credential: bytes | str, statements: Sequence[bytes], trus
             cprs.append((ts, st))
         elif kind == "wpr":
             wprs.append((ts, st))
-    mine = [(ts, st) for ts, st in cprs if statement_rid(st) == info.pointer.rid]
-    if not mine:
-        raise VerificationError("binding.record-missing",
-                                f"no Credential Provenance statement for record {info.pointer.rid}")
+        elif kind == "status":
+            statuses.append((ts, st))
+    if info.pointer is not None:
+        accepted = [norm_url(u) for u in trust.logs] or [norm_url(info.pointer.log)]
+        mine = [(ts, st) for ts, st in cprs if statement_rid(st) == info.pointer.rid]
+        if not mine:
+            raise VerificationError("binding.record-missing",
+                                    f"no Credential Provenance statement for record {info.pointer.rid}")
+    else:
+        if not trust.logs:
+            raise VerificationError("binding.no-pointer", "the credential carries no provenance pointer; name the "
+                                    "log that holds its record (--log URL) to find it by its identifiers")
+        accepted = [norm_url(u) for u in trust.logs]
+        mine = external_candidates(info, cprs, trust, accepted)
     if len({st.leaf_input for _, st in mine}) > 1:
-        raise VerificationError("binding.ambiguous", f"{len(mine)} different statements claim record {info.pointer.rid}")
+        raise VerificationError("binding.ambiguous", f"{len({st.leaf_input for _, st in mine})} different "
+                                f"statements claim the record of this credential")
     last_err: VerificationError | None = None
     for ts, st in mine:  # copies of one statement (e.g. with different receipts): the first that verifies
         try:
@@ -141,12 +178,14 @@ def verify_credential(credential: bytes | str, statements: Sequence[bytes], trus
             raise VerificationError("record.digest", "the supplied record differs from the logged one")
     rec = decode_record(data)
     check_binding(info, rec, st, private)
+    status_found = check_statuses(rec["rid"], st, (rec.get("issuer") or {}).get("id"), statuses,
+                                  lambda ts_, st_: verified_receipts(ts_, st_, trust, accepted, "status"))
     ear_ok, ear_claims = verify_ear(rec, trust)
     wpr_docs = verify_wprs(rec, wprs, trust, accepted, wpr_documents)
     check_workload_binding(info, rec, wpr_docs, ear_claims)
     res = CredentialVerification(credential=info, record=rec, record_statement=st, receipts=receipts,
                                  workload_provenance=wpr_docs,
                                  ear_verified=ear_ok, ear_claims=ear_claims, now=t, private=private,
-                                 wpt_claims=wpt_claims)
+                                 wpt_claims=wpt_claims, statuses=status_found)
     (policy or StatusAffirming()).verify(res)
     return res
