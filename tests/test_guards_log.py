@@ -237,3 +237,24 @@ def test_open_arguments_checked(tmp_path, signer):
             Log.open(p, **args)
     with Log.open(p, origin=ORIGIN, note_signer=signer, max_batch=1, max_wait=0) as log:
         assert [e.index for e in log.append([(leaf(0), b"a", ()), (leaf(1), b"b", ())])] == [0, 1]
+
+
+@pytest.mark.parametrize("check,title,reason", [
+    ("cose.alg", "Bad Signature Algorithm", "alg"),
+    ("statement.unsupported-algorithm", "Bad Signature Algorithm", "alg"),
+    ("cose.payload-missing", "Payload Missing", "payload-missing"),
+    ("statement.payload-detached", "Payload Missing", "payload-missing"),
+    ("statement.payload", "Malformed request", "malformed"),
+    ("statement.signature", "Rejected", "signature"),
+    ("x509.chain", "Rejected", "x509"),
+    ("statement.x5chain", "Rejected", "x509"),
+    ("key.cose", "Rejected", "issuer-key"),
+    ("cbor.key-type", "Malformed request", "malformed"),
+    ("cbor.depth", "Malformed request", "malformed"),
+])
+def test_rejections_classified(check, title, reason):
+    """The verifier's check names map to the SCRAPI problem titles the HTTP contract lists."""
+    from tlog.policy import classify
+
+    r = classify(VerificationError(check, "why"))
+    assert (r.title, r.reason) == (title, reason)
