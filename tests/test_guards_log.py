@@ -258,3 +258,48 @@ def test_rejections_classified(check, title, reason):
 
     r = classify(VerificationError(check, "why"))
     assert (r.title, r.reason) == (title, reason)
+
+
+def test_open_storage_by_url(tmp_path, request):
+    from tlog.storage import open_storage
+    from tlog.storage.sqlite import SQLiteStorage
+
+    for bad in ("", "sqlite://relative/path"):
+        with pytest.raises(ValueError):
+            open_storage(bad)
+    s = open_storage(f"sqlite://{tmp_path}/a.sqlite")
+    try:
+        assert isinstance(s, SQLiteStorage)
+    finally:
+        s.close()
+    from tests.tlog_fixtures import PG_URL
+
+    if PG_URL:
+        from tlog.storage.postgres import PostgresStorage
+
+        url = request.getfixturevalue("pg_database")
+        for u in (url, url.replace("postgresql://", "postgres://", 1)):
+            s = open_storage(u, schema="t_open_" + str(abs(hash(u)) % 10**8))
+            try:
+                assert isinstance(s, PostgresStorage)
+            finally:
+                s.close()
+
+
+def test_leaves_sharing_a_dedup_key_in_one_batch(storage_factory, signer):
+    """Two different leaf inputs with the same first 8 bytes (the dedup key) in one batch: both
+    get their own index, both are found, and a resubmission of either is a duplicate."""
+    a, b = b"\x01" * 8 + b"\xaa" * 24, b"\x01" * 8 + b"\xbb" * 24
+    log = Log.open(storage_factory(), origin=ORIGIN, note_signer=signer)
+    try:
+        assert [e.index for e in log.append([(a, b"a", ()), (b, b"b", ())])] == [0, 1]
+        assert (log.find(a), log.find(b)) == (0, 1)
+        again = log.append([(b, b"b", ()), (a, b"a", ())])
+        assert [(e.index, e.duplicate) for e in again] == [(1, True), (0, True)] and log.size == 2
+    finally:
+        log.close()
+    log2 = Log.open(storage_factory(), origin=ORIGIN, note_signer=signer)
+    try:
+        assert (log2.find(a), log2.find(b)) == (0, 1)
+    finally:
+        log2.close()
