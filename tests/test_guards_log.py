@@ -303,3 +303,25 @@ def test_leaves_sharing_a_dedup_key_in_one_batch(storage_factory, signer):
         assert (log2.find(a), log2.find(b)) == (0, 1)
     finally:
         log2.close()
+
+
+def test_postgres_durability_and_limits(storage_factory, signer):
+    """PostgreSQL counterpart of the SQLite check: every connection the storage opens commits
+    with synchronous_commit=on; time limits must be positive."""
+    if storage_factory.backend != "postgres":
+        pytest.skip("PostgreSQL only")
+    from tlog.storage.postgres import PostgresStorage
+
+    st = storage_factory()
+    with Log.open(st, origin=ORIGIN, note_signer=signer) as log:
+        log.append([(leaf(0), b"x", ())])
+        t = threading.Thread(target=lambda: (st.find(leaf(0)), st.entry_data(0)))
+        t.start()
+        t.join()
+        conns = list(st._conns)
+        assert len(conns) >= 2
+        for c in conns:
+            assert c.execute("SHOW synchronous_commit").fetchone()[0] == "on"
+    for name in ("connect_timeout", "statement_timeout", "lock_timeout"):
+        with pytest.raises(ValueError):
+            PostgresStorage(storage_factory.url, **{name: 0})
