@@ -60,7 +60,22 @@ def _snapshot(d: Path) -> dict[str, bytes]:
     return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file() and not p.name.endswith(".lock")}
 
 
-def _refused(capsys, argv, *, env=None, monkeypatch=None) -> str:
+class ServerStarted(BaseException):
+    """Not an Exception: tlog's main() must not turn it into a one-line refusal."""
+
+
+@pytest.fixture(autouse=True)
+def no_server(monkeypatch):
+    """A start that is not refused must not serve (and hang the test): it fails instead."""
+    from gunicorn.app.base import BaseApplication
+
+    def run(self):
+        raise ServerStarted("the server started instead of refusing")
+
+    monkeypatch.setattr(BaseApplication, "run", run)
+
+
+def _refused(capsys, argv) -> str:
     """Run ``tlog ARGV``: exit 2, exactly one line on stderr, no traceback; returns the line."""
     assert tlog_main(argv) == 2
     err = capsys.readouterr().err

@@ -314,6 +314,8 @@ class LogService:
         self.state = LiveState(storage, config, ident.keys)
         self.origin = ident.keys.origin
         self.issuer = ident.issuer
+        if config.issuer is None:  # the stored issuer, also as the default public URL
+            config.issuer = self.issuer
         if config.database_url is None:
             _serialize_integrations(storage, config.data_path / "integration.lock", self.metrics)
         if log_factory is None:
