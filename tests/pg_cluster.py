@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-__all__ = ["Instance", "Cluster", "Client", "free_port"]
+__all__ = ["Instance", "Cluster", "Client", "LeaseWatch", "free_port"]
 
 
 def free_port() -> int:
@@ -190,3 +190,47 @@ class Client(threading.Thread):
                 time.sleep(0.05)
         if conn is not None:
             conn.close()
+
+
+class LeaseWatch(threading.Thread):
+    """Polls the lease row: (time, holder, token) at every change."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.changes: list[tuple[float, str, int]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        import psycopg
+
+        last = None
+        conn = None
+        while not self.stop.is_set():
+            try:
+                if conn is None:
+                    conn = psycopg.connect(self.url, autocommit=True, connect_timeout=1)
+                r = conn.execute("SELECT holder, token FROM lease WHERE id = 1").fetchone()
+                if r is not None and r[1] != last:
+                    last = r[1]
+                    self.changes.append((time.monotonic(), r[0], r[1]))
+            except Exception:  # noqa: BLE001 - the server is down or paused: try again
+                if conn is not None:
+                    try:
+                        conn.close()
+                    except Exception:  # noqa: BLE001
+                        pass
+                conn = None
+            self.stop.wait(0.05)
+
+    def holder_pid(self) -> int:
+        return int(self.changes[-1][1].rsplit(":", 1)[1])
+
+    def takeover_after(self, t0: float, token: int, limit: float = 15.0) -> float:
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            for t, _, tok in self.changes:
+                if tok > token:
+                    return t - t0
+            time.sleep(0.05)
+        raise AssertionError(f"no takeover within {limit} s: {self.changes[-3:]}")

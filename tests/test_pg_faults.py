@@ -28,7 +28,7 @@ from verifier.monitor import HttpLog
 from verifier.statement import SignedStatement
 from verifier.tiles import TileHashReader
 
-from .pg_cluster import ROOT, Client, Cluster
+from .pg_cluster import ROOT, Client, Cluster, LeaseWatch
 from .test_server_support import statement, write_public
 from .tlog_fixtures import PG_URL, pg_skip_reason
 
@@ -37,50 +37,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 TTL = 1.0  # lease_ttl of the test: takeover within ~4/3 s
 SETTINGS = dict(lease_ttl=TTL, register_wait=1.0, db_connect_timeout=1.0, db_statement_timeout=1.0,
                 db_lock_timeout=1.0)
-
-
-class LeaseWatch(threading.Thread):
-    """Polls the lease row: (time, holder, token) at every change."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(daemon=True)
-        self.url = url
-        self.changes: list[tuple[float, str, int]] = []
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        import psycopg
-
-        last = None
-        conn = None
-        while not self.stop.is_set():
-            try:
-                if conn is None:
-                    conn = psycopg.connect(self.url, autocommit=True, connect_timeout=1)
-                r = conn.execute("SELECT holder, token FROM lease WHERE id = 1").fetchone()
-                if r is not None and r[1] != last:
-                    last = r[1]
-                    self.changes.append((time.monotonic(), r[0], r[1]))
-            except Exception:  # noqa: BLE001 - the server is down or paused: try again
-                if conn is not None:
-                    try:
-                        conn.close()
-                    except Exception:  # noqa: BLE001
-                        pass
-                conn = None
-            self.stop.wait(0.05)
-
-    def holder_pid(self) -> int:
-        return int(self.changes[-1][1].rsplit(":", 1)[1])
-
-    def takeover_after(self, t0: float, token: int, limit: float = 15.0) -> float:
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            for t, _, tok in self.changes:
-                if tok > token:
-                    return t - t0
-            time.sleep(0.05)
-        raise AssertionError(f"no takeover within {limit} s: {self.changes[-3:]}")
 
 
 class CheckpointWatch(threading.Thread):

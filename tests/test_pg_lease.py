@@ -165,3 +165,26 @@ def test_frontends_hand_over_through_the_queue_and_learn_by_notification(tmp_pat
         finally:
             for s in svcs:
                 s.close()
+
+
+def test_attribute_values_that_text_copy_would_escape_round_trip(two, signer):  # noqa: F811
+    """Attributes go in with a text COPY unless a value holds a tab, newline, CR or backslash;
+    both paths store exactly the strings given, non-ASCII included."""
+    a, _ = two
+    lg = Log.open(a, origin=ORIGIN, note_signer=signer, sequencer=False)
+    try:
+        plain = [("iss", "https://issuer.example/é"), ("iss-sub", '["a","b c"]')]
+        odd = [("iss", "tab\there"), ("iss-sub", "nl\nbs\\N\r")]
+        a.enqueue([(_item(10)[0], b"ten", plain)])
+        assert lg.integrate_pending() == 1
+        a.enqueue([(_item(11)[0], b"eleven", odd)])
+        assert lg.integrate_pending() == 1
+        i10, i11 = lg.find(_item(10)[0]), lg.find(_item(11)[0])
+        for k, v in plain:
+            assert lg.lookup(k, v) == [i10]
+        for k, v in odd:
+            assert lg.lookup(k, v) == [i11]
+        lg.append([(_item(12)[0], b"twelve", [("kind", "x\\y")])])
+        assert lg.lookup("kind", "x\\y") == [lg.find(_item(12)[0])]
+    finally:
+        lg.close()
