@@ -188,3 +188,32 @@ def test_attribute_values_that_text_copy_would_escape_round_trip(two, signer):  
         assert lg.lookup("kind", "x\\y") == [lg.find(_item(12)[0])]
     finally:
         lg.close()
+
+
+def test_a_queued_twin_is_answered_with_the_entry_of_its_signed_content(two, signer):  # noqa: F811
+    """Two submissions of one signed content (different leaves, one dedup key) queued together:
+    the integrator keeps the first; the frontend answers the second with that entry too."""
+    from tlog.queued import QueueClient
+
+    a, b = two
+    fe = Log.open(a, origin=ORIGIN, note_signer=signer, sequencer=False)
+    integ = Log.open(b, origin=ORIGIN, note_signer=signer, sequencer=False)
+    q = QueueClient(a, fe)
+    try:
+        key = hashlib.sha256(b"signed content").digest()
+        p1 = q.submit(_item(20)[0], b"first encoding", (), key)
+        p2 = q.submit(_item(21)[0], b"second encoding", (), key)
+        deadline = time.monotonic() + 10
+        while a._read(lambda c: c.execute("SELECT count(*) FROM pending").fetchone()[0]) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        tok = b.acquire_lease("b", 5.0)
+        b.fence = (tok, 5.0)
+        assert integ.integrate_pending() == 2
+        e1, e2 = p1.wait(5.0), p2.wait(5.0)
+        assert e1 is not None and e2 is not None and e1.index == e2.index
+        assert b.state()[0] == 1  # one entry
+    finally:
+        q.close()
+        fe.close()
+        integ.close()

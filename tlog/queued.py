@@ -163,10 +163,11 @@ class QueueClient:
                 del self._waiting[leaf]
                 self._durable.discard(leaf)
             leaves = list(self._waiting)
+            keys = {p.key: leaf for leaf, ps in self._waiting.items() for p in ps if p.key is not None}
         if not leaves:
             return
         try:
-            found = self._st.resolve(leaves)
+            found = self._st.resolve(leaves, keys)
         except Exception as e:  # noqa: BLE001 - the next notification or sweep tries again
             log.warning("looking up %d waiting entries failed: %s", len(leaves), e)
             return

@@ -523,10 +523,19 @@ class PostgresStorage(SQLReads, Storage):
                 return found
         return self._read(run)
 
-    def resolve(self, leaves) -> dict[bytes, tuple[int, int]]:
-        """Which of ``leaves`` are integrated: leaf -> (index, size of the first head with it)."""
+    def resolve(self, leaves, keys=None) -> dict[bytes, tuple[int, int]]:
+        """Which of ``leaves`` are integrated: leaf -> (index, size of the first head with it).
+        ``keys``: {dedup key: leaf} of leaves that may have been integrated as another entry
+        with the same signed content (found by key when not by leaf)."""
         leaves = list(leaves)
-        return self._read(lambda c: _resolve(c, leaves))
+
+        def run(c):
+            found = _resolve(c, leaves)
+            rest = {k: lf for k, lf in (keys or {}).items() if lf not in found}
+            for k, hit in _resolve(c, list(rest), "dkey").items():
+                found[rest[k]] = hit
+            return found
+        return self._read(run)
 
     # ---- reads ------------------------------------------------------------------------------
     def tiles(self, keys):
