@@ -160,9 +160,15 @@ def test_three_instances_through_faults(tmp_path, throwaway_pg):
         finally:
             pg.resume()
         t1 = time.monotonic()
-        _load_until(clients, lambda: all(
-            any(r[1] == 201 and r[3] > t1 for r in list(c.results)) for c in clients), 10,
-            "every instance answers 201 after PostgreSQL resumed")
+        try:
+            _load_until(clients, lambda: all(
+                any(r[1] == 201 and r[3] > t1 for r in list(c.results)) for c in clients), 20,
+                "every instance answers 201 after PostgreSQL resumed")
+        except AssertionError:
+            for c in clients:
+                print(c.inst.port, [(r[1], round(r[3] - t1, 2), round(r[4], 2)) for r in c.results[-8:]])
+            print("lease:", [(round(t - t1, 2), h, tok) for t, h, tok in watch.changes[-6:]])
+            raise
         during = [r for c in clients for r in list(c.results) if t0 <= r[3] + r[4] and r[3] <= t1]
         figures["longest answer while PostgreSQL paused"] = max((r[4] for r in during), default=0.0)
         assert all(r[1] in (201, 303, 503) for r in during), sorted({r[1] for r in during})
