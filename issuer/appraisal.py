@@ -258,6 +258,7 @@ class AppraisalPolicy:
     require_key_attestation: bool = False
     version: str | None = None
     digest: str = ""  # SHA-256 hex of the policy document as loaded
+    raw: bytes = b""  # the document's bytes (what the digest covers; what the issuer logs)
 
     @classmethod
     def from_obj(cls, obj: Mapping[str, Any], raw: bytes | None = None) -> "AppraisalPolicy":
@@ -286,6 +287,7 @@ class AppraisalPolicy:
             lenient=bool(obj.get("lenient", False)),
             require_key_attestation=bool(obj.get("require_key_attestation", False)),
             digest=hashlib.sha256(raw if raw is not None else canonical_json(obj)).hexdigest(),
+            raw=raw if raw is not None else canonical_json(obj),
         )
 
     @classmethod

@@ -1,4 +1,4 @@
-"""``twi-issuer``: keys, appraise, register-workload-provenance, issue, revoke, serve, audit.
+"""``twi-issuer``: keys, appraise, register-workload-provenance, issue, revoke, replay, serve, audit.
 
 Exit codes: 0 done, 1 refused (appraisal, policy, registration), 2 usage or unreadable input.
 """
@@ -169,6 +169,33 @@ def cmd_issue(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(a: argparse.Namespace) -> int:
+    from .appraisal import VerifierKeys
+    from .client import ScrapiClient
+    from .replay import replay
+
+    record = None
+    if a.config:
+        from .config import _path, build_issuer, load_config
+        iss = build_issuer(a.config)
+        cfg, base = load_config(a.config)
+        client, issuer_key = iss.client, iss.identity.key.public_key()
+        vk = VerifierKeys.load(a.verifier_keys or _path(base, cfg["verifier_keys"]))
+        if iss.vault is not None and iss.vault.path(a.rid).is_file():
+            record = iss.vault.get(a.rid)
+    elif a.log and a.issuer_key and a.verifier_keys:
+        client = ScrapiClient(a.log)
+        issuer_key = next(iter(vkeys.load_public_keys(a.issuer_key).values()))
+        vk = VerifierKeys.load(a.verifier_keys)
+    else:
+        print("give --config, or --log, --issuer-key and --verifier-keys", file=sys.stderr)
+        return 2
+    log_keys = vkeys.load_public_keys(a.log_key) if a.log_key else client.keys()
+    rep = replay(a.rid, client=client, log_keys=log_keys, issuer_key=issuer_key, verifier_keys=vk, record=record)
+    print(json.dumps(rep, indent=2, default=str))
+    return 0 if not rep["discrepancies"] else 1
+
+
 def cmd_revoke(a: argparse.Namespace) -> int:
     from .config import build_issuer
 
@@ -278,6 +305,15 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--renews", metavar="RID", help="record id of the credential this one renews (linked as prev)")
     i.add_argument("--out", required=True, help="output directory")
     i.set_defaults(func=cmd_issue)
+
+    rp = sub.add_parser("replay", help="audit: replay the appraisal of a logged record under its logged policy")
+    rp.add_argument("--rid", required=True, help="the record id")
+    rp.add_argument("--config", help="issuer configuration (its log, key, verifier keys, vault)")
+    rp.add_argument("--log", metavar="URL", help="the log (auditor without the issuer's configuration)")
+    rp.add_argument("--issuer-key", metavar="FILE", help="the issuer's public key")
+    rp.add_argument("--verifier-keys", metavar="FILE", help="the RATS Verifier keys the auditor trusts")
+    rp.add_argument("--log-key", metavar="FILE", help="pinned log keys (default: fetched from the log)")
+    rp.set_defaults(func=cmd_replay)
 
     rv = sub.add_parser("revoke", help="register a signed status statement revoking a credential's record")
     rv.add_argument("--config", required=True)

@@ -141,6 +141,16 @@ class ScrapiClient:
             raise IssuerError("client.lookup", "lookup answer is not an array of statements")
         return arr
 
+    def statement(self, entry_url: str) -> bytes:
+        """The transparent statement of an entry of this log (``<entry URL>/statement``)."""
+        if not entry_url.startswith(self.base + "/entries/"):
+            raise IssuerError("client.entry", f"{entry_url} is not an entry of {self.base}")
+        resp = self._request("GET", entry_url + "/statement", time.monotonic() + self.deadline,
+                             headers={"Accept": "application/cose"})
+        if resp.status_code != 200:
+            raise IssuerError("client.entry", f"{entry_url}: HTTP {resp.status_code} {_problem(resp)}")
+        return resp.content
+
     def register(self, statement: bytes) -> Registered:
         """Register and wait for the receipt; returns the verified transparent statement."""
         t_end = time.monotonic() + self.deadline

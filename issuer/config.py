@@ -96,6 +96,7 @@ def build_issuer(path: str | Path, *, client: ScrapiClient | None = None) -> Iss
             d = json.loads(f.read_text())
             iss._wpr[d["workload_id"]] = WprRef.from_json({"workload_id": d["workload_id"], **d})
     iss.state_dir = state  # type: ignore[attr-defined]
+    iss.policy_state = _path(base, cfg.get("state_dir", "state")) / "policies.json"
     return iss
 
 

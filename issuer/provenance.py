@@ -36,7 +36,7 @@ from verifier import VerificationError
 from verifier import keys as vkeys
 from verifier.files import private_dir, write_private
 from verifier.credential import (CPR_MEDIA_TYPE, CPR_TYPE, INTOTO_MEDIA_TYPE, INTOTO_STATEMENT_TYPE,
-                                 SBOM_MEDIA_TYPES, STATUS_MEDIA_TYPE, STATUS_TYPE, WPR_PREDICATE_TYPE, CredentialInfo, decrypt_record,
+                                 POLICY_MEDIA_TYPES, SBOM_MEDIA_TYPES, STATUS_MEDIA_TYPE, STATUS_TYPE, WPR_PREDICATE_TYPE, CredentialInfo, decrypt_record,
                                  encode_encrypt0)
 
 from .appraisal import Appraisal
@@ -225,8 +225,10 @@ class WprRef:
 def build_cpr(*, rid: str, credential: CredentialInfo, appraisal: Appraisal, issuer_id: str,
               issuance_policy_id: str, issuance_policy_digest: str, wpr: Sequence[WprRef] = (),
               iat: int | None = None, embed_ear: bool = True, prev: Mapping[str, Any] | None = None,
-              external: bool = False) -> dict[str, Any]:
-    """The Credential Provenance record (docs/credential-provenance.md), as a dict."""
+              external: bool = False, policy_entries: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The Credential Provenance record (docs/credential-provenance.md), as a dict.
+    ``policy_entries``: {"appraisal": entry URL, "issuance": entry URL} of the logged policies."""
+    pe = dict(policy_entries or {})
     if external:
         if credential.pointer is not None:
             raise IssuerError("provenance.binding", "an externally bound credential carries no pointer")
@@ -268,10 +270,12 @@ def build_cpr(*, rid: str, credential: CredentialInfo, appraisal: Appraisal, iss
         "credential": cred,
         "attestation": att,
         "appraisal": {"decision": "accepted",
-                      "policy": {"id": appraisal.policy_id, "digest": {"sha256": appraisal.policy_digest}},
+                      "policy": _clean({"id": appraisal.policy_id, "digest": {"sha256": appraisal.policy_digest},
+                                        "entry": pe.get("appraisal")}),
                       "rules": list(appraisal.rules)},
         "issuer": {"id": issuer_id,
-                   "policy": {"id": issuance_policy_id, "digest": {"sha256": issuance_policy_digest}}},
+                   "policy": _clean({"id": issuance_policy_id, "digest": {"sha256": issuance_policy_digest},
+                                     "entry": pe.get("issuance")})},
         "workload_provenance": [w.descriptor() for w in wpr] or None,
         "prev": dict(prev) if prev else None,
     })
@@ -290,6 +294,22 @@ def sign_status(issuer: IssuerIdentity, status: Mapping[str, Any], *, iat: int |
     prot = {HDR_CTY: STATUS_MEDIA_TYPE, HDR_KID: issuer.kid,
             HDR_CWT: {1: issuer.id, 2: status["rid"], 6: int(time.time()) if iat is None else int(iat)}}
     return vcose.sign1(issuer.key, prot, vcbor.dumps(dict(status)))
+
+
+def sign_policy(issuer: IssuerIdentity, kind: str, policy_id: str, raw: bytes, *, iat: int | None = None) -> bytes:
+    """A policy as a Signed Statement: payload = the document's bytes (what the records' digests
+    cover), content type ``application/vnd.twi.<kind>-policy+json`` (or ``+toml``), sub = its id."""
+    try:
+        json.loads(raw)
+        fmt = "json"
+    except ValueError:
+        fmt = "toml"
+    cty = f"application/vnd.twi.{kind}-policy+{fmt}"
+    if cty not in POLICY_MEDIA_TYPES:
+        raise IssuerError("provenance.policy", f"unknown policy kind {kind!r}")
+    prot = {HDR_CTY: cty, HDR_KID: issuer.kid,
+            HDR_CWT: {1: issuer.id, 2: policy_id, 6: int(time.time()) if iat is None else int(iat)}}
+    return vcose.sign1(issuer.key, prot, raw)
 
 
 def encode_cpr(record: Mapping[str, Any]) -> bytes:

@@ -23,7 +23,7 @@ from .client import Registered, ScrapiClient
 from .credentials import mint_wit, mint_x509_svid, new_record_id, public_jwk, spki_der
 from .errors import IssuerError
 from .provenance import (IssuerIdentity, RecordVault, WprRef, build_cpr, build_status, encode_cpr, record_key,
-                         sign_cpr, sign_status, sign_workload_provenance, wpr_document)
+                         sign_cpr, sign_policy, sign_status, sign_workload_provenance, wpr_document)
 
 _ISSUANCE_KEYS = {"id", "version", "credential_lifetime", "trust_domains", "formats",
                   "require_workload_provenance", "bind_attested_key", "embed_ear", "private_records",
@@ -50,6 +50,7 @@ class IssuancePolicy:
     embed_ear: bool = True
     private_records: bool = False
     digest: str = ""
+    raw: bytes = b""  # the document's bytes (what the digest covers; what the issuer logs)
 
     @classmethod
     def from_obj(cls, obj: Mapping[str, Any], raw: bytes | None = None) -> "IssuancePolicy":
@@ -66,7 +67,8 @@ class IssuancePolicy:
                    formats=fmts, require_workload_provenance=bool(obj.get("require_workload_provenance", False)),
                    bind_attested_key=bool(obj.get("bind_attested_key", True)),
                    embed_ear=bool(obj.get("embed_ear", True)), private_records=bool(obj.get("private_records", False)),
-                   digest=hashlib.sha256(raw if raw is not None else canonical_json(obj)).hexdigest())
+                   digest=hashlib.sha256(raw if raw is not None else canonical_json(obj)).hexdigest(),
+                   raw=raw if raw is not None else canonical_json(obj))
 
     @classmethod
     def load(cls, path: str | Path) -> "IssuancePolicy":
@@ -119,8 +121,39 @@ class Issuer:
     ca_cert: Any = None
     vault: RecordVault | None = None
     vault_url: str | None = None   # where auditors ask for encrypted records (260 payload_location)
+    policy_state: Path | None = None   # where the entries of logged policies are remembered (JSON)
     _wpr: dict[str, WprRef] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _policy_entries: dict[str, str] | None = None   # "<kind>:<sha256>" -> entry URL
+
+    # -- policies in the log (draft 5.3.2)
+    def ensure_policies(self) -> dict[str, str]:
+        """Register the appraisal and issuance policies in force, once per document (remembered
+        by digest in ``policy_state``), before they are used; returns {kind: entry URL}."""
+        import json
+
+        with self._lock:
+            if self._policy_entries is None:
+                self._policy_entries = {}
+                if self.policy_state is not None and self.policy_state.is_file():
+                    self._policy_entries = dict(json.loads(self.policy_state.read_text()))
+            out = {}
+            for kind, pol in (("appraisal", self.appraisal_policy), ("issuance", self.issuance_policy)):
+                key = f"{kind}:{pol.digest}"
+                if key not in self._policy_entries:
+                    try:
+                        reg = self.client.register(sign_policy(self.identity, kind, pol.id, pol.raw))
+                    except IssuerError as e:
+                        raise IssuerError("issuance.policy-unregistered",
+                                          f"the {kind} policy could not be registered ({e}); nothing issued") from None
+                    self._policy_entries[key] = reg.entry_url
+                    if self.policy_state is not None:
+                        self.policy_state.parent.mkdir(parents=True, exist_ok=True)
+                        tmp = self.policy_state.with_suffix(".tmp")
+                        tmp.write_text(json.dumps(self._policy_entries, indent=1))
+                        tmp.replace(self.policy_state)
+                out[kind] = self._policy_entries[key]
+            return out
 
     # -- workload provenance
     def register_workload_provenance(self, statement: Mapping[str, Any], *,
@@ -185,6 +218,7 @@ class Issuer:
                                                   "records by record id only)")
         prev = self._previous(renews, workload_id) if renews else None
         appraisal = appraise(ear, self.appraisal_policy, self.verifier_keys, nonce=nonce, now=now)
+        policy_entries = self.ensure_policies()
         pub = workload_key.public_key() if hasattr(workload_key, "private_bytes") else workload_key
         self._check_request(fmt, workload_id, appraisal, pub)
         wpr = wpr or self.workload_provenance_for(workload_id)
@@ -208,7 +242,7 @@ class Issuer:
                            issuance_policy_id=self.issuance_policy.id,
                            issuance_policy_digest=self.issuance_policy.digest,
                            wpr=[wpr] if wpr else [], iat=t, embed_ear=self.issuance_policy.embed_ear,
-                           prev=prev, external=binding == "external")
+                           prev=prev, external=binding == "external", policy_entries=policy_entries)
         record_bytes = encode_cpr(record)
         private = self.issuance_policy.private_records
         location = None

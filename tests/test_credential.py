@@ -399,3 +399,31 @@ def test_external_binding_passes_over_records_it_cannot_verify(twi_env):
                      encode_cpr(rogue_rec), rid=out.rid, sub=WID, iat=1)
     verify_credential(out.credential.raw, [rogue, ts], trust)     # the rogue record is passed over
     fails("binding.record-missing", twin.raw, [rogue], trust)    # and serves no other credential
+
+
+def test_logged_policies_checked(twi_env):
+    from issuer.provenance import IssuerIdentity, sign_policy
+    from verifier import cose
+
+    env = twi_env
+    out, stmts = issue(env, wpr=False)
+    ap, ip = env.issuer.appraisal_policy, env.issuer.issuance_policy
+    a_url = env.issuer._policy_entries[f"appraisal:{ap.digest}"]
+    i_url = env.issuer._policy_entries[f"issuance:{ip.digest}"]
+    pols = [env.client.statement(a_url), env.client.statement(i_url)]
+    res = verify_credential(out.credential.raw, stmts + pols, trust_for(env), check_policies=True)
+    assert res.policies == {"appraisal": ap.raw, "issuance": ip.raw}
+    m = cose.decode_sign1(pols[0])
+    bare = cose.encode_sign1(m.protected_raw, {}, m.payload, m.signature)  # same leaf, no receipt
+    fails("policy.unverified", out.credential.raw, stmts + [bare, pols[1]], trust_for(env), check_policies=True)
+
+    def issue_referencing(url):
+        env.issuer._policy_entries[f"appraisal:{ap.digest}"] = url
+        o, s = issue(env, wpr=False)
+        return o, s + [env.client.statement(url), pols[1]]
+    o, s = issue_referencing(i_url)  # the issuance policy's entry named as the appraisal policy
+    fails("policy.kind", o.credential.raw, s, trust_for(env), check_policies=True)
+    foreign = env.client.register(sign_policy(IssuerIdentity("https://other.test", env.issuer_key), "appraisal",
+                                              ap.id, ap.raw)).entry_url
+    o, s = issue_referencing(foreign)  # the same document, logged under another issuer's name
+    fails("policy.unverified", o.credential.raw, s, trust_for(env), check_policies=True)

@@ -244,6 +244,7 @@ def test_issue_pipeline_and_refusals(twi_env):
 def test_unregistered_provenance_means_no_credential(twi_env):
     env = twi_env
     env.issuer.issuance_policy = IssuancePolicy.from_obj({"id": "urn:i", "private_records": True})
+    env.issuer.ensure_policies()  # the policies are in the log; the record's registration fails
     env.session.fail_first = [503] * 100
     env.client.max_attempts = 3
     with pytest.raises(IssuerError) as ei:
@@ -274,3 +275,21 @@ def test_issuance_policy(twi_env):
     # an operator who cannot attest keys says so in the policy
     env.issuer.issuance_policy = IssuancePolicy.from_obj({"id": "urn:i", "bind_attested_key": False})
     env.issuer.issue(**bound(env.verifier, wk, akpub=None), workload_id=WID)
+
+
+def test_policies_logged_before_use(twi_env):
+    """Policies reach the log before the first credential under them; a log that cannot take
+    them means no credential; each document is registered once."""
+    env = twi_env
+    env.session.fail_first = [503] * 100
+    env.client.max_attempts = 2
+    with pytest.raises(IssuerError) as ei:
+        env.issuer.issue(**bound(env.verifier, env.workload_key), workload_id=WID)
+    assert ei.value.check == "issuance.policy-unregistered"
+    env.session.fail_first = []
+    n = len(env.session.calls)
+    out = env.issuer.issue(**bound(env.verifier, env.workload_key), workload_id=WID)
+    assert out.record["appraisal"]["policy"]["entry"] and out.record["issuer"]["policy"]["entry"]
+    assert len([c for c in env.session.calls[n:] if c[0] == "POST"]) == 3  # two policies and the record
+    env.issuer.issue(**bound(env.verifier, env.workload_key), workload_id=WID)
+    assert len([c for c in env.session.calls[n:] if c[0] == "POST"]) == 4  # the record only

@@ -388,3 +388,124 @@ def test_external_binding(world, capsys):
     capsys.readouterr()
     rc, res = _rp_json(capsys, cred_of(world, "ext-wit"), "--fetch", "--log", log, *trust(world))
     assert rc == 1 and res["check"] == "status.revoked"
+
+
+# ---------------------------------------------------------------------------------------
+# 3. policies in the log, and replaying an appraisal
+
+
+def test_policies_in_the_log_and_replay(world, capsys):
+    d = world.dir
+    assert cli_issue(world, PAY, "pol1") == 0
+    rid = json.loads(capsys.readouterr().out)["record_id"]
+    cred = cred_of(world, "pol1")
+    rc, res = _rp_json(capsys, cred, "--fetch", "--check-policies", *trust(world))
+    assert rc == 0 and res["policies_checked"] == ["appraisal", "issuance"], res
+    # offline, the policies must be given
+    rc, res = _rp_json(capsys, cred, "--statement", d / "pol1" / "cpr.scitt", "--check-policies", *trust(world))
+    assert rc == 1 and res["check"] == "policy.missing"
+    from verifier import cbor as vcbor
+    from verifier.statement import SignedStatement
+    rec = vcbor.loads(SignedStatement.parse((d / "pol1" / "cpr.scitt").read_bytes()).payload)
+    entries = [rec["appraisal"]["policy"]["entry"], rec["issuer"]["policy"]["entry"]]
+    for i, e in enumerate(entries):
+        (d / f"pol-{i}.scitt").write_bytes(requests.get(e + "/statement", timeout=5).content)
+    given = ["--statement", d / "pol-0.scitt", "--statement", d / "pol-1.scitt"]
+    assert _rp_json(capsys, cred, "--statement", d / "pol1" / "cpr.scitt", *given, "--check-policies",
+                    *trust(world))[0] == 0
+    # a tampered copy of the logged policy is not the logged policy
+    raw = (d / "pol-0.scitt").read_bytes()
+    assert b'"max_age": 300' in raw
+    (d / "pol-0-tampered.scitt").write_bytes(raw.replace(b'"max_age": 300', b'"max_age": 900'))
+    rc, res = _rp_json(capsys, cred, "--statement", d / "pol1" / "cpr.scitt", "--statement", d / "pol-0-tampered.scitt",
+                       "--statement", d / "pol-1.scitt", "--check-policies", *trust(world))
+    assert rc == 1 and res["check"] == "policy.missing"
+    # the auditor replays the appraisal from the logged EAR and policy: the same decision
+    capsys.readouterr()
+    assert issuer_main(["replay", "--rid", rid, "--log", world.server.url, "--issuer-key",
+                        str(world.idir / "issuer.pub.pem"), "--verifier-keys", str(world.idir / "verifier-keys.json"),
+                        "--log-key", str(d / "log.keys")]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["discrepancies"] == [] and rep["replayed"]["status"] == "affirming"
+    # the record must be the issuer's: under another issuer key it does not verify
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    (d / "stranger.pem").write_bytes(ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    assert issuer_main(["replay", "--rid", rid, "--log", world.server.url, "--issuer-key", str(d / "stranger.pem"),
+                        "--verifier-keys", str(world.idir / "verifier-keys.json")]) == 1
+    assert "replay.record" in capsys.readouterr().err
+
+
+def test_logged_policy_that_is_not_the_recorded_one(world, monkeypatch, capsys):
+    """A record whose appraisal-policy entry holds another document than its digest names (an
+    issuer that logged one policy and applied another)."""
+    from issuer.config import build_issuer
+    from issuer.provenance import sign_policy
+
+    iss = build_issuer(world.cfg)
+    iss.ensure_policies()
+    pol = iss.appraisal_policy
+    other = iss.client.register(sign_policy(iss.identity, "appraisal", pol.id, pol.raw.replace(b"300", b"3000")))
+    iss._policy_entries[f"appraisal:{pol.digest}"] = other.entry_url
+    iss.policy_state = None  # this tampering stays in memory
+    from issuer.appraisal import public_key_from_jwk
+    out = iss.issue(ear=world.ver.ear(nonce="cG9s", akpub=world.akpub), nonce="cG9s", workload_id=PAY,
+                    workload_key=public_key_from_jwk(world.ver.jwk))
+    (world.dir / "pol-bad.wit").write_bytes(out.credential.raw)
+    rc, res = _rp_json(capsys, world.dir / "pol-bad.wit", "--fetch", "--check-policies", *trust(world))
+    assert rc == 1 and res["check"] == "policy.digest-mismatch", res
+    assert _rp_json(capsys, world.dir / "pol-bad.wit", "--fetch", *trust(world))[0] == 0  # not checked unless asked
+    capsys.readouterr()
+    assert issuer_main(["replay", "--config", str(world.cfg), "--rid", out.rid]) == 1
+    assert "policy.digest-mismatch" in capsys.readouterr().err
+
+
+def test_replay_reports_a_decision_the_policy_would_not_make(world, monkeypatch, capsys):
+    """The issuer accepted a warning EAR its logged policy refuses: the replay says so."""
+    import issuer.service as svc
+    from issuer.appraisal import AppraisalPolicy, public_key_from_jwk
+    from issuer.config import build_issuer
+
+    iss = build_issuer(world.cfg)
+    strict = iss.appraisal_policy
+    lenient_obj = json.loads(strict.raw)
+    lenient_obj["submods"] = {"*": {"status": "warning", "accept_warning": True}}
+    lenient = AppraisalPolicy.from_obj(lenient_obj)
+    real = svc.appraise
+
+    def lax(ear, policy, keys, **kw):
+        a = real(ear, lenient, keys, **kw)
+        a.policy_id, a.policy_digest = strict.id, strict.digest  # and records the strict policy
+        return a
+    monkeypatch.setattr(svc, "appraise", lax)
+    out = iss.issue(ear=world.ver.ear(nonce="bGF4", akpub=world.akpub, status="warning"), nonce="bGF4",
+                    workload_id=PAY, workload_key=public_key_from_jwk(world.ver.jwk))
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert issuer_main(["replay", "--config", str(world.cfg), "--rid", out.rid]) == 1
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["replayed"] is None and "appraisal.status" in rep["discrepancies"][0], rep
+
+
+def test_replay_reports_a_recorded_result_the_policy_does_not_give(world, monkeypatch, capsys):
+    import issuer.service as svc
+    from issuer.appraisal import public_key_from_jwk
+    from issuer.config import build_issuer
+
+    iss = build_issuer(world.cfg)
+    real = svc.appraise
+
+    def embellish(*a, **kw):
+        r = real(*a, **kw)
+        r.submods = {k: {**v, "ear_trustworthiness_vector": {**v.get("ear_trustworthiness_vector", {}),
+                                                             "sourced-data": 2}} for k, v in r.submods.items()}
+        return r
+    monkeypatch.setattr(svc, "appraise", embellish)
+    out = iss.issue(ear=world.ver.ear(nonce="ZW1i", akpub=world.akpub), nonce="ZW1i", workload_id=PAY,
+                    workload_key=public_key_from_jwk(world.ver.jwk))
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert issuer_main(["replay", "--config", str(world.cfg), "--rid", out.rid]) == 1
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["replayed"]["status"] == "affirming" and rep["discrepancies"][0].startswith("submods:"), rep

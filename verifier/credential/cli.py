@@ -40,6 +40,9 @@ def add_parser(subparsers: Any) -> Any:
     p.add_argument("--require-sbom", action="store_true", help="require an SBOM in the workload provenance")
     p.add_argument("--require-ear", action="store_true", help="require the embedded EAR to verify")
     p.add_argument("--max-age", type=int, metavar="SECONDS", help="maximum age of the provenance record")
+    p.add_argument("--check-policies", action="store_true",
+                   help="require the appraisal and issuance policies the record references to be logged by its "
+                        "issuer with the digests it carries (given with --statement, or fetched with --fetch)")
     p.add_argument("--wpr-document", action="append", default=[], metavar="FILE",
                    help="the document of a private Workload Provenance statement (matched by SHA-256); repeatable")
     p.add_argument("--wpt", metavar="FILE", help="WIMSE Workload Proof Token presented with the WIT: checked "
@@ -102,10 +105,10 @@ def run_credential(args: Any) -> int:
         if args.fetch:
             info = parse_credential(cred)
             if info.pointer is not None:
-                statements += fetch_statements(info.pointer)
+                statements += fetch_statements(info.pointer, policies=args.check_policies)
             elif args.log:
                 for log in args.log:  # external binding: look the record up at the logs the relying party names
-                    statements += fetch_external(log, info)
+                    statements += fetch_external(log, info, policies=args.check_policies)
             else:
                 raise VerificationError("binding.no-pointer", "the credential has no pointer: name the log "
                                         "that holds its record with --log URL")
@@ -136,7 +139,7 @@ def run_credential(args: Any) -> int:
     try:
         res = verify_credential(cred, statements, trust, policy=AllOf(parts), record=record,
                                 check_time=not args.no_time_checks, wpt=wpt, wpt_audience=args.wpt_aud,
-                                wpr_documents=wpr_docs)
+                                wpr_documents=wpr_docs, check_policies=args.check_policies)
     except VerificationError as e:
         if args.json:
             print(json.dumps({"ok": False, "check": e.check, "detail": e.detail}))
@@ -153,6 +156,7 @@ def run_credential(args: Any) -> int:
         "receipts": [r.to_json() for r in res.receipts],
         "binding": "internal" if res.credential.pointer else "external",
         "prev": res.record.get("prev"),
+        "policies_checked": sorted(res.policies),
         "statuses": [{"status": s.status, "time": s.time, "reason": s.reason} for s in res.statuses],
     }
     if args.json:

@@ -3,7 +3,8 @@
 Internal binding: the record by the pointer's locator (``?rid=``). External binding: the
 record by the credential's identifiers (``?iss=&jti=`` or ``?issuer_dn=&serial=``) and by its
 SHA-256, at a log the relying party names. Either answer also carries the record's status
-statements (revocations); the Workload Provenance the record links is fetched from the same log.
+statements (revocations); the Workload Provenance the record links (and, asked, the logged
+policies it references) is fetched from the same log.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def _lookup(get, url: str, *, missing_ok: bool = False) -> list[bytes]:
     return list(arr)
 
 
-def _with_linked_wprs(get, arr: list[bytes], log: str) -> list[bytes]:
+def _with_linked_wprs(get, arr: list[bytes], log: str, policies: bool = False) -> list[bytes]:
     from .. import cbor
     from ..statement import SignedStatement
 
@@ -52,25 +53,30 @@ def _with_linked_wprs(get, arr: list[bytes], log: str) -> list[bytes]:
             rec = cbor.loads(st.payload, max_depth=12)
         except VerificationError:
             continue
-        for rd in (rec.get("workload_provenance") or []) if isinstance(rec, dict) else []:
+        links = list((rec.get("workload_provenance") or []) if isinstance(rec, dict) else [])
+        if policies and isinstance(rec, dict):
+            from .logged_policy import policy_refs
+
+            links += [{"uri": ref.get("entry")} for ref in policy_refs(rec).values()]
+        for rd in links:
             uri = rd.get("uri") if isinstance(rd, dict) else None
             if isinstance(uri, str) and uri.startswith(norm_url(log) + "/entries/"):
                 try:
                     out.append(get(uri + "/statement"))
                 except OSError:
-                    pass  # policy (e.g. SbomPresent) decides whether the WPR was needed
+                    pass  # policy (e.g. SbomPresent, --check-policies) decides whether it was needed
     return out
 
 
-def fetch_statements(pointer: Pointer, *, timeout: float = 10.0) -> list[bytes]:
+def fetch_statements(pointer: Pointer, *, timeout: float = 10.0, policies: bool = False) -> list[bytes]:
     """GET the record by its locator and the Workload Provenance it links to (best effort)."""
     if not pointer.log.startswith(("http://", "https://")):
         raise VerificationError("fetch.url", "the pointer's log is not an http(s) URL")
     get = _getter(timeout)
-    return _with_linked_wprs(get, _lookup(get, pointer.uri), pointer.log)
+    return _with_linked_wprs(get, _lookup(get, pointer.uri), pointer.log, policies)
 
 
-def fetch_external(log: str, info: CredentialInfo, *, timeout: float = 10.0) -> list[bytes]:
+def fetch_external(log: str, info: CredentialInfo, *, timeout: float = 10.0, policies: bool = False) -> list[bytes]:
     """External binding: the records naming this credential's identifiers or SHA-256 at ``log``
     (which the relying party chose), with their status statements and linked provenance."""
     if not log.startswith(("http://", "https://")):
@@ -83,4 +89,4 @@ def fetch_external(log: str, info: CredentialInfo, *, timeout: float = 10.0) -> 
         for ts in _lookup(get, f"{norm_url(log)}{LOOKUP_PATH}?{urllib.parse.urlencode(q)}", missing_ok=True):
             if ts not in out:
                 out.append(ts)
-    return _with_linked_wprs(get, out, log)
+    return _with_linked_wprs(get, out, log, policies)

@@ -25,6 +25,7 @@ class CredentialVerification:
     private: bool = False
     wpt_claims: dict[str, Any] | None = None  # the verified WIMSE WPT, when one was given
     statuses: list[Any] = field(default_factory=list)  # verified status statements (none revoking)
+    policies: dict[str, bytes] = field(default_factory=dict)  # logged policy documents, when checked
 
 
 class Policy(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import VerificationError
-from .wire import CPR_MEDIA_TYPE, CPR_TYPE, INTOTO_MEDIA_TYPE, STATUS_MEDIA_TYPE
+from .wire import CPR_MEDIA_TYPE, CPR_TYPE, INTOTO_MEDIA_TYPE, POLICY_MEDIA_TYPES, STATUS_MEDIA_TYPE
 
 
 def encode_encrypt0(protected: bytes, iv: bytes, ciphertext: bytes) -> bytes:
@@ -50,6 +50,8 @@ def decrypt_record(blob: bytes, key: bytes, rid: str) -> bytes:
 def classify(st: Any) -> str | None:
     if st.content_type == STATUS_MEDIA_TYPE:
         return "status"
+    if st.content_type in POLICY_MEDIA_TYPES:
+        return "policy"
     if st.content_type == CPR_MEDIA_TYPE or (st.hash_envelope is not None and st.hash_envelope[1] == CPR_MEDIA_TYPE):
         return "cpr"
     if st.content_type == INTOTO_MEDIA_TYPE or (st.hash_envelope is not None and st.hash_envelope[1] == INTOTO_MEDIA_TYPE):

@@ -10,6 +10,7 @@ from typing import Any, Mapping, Sequence
 from ..errors import VerificationError
 from .binding import check_binding, check_workload_binding
 from .ear import verify_ear
+from .logged_policy import check_logged_policies
 from .parse import parse_credential
 from .policies import CredentialVerification, Policy, StatusAffirming
 from .records import classify, decode_record, statement_rid
@@ -109,7 +110,8 @@ def external_candidates(info: Any, cprs: list[tuple[bytes, Any]], trust: TrustCo
 def verify_credential(credential: bytes | str, statements: Sequence[bytes], trust: TrustConfig, *,
                       policy: Policy | None = None, record: bytes | None = None, now: float | None = None,
                       check_time: bool = True, leeway: int = 60, wpt: bytes | str | None = None,
-                      wpt_audience: str | None = None, wpr_documents: Sequence[bytes] = ()) -> CredentialVerification:
+                      wpt_audience: str | None = None, wpr_documents: Sequence[bytes] = (),
+                      check_policies: bool = False) -> CredentialVerification:
     """Verify a credential against its transparent provenance statement(s); see the module doc.
 
     ``record``: the plaintext Credential Provenance record, needed when the log holds only
@@ -128,7 +130,7 @@ def verify_credential(credential: bytes | str, statements: Sequence[bytes], trus
         from .wpt import verify_wpt
 
         wpt_claims = verify_wpt(wpt, info, now=t, audience=wpt_audience, leeway=leeway)
-    cprs, wprs, statuses = [], [], []
+    cprs, wprs, statuses, pols = [], [], [], []
     for ts in statements:
         st = SignedStatement.parse(ts)
         kind = classify(st)
@@ -138,6 +140,8 @@ def verify_credential(credential: bytes | str, statements: Sequence[bytes], trus
             wprs.append((ts, st))
         elif kind == "status":
             statuses.append((ts, st))
+        elif kind == "policy":
+            pols.append((ts, st))
     if info.pointer is not None:
         accepted = [norm_url(u) for u in trust.logs] or [norm_url(info.pointer.log)]
         mine = [(ts, st) for ts, st in cprs if statement_rid(st) == info.pointer.rid]
@@ -180,12 +184,16 @@ def verify_credential(credential: bytes | str, statements: Sequence[bytes], trus
     check_binding(info, rec, st, private)
     status_found = check_statuses(rec["rid"], st, (rec.get("issuer") or {}).get("id"), statuses,
                                   lambda ts_, st_: verified_receipts(ts_, st_, trust, accepted, "status"))
+    policies = check_logged_policies(rec, (rec.get("issuer") or {}).get("id"), pols,
+                                     lambda ts_, st_: verified_receipts(ts_, st_, trust, accepted, "policy")) \
+        if check_policies else {}
     ear_ok, ear_claims = verify_ear(rec, trust)
     wpr_docs = verify_wprs(rec, wprs, trust, accepted, wpr_documents)
     check_workload_binding(info, rec, wpr_docs, ear_claims)
     res = CredentialVerification(credential=info, record=rec, record_statement=st, receipts=receipts,
                                  workload_provenance=wpr_docs,
                                  ear_verified=ear_ok, ear_claims=ear_claims, now=t, private=private,
-                                 wpt_claims=wpt_claims, statuses=status_found)
+                                 wpt_claims=wpt_claims, statuses=status_found,
+                                 policies=policies)
     (policy or StatusAffirming()).verify(res)
     return res

@@ -60,7 +60,9 @@ STATUS_MEDIA_TYPE = "application/vnd.twi.cpr-status+cbor"
 #: SHA-256 the records carry). PLACEHOLDER vendor media types.
 APPRAISAL_POLICY_MEDIA_TYPE = "application/vnd.twi.appraisal-policy+json"
 ISSUANCE_POLICY_MEDIA_TYPE = "application/vnd.twi.issuance-policy+json"
-POLICY_MEDIA_TYPES = {APPRAISAL_POLICY_MEDIA_TYPE: "appraisal", ISSUANCE_POLICY_MEDIA_TYPE: "issuance"}
+POLICY_MEDIA_TYPES = {APPRAISAL_POLICY_MEDIA_TYPE: "appraisal", ISSUANCE_POLICY_MEDIA_TYPE: "issuance",
+                      "application/vnd.twi.appraisal-policy+toml": "appraisal",
+                      "application/vnd.twi.issuance-policy+toml": "issuance"}
 
 #: WIMSE Workload Proof Token (draft-ietf-wimse-s2s-protocol) JOSE typ.
 WPT_TYP = "wpt+jwt"
