@@ -161,4 +161,5 @@ def test_demo_runs_against_the_same_kind_of_log():
     r = subprocess.run([sys.executable, str(ROOT / "tools" / "demo.py")], cwd=str(ROOT), capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    assert "three attacks refused" in r.stdout and "relying party: accepted" in r.stdout
+    assert "five refusals" in r.stdout and "relying party: accepted" in r.stdout
+    assert "external binding: accepted" in r.stdout and "revoked: refused" in r.stdout

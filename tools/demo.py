@@ -104,8 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     from issuer.service import IssuancePolicy, Issuer
     from verifier import VerificationError
     from verifier import keys as vkeys
-    from verifier.credential import (ATTESTED_ARTIFACTS_CLAIM, AllOf, MaxRecordAge, SbomPresent, StatusAffirming, TrustConfig,
-                                     load_verifier_keys, verify_credential)
+    from verifier.credential import (ATTESTED_ARTIFACTS_CLAIM, AllOf, MaxRecordAge, SbomPresent, StatusAffirming,
+                                     TrustConfig, fetch_external, fetch_statements, load_verifier_keys,
+                                     verify_credential)
 
     tmp = Path(tempfile.mkdtemp(prefix="twi-demo-"))
     server = None
@@ -248,11 +249,44 @@ def main(argv: list[str] | None = None) -> int:
             say("8. contraindicated attestation: nothing issued", f"The Verifier reported the TEE as "
                 f"contraindicated; the issuer refused with '{e.check}' before minting anything, so no "
                 f"credential and no record exist.")
+        # -- external binding: a credential without the pointer, found by its identifiers
+        n3 = jwt.utils.base64url_encode(os.urandom(16)).decode()
+        ext = issuer.issue(ear=ear("affirming", n3), workload_id=wid, workload_key=workload_key.public_key(),
+                           nonce=n3, binding="external")
+        ext_trust = TrustConfig(**{**trust.__dict__, "logs": [log_url]})
+        found = fetch_external(log_url, ext.credential, policies=True)
+        res = verify_credential(ext.credential.raw, found, ext_trust, policy=rp_policy, check_policies=True)
+        say("9. external binding: accepted", f"A second WIT was issued without the provenance pointer (an "
+            f"unchanged WIT format). The relying party, naming the log itself, looked the record up by the "
+            f"WIT's (iss, jti) at {log_url}/twi/v1/cpr, verified it and checked that it names this WIT's "
+            f"SHA-256 and jti; it also checked that the appraisal and issuance policies the record references "
+            f"({', '.join(sorted(res.policies))}) are logged by the issuer with the digests the record carries.")
+        twin = mint_wit(issuer_key, iss="https://issuer.demo", sub=wid, cnf_jwk=public_jwk(ed25519.Ed25519PrivateKey.generate()),
+                        pointer=None, jti=ext.credential.jti)
+        try:
+            verify_credential(twin.raw, fetch_external(log_url, twin), ext_trust, policy=rp_policy)
+        except VerificationError as e:
+            refused += 1
+            say("10. a credential reusing a logged jti: refused", f"A validly signed WIT without a pointer, "
+                f"reusing that jti for another key, found the logged record for (iss, jti), which names "
+                f"another credential: '{e.check}'.")
+
+        # -- revocation in the log
+        status, sreg = issuer.revoke(rid=out.rid, reason="workload decommissioned")
+        try:
+            verify_credential(cred.raw, fetch_statements(cred.pointer), trust, policy=rp_policy)
+        except VerificationError as e:
+            refused += 1
+            say("11. revoked: refused", f"The issuer registered a signed status statement for record {out.rid} "
+                f"(log entry {sreg.index}). The log's lookup now returns it with the record, and the relying "
+                f"party refused the first WIT with '{e.check}': {e.detail}. A relying party that did not fetch "
+                f"cannot know: the absence of a status entry proves nothing beyond the answer it received.")
         print()
-        if refused != 3:
+        if refused != 5:
             print("DEMO FAILED: a refusal did not happen")
             return 1
-        print("Demo complete: one credential accepted, three attacks refused.")
+        print("Demo complete: two credentials accepted (internal and external binding), five refusals "
+              "(tampering, a replayed record, a contraindicated attestation, a reused jti, a revocation).")
         return 0
     finally:
         if server is not None:

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from .cli import add_parser, run_credential
 from .der import decode_pointer_ext, encode_pointer_ext
-from .fetch import fetch_statements
+from .fetch import fetch_external, fetch_statements
 from .parse import CredentialInfo, Pointer, jwk_thumbprint, parse_credential
 from .policies import (AllOf, AnyOf, CredentialVerification, EarVerified, MaxRecordAge, Policy, SbomPresent,
                        StatusAffirming, UnsafeNoOp, VerifierIs, WorkloadIs)
@@ -55,6 +55,6 @@ __all__ = [
     "POINTER_OID", "Pointer", "Policy", "SBOM_MEDIA_TYPES", "SbomPresent", "StatusAffirming", "TrustConfig",
     "UnsafeNoOp", "VerifierIs", "WIT_MEDIA_TYPE", "WPR_PREDICATE_TYPE", "WorkloadIs", "X509_MEDIA_TYPE",
     "add_parser", "b64url", "b64url_decode", "decode_pointer_ext", "decrypt_record", "encode_encrypt0",
-    "fetch_statements", "jwk_thumbprint", "load_verifier_keys", "locator", "parse_credential", "run_credential",
+    "fetch_external", "fetch_statements", "jwk_thumbprint", "load_verifier_keys", "locator", "parse_credential", "run_credential",
     "validate_workload_id", "verify_credential",
 ]
