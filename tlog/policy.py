@@ -177,11 +177,11 @@ class Policy:
                 413,
             )
         if st.alg not in self.allowed_algs:
-            raise Rejection(T_BAD_ALG, f"Signed Statement contained a non supported algorithm ({st.alg})", "alg")
+            raise Rejection(T_BAD_ALG, f"Signed Statement contained a non supported algorithm ({vcbor.brief(st.alg)})", "alg")
         if self.allowed_content_types:
             cty = _content_type(st)
             if cty not in self.allowed_content_types:
-                raise Rejection(T_REJECTED, f"content type {cty!r} not accepted by the registration policy", "content-type")
+                raise Rejection(T_REJECTED, f"content type {vcbor.brief(cty)} not accepted by the registration policy", "content-type")
         if st.payload is None and detached_payload is None:
             raise Rejection(T_PAYLOAD_MISSING, "Signed Statement payload must be present (detached payload not supplied)", "payload-missing")
         checked = False
@@ -199,7 +199,7 @@ class Policy:
             if st.kid is not None:
                 raise Rejection(
                     T_REJECTED,
-                    f"issuer key {st.kid.hex()} is not trusted by the registration policy",
+                    f"issuer key {vcbor.brief_hex(st.kid)} is not trusted by the registration policy",
                     "untrusted-issuer",
                 )
             if st.x5chain:

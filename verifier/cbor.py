@@ -1,18 +1,20 @@
 """Strict, bounded CBOR helpers for the verifier (RFC 8949).
 
-Decoding is done in two steps so that hostile input can never exhaust the stack or
-produce surprising objects:
+Decoding (:func:`loads`, :func:`decode_item`) is one strict, bounded decoder of our own
+(no fallback to a lax decoder, cbor2 is not used to decode): definite lengths only, lengths
+checked against the remaining bytes, nesting depth bounded, the number of items of all
+containers bounded *at each container's head* (before anything is built), duplicate map keys
+refused at every depth, map keys only int, text or byte strings (so ``1``, ``1.0``, ``true``
+and a bignum ``1`` never meet in one dict), tags kept as :class:`cbor2.CBORTag` and never
+interpreted (a bignum is not an int), a small deny-list of tags (value sharing and string
+references). Header mode (RFC 9052 header maps, :data:`HEADER_MAX_LABELS`) also requires
+labels to be ints or text strings in their shortest encoding, in every nested map.
 
-1. :func:`scan` walks one data item *without building it*: it checks well-formedness,
-   definite lengths, the nesting depth, lengths against the remaining bytes, reserved
-   additional-information values and a small deny-list of tags (value sharing and string
-   references, which can build cyclic or aliased structures). It is iterative, so deep
-   nesting raises :class:`VerificationError`, never ``RecursionError``.
-2. Only a span that passed :func:`scan` is handed to cbor2's C decoder (:func:`loads`),
-   and the result is normalised (tuples -> lists, frozendicts -> dicts).
-
-The scanner also reports raw byte spans (:func:`array_spans`, :func:`map_spans`), which
+:func:`scan` walks one data item *without building it* (same well-formedness and depth
+rules, iterative); it reports raw byte spans (:func:`array_spans`, :func:`map_spans`), which
 lets COSE code keep received bytes verbatim instead of re-encoding them.
+
+Error messages never format an unbounded value (:func:`brief`).
 
 Encoding (:func:`dumps`) is RFC 8949 section 4.2.1 core deterministic encoding: shortest
 heads, definite lengths, map keys sorted by the bytewise order of their encodings.
@@ -20,6 +22,7 @@ heads, definite lengths, map keys sorted by the bytewise order of their encoding
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import cbor2
@@ -29,6 +32,10 @@ from .errors import VerificationError
 __all__ = [
     "DEFAULT_MAX_DEPTH",
     "DEFAULT_MAX_SIZE",
+    "DEFAULT_MAX_ITEMS",
+    "HEADER_MAX_LABELS",
+    "HEADER_MAX_ITEMS",
+    "brief",
     "scan",
     "head",
     "loads",
@@ -44,6 +51,14 @@ __all__ = [
 
 DEFAULT_MAX_SIZE = 1 << 20
 DEFAULT_MAX_DEPTH = 16
+# Items (array elements, map keys and values, tagged items) in one decoded input, all
+# containers together: a bound on the work any input can cause (~0.3 us each).
+DEFAULT_MAX_ITEMS = 1 << 16
+# Header maps (RFC 9052): labels per map at any depth, items in one header.
+HEADER_MAX_LABELS = 64
+HEADER_MAX_ITEMS = 4096
+# The decoder recurses once per nesting level.
+_MAX_DEPTH = 64
 
 # Tags that make cbor2 build shared/aliased/cyclic structures or depend on decoder state.
 _FORBIDDEN_TAGS = frozenset({25, 28, 29, 256})
@@ -150,7 +165,8 @@ _SCALARS = (bytes, str, int, float, bool, type(None))
 def normalize(obj: Any) -> Any:
     """Turn cbor2's immutable containers (tuple, frozendict) into lists and dicts.
 
-    Only ever called on scanned (depth-bounded) data, so the recursion is bounded.
+    For objects decoded by cbor2 elsewhere (tests, interop); this module's decoder already
+    returns lists and dicts. Recursion is bounded by the nesting of ``obj``.
     """
     if isinstance(obj, _SCALARS):
         return obj
@@ -161,16 +177,62 @@ def normalize(obj: Any) -> Any:
     return obj
 
 
-class _Fallback(Exception):
-    """Internal: the fast decoder met something it leaves to cbor2 (tags, floats...)."""
+def brief(value: Any, limit: int = 48) -> str:
+    """A bounded text for ``value`` in an error message: never formats more than ``limit``
+    characters of it (a 4,300-digit int or a megabyte string must not become the message)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value.bit_length() > 64:
+            return f"<{value.bit_length()}-bit integer>"
+        return str(value)
+    if isinstance(value, (str, bytes, bytearray)):
+        if len(value) <= limit:
+            return repr(value)
+        return repr(value[:limit]) + f"... ({len(value)} {'characters' if isinstance(value, str) else 'bytes'})"
+    if isinstance(value, (float, bool)) or value is None:
+        return repr(value)
+    if isinstance(value, cbor2.CBORTag):
+        return f"tag {brief(value.tag)}"
+    return f"<{type(value).__name__}>"
 
 
-_MAX_FAST_DEPTH = 64
+def brief_hex(value: bytes, limit: int = 32) -> str:
+    """Hex of at most ``limit`` bytes of ``value`` (a kid, a hash) for an error message."""
+    if len(value) <= limit:
+        return value.hex()
+    return f"{value[:limit].hex()}... ({len(value)} bytes)"
 
 
-def _dec(data: bytes, pos: int, end: int, depth: int) -> tuple[Any, int]:
-    """Recursive strict decoder for the common types (ints, strings, arrays, maps,
-    false/true/null). Raises _Fallback for tags, floats and other simple values."""
+def _short_ai(arg: int) -> int:
+    """The additional information of the shortest head for ``arg``."""
+    if arg < 24:
+        return arg
+    if arg < 0x100:
+        return 24
+    if arg < 0x10000:
+        return 25
+    if arg < 0x100000000:
+        return 26
+    return 27
+
+
+_HALF = struct.Struct(">e").unpack_from
+_SINGLE = struct.Struct(">f").unpack_from
+_DOUBLE = struct.Struct(">d").unpack_from
+
+
+def _dec(data: bytes, pos: int, end: int, depth: int, budget: list, labels: int) -> tuple[Any, int]:
+    """The strict decoder (the only one: there is no fallback).
+
+    Builds ints (major 0/1 only: a bignum stays a tag), byte and text strings, lists, dicts,
+    :class:`cbor2.CBORTag` for every tag (never interpreted), floats, false/true/null/undefined.
+    Refuses indefinite lengths, reserved and unassigned simple values, the deny-listed tags,
+    duplicate map keys, map keys other than int/tstr/bstr (so 1 and 1.0, 1 and true, 1 and
+    bignum 1 can never meet in a dict), more than ``budget[0]`` items in all (checked at each
+    container head, before anything is built) and nesting deeper than ``depth``.
+
+    ``labels`` > 0 is header mode (RFC 9052 header maps and every map nested in them): keys
+    only int or tstr in their shortest encoding, at most ``labels`` entries per map.
+    """
     if pos >= end:
         raise VerificationError("cbor.truncated", "unexpected end of data")
     ib = data[pos]
@@ -205,20 +267,32 @@ def _dec(data: bytes, pos: int, end: int, depth: int) -> tuple[Any, int]:
     if major == 1:
         return -1 - arg, pos
     if major == 4:
-        if arg and depth <= 0:
+        if not arg:
+            return [], pos
+        if depth <= 0:
             raise VerificationError("cbor.depth", "nesting too deep")
         if arg > end - pos:
             raise VerificationError("cbor.truncated", "container longer than the remaining data")
+        budget[0] -= arg
+        if budget[0] < 0:
+            raise VerificationError("cbor.items", "too many data items")
         out = []
         for _ in range(arg):
-            item, pos = _dec(data, pos, end, depth - 1)
+            item, pos = _dec(data, pos, end, depth - 1, budget, labels)
             out.append(item)
         return out, pos
     if major == 5:
-        if arg and depth <= 0:
+        if not arg:
+            return {}, pos
+        if depth <= 0:
             raise VerificationError("cbor.depth", "nesting too deep")
         if 2 * arg > end - pos:
             raise VerificationError("cbor.truncated", "container longer than the remaining data")
+        if labels and arg > labels:
+            raise VerificationError("cbor.labels", f"header map of {arg} labels (at most {labels})")
+        budget[0] -= 2 * arg
+        if budget[0] < 0:
+            raise VerificationError("cbor.items", "too many data items")
         d: dict = {}
         for _ in range(arg):
             # small int keys and values (the usual COSE labels) are decoded inline
@@ -230,9 +304,16 @@ def _dec(data: bytes, pos: int, end: int, depth: int) -> tuple[Any, int]:
                 k = 0x1F - kb
                 pos += 1
             else:
-                k, pos = _dec(data, pos, end, depth - 1)
-                if isinstance(k, (list, dict)):
-                    raise _Fallback
+                kmajor = kb >> 5
+                if kmajor > 3 or (labels and kmajor == 2):
+                    raise VerificationError(
+                        "cbor.key-type", "a header label must be an int or a text string" if labels
+                        else "a map key must be an int, a text string or a byte string")
+                kpos = pos
+                k, pos = _dec(data, pos, end, depth - 1, budget, labels)
+                if labels and (kb & 0x1F) != _short_ai(
+                        k if kmajor == 0 else -1 - k if kmajor == 1 else len(k.encode("utf-8"))):
+                    raise VerificationError("cbor.non-shortest", f"header label at offset {kpos} is not in its shortest encoding")
             vb = data[pos] if pos < end else 0xFF
             if vb < 0x18:
                 v = vb
@@ -246,56 +327,83 @@ def _dec(data: bytes, pos: int, end: int, depth: int) -> tuple[Any, int]:
                 v = data[pos + 2 : pos + 2 + n]
                 pos += 2 + n
             else:
-                v, pos = _dec(data, pos, end, depth - 1)
+                v, pos = _dec(data, pos, end, depth - 1, budget, labels)
             if k in d:
-                raise VerificationError("cbor.duplicate-key", f"duplicate map key {k!r}")
+                raise VerificationError("cbor.duplicate-key", f"duplicate map key {brief(k)}")
             d[k] = v
         return d, pos
-    if major == 7:
-        if ai == 20:
-            return False, pos
-        if ai == 21:
-            return True, pos
-        if ai == 22:
-            return None, pos
-    raise _Fallback
+    if major == 6:
+        if arg in _FORBIDDEN_TAGS:
+            raise VerificationError("cbor.tag", f"tag {arg} is not accepted")
+        if depth <= 0:
+            raise VerificationError("cbor.depth", "nesting too deep")
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise VerificationError("cbor.items", "too many data items")
+        v, pos = _dec(data, pos, end, depth - 1, budget, labels)
+        return cbor2.CBORTag(arg, v), pos
+    # major 7
+    if ai == 20:
+        return False, pos
+    if ai == 21:
+        return True, pos
+    if ai == 22:
+        return None, pos
+    if ai == 23:
+        return cbor2.undefined, pos
+    if ai == 25:
+        return _HALF(data, pos - 2)[0], pos
+    if ai == 26:
+        return _SINGLE(data, pos - 4)[0], pos
+    if ai == 27:
+        return _DOUBLE(data, pos - 8)[0], pos
+    if ai == 24 and arg < 32:
+        raise VerificationError("cbor.malformed", "two-byte encoding of a simple value below 32")
+    raise VerificationError("cbor.simple", f"unassigned simple value {arg}")
 
 
-def decode_item(data: bytes, pos: int, end: int, *, max_depth: int = DEFAULT_MAX_DEPTH) -> tuple[Any, int]:
+def decode_item(
+    data: bytes,
+    pos: int,
+    end: int,
+    *,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_items: int = DEFAULT_MAX_ITEMS,
+    header_labels: int = 0,
+) -> tuple[Any, int]:
     """Strictly decode the data item at ``pos``; return (object, position after it).
 
-    Plain data (ints, strings, arrays, maps, false/true/null) is decoded directly, with
-    duplicate map keys refused; anything else (tags, floats, undefined) is first checked
-    by :func:`scan` and then decoded by cbor2.
+    See :func:`_dec` for what is accepted. ``max_items`` bounds the items of all containers
+    together (checked at each container's head, before its items are decoded), so no input
+    costs more than that many steps. ``header_labels`` > 0: header mode (RFC 9052 labels).
     """
-    try:
-        if max_depth > _MAX_FAST_DEPTH:
-            raise _Fallback
-        return _dec(data, pos, end, max_depth)
-    except _Fallback:
-        q = scan(data, pos, end, max_depth=max_depth)
-        return loads_span(data, pos, q), q
+    if max_depth > _MAX_DEPTH:
+        raise VerificationError("cbor.depth", f"a nesting limit above {_MAX_DEPTH} is not supported")
+    return _dec(data, pos, end, max_depth, [max_items], header_labels)
 
 
-def loads_span(data: bytes, start: int, end: int) -> Any:
-    """Decode an already scanned span with cbor2 and normalise it."""
-    try:
-        obj = cbor2.loads(data[start:end])
-    except VerificationError:
-        raise
-    except Exception as exc:  # cbor2 raises several types (CBORDecodeError, ValueError, OverflowError...)
-        raise VerificationError("cbor.malformed", f"cannot decode: {exc}") from None
-    return normalize(obj)
+def loads_span(data: bytes, start: int, end: int, *, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
+    """Decode exactly the span ``data[start:end]`` (one data item)."""
+    obj, q = decode_item(data, start, end, max_depth=max_depth)
+    if q != end:
+        raise VerificationError("cbor.trailing-bytes", f"{end - q} bytes after the data item")
+    return obj
 
 
-def loads(data: bytes, *, max_depth: int = DEFAULT_MAX_DEPTH, max_size: int = DEFAULT_MAX_SIZE) -> Any:
+def loads(
+    data: bytes,
+    *,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_size: int = DEFAULT_MAX_SIZE,
+    max_items: int = DEFAULT_MAX_ITEMS,
+) -> Any:
     """Strictly decode exactly one CBOR data item (no trailing bytes)."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise VerificationError("cbor.type", "input is not bytes")
     data = bytes(data)
     if len(data) > max_size:
         raise VerificationError("cbor.size", f"input larger than {max_size} bytes")
-    obj, end = decode_item(data, 0, len(data), max_depth=max_depth)
+    obj, end = decode_item(data, 0, len(data), max_depth=max_depth, max_items=max_items)
     if end != len(data):
         raise VerificationError("cbor.trailing-bytes", f"{len(data) - end} bytes after the data item")
     return obj

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from . import cose, merkle
+from . import cbor, cose, merkle
 from .errors import VerificationError
 from .keys import load_public_keys
 from .receipt import (
@@ -108,7 +108,7 @@ def _describe_receipt(prefix: str, r: ReceiptResult) -> str:
             f"root {i.root.hex()} recomputed from the inclusion path, {alg} signature verified"
         )
     if r.status == "unsupported":
-        return f"{prefix}: UNSUPPORTED vds={r.vds!r}{kid}{iss}: not checked ({r.check})"
+        return f"{prefix}: UNSUPPORTED vds={cbor.brief(r.vds)}{kid}{iss}: not checked ({r.check})"
     return f"{prefix}: FAILED{kid}{iss}: {r.check}: {r.detail}"
 
 
@@ -169,7 +169,7 @@ def cmd_receipt(args: argparse.Namespace) -> int:
         r = Receipt.parse(receipt)
         res = ReceiptResult(0, "failed", vds=r.vds, kid=r.kid, issuer=r.issuer)
         if r.vds != 1:
-            res.status, res.check, res.detail = "unsupported", "receipt.unsupported-vds", f"vds {r.vds!r}"
+            res.status, res.check, res.detail = "unsupported", "receipt.unsupported-vds", f"vds {cbor.brief(r.vds)}"
         else:
             res.info = verify_inclusion_receipt(r, leaf, log_keys)
             res.status = "ok"

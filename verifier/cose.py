@@ -38,12 +38,15 @@ __all__ = [
     "verify_sign1",
     "sig_structure",
     "alg_for_key",
+    "check_crit",
+    "HDR_CRIT",
 ]
 
 ES256, ES384, ES512 = -7, -35, -36
 ESP256, ESP384, ESP512 = -9, -51, -52
 EDDSA, ED25519 = -8, -19
 PS256, PS384, PS512 = -37, -38, -39
+HDR_CRIT = 2
 
 ALG_NAMES = {
     ES256: "ES256",
@@ -188,6 +191,8 @@ def decode_sign1(data: bytes, *, max_size: int = 1 << 20, max_depth: int = 16) -
         unprotected, q = _decode_map(data, p, n, max_depth - 1, "cose.unprotected")
         p = q
     u_end = p
+    if HDR_CRIT in unprotected:
+        raise VerificationError("cose.crit", "crit (2) must be in the protected header")
     # payload: bstr or nil
     if p >= n:
         raise VerificationError("cbor.truncated", "message ends before the payload")
@@ -226,29 +231,59 @@ def _decode_header_map(raw: bytes, max_depth: int, check: str) -> dict:
     hdr, end = _decode_map(raw, 0, len(raw), max_depth, check)
     if end != len(raw):
         raise VerificationError(check, "trailing bytes inside the protected header")
+    if HDR_CRIT in hdr:
+        _check_crit_form(hdr)
     return hdr
 
 
+def _check_crit_form(hdr: dict) -> None:
+    """RFC 9052 3.1 ``crit`` (2): a non-empty array of distinct int/tstr labels, each of them
+    present in the protected header."""
+    crit = hdr[HDR_CRIT]
+    if not isinstance(crit, list) or not crit:
+        raise VerificationError("cose.crit", "crit (2) must be a non-empty array of labels")
+    seen = set()
+    for label in crit:
+        if not (type(label) is int or isinstance(label, str)):
+            raise VerificationError("cose.crit", "crit (2) labels must be ints or text strings")
+        if label in seen:
+            raise VerificationError("cose.crit", f"crit (2) names label {cbor.brief(label)} twice")
+        seen.add(label)
+        if label not in hdr:
+            raise VerificationError("cose.crit", f"crit (2) names label {cbor.brief(label)}, absent from the protected header")
+
+
+def check_crit(protected: dict, understood: frozenset | set) -> None:
+    """Refuse a message whose ``crit`` (2) names a label the application does not process
+    (RFC 9052 3.1: "the recipient MUST ... reject the message"). The form of ``crit`` is
+    already checked when the protected header is decoded."""
+    crit = protected.get(HDR_CRIT)
+    if crit is not None:
+        for label in crit:
+            if label not in understood:
+                raise VerificationError("cose.crit", f"critical header label {cbor.brief(label)} is not understood")
+
+
 def _decode_map(data: bytes, pos: int, end: int, max_depth: int, check: str) -> tuple[dict, int]:
-    """Decode a header map at ``pos`` (labels int/tstr, no duplicates)."""
+    """Decode a header map at ``pos`` in header mode (RFC 9052: labels int/tstr in their
+    shortest encoding, no duplicates at any depth, at most :data:`cbor.HEADER_MAX_LABELS`
+    labels per map and :data:`cbor.HEADER_MAX_ITEMS` items in the header)."""
+    if pos >= end or data[pos] >> 5 != 5:
+        raise VerificationError(check, "header is not a map")
     try:
-        hdr, q = cbor.decode_item(data, pos, end, max_depth=max_depth)
+        hdr, q = cbor.decode_item(
+            data, pos, end, max_depth=max_depth, max_items=cbor.HEADER_MAX_ITEMS,
+            header_labels=cbor.HEADER_MAX_LABELS,
+        )
     except VerificationError as exc:
-        if exc.check == "cbor.duplicate-key":
-            raise VerificationError(check, f"duplicate label: {exc.detail}") from None
+        if exc.check in _HEADER_CHECKS:
+            raise VerificationError(check, exc.detail) from None
         raise
-    _check_labels(hdr, check)
-    if len(hdr) != cbor.head(data, pos, end)[1]:
-        raise VerificationError(check, "duplicate label in the header")
     return hdr, q
 
 
-def _check_labels(hdr: Any, check: str) -> None:
-    if not isinstance(hdr, dict):
-        raise VerificationError(check, "header is not a map")
-    for k in hdr:
-        if not (isinstance(k, str) or (isinstance(k, int) and not isinstance(k, bool))):
-            raise VerificationError(check, f"header label {k!r} is neither int nor text")
+# header-specific refusals reported under the header's check (cose.protected / cose.unprotected)
+_HEADER_CHECKS = frozenset({"cbor.duplicate-key", "cbor.key-type", "cbor.labels", "cbor.non-shortest"})
 
 
 # --- encoding ---------------------------------------------------------------------------
@@ -331,7 +366,7 @@ def sign_tbs(key: Any, alg: int, tbs: bytes) -> bytes:
             raise VerificationError("cose.key", f"{ALG_NAMES[alg]} needs an RSA private key")
         pad, h = _PSS_OBJ[alg]
         return key.sign(tbs, pad, h)
-    raise VerificationError("cose.alg", f"unsupported algorithm {alg!r}")
+    raise VerificationError("cose.alg", f"unsupported algorithm {cbor.brief(alg)}")
 
 
 _EC_PUB_TYPES: set[type] = set()
@@ -383,7 +418,7 @@ def verify_tbs(key: Any, alg: int, tbs: bytes, signature: bytes) -> None:
         except InvalidSignature:
             raise VerificationError("cose.signature", "signature does not verify") from None
         return
-    raise VerificationError("cose.alg", f"unsupported algorithm {alg!r}")
+    raise VerificationError("cose.alg", f"unsupported algorithm {cbor.brief(alg)}")
 
 
 def verify_sign1(

@@ -86,7 +86,7 @@ def public_key_from_cose_key(d: dict) -> PublicKey:
         if kty == KTY_EC2:
             crv = d.get(-1)
             if crv not in _CRV_BY_ID:
-                raise VerificationError("key.cose", f"unsupported EC2 curve {crv!r}")
+                raise VerificationError("key.cose", f"unsupported EC2 curve {cbor.brief(crv)}")
             x, y = d.get(-2), d.get(-3)
             size = {1: 32, 2: 48, 3: 66}[crv]
             if not isinstance(x, bytes) or not isinstance(y, bytes) or len(x) != size or len(y) != size:
@@ -96,7 +96,7 @@ def public_key_from_cose_key(d: dict) -> PublicKey:
             ).public_key()
         if kty == KTY_OKP:
             if d.get(-1) != CRV_ED25519:
-                raise VerificationError("key.cose", f"unsupported OKP curve {d.get(-1)!r}")
+                raise VerificationError("key.cose", f"unsupported OKP curve {cbor.brief(d.get(-1))}")
             x = d.get(-2)
             if not isinstance(x, bytes) or len(x) != 32:
                 raise VerificationError("key.cose", "Ed25519 key needs a 32-byte x")
@@ -110,7 +110,7 @@ def public_key_from_cose_key(d: dict) -> PublicKey:
         raise
     except (ValueError, TypeError) as exc:
         raise VerificationError("key.cose", f"invalid key: {exc}") from None
-    raise VerificationError("key.cose", f"unsupported kty {kty!r}")
+    raise VerificationError("key.cose", f"unsupported kty {cbor.brief(kty)}")
 
 
 def thumbprint(key_or_cose_key: Any) -> bytes:

@@ -113,7 +113,7 @@ class RegistrationPolicy:
         """Validate and decode a policy payload (CBOR already decoded); raises
         VerificationError("policy.document", ...)."""
         _need(isinstance(doc, dict), "the policy is not a map")
-        _need(doc.get("version") == POLICY_VERSION, f"unsupported policy version {doc.get('version')!r}")
+        _need(doc.get("version") == POLICY_VERSION, f"unsupported policy version {cbor.brief(doc.get('version'))}")
         prev = doc.get("previous")
         _need(prev is None or (isinstance(prev, str) and len(prev) == 64 and _is_hex(prev)),
               "previous must be null or a 64-hex entry id")
@@ -162,11 +162,11 @@ class RegistrationPolicy:
         if n > self.max_statement_size:
             raise PolicyViolation("too-large", f"statement of {n} bytes exceeds the policy maximum {self.max_statement_size}")
         if st.alg not in self.allowed_algs:
-            raise PolicyViolation("alg", f"algorithm {st.alg} is not allowed by the policy")
+            raise PolicyViolation("alg", f"algorithm {cbor.brief(st.alg)} is not allowed by the policy")
         if self.allowed_content_types:
             cty = statement_content_type(st)
             if cty not in self.allowed_content_types:
-                raise PolicyViolation("content-type", f"content type {cty!r} is not allowed by the policy")
+                raise PolicyViolation("content-type", f"content type {cbor.brief(cty)} is not allowed by the policy")
         payload = st.payload if st.payload is not None else payload
         checked = False
         if st.x5chain and self.trust_anchors:
@@ -183,7 +183,7 @@ class RegistrationPolicy:
             checked = True
         if not checked:
             if st.kid is not None:
-                raise PolicyViolation("untrusted-issuer", f"issuer key {st.kid.hex()} is not trusted by the policy")
+                raise PolicyViolation("untrusted-issuer", f"issuer key {cbor.brief_hex(st.kid)} is not trusted by the policy")
             if st.x5chain:
                 raise PolicyViolation("x509", "x5chain statement but the policy has no trust anchors")
             raise PolicyViolation("malformed", "the statement names neither kid nor x5chain")
@@ -233,7 +233,7 @@ def open_policy_statement(
     except VerificationError as e:
         raise VerificationError("policy.signature", f"policy statement signature: {e}") from None
     if origin is not None and st.sub != origin + POLICY_SUB_SUFFIX:
-        raise VerificationError("policy.statement", f"sub {st.sub!r}, want {origin + POLICY_SUB_SUFFIX!r}")
+        raise VerificationError("policy.statement", f"sub {cbor.brief(st.sub)}, want {origin + POLICY_SUB_SUFFIX!r}")
     doc = cbor.loads(st.payload, max_depth=MAX_POLICY_DEPTH, max_size=len(st.payload))
     return RegistrationPolicy.from_document(doc)
 

@@ -51,6 +51,9 @@ __all__ = [
 
 VDS_RFC9162_SHA256 = 1
 HDR_RECEIPTS, HDR_VDS, HDR_VDP = 394, 395, 396
+# The protected labels receipt verification processes (alg, kid, CWT claims, vds): the only
+# ones a receipt's ``crit`` may name (RFC 9052 3.1).
+RECEIPT_LABELS = frozenset({1, 4, 15, HDR_VDS})
 VDP_INCLUSION, VDP_CONSISTENCY = -1, -2
 MAX_PATH = 64  # a tree of 2**64 leaves has at most 64 proof nodes
 
@@ -114,6 +117,7 @@ class Receipt:
             if fast is not None:
                 return fast
         msg = cose.decode_sign1(data, max_size=max_size, max_depth=max_depth)
+        cose.check_crit(msg.protected, RECEIPT_LABELS)
         vds, kid, iss, sub, iat = _header_fields(msg.protected)
         return cls(sign1=msg, vds=vds, alg=msg.alg, kid=kid, issuer=iss, subject=sub, iat=iat)
 
@@ -122,7 +126,7 @@ class Receipt:
         if HDR_VDS not in self.sign1.protected:
             raise VerificationError("receipt.vds", "vds (395) missing from the protected header")
         if self.vds != VDS_RFC9162_SHA256:
-            raise VerificationError("receipt.unsupported-vds", f"verifiable data structure {self.vds!r} is not supported")
+            raise VerificationError("receipt.unsupported-vds", f"verifiable data structure {cbor.brief(self.vds)} is not supported")
         if self.alg is None:
             raise VerificationError("receipt.alg", "alg (1) missing from the protected header")
 
@@ -188,6 +192,7 @@ def _protected_entry(protected_raw: bytes) -> tuple:
     if ent is None:
         # depth 15 = decode_sign1's max_depth (16) - 1, as in the general path
         p = cose._decode_header_map(protected_raw, 15, "cose.protected")
+        cose.check_crit(p, RECEIPT_LABELS)
         vds, kid, iss, sub, iat = _header_fields(p)
         alg = p.get(1)
         fields = (vds, alg if isinstance(alg, int) and not isinstance(alg, bool) else None, kid, iss, sub, iat)
@@ -640,7 +645,13 @@ def check_transparent_statement(
     Never raises for a bad receipt: each gets a ReceiptResult. Raises VerificationError
     only when the transparent statement itself cannot be decoded.
     """
+    from .statement import UNDERSTOOD_LABELS
+
     msg = cose.decode_sign1(ts)
+    try:
+        cose.check_crit(msg.protected, UNDERSTOOD_LABELS)  # RFC 9052 3.1: reject the message
+    except VerificationError as exc:
+        raise VerificationError("statement.crit", exc.detail) from None
     leaf_input = hashlib.sha256(msg.statement_bytes()).digest()
     report = TransparentStatementReport(leaf_input=leaf_input)
     if issuer_key is not None or trust_anchors:
@@ -691,7 +702,7 @@ def _check_one(i: int, raw: bytes, leaf_input: bytes, log_keys: Any) -> ReceiptR
     res = ReceiptResult(i, "failed", vds=r.vds, kid=r.kid, issuer=r.issuer)
     if r.vds != VDS_RFC9162_SHA256:
         res.status, res.check = "unsupported", "receipt.unsupported-vds"
-        res.detail = f"verifiable data structure {r.vds!r} is not supported"
+        res.detail = f"verifiable data structure {cbor.brief(r.vds)} is not supported"
         return res
     try:
         res.info = verify_inclusion_receipt(r, leaf_input, log_keys)

@@ -23,6 +23,12 @@ __all__ = ["SignedStatement", "HashEnvelope", "HDR_ALG", "HDR_CTY", "HDR_KID", "
 HDR_ALG, HDR_CTY, HDR_KID, HDR_CWT, HDR_TYP, HDR_X5CHAIN, HDR_X5T = 1, 3, 4, 15, 16, 33, 34
 HDR_PAYLOAD_HASH_ALG, HDR_PREIMAGE_CTY, HDR_PAYLOAD_LOCATION = 258, 259, 260
 MAX_ISS_LEN = 8192
+MAX_X5CHAIN = 16  # certificates in one x5chain (path validation allows depth 8)
+# The protected labels a Signed Statement's checks process: the only ones ``crit`` may name.
+UNDERSTOOD_LABELS = frozenset(
+    {HDR_ALG, HDR_CTY, HDR_KID, HDR_CWT, HDR_TYP, HDR_X5CHAIN, HDR_X5T,
+     HDR_PAYLOAD_HASH_ALG, HDR_PREIMAGE_CTY, HDR_PAYLOAD_LOCATION}
+)
 
 
 class HashEnvelope(NamedTuple):
@@ -70,6 +76,10 @@ class SignedStatement:
     def from_sign1(cls, msg: cose.Sign1) -> "SignedStatement":
         """Validate the headers of an already decoded COSE_Sign1."""
         p, u = msg.protected, msg.unprotected
+        try:
+            cose.check_crit(p, UNDERSTOOD_LABELS)
+        except VerificationError as exc:
+            raise VerificationError("statement.crit", exc.detail) from None
         alg = msg.alg
         if alg is None:
             raise VerificationError("statement.alg", "alg (1) must be an int in the protected header")
@@ -175,10 +185,10 @@ def _head_len(n: int) -> int:
 def _x5chain(v: Any) -> list[bytes]:
     if isinstance(v, bytes):
         return [v]
-    if isinstance(v, list) and len(v) >= 1 and all(isinstance(c, bytes) for c in v):
+    if isinstance(v, list) and 1 <= len(v) <= MAX_X5CHAIN and all(isinstance(c, bytes) for c in v):
         # RFC 9360 says an array holds 2 or more; a 1-element array is tolerated on input.
         return list(v)
-    raise VerificationError("statement.x5chain", "x5chain (33) must be a bstr or an array of bstr")
+    raise VerificationError("statement.x5chain", f"x5chain (33) must be a bstr or an array of 1..{MAX_X5CHAIN} bstr")
 
 
 def _x5t(v: Any) -> tuple[Any, bytes]:

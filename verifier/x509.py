@@ -22,6 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509 import verification as xv
 
+from .cbor import brief
 from .errors import VerificationError
 
 __all__ = ["load_certificates", "validate_chain", "cert_hash"]
@@ -45,7 +46,7 @@ def cert_hash(hash_alg: int, der: bytes) -> bytes:
     """COSE_CertHash value (RFC 9360 x5t) of a DER certificate."""
     h = _X5T_HASHES.get(hash_alg)
     if h is None:
-        raise VerificationError("statement.x5t", f"unsupported x5t hash algorithm {hash_alg!r}")
+        raise VerificationError("statement.x5t", f"unsupported x5t hash algorithm {brief(hash_alg)}")
     return hashlib.new(h.name, der).digest()
 
 
