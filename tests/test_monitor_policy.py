@@ -16,11 +16,13 @@ from tlog.cli import main as tlog_main
 from tlog.keys import TrustStore
 from tlog.logstate import StartupError
 from tlog.policy import Policy, Rejection
+from verifier import VerificationError
 from verifier import cbor as vcbor
 from verifier import keys as vkeys
 from verifier.monitor import Auditor, HttpLog, MonitorAlert, StatementChecker, main
 from verifier.note import Checkpoint
 from verifier.policy import (
+    POLICY_CONTENT_TYPE,
     PolicyTracker,
     PolicyViolation,
     RegistrationPolicy,
@@ -60,9 +62,12 @@ def test_verifier_policy_agrees_with_the_log(keys, pki):
     ca, leaf_key, leaf, bad_leaf_key, bad_leaf = pki
     ed = ed25519_key()
     trust = TrustStore(issuer_keys={vkeys.thumbprint(k.public_key()): k.public_key() for k in (keys["a"], ed)},
-                       anchors=[ca])
+                       anchors=[ca],
+                       key_identities={vkeys.thumbprint(keys["a"].public_key()): ["https://issuer.example"]})
+    log_kid = vkeys.thumbprint(keys["c"].public_key())
     seen = set()
-    for algs, ctys in [([-7, -8], ["application/json"]), ([-7], []), ([-7, -8, -35], ["text/plain"])]:
+    for algs, ctys in [([-7, -8], ["application/json"]), ([-7], []), ([-7, -8, -35], ["text/plain"]),
+                       ([-7], [POLICY_CONTENT_TYPE, "application/json"])]:
         log_policy = Policy(trust=trust, allowed_algs=algs, allowed_content_types=ctys, max_statement_size=2048)
         doc = vcbor.loads(vcbor.dumps(log_policy.document(None)))
         mine = RegistrationPolicy.from_document(doc)
@@ -79,30 +84,45 @@ def test_verifier_policy_agrees_with_the_log(keys, pki):
                                                              extra={33: [der(leaf)]}),
             "hash envelope": statement(keys["a"], cty=None, extra={258: -16, 259: "application/json"}),
             "x5chain and untrusted kid": statement(leaf_key, kid=b"someone", extra={33: [der(leaf)]}),
+            "trusted kid claiming another iss": statement(keys["a"], iss="https://other.example"),
+            "unbound key, any iss": statement(ed, iss="https://any.example"),
+            "x5chain claiming another iss": statement(leaf_key, iss="https://other.example", kid=False,
+                                                      extra={33: [der(leaf)]}),
+            "policy content type": statement(keys["a"], cty=POLICY_CONTENT_TYPE),
+            "policy type in a hash envelope": statement(keys["a"], cty=None, extra={258: -16, 259: POLICY_CONTENT_TYPE}),
+            "under a log kid": statement(keys["c"], kid=log_kid),
         }
         for name, data in cases.items():
             st = SignedStatement.parse(data)
             try:
-                log_policy.check(st)
+                log_policy.check(st, log_kids={log_kid})
                 theirs = None
             except Rejection as r:
                 theirs = r.reason
             try:
-                mine.evaluate(st)
+                mine.evaluate(st, log_kids={log_kid})
                 ours = None
             except PolicyViolation as v:
                 ours = v.reason
             assert ours == theirs, (algs, ctys, name, ours, theirs)
             seen.add(ours)
     # the table exercises every outcome
-    assert seen == {None, "untrusted-issuer", "signature", "x509", "too-large", "alg", "content-type"}
+    assert seen == {None, "untrusted-issuer", "signature", "x509", "too-large", "alg", "content-type", "identity",
+                    "log-type"}
 
 
 def test_policy_document_validation():
     good = {"version": 1, "previous": None, "issuer-keys": [], "trust-anchors": [], "allowed-algs": [-7],
             "allowed-content-types": [], "max-statement-size": 10}
     RegistrationPolicy.from_document(good)
-    for k, v in [("version", 2), ("previous", "zz"), ("issuer-keys", [{1: 99}]), ("trust-anchors", [b"junk"]),
+    v2 = good | {"version": 2, "issuer-identities": {b"k": ["https://i.example"]}, "anchor-identities": {}}
+    assert RegistrationPolicy.from_document(v2).key_identities == {b"k": ["https://i.example"]}
+    for k, v in [("issuer-identities", None), ("issuer-identities", {b"k": []}), ("anchor-identities", {"k": ["x"]}),
+                 ("anchor-identities", {b"k": [1]})]:
+        with pytest.raises(VerificationError) as e:
+            RegistrationPolicy.from_document(v2 | {k: v})
+        assert e.value.check == "policy.document", k
+    for k, v in [("version", 3), ("version", True), ("previous", "zz"), ("issuer-keys", [{1: 99}]), ("trust-anchors", [b"junk"]),
                  ("allowed-algs", ["-7"]), ("allowed-content-types", [1]), ("max-statement-size", 0)]:
         with pytest.raises(Exception) as e:
             RegistrationPolicy.from_document(good | {k: v})
@@ -139,7 +159,7 @@ def test_log_whose_entries_satisfy_their_policy_audits_clean(tmp_path, keys, pki
     with LogServer(tmp_path / "log", **settings) as srv:
         for i in range(6):
             srv.register(keys["a"], sub=f"w/{i}", payload=b'{"n": %d}' % i)
-        srv.register(leaf_key, iss="https://issuer.example/ci", kid=False, extra={33: [der(leaf), der(ca)]})
+        srv.register(leaf_key, iss="https://issuer.example", kid=False, extra={33: [der(leaf), der(ca)]})
         rc, events, err = _cli_audit(srv)
         assert rc == 0, err
         pol = [e for e in events if e["event"] == "policy"]

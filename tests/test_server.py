@@ -145,14 +145,14 @@ def test_ed25519_and_x5chain_issuers(app, client, ed_issuer, pki):
     st1 = statement(ed_issuer)
     r1 = post(client, st1)
     assert r1.status_code == 201, problem_of(r1)
-    st2 = statement(leaf_key, iss="https://issuer.example/ci", kid=False, extra={33: [der(leaf_cert)]})
+    st2 = statement(leaf_key, iss="https://issuer.example", kid=False, extra={33: [der(leaf_cert)]})
     r2 = post(client, st2)
     assert r2.status_code == 201, problem_of(r2)
     vreceipt.verify_inclusion_receipt(r2.data, SignedStatement.parse(st2).leaf_input, log_keys(app))
     # an x5chain to an unknown root is rejected
     other_ca_key, other_ca = make_ca("Other Root")
     k3, c3 = make_leaf(other_ca_key, other_ca)
-    r3 = post(client, statement(k3, iss="https://issuer.example/ci", kid=False, extra={33: [der(c3)]}))
+    r3 = post(client, statement(k3, iss="https://issuer.example", kid=False, extra={33: [der(c3)]}))
     assert r3.status_code == 400 and problem_of(r3)[-1] == "Rejected"
 
 
@@ -645,15 +645,15 @@ def test_kid_and_x5chain_both_checked(make_app, issuer_key, pki):
     app = make_app()
     c = app.test_client()
     # signed by the x5chain leaf but naming the trusted issuer kid: the kid check fails
-    st = statement(leaf_key, iss="https://issuer.example/ci", kid=kid_of(issuer_key), extra={33: [der(leaf_cert)]})
+    st = statement(leaf_key, iss="https://issuer.example", kid=kid_of(issuer_key), extra={33: [der(leaf_cert)]})
     r = post(c, st)
     assert r.status_code == 400 and problem_of(r)[-1] == "Rejected"
     # without trust anchors the x5chain is not a registered identifier: the trusted kid decides
     change_policy(app, trust_anchors=[])
     c2 = c
-    st2 = statement(issuer_key, iss="https://issuer.example/ci", extra={33: [der(leaf_cert)]})
+    st2 = statement(issuer_key, iss="https://issuer.example", extra={33: [der(leaf_cert)]})
     assert post(c2, st2).status_code == 201
-    r = post(c2, statement(leaf_key, iss="https://issuer.example/ci", kid=False, extra={33: [der(leaf_cert)]}))
+    r = post(c2, statement(leaf_key, iss="https://issuer.example", kid=False, extra={33: [der(leaf_cert)]}))
     assert r.status_code == 400 and "trust anchor" in problem_of(r)[-2]
 
 

@@ -81,7 +81,9 @@ def make_leaf(ca_key, ca_cert, name="issuer.example"):
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        # the SAN URI is the issuer identity (iss) the leaf may claim (verifier/identity.py)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name), x509.UniformResourceIdentifier(f"https://{name}")]),
+                       critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     return key, cert

@@ -219,5 +219,9 @@ def test_x5t_protected_with_unprotected_x5chain(pki):
     prot = {1: cose.ES256, 15: {1: "https://i.example", 2: "s"}, 34: [-16, hashlib.sha256(chain[0]).digest()]}
     raw = cose.sign1(pki["lk"], prot, b"p", unprotected={33: chain})
     st = SignedStatement.parse(raw)
-    assert st.x5chain == chain
-    st.verify(trust_anchors=[pki["root"]])
+    # identity only from the protected header (issue 11 item 4): the unprotected chain is not
+    # the signer's identity (the log stores the statement without it)
+    assert st.x5chain == [] and st.x5t is not None
+    with pytest.raises(VerificationError) as e:
+        st.verify(trust_anchors=[pki["root"]])
+    assert e.value.check == "statement.x5chain"

@@ -36,9 +36,11 @@ def _add_settings(p: argparse.ArgumentParser) -> None:
     p.add_argument("--origin", help="checkpoint origin (fixed at the first start)")
     p.add_argument("--issuer", help="the log's issuer URL in receipts (default http://HOST:PORT)")
     p.add_argument("--issuer-key", action="append", dest="issuer_keys", default=[],
-                   help="trust this issuer public key (PEM/DER/COSE_Key); repeatable")
+                   help="trust this issuer public key (PEM/DER/COSE_Key), or JSON {\"path\": ..., \"iss\": [...]} "
+                        "to bind the issuer identities it may claim; repeatable")
     p.add_argument("--trust-anchor", action="append", dest="trust_anchors", default=[],
-                   help="trust this X.509 root for x5chain statements (PEM); repeatable")
+                   help="trust this X.509 root for x5chain statements (PEM), or JSON {\"path\": ..., \"iss\": [...]}; "
+                        "repeatable")
     p.add_argument("--allowed-alg", action="append", dest="allowed_algs", type=int, default=[],
                    help="COSE algorithm accepted in statements; repeatable (default: all supported)")
     p.add_argument("--allowed-content-type", action="append", dest="allowed_content_types", default=[],

@@ -10,8 +10,8 @@ Config file example (TOML)::
     origin = "log.example/twi"
     issuer = "https://log.example"
     public_url = "https://log.example"   # URLs the log publishes (default: issuer), never the Host header
-    issuer_keys = ["/etc/tlog/issuers/ci.pem"]
-    trust_anchors = ["/etc/tlog/roots/corp-root.pem"]
+    issuer_keys = [{path = "/etc/tlog/issuers/ci.pem", iss = ["https://ci.example"]}]
+    trust_anchors = ["/etc/tlog/roots/corp-root.pem"]   # or {path = ..., iss = [...]}
     allowed_algs = [-7, -35, -8, -19]
     max_statement_size = 65536
     rate_limit = 50.0           # requests per second per client address, 0 = off
@@ -60,8 +60,10 @@ class Config:
     # the URL clients reach the log at: the transparency configuration's URLs and the path of
     # every Location header come from it, never from the request's Host header; default: issuer
     public_url: str | None = None
-    issuer_keys: list[str] = field(default_factory=list)  # PEM public keys of trusted issuers
-    trust_anchors: list[str] = field(default_factory=list)  # PEM X.509 roots for x5chain statements
+    # PEM public keys of trusted issuers / PEM X.509 roots for x5chain statements: each a path or
+    # {path, iss = [the issuer identities (CWT iss) it may claim]} (verifier/identity.py)
+    issuer_keys: list[Any] = field(default_factory=list)
+    trust_anchors: list[Any] = field(default_factory=list)
     allowed_algs: list[int] = field(default_factory=lambda: list(DEFAULT_ALGS))
     allowed_content_types: list[str] = field(default_factory=list)  # empty = any
     max_statement_size: int = 1 << 20  # bytes of a Signed Statement (policy)
@@ -263,6 +265,9 @@ def _coerce(name: str, f: dataclasses.Field, value: Any) -> Any:
                 value = [value]
             if name == "allowed_algs":
                 return [int(v) for v in value]
+            if name in ("issuer_keys", "trust_anchors"):
+                # a path, or {path, iss: [issuer identities it may claim]} (tlog/keys.py trust_entry)
+                return [v if isinstance(v, dict) else str(v) for v in value]
             if name == "witnesses":
                 from .witnessing import parse_witness
 

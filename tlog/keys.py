@@ -360,23 +360,58 @@ def rotate_receipt_key(data_dir: str | os.PathLike) -> tuple[bytes, bytes]:
 # ---- trusted issuers ------------------------------------------------------------------------
 
 
+def trust_entry(entry: Any) -> tuple[str, list[str] | None]:
+    """A configured issuer key or trust anchor: a path, or ``{"path": ..., "iss": [...]}`` (the
+    issuer identities it may claim; a JSON object in a string is accepted too). Returns
+    (path, iss list or None)."""
+    if isinstance(entry, str) and entry.lstrip().startswith("{"):
+        import json
+
+        try:
+            entry = json.loads(entry)
+        except ValueError as e:
+            raise KeyError_(f"bad trust entry {entry[:80]!r}: {e}") from None
+    if isinstance(entry, str):
+        return entry, None
+    if isinstance(entry, dict) and isinstance(entry.get("path"), str) and set(entry) <= {"path", "iss"}:
+        iss = entry.get("iss")
+        if iss is None:
+            return entry["path"], None
+        if isinstance(iss, str):
+            iss = [iss]
+        if not isinstance(iss, list) or not iss or not all(isinstance(i, str) and i for i in iss):
+            raise KeyError_(f"{entry['path']}: iss must be a non-empty list of issuer identities")
+        return entry["path"], list(iss)
+    raise KeyError_(f"bad trust entry {str(entry)[:80]!r}: want a path or {{path, iss}}")
+
+
 @dataclass
 class TrustStore:
-    """Issuer keys (by RFC 9679 thumbprint) and X.509 trust anchors the policy admits."""
+    """Issuer keys (by RFC 9679 thumbprint) and X.509 trust anchors the policy admits, with the
+    issuer identities (``iss``) each may claim where configured (keys by kid, anchors by the
+    SHA-256 of their DER); see verifier/identity.py."""
 
     issuer_keys: dict[bytes, Any] = field(default_factory=dict)
     anchors: list[x509.Certificate] = field(default_factory=list)
+    key_identities: dict[bytes, list[str]] = field(default_factory=dict)
+    anchor_identities: dict[bytes, list[str]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def load(cls, issuer_key_paths: list[str], anchor_paths: list[str]) -> "TrustStore":
+    def load(cls, issuer_key_paths: list, anchor_paths: list) -> "TrustStore":
         ts = cls()
-        for p in issuer_key_paths:
+        for entry in issuer_key_paths:
+            p, iss = trust_entry(entry)
             try:
-                ts.issuer_keys.update(load_issuer_keys(p))
+                found = load_issuer_keys(p)
             except (OSError, ValueError) as e:
                 raise KeyError_(f"issuer key {p}: {e}") from None
-        for p in anchor_paths:
+            ts.issuer_keys.update(found)
+            if iss is not None:
+                for kid in found:
+                    ts.key_identities[kid] = sorted(set(ts.key_identities.get(kid, [])) | set(iss))
+        for entry in anchor_paths:
+            p, iss = trust_entry(entry)
             try:
                 data = Path(p).read_bytes()
                 certs = x509.load_pem_x509_certificates(data) if b"-----BEGIN" in data else [
@@ -385,6 +420,10 @@ class TrustStore:
             except (OSError, ValueError) as e:
                 raise KeyError_(f"trust anchor {p}: {e}") from None
             ts.anchors.extend(certs)
+            if iss is not None:
+                for c in certs:
+                    fp = c.fingerprint(hashes.SHA256())
+                    ts.anchor_identities[fp] = sorted(set(ts.anchor_identities.get(fp, [])) | set(iss))
         return ts
 
     def anchor_fingerprints(self) -> list[bytes]:

@@ -256,13 +256,17 @@ def configured_policy(config, base=None):
                   max_statement_size=config.max_statement_size, max_depth=config.max_depth)
     if base is None:
         return mine
-    out = Policy(trust=TrustStore(issuer_keys=dict(base.trust.issuer_keys), anchors=list(base.trust.anchors)),
+    out = Policy(trust=TrustStore(issuer_keys=dict(base.trust.issuer_keys), anchors=list(base.trust.anchors),
+                                  key_identities=dict(base.trust.key_identities),
+                                  anchor_identities=dict(base.trust.anchor_identities)),
                  allowed_algs=list(base.allowed_algs), allowed_content_types=list(base.allowed_content_types),
                  max_statement_size=base.max_statement_size, max_depth=config.max_depth)
     if config.given("issuer_keys"):
         out.trust.issuer_keys = dict(trust.issuer_keys)
+        out.trust.key_identities = dict(trust.key_identities)
     if config.given("trust_anchors"):
         out.trust.anchors = list(trust.anchors)
+        out.trust.anchor_identities = dict(trust.anchor_identities)
     for name in ("allowed_algs", "allowed_content_types", "max_statement_size"):
         if config.given(name):
             setattr(out, name, getattr(mine, name))

@@ -17,11 +17,19 @@ Policy statement::
     18([ << {1: -7, 3: "application/vnd.twi.tlog-policy+cbor", 4: <log kid>,
              15: {1: <log issuer>, 2: "<origin>/registration-policy"}} >>,
          {},
-         << {"version": 1, "previous": <entry id hex> / null,
+         << {"version": 2, "previous": <entry id hex> / null,
              "issuer-keys": [COSE_Key...], "trust-anchors": [DER cert...],
+             "issuer-identities": {kid bstr => [iss tstr...]},       ; version 2
+             "anchor-identities": {SHA-256(anchor DER) bstr => [iss tstr...]},  ; version 2
              "allowed-algs": [int...], "allowed-content-types": [tstr...] (empty = any),
              "max-statement-size": uint} >>,
          signature ])
+
+Version 2 (issue 11 item 4) binds identities: a statement's ``iss`` must be one the signer may
+claim (verifier/identity.py: a key's configured identities, an x5chain leaf's SAN URI or a
+did:x509 of its path, and an anchor's configured identities), and statements of the log's own
+types (the policy content type) or under any of the log's kids, current or retired, are refused
+from registrants. The auditor (verifier/policy.py) judges version 1 policies by the old rules.
 """
 
 from __future__ import annotations
@@ -30,17 +38,20 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 
 from verifier import VerificationError
 from verifier import cbor as vcbor
 from verifier import cose as vcose
 from verifier import keys as vkeys
+from verifier.identity import key_identity_mismatch, x509_identity_mismatch
+from verifier.policy import LOG_CONTENT_TYPES
+from verifier.x509 import validate_path
 
 from .keys import ALG_ES256, LogKeys, TrustStore, sig_structure, sign_es256_deterministic
 
 POLICY_CONTENT_TYPE = "application/vnd.twi.tlog-policy+cbor"
-POLICY_VERSION = 1
+POLICY_VERSION = 2
 HEADER_ALG, HEADER_CTY, HEADER_KID, HEADER_CWT = 1, 3, 4, 15
 
 
@@ -89,6 +100,8 @@ class Policy:
     allowed_content_types: list[str] = field(default_factory=list)
     max_statement_size: int = 1 << 20
     max_depth: int = 16
+    # the document version it was read from: version 1 (before issue 11 item 4) binds no identities
+    version: int = POLICY_VERSION
 
     # ---- the policy as data ------------------------------------------------------------
     def document(self, previous: str | None) -> dict[str, Any]:
@@ -102,6 +115,9 @@ class Policy:
             "previous": previous,
             "issuer-keys": issuer_keys,
             "trust-anchors": anchors,
+            "issuer-identities": {kid: list(v) for kid, v in self.trust.key_identities.items()
+                                  if kid in self.trust.issuer_keys},
+            "anchor-identities": {fp: list(v) for fp, v in self.trust.anchor_identities.items()},
             "allowed-algs": sorted(self.allowed_algs),
             "allowed-content-types": sorted(self.allowed_content_types),
             "max-statement-size": self.max_statement_size,
@@ -117,7 +133,10 @@ class Policy:
             pub = vkeys.public_key_from_cose_key(ck)
             trust.issuer_keys[vkeys.thumbprint(pub)] = pub
         trust.anchors = [x509.load_der_x509_certificate(bytes(d)) for d in doc.get("trust-anchors", [])]
+        trust.key_identities = {bytes(k): [str(i) for i in v] for k, v in doc.get("issuer-identities", {}).items()}
+        trust.anchor_identities = {bytes(k): [str(i) for i in v] for k, v in doc.get("anchor-identities", {}).items()}
         return cls(
+            version=int(doc.get("version", 1)),
             trust=trust,
             allowed_algs=[int(a) for a in doc.get("allowed-algs", [])],
             allowed_content_types=[str(c) for c in doc.get("allowed-content-types", [])],
@@ -128,8 +147,9 @@ class Policy:
     def summary(self) -> dict[str, Any]:
         """What the policy admits, for people (``tlog policy show``, start-up refusals)."""
         return {
-            "issuer-keys": sorted(k.hex() for k in self.trust.issuer_keys),
-            "trust-anchors": [f.hex() for f in self.trust.anchor_fingerprints()],
+            "issuer-keys": sorted(k.hex() + _iss_note(self.trust.key_identities.get(k)) for k in self.trust.issuer_keys),
+            "trust-anchors": [f.hex() + _iss_note(self.trust.anchor_identities.get(f))
+                              for f in self.trust.anchor_fingerprints()],
             "allowed-algs": sorted(self.allowed_algs),
             "allowed-content-types": sorted(self.allowed_content_types),
             "max-statement-size": self.max_statement_size,
@@ -164,8 +184,9 @@ class Policy:
         return b"\xd2\x84" + body
 
     # ---- evaluation ----------------------------------------------------------------------
-    def check(self, st: Any, *, detached_payload: bytes | None = None) -> None:
+    def check(self, st: Any, *, detached_payload: bytes | None = None, log_kids: Any = ()) -> None:
         """Authenticate a parsed ``verifier.statement.SignedStatement`` and apply the policy.
+        ``log_kids``: the log's own kids, current and retired (a container).
 
         Raises :class:`Rejection`.
         """
@@ -176,10 +197,16 @@ class Policy:
                 "too-large",
                 413,
             )
+        cty = _content_type(st)
+        bound = self.version >= 2
+        if cty in LOG_CONTENT_TYPES and (bound or (st.kid is not None and st.kid in log_kids)):
+            raise Rejection(T_REJECTED, "registration policies are registered by the log itself", "log-type")
+        if bound and st.kid is not None and st.kid in log_kids:
+            raise Rejection(T_REJECTED, "statements of the log's own types or under the log's keys are registered "
+                            "by the log itself", "log-type")
         if st.alg not in self.allowed_algs:
             raise Rejection(T_BAD_ALG, f"Signed Statement contained a non supported algorithm ({vcbor.brief(st.alg)})", "alg")
         if self.allowed_content_types:
-            cty = _content_type(st)
             if cty not in self.allowed_content_types:
                 raise Rejection(T_REJECTED, f"content type {vcbor.brief(cty)} not accepted by the registration policy", "content-type")
         if st.payload is None and detached_payload is None:
@@ -188,10 +215,18 @@ class Policy:
         try:
             # RFC 9943 5.1.1.1: every identifier the log has registered must verify
             if st.x5chain and self.trust.anchors:
-                st.verify(trust_anchors=self.trust.anchors, payload=detached_payload, allowed_algs=self.allowed_algs)
+                path = validate_path(st.x5chain, self.trust.anchors)
+                st.verify(path[0].public_key(), payload=detached_payload, allowed_algs=self.allowed_algs)
+                why = bound and x509_identity_mismatch(
+                    st.iss, path, self.trust.anchor_identities.get(path[-1].fingerprint(hashes.SHA256())))
+                if why:
+                    raise Rejection(T_REJECTED, f"issuer identity not accepted: {why}", "identity")
                 checked = True
             if st.kid is not None and st.kid in self.trust.issuer_keys:
                 st.verify(self.trust.issuer_keys[st.kid], payload=detached_payload, allowed_algs=self.allowed_algs)
+                why = bound and key_identity_mismatch(st.iss, st.kid, self.trust.key_identities.get(st.kid))
+                if why:
+                    raise Rejection(T_REJECTED, f"issuer identity not accepted: {why}", "identity")
                 checked = True
         except VerificationError as e:
             raise classify(e) from None
@@ -205,6 +240,10 @@ class Policy:
             if st.x5chain:
                 raise Rejection(T_REJECTED, "no X.509 trust anchor is registered", "x509")
             raise Rejection(T_MALFORMED, "Signed Statement names neither kid nor x5chain", "malformed")
+
+
+def _iss_note(ids: list[str] | None) -> str:
+    return f" iss={','.join(ids)}" if ids else ""
 
 
 def _content_type(st: Any) -> str | None:

@@ -48,7 +48,7 @@ from .config import Config
 from .integrator import IntegratorUnavailable
 from .keys import LogKeys, TrustStore, make_dirs
 from .logstate import LiveState, check_policy_agrees, configured_policy, open_identity
-from .policy import POLICY_CONTENT_TYPE, Policy, Rejection, classify
+from .policy import Policy, Rejection, classify
 
 log = logging.getLogger("tlog.service")
 
@@ -505,10 +505,10 @@ class LogService:
                 raise Rejection("Malformed request", "the COSE_Sign1's byte strings must use the shortest CBOR "
                                 "length encoding (RFC 8949 4.2.1): the log admits one encoding of each claim",
                                 "encoding")
-            if st.sign1.protected.get(3) == POLICY_CONTENT_TYPE and st.kid in self.keys.public_keys():
-                raise Rejection("Rejected", "registration policies are registered by the log itself", "policy")
             _, policy_id, policy = self.state.policy  # one snapshot: checked under, recorded as
-            policy.check(st, detached_payload=detached_payload)
+            # statements of the log's own types, or under any of its kids, current or retired, are
+            # refused by the policy (issue 11 item 4)
+            policy.check(st, detached_payload=detached_payload, log_kids=self.keys.public_keys())
         except Rejection as r:
             self.metrics.rejected(r.reason)
             raise

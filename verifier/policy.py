@@ -6,10 +6,16 @@ Statement signed with its statement-signing (receipt) key::
 
     protected {1: alg, 3: "application/vnd.twi.tlog-policy+cbor", 4: <log kid>,
                15: {1: <log issuer>, 2: "<origin>/registration-policy"}}
-    payload   {"version": 1, "previous": <entry id hex of the policy replaced> / null,
+    payload   {"version": 2, "previous": <entry id hex of the policy replaced> / null,
                "issuer-keys": [COSE_Key...], "trust-anchors": [DER cert...],
+               "issuer-identities": {kid => [iss...]}, "anchor-identities": {SHA-256(DER) => [iss...]},
                "allowed-algs": [int...], "allowed-content-types": [tstr...] (empty = any),
                "max-statement-size": uint}
+
+Version 2 adds the identity rules of issue 11 item 4 (verifier/identity.py): the statement's
+``iss`` must be one its signer may claim, and statements of the log's own types
+(:data:`LOG_CONTENT_TYPES`) or under one of the log's kids are refused from registrants. A
+version 1 policy (logs before the change) is judged by the rules the log applied then.
 
 :class:`RegistrationPolicy` is that document with its trust material decoded, and
 :meth:`RegistrationPolicy.evaluate` applies it to a Signed Statement exactly as the log admits one
@@ -39,15 +45,18 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Container, Iterable
 
 from cryptography import x509 as cx509
 
 from . import cbor
+from cryptography.hazmat.primitives import hashes
+
 from .errors import VerificationError
+from .identity import key_identity_mismatch, x509_identity_mismatch
 from .keys import PublicKey, public_key_from_cose_key, thumbprint
 from .statement import SignedStatement
-from .x509 import validate_chain
+from .x509 import validate_path
 
 __all__ = [
     "POLICY_CONTENT_TYPE",
@@ -64,14 +73,17 @@ __all__ = [
 ]
 
 POLICY_CONTENT_TYPE = "application/vnd.twi.tlog-policy+cbor"
-POLICY_VERSION = 1
+POLICY_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
+# Content types only the log itself registers (its registration policy).
+LOG_CONTENT_TYPES = frozenset({POLICY_CONTENT_TYPE})
 POLICY_SUB_SUFFIX = "/registration-policy"
 MAX_POLICY_DEPTH = 16
 
 
 class PolicyViolation(VerificationError):
     """The statement would have been refused by the policy. ``reason`` is a short label
-    (``too-large``, ``alg``, ``content-type``, ``untrusted-issuer``, ``x509``, ``signature``,
+    (``too-large``, ``log-type``, ``alg``, ``content-type``, ``untrusted-issuer``, ``x509``, ``signature``, ``identity``,
     ``malformed``, ``no-policy``)."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
@@ -107,13 +119,18 @@ class RegistrationPolicy:
     max_statement_size: int
     previous: str | None = None
     document: dict = field(default_factory=dict, repr=False)
+    version: int = POLICY_VERSION
+    key_identities: dict[bytes, list[str]] = field(default_factory=dict)  # kid -> iss it may claim
+    anchor_identities: dict[bytes, list[str]] = field(default_factory=dict)  # SHA-256(DER) -> iss
 
     @classmethod
     def from_document(cls, doc: Any) -> "RegistrationPolicy":
         """Validate and decode a policy payload (CBOR already decoded); raises
         VerificationError("policy.document", ...)."""
         _need(isinstance(doc, dict), "the policy is not a map")
-        _need(doc.get("version") == POLICY_VERSION, f"unsupported policy version {cbor.brief(doc.get('version'))}")
+        version = doc.get("version")
+        _need(type(version) is int and version in SUPPORTED_VERSIONS,
+              f"unsupported policy version {cbor.brief(version)}")
         prev = doc.get("previous")
         _need(prev is None or (isinstance(prev, str) and len(prev) == 64 and _is_hex(prev)),
               "previous must be null or a 64-hex entry id")
@@ -140,7 +157,13 @@ class RegistrationPolicy:
               "allowed-content-types must be an array of text strings")
         size = doc.get("max-statement-size")
         _need(type(size) is int and size > 0, "max-statement-size must be a positive int")
-        return cls(issuer_keys, anchors, frozenset(algs), frozenset(ctys), size, prev, doc)
+        key_ids: dict[bytes, list[str]] = {}
+        anchor_ids: dict[bytes, list[str]] = {}
+        if version >= 2:
+            key_ids = _identities(doc.get("issuer-identities"), "issuer-identities")
+            anchor_ids = _identities(doc.get("anchor-identities"), "anchor-identities")
+        return cls(issuer_keys, anchors, frozenset(algs), frozenset(ctys), size, prev, doc, version, key_ids,
+                   anchor_ids)
 
     def evaluate(
         self,
@@ -149,6 +172,7 @@ class RegistrationPolicy:
         at_time: datetime.datetime | None = None,
         payload: bytes | None = None,
         presigned: bool = False,
+        log_kids: Container[bytes] = (),
     ) -> bool:
         """Apply the policy to ``st`` the way the log admits a statement; raise
         :class:`PolicyViolation` if it would have been refused.
@@ -157,29 +181,42 @@ class RegistrationPolicy:
         (and not given) so only the issuer's identity could be checked. ``presigned``: the caller
         already verified the signature with the key whose thumbprint is ``st.kid`` (the kid is a
         thumbprint, so that key is the only one it can name). x5chain paths are validated at
-        ``at_time`` (default: now)."""
+        ``at_time`` (default: now). ``log_kids``: the log's own kids, current and retired
+        (version 2 refuses statements under them)."""
         n = len(st.statement_bytes)
         if n > self.max_statement_size:
             raise PolicyViolation("too-large", f"statement of {n} bytes exceeds the policy maximum {self.max_statement_size}")
+        bound = self.version >= 2
+        cty = statement_content_type(st)
+        if bound and (cty in LOG_CONTENT_TYPES or (st.kid is not None and st.kid in log_kids)):
+            raise PolicyViolation("log-type", "a statement of the log's own types or under one of the log's keys")
         if st.alg not in self.allowed_algs:
             raise PolicyViolation("alg", f"algorithm {cbor.brief(st.alg)} is not allowed by the policy")
         if self.allowed_content_types:
-            cty = statement_content_type(st)
             if cty not in self.allowed_content_types:
                 raise PolicyViolation("content-type", f"content type {cbor.brief(cty)} is not allowed by the policy")
         payload = st.payload if st.payload is not None else payload
         checked = False
         if st.x5chain and self.trust_anchors:
             try:
-                leaf = validate_chain(st.x5chain, self.trust_anchors, at_time=at_time)
+                path = validate_path(st.x5chain, self.trust_anchors, at_time=at_time)
             except VerificationError as e:
                 raise PolicyViolation("x509", f"x5chain does not validate to the policy's anchors: {e.detail}") from None
             if payload is not None:
-                self._verify(st, leaf.public_key(), payload)
+                self._verify(st, path[0].public_key(), payload)
+            if bound:
+                why = x509_identity_mismatch(
+                    st.iss, path, self.anchor_identities.get(path[-1].fingerprint(hashes.SHA256())))
+                if why:
+                    raise PolicyViolation("identity", why)
             checked = True
         if st.kid is not None and st.kid in self.issuer_keys:
             if payload is not None and not presigned:
                 self._verify(st, self.issuer_keys[st.kid], payload)
+            if bound:
+                why = key_identity_mismatch(st.iss, st.kid, self.key_identities.get(st.kid))
+                if why:
+                    raise PolicyViolation("identity", why)
             checked = True
         if not checked:
             if st.kid is not None:
@@ -203,7 +240,17 @@ class RegistrationPolicy:
             "allowed_content_types": sorted(self.allowed_content_types),
             "max_statement_size": self.max_statement_size,
             "previous": self.previous,
+            "version": self.version,
+            "issuer_identities": {k.hex(): v for k, v in sorted(self.key_identities.items())},
+            "anchor_identities": {k.hex(): v for k, v in sorted(self.anchor_identities.items())},
         }
+
+
+def _identities(v: Any, what: str) -> dict[bytes, list[str]]:
+    _need(isinstance(v, dict) and all(
+        isinstance(k, bytes) and isinstance(ids, list) and ids and all(isinstance(i, str) for i in ids)
+        for k, ids in v.items()), f"{what} must map byte strings to non-empty arrays of text strings")
+    return {k: list(ids) for k, ids in v.items()}
 
 
 def _is_hex(s: str) -> bool:
@@ -329,7 +376,7 @@ class PolicyTracker:
             raise PolicyViolation("no-policy", "no registration policy statement precedes this entry")
         at = None if time is None else datetime.datetime.fromtimestamp(time, datetime.timezone.utc)
         try:
-            ok = cur.policy.evaluate(st, at_time=at, presigned=presigned)
+            ok = cur.policy.evaluate(st, at_time=at, presigned=presigned, log_kids=self.log_keys)
             return Verdict("admitted", cur.index, ok)
         except PolicyViolation as first:
             if time is not None and self.grace > 0:
@@ -337,7 +384,7 @@ class PolicyTracker:
                     if rec.superseded_time is None or time - rec.superseded_time > self.grace:
                         break
                     try:
-                        ok = rec.policy.evaluate(st, at_time=at, presigned=presigned)
+                        ok = rec.policy.evaluate(st, at_time=at, presigned=presigned, log_kids=self.log_keys)
                     except PolicyViolation:
                         continue
                     return Verdict("race", rec.index, ok,

@@ -673,6 +673,9 @@ def _check_issuer(msg: cose.Sign1, key: Any, anchors: Any, payload: bytes | None
     from .statement import SignedStatement
 
     try:
+        # the header rules of a Signed Statement first (kid/x5chain, CWT claims, iss, hash
+        # envelope), as the log applies them when it admits one
+        st = SignedStatement.from_sign1(msg)
         if key is not None:
             if msg.payload is None and payload is None:
                 raise VerificationError("statement.payload-missing", "payload is detached and was not supplied")
@@ -688,7 +691,7 @@ def _check_issuer(msg: cose.Sign1, key: Any, anchors: Any, payload: bytes | None
             if last is not None:
                 raise last
         else:
-            SignedStatement.from_sign1(msg).verify(trust_anchors=anchors, payload=payload)
+            st.verify(trust_anchors=anchors, payload=payload)
     except VerificationError as exc:
         return exc
     return None

@@ -94,9 +94,10 @@ class SignedStatement:
             raise VerificationError("statement.kid", "kid (4) must be a byte string")
         x5chain = _x5chain(p.get(HDR_X5CHAIN)) if HDR_X5CHAIN in p else []
         x5t = _x5t(p[HDR_X5T]) if HDR_X5T in p else None
-        if not x5chain and HDR_X5CHAIN in u:
-            # RFC 9943: x5chain may sit in the unprotected header when x5t is protected.
-            x5chain = _x5chain(u[HDR_X5CHAIN])
+        # Identity comes from the protected header only: RFC 9943 lets an x5chain sit in the
+        # unprotected header beside a protected x5t, but the log stores the statement with that
+        # header emptied, so such a chain could never be checked again (issue 11 item 4). It is
+        # ignored here; a statement identified only by x5t then has no chain to validate.
         x509_id = HDR_X5CHAIN in p or HDR_X5T in p
         if not x509_id and kid is None:
             raise VerificationError("statement.kid", "kid (4) required when neither x5t nor x5chain is protected")

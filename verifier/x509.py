@@ -25,7 +25,7 @@ from cryptography.x509 import verification as xv
 from .cbor import brief
 from .errors import VerificationError
 
-__all__ = ["load_certificates", "validate_chain", "cert_hash"]
+__all__ = ["load_certificates", "validate_chain", "validate_path", "cert_hash"]
 
 _X5T_HASHES = {-16: hashes.SHA256, -43: hashes.SHA384, -44: hashes.SHA512}
 
@@ -60,14 +60,15 @@ def _leaf_basic_constraints(policy: object, cert: x509.Certificate, ext: object)
         raise ValueError("leaf certificate is a CA")
 
 
-def validate_chain(
+def validate_path(
     chain_der: Sequence[bytes],
     trust_anchors: Sequence[x509.Certificate],
     *,
     at_time: datetime.datetime | None = None,
     max_chain_depth: int = 8,
-) -> x509.Certificate:
-    """Validate ``chain_der`` (leaf first) to one of ``trust_anchors``; return the leaf.
+) -> list[x509.Certificate]:
+    """Validate ``chain_der`` (leaf first) to one of ``trust_anchors``; return the validated
+    path, leaf first and the trust anchor last.
 
     Raises VerificationError("x509.chain", ...) when no valid path exists.
     """
@@ -93,7 +94,21 @@ def validate_chain(
         .extension_policies(ca_policy=xv.ExtensionPolicy.webpki_defaults_ca(), ee_policy=ee_policy)
     )
     try:
-        builder.build_client_verifier().verify(certs[0], certs[1:])
+        verified = builder.build_client_verifier().verify(certs[0], certs[1:])
     except xv.VerificationError as exc:
-        raise VerificationError("x509.chain", f"certificate path validation failed: {exc}") from None
-    return certs[0]
+        raise VerificationError("x509.chain", f"certificate path validation failed: {brief(str(exc), 300)}") from None
+    return list(verified.chain)
+
+
+def validate_chain(
+    chain_der: Sequence[bytes],
+    trust_anchors: Sequence[x509.Certificate],
+    *,
+    at_time: datetime.datetime | None = None,
+    max_chain_depth: int = 8,
+) -> x509.Certificate:
+    """Validate ``chain_der`` (leaf first) to one of ``trust_anchors``; return the leaf.
+
+    Raises VerificationError("x509.chain", ...) when no valid path exists.
+    """
+    return validate_path(chain_der, trust_anchors, at_time=at_time, max_chain_depth=max_chain_depth)[0]
