@@ -69,9 +69,9 @@ def _svc(app):
 
 
 def _post(app, body: bytes):
-    t = time.process_time()
+    t = time.thread_time()
     r = app.test_client().post("/entries", data=body, content_type="application/cose")
-    return r, time.process_time() - t
+    return r, time.thread_time() - t
 
 
 def _problem(r) -> str:

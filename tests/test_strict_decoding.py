@@ -44,10 +44,10 @@ def _prot(*pairs: bytes, claims: bytes | None = None) -> bytes:
 
 
 def _refused(data: bytes) -> VerificationError:
-    t = time.process_time()
+    t = time.thread_time()
     with pytest.raises(VerificationError) as e:
         SignedStatement.parse(data, max_size=(1 << 20) + 65536).verify(KEY.public_key())
-    assert time.process_time() - t < 0.1
+    assert time.thread_time() - t < 0.1
     return e.value
 
 
@@ -170,10 +170,10 @@ def test_tags_kept_not_interpreted():
 
 
 def _timed_refusal(data: bytes, fn) -> VerificationError:
-    t = time.process_time()
+    t = time.thread_time()
     with pytest.raises(VerificationError) as e:
         fn(data)
-    elapsed = time.process_time() - t
+    elapsed = time.thread_time() - t
     assert elapsed < 0.1, f"{elapsed * 1000:.0f} ms"
     return e.value
 
@@ -263,3 +263,29 @@ def test_crit_in_unprotected_refused_and_understood_crit_accepted():
     st = SignedStatement.parse(_crit(b"\x82\x01\x0f"))
     st.verify(KEY.public_key())
     assert st.sign1.protected[2] == [1, 15]
+
+
+def test_receipt_with_unknown_crit_refused():
+    from verifier import merkle, receipt
+
+    leaf = b"statement"
+    path = [bytes([i]) * 32 for i in range(3)]
+    root = merkle.root_from_inclusion_proof(5, 8, merkle.leaf_hash(leaf), path)
+    kid = kid_of(KEY)
+
+    def make(extra: dict) -> bytes:
+        prot = cbor.dumps({1: -7, 4: kid, 15: {1: "https://log.example", 2: "log"}, 395: 1, **extra})
+        sig = cose.sign_tbs(KEY, cose.ES256, cose.sig_structure(prot, root))
+        return receipt.assemble_receipt(prot, sig, inclusion=[receipt.encode_inclusion_proof(8, 5, path)])
+
+    keys = {kid: KEY.public_key()}
+    receipt.verify_inclusion_receipt(make({}), leaf, keys)
+    receipt.verify_inclusion_receipt(make({2: [395]}), leaf, keys)  # crit naming a label it processes
+    for extra in ({2: [999], 999: 0}, {2: ["x"], "x": 0}):
+        data = make(extra)
+        with pytest.raises(VerificationError) as e:
+            receipt.verify_inclusion_receipt(data, leaf, keys)
+        assert e.value.check == "cose.crit"
+        with pytest.raises(VerificationError) as e:
+            receipt.Receipt.parse(data, max_depth=15)  # the general (not fast) path
+        assert e.value.check == "cose.crit"

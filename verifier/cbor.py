@@ -53,7 +53,7 @@ DEFAULT_MAX_SIZE = 1 << 20
 DEFAULT_MAX_DEPTH = 16
 # Items (array elements, map keys and values, tagged items) in one decoded input, all
 # containers together: a bound on the work any input can cause (~0.3 us each).
-DEFAULT_MAX_ITEMS = 1 << 16
+DEFAULT_MAX_ITEMS = 1 << 14
 # Header maps (RFC 9052): labels per map at any depth, items in one header.
 HEADER_MAX_LABELS = 64
 HEADER_MAX_ITEMS = 4096
