@@ -160,8 +160,8 @@ class RegistrationPolicy:
         key_ids: dict[bytes, list[str]] = {}
         anchor_ids: dict[bytes, list[str]] = {}
         if version >= 2:
-            key_ids = _identities(doc.get("issuer-identities"), "issuer-identities")
-            anchor_ids = _identities(doc.get("anchor-identities"), "anchor-identities")
+            key_ids = _identities(doc.get("issuer-identities", {}), "issuer-identities")
+            anchor_ids = _identities(doc.get("anchor-identities", {}), "anchor-identities")
         return cls(issuer_keys, anchors, frozenset(algs), frozenset(ctys), size, prev, doc, version, key_ids,
                    anchor_ids)
 
