@@ -345,3 +345,20 @@ def test_twi_verify_cli_accepts_admitted_statement(hostile_app, tmp_path):
     assert vcli.main(["transparent-statement", str(f), "--log-key", lk, "--issuer-key",
                       _write_key(tmp_path / "o.pem", FREE)]) == 1
     assert vkeys.thumbprint(KEY.public_key()) == ts.kid
+
+
+def test_trust_entries_from_config_env_and_cli(tmp_path):
+    import json
+
+    from tlog.keys import KeyError_, TrustStore
+
+    p, q = str(write_public(tmp_path / "k.pem", KEY)), str(write_public(tmp_path / "f.pem", FREE))
+    cfg = Config.load(env={"TLOG_ISSUER_KEYS": json.dumps([{"path": p, "iss": [ISS]}, q])})
+    ts = TrustStore.load(cfg.issuer_keys, cfg.trust_anchors)
+    assert ts.key_identities == {kid_of(KEY): [ISS]} and set(ts.issuer_keys) == {kid_of(KEY), kid_of(FREE)}
+    # the command line form: a JSON object in the string
+    ts = TrustStore.load([json.dumps({"path": p, "iss": "https://one.example"})], [])
+    assert ts.key_identities == {kid_of(KEY): ["https://one.example"]}
+    for bad in ({"path": p, "iss": []}, {"path": p, "iss": [1]}, {"path": p, "other": 1}, {"iss": [ISS]}, "{nope"):
+        with pytest.raises(KeyError_):
+            TrustStore.load([bad], [])
