@@ -7,6 +7,7 @@ cbor2 after a float or tag, the per-map label check only at the top level, no cr
 
 from __future__ import annotations
 
+import gc
 import time
 
 import pytest
@@ -43,12 +44,31 @@ def _prot(*pairs: bytes, claims: bytes | None = None) -> bytes:
     return H(5, len(items)) + b"".join(items)
 
 
+def cpu_seconds(fn) -> float:
+    """CPU time of this thread spent in ``fn()``, the best of up to 3 runs, without the garbage
+    collector (a collection of the whole test process is not work the input caused)."""
+    best = float("inf")
+    for _ in range(3):
+        gc.disable()
+        try:
+            t = time.thread_time()
+            fn()
+            best = min(best, time.thread_time() - t)
+        finally:
+            gc.enable()
+        if best < 0.1:
+            break
+    return best
+
+
 def _refused(data: bytes) -> VerificationError:
-    t = time.thread_time()
-    with pytest.raises(VerificationError) as e:
-        SignedStatement.parse(data, max_size=(1 << 20) + 65536).verify(KEY.public_key())
-    assert time.thread_time() - t < 0.1
-    return e.value
+    def run():
+        with pytest.raises(VerificationError) as e:
+            SignedStatement.parse(data, max_size=(1 << 20) + 65536).verify(KEY.public_key())
+        run.error = e.value
+
+    assert cpu_seconds(run) < 0.1
+    return run.error
 
 
 def test_valid_baseline_parses():
@@ -170,12 +190,14 @@ def test_tags_kept_not_interpreted():
 
 
 def _timed_refusal(data: bytes, fn) -> VerificationError:
-    t = time.thread_time()
-    with pytest.raises(VerificationError) as e:
-        fn(data)
-    elapsed = time.thread_time() - t
+    def run():
+        with pytest.raises(VerificationError) as e:
+            fn(data)
+        run.error = e.value
+
+    elapsed = cpu_seconds(run)
     assert elapsed < 0.1, f"{elapsed * 1000:.0f} ms"
-    return e.value
+    return run.error
 
 
 def test_colliding_bignum_keys_refused_fast():
