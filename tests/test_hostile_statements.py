@@ -384,3 +384,21 @@ def test_trust_entries_from_config_env_and_cli(tmp_path):
     for bad in ({"path": p, "iss": []}, {"path": p, "iss": [1]}, {"path": p, "other": 1}, {"iss": [ISS]}, "{nope"):
         with pytest.raises(KeyError_):
             TrustStore.load([bad], [])
+
+
+def test_version_1_policy_keeps_the_old_rules_until_replaced():
+    from tlog.keys import TrustStore
+    from tlog.policy import Policy
+
+    trust = TrustStore(issuer_keys={kid_of(KEY): KEY.public_key()}, key_identities={kid_of(KEY): [ISS]})
+    v2 = Policy(trust=trust, allowed_algs=[-7])
+    doc = cbor.loads(cbor.dumps(v2.document(None)))
+    assert doc["version"] == 2 and Policy.from_document(doc).digest() == v2.digest()
+    v1 = Policy.from_document({k: v for k, v in doc.items() if not k.endswith("-identities")} | {"version": 1})
+    assert v1.version == 1 and v1.digest() != Policy(trust=TrustStore(issuer_keys=dict(trust.issuer_keys)),
+                                                    allowed_algs=[-7]).digest()
+    other = SignedStatement.parse(statement(KEY, iss="https://victim.example"))
+    v1.check(other)  # the rules the log applied when that policy was registered
+    with pytest.raises(Exception) as e:
+        Policy.from_document(doc).check(other)
+    assert getattr(e.value, "reason", "") == "identity"

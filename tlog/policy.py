@@ -159,6 +159,9 @@ class Policy:
         """Hash of the policy content (without the ``previous`` link): "has the policy changed"."""
         doc = self.document(None)
         del doc["previous"]
+        # a policy read from a version 1 document differs from the same settings in version 2 (the
+        # identity rules): `tlog policy set` then registers the version 2 policy
+        doc["version"] = self.version
         return hashlib.sha256(vcbor.dumps(doc)).hexdigest()
 
     @staticmethod
