@@ -25,9 +25,10 @@ and parsers re-exported here so both sides agree on the wire.
 
 Modules, one concern each: ``wire`` (shared names), ``workload_id``, ``der`` (pointer
 extension), ``parse`` (credentials), ``records`` (CPR decoding, private records), ``trust``,
-``signature`` (the credential's own signature), ``binding`` (credential <-> record), ``ear``,
-``policies`` (result and relying-party policy), ``verify`` (the composition), ``fetch``,
-``cli`` (``twi-verify credential``).
+``signature`` (the credential's own signature), ``binding`` (credential <-> record, workload and
+attestation binding), ``ear``, ``status`` (revocation), ``logged_policy`` (the issuer's policies in
+the log), ``wpt`` (WIMSE proof of possession), ``policies`` (result and relying-party policy),
+``verify`` (the composition), ``fetch``, ``cli`` (``twi-verify credential``).
 """
 
 from __future__ import annotations

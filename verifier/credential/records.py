@@ -46,7 +46,6 @@ def decrypt_record(blob: bytes, key: bytes, rid: str) -> bytes:
         raise VerificationError("record.decrypt", "wrong key, wrong record id or tampered ciphertext") from None
 
 
-
 def classify(st: Any) -> str | None:
     if st.content_type == STATUS_MEDIA_TYPE:
         return "status"
@@ -67,7 +66,6 @@ def statement_rid(st: Any) -> str | None:
         except UnicodeDecodeError:
             return None
     return None
-
 
 
 def decode_record(data: bytes) -> dict[str, Any]:

@@ -42,7 +42,6 @@ def verified_receipts(ts: bytes, st: Any, trust: TrustConfig, accepted_logs: lis
     return ok
 
 
-
 def verify_wprs(rec: dict[str, Any], wpr_statements: list[tuple[bytes, Any]], trust: TrustConfig,
                  accepted_logs: list[str], documents: Sequence[bytes] = ()) -> list[dict[str, Any]]:
     """The Workload Provenance statements the record links (by leaf digest), verified. A private

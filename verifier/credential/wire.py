@@ -30,7 +30,6 @@ LOOKUP_PATH = "/twi/v1/cpr"
 SBOM_MEDIA_TYPES = ("application/spdx+json", "application/spdx3+json", "application/vnd.cyclonedx+json")
 
 
-
 def b64url(b: bytes) -> str:
     return base64.urlsafe_b64encode(b).rstrip(b"=").decode("ascii")
 
