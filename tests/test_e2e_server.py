@@ -1,4 +1,4 @@
-"""End to end: the real server (gunicorn, several gthread workers) on loopback, kill -9 under load.
+"""End to end: the real server (`tlog serve`: granian, several workers) on loopback, kill -9 under load.
 
 Every receipt handed out before the crash must still prove inclusion against the checkpoint
 served after the restart, through a consistency receipt from the receipt's tree size.
@@ -37,13 +37,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-class Gunicorn:
+class Served:
+    """``tlog serve`` (the production server) with settings from ``env``."""
+
     def __init__(self, env: dict, log: Path, workers: int = 3, threads: int = 8) -> None:
         self.port = _free_port()
         self.log = open(log, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-k", "gthread", "--workers", str(workers), "--threads", str(threads),
-             "-b", f"127.0.0.1:{self.port}", "--graceful-timeout", "3", "tlog.server.wsgi:app"],
+            [sys.executable, "-m", "tlog.cli", "serve", "--workers", str(workers), "--threads", str(threads),
+             "--port", str(self.port)],
             cwd=str(ROOT), env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
@@ -96,7 +98,7 @@ def _register(srv, st, timeout=20.0):
 
 
 @pytest.mark.slow
-def test_gunicorn_register_read_kill9_restart(tmp_path):
+def test_served_register_read_kill9_restart(tmp_path):
     key = ec.generate_private_key(ec.SECP256R1())
     env = {
         "TLOG_DATA_DIR": str(tmp_path / "data"),
@@ -105,7 +107,7 @@ def test_gunicorn_register_read_kill9_restart(tmp_path):
         "TLOG_ISSUER": "https://e2e.example",
         "TLOG_REGISTER_WAIT": "0.02",  # a mix of 201 and 303 (spilled to the durable queue) answers
     }
-    srv = Gunicorn(env, tmp_path / "server.log")
+    srv = Served(env, tmp_path / "server.log")
     try:
         conf = cbor2.loads(srv.get("/.well-known/transparency-configuration")[1])
         vkey = conf["checkpoint_vkey"]
@@ -168,7 +170,7 @@ def test_gunicorn_register_read_kill9_restart(tmp_path):
     finally:
         srv.kill()
 
-    srv2 = Gunicorn(env, tmp_path / "server.log")
+    srv2 = Served(env, tmp_path / "server.log")
     try:
         # the pending (303) ones are integrated after the restart
         deadline = time.monotonic() + 20

@@ -10,11 +10,12 @@
     tlog register FILE --log URL [--out TS]        register a Signed Statement, write its receipt
     tlog info --log URL                            a running log's origin, vkey, receipt key ids
 
-``serve`` runs gunicorn (threaded workers; each worker opens its own Log on the shared database)
-with the app of :mod:`tlog.server`. The same settings can come from a TOML/JSON config file or
-``TLOG_*`` environment variables (see :mod:`tlog.config`). Once a worker answers, ``serve`` prints
-one ready line on stdout (:mod:`tlog.ready`). ``register`` and ``info`` are clients
-(:mod:`tlog.clientcmd`).
+``serve`` runs granian (:mod:`tlog.server.httpd`: HTTP parsed in Rust with header and body
+timeouts; ``--workers`` processes, each opening its own Log on the shared database and its own
+integrator process; ``--threads`` Python threads each) with the app of :mod:`tlog.server`. The
+same settings can come from a TOML/JSON config file or ``TLOG_*`` environment variables (see
+:mod:`tlog.config`). Once a worker answers, ``serve`` prints one ready line on stdout
+(:mod:`tlog.ready`). ``register`` and ``info`` are clients (:mod:`tlog.clientcmd`).
 """
 
 from __future__ import annotations
@@ -93,34 +94,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     lk = ident.keys
     cfg.origin, cfg.issuer = lk.origin, ident.issuer
 
-    from gunicorn.app.base import BaseApplication
+    import os
 
+    from .logs import dictconfig, setup_logging
     from .ready import announce_when_ready, local_url
+    from .server import httpd
 
-    class _App(BaseApplication):
-        def load_config(self):
-            self.cfg.set("bind", [f"{cfg.host}:{cfg.port}"])
-            self.cfg.set("workers", args.workers)
-            self.cfg.set("threads", args.threads)
-            self.cfg.set("worker_class", "gthread" if args.threads > 1 else "sync")
-            self.cfg.set("timeout", 60)
-            self.cfg.set("graceful_timeout", 10)
-            self.cfg.set("keepalive", 30)
-            self.cfg.set("preload_app", False)  # every worker opens its own Log
-            self.cfg.set("when_ready", lambda _arbiter: announce_when_ready(local_url(cfg.host, cfg.port)))
-            if args.access_log:
-                self.cfg.set("accesslog", "-")
-
-        def load(self):
-            from .server import create_app
-
-            return create_app(cfg, integrator="process" if cfg.integrator == "auto" else None)
-
-    print(f"tlog: serving {lk.origin} on http://{cfg.host}:{cfg.port} "
-          f"({args.workers} workers x {args.threads} threads), receipt kid {lk.receipt.kid.hex()}",
-          file=sys.stderr)
+    setup_logging(cfg.log_format)
+    # every worker process reads the same settings from the environment (tlog.server.wsgi:rsgi_app)
+    os.environ.update(cfg.to_env())
+    log = logging.getLogger("tlog.serve")
+    log.info("starting", extra={"fields": {
+        "origin": lk.origin, "url": f"http://{cfg.host}:{cfg.port}", "server": "granian",
+        "workers": cfg.workers, "threads": cfg.threads, "header_timeout": cfg.header_timeout,
+        "body_timeout": cfg.body_timeout, "receipt_kid": lk.receipt.kid.hex(), "database":
+        "postgresql" if cfg.database_url else "sqlite", "log_format": cfg.log_format}})
     try:
-        _App().run()
+        httpd.run("tlog.server.wsgi:rsgi_app", host=cfg.host, port=cfg.port, workers=cfg.workers,
+                  header_timeout=cfg.header_timeout, log_dictconfig=dictconfig(cfg.log_format),
+                  access_log=False,
+                  # the socket is bound, the workers not yet forked: the ready-line watcher process
+                  on_startup=lambda: announce_when_ready(local_url(cfg.host, cfg.port)))
     finally:
         lock.release()
     return 0
@@ -194,11 +188,13 @@ def cmd_rotate(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="tlog", description="TWI provenance transparency log")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("serve", help="serve the log over HTTP (gunicorn)")
+    s = sub.add_parser("serve", help="serve the log over HTTP (granian, tlog.server.httpd)")
     _add_settings(s)
-    s.add_argument("--workers", type=int, default=2)
-    s.add_argument("--threads", type=int, default=16)
-    s.add_argument("--access-log", action="store_true")
+    s.add_argument("--workers", type=int, help="server processes, each with its integrator (default 2)")
+    s.add_argument("--threads", type=int, help="Python threads per process running requests (default 16)")
+    s.add_argument("--header-timeout", type=float, help="seconds to receive a request head (default 10)")
+    s.add_argument("--body-timeout", type=float, help="seconds to receive a request body, then 408 (default 30)")
+    s.add_argument("--log-format", choices=("plain", "json"), help="log lines as key=value (default) or JSON")
     s.set_defaults(func=cmd_serve)
     i = sub.add_parser("init", help="create the log's keys and print them")
     _add_settings(i)
@@ -217,7 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    from .logs import setup_logging
+
+    setup_logging()
     args = build_parser().parse_args(argv)
     if args.cmd in ("register", "info"):
         from .clientcmd import run

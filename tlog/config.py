@@ -2,7 +2,7 @@
 
 One :class:`Config` holds every setting. It is built, in increasing order of precedence, from
 the defaults below, a TOML or JSON config file (``--config FILE`` / ``TLOG_CONFIG``), environment
-variables (``TLOG_<NAME>``, used by the gunicorn entry point) and command-line options.
+variables (``TLOG_<NAME>``, read by every server worker process) and command-line options.
 
 Config file example (TOML)::
 
@@ -79,7 +79,7 @@ class Config:
     max_wait: float = 0.005  # core group-commit linger (s)
     # "process": group commit and receipts in a separate integrator process per worker
     # (tlog.integrator); "thread": in the worker; "auto": process under `tlog serve` and the
-    # gunicorn entry point, thread elsewhere (tests, embedding)
+    # server entry points of tlog.server.wsgi, thread elsewhere (tests, embedding)
     integrator: str = "auto"
     lookup_limit: int = 1000  # max entries returned by one lookup
     # witnesses (tlog.witnessing): [{url, vkey}] or "URL=VKEY"; /checkpoint needs witness_quorum cosignatures
@@ -90,6 +90,13 @@ class Config:
     pkcs11_module: str | None = None
     pkcs11_token: str | None = None
     pkcs11_pin: str | None = None
+    # production HTTP server (tlog.server.httpd: granian): processes, Python threads per process,
+    # seconds for a request head and for a request body (then 408 and the connection closes)
+    workers: int = 2
+    threads: int = 16
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    log_format: str = "plain"  # "plain" (key=value) or "json": every process of the server
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -174,6 +181,10 @@ class Config:
     def validate(self) -> None:
         if self.integrator not in ("auto", "thread", "process"):
             raise ConfigError("integrator must be auto, thread or process")
+        if self.log_format not in ("plain", "json"):
+            raise ConfigError("log_format must be plain or json")
+        if self.workers <= 0 or self.threads <= 0 or self.header_timeout <= 0 or self.body_timeout <= 0:
+            raise ConfigError("workers, threads, header_timeout and body_timeout must be positive")
         if self.pending_status not in (202, 302):
             raise ConfigError("pending_status must be 202 or 302")
         if not (0 < self.port < 65536):
@@ -233,7 +244,7 @@ class Config:
                 "lock_timeout": self.db_lock_timeout}
 
     def to_env(self) -> dict[str, str]:
-        """Environment variables that reproduce this config (for the gunicorn entry point)."""
+        """Environment variables that reproduce this config (for the server worker processes)."""
         out = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)

@@ -219,10 +219,12 @@ class IntegratorClient:
 def main(fd: int) -> int:
     """The integrator process: config from the socket, then batches until the socket closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the worker; it closes us
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
     conn = Connection(fd)
     try:
         config = pickle.loads(conn.recv_bytes())
+        from .logs import setup_logging
+
+        setup_logging(getattr(config, "log_format", None))  # the worker's format
         from .service import LogService
 
         svc = LogService(config, integrator="thread")

@@ -17,7 +17,9 @@ Extension (not in the spec): ``GET <prefix>/checkpoint?origin=<origin>`` returns
 cosigned checkpoint note (log signatures + this witness's cosignature), for monitors comparing
 views (``twi-verify monitor --witness``).
 
-Run: ``python -m tlog.witness --data-dir DIR --log-vkey VKEY [--origin O] [--port P]``.
+Run: ``python -m tlog.witness --data-dir DIR --log-vkey VKEY [--origin O] [--port P]``. It is
+served by the log's production server (granian through :mod:`tlog.server.httpd`: header and body
+timeouts, bodies read outside Python threads), one process, ``--threads`` Python threads.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import json
 import os
 import re
 import sqlite3
@@ -223,7 +226,10 @@ def _load_or_create_key(data_dir: Path, name: str) -> CosignatureSigner:
     return s
 
 
-def main(argv: Iterable[str] | None = None) -> int:
+_ARGV_ENV = "TLOG_WITNESS_ARGV"
+
+
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m tlog.witness", description=__doc__.split("\n")[0])
     ap.add_argument("--data-dir", required=True, help="state (witness.db) and key (witness.skey)")
     ap.add_argument("--log-vkey", action="append", required=True, help="trusted log verifier key (repeatable)")
@@ -233,7 +239,14 @@ def main(argv: Iterable[str] | None = None) -> int:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8081)
     ap.add_argument("--prefix", default="", help="URL prefix for add-checkpoint")
-    args = ap.parse_args(list(argv) if argv is not None else None)
+    ap.add_argument("--threads", type=int, default=8, help="Python threads serving requests")
+    ap.add_argument("--header-timeout", type=float, default=10.0, help="seconds to receive a request head")
+    ap.add_argument("--body-timeout", type=float, default=10.0, help="seconds to receive a request body (then 408)")
+    ap.add_argument("--log-format", choices=("plain", "json"), default=None, help="log lines (default plain)")
+    return ap
+
+
+def _open(args) -> tuple[Witness, CosignatureSigner] | int:
     try:
         keys = [NoteVerifier.from_vkey(k) for k in args.log_vkey]
     except VerificationError as e:
@@ -251,9 +264,39 @@ def main(argv: Iterable[str] | None = None) -> int:
         logs.setdefault(o, []).append(k)
     d = private_dir(args.data_dir)
     signer = _load_or_create_key(d, args.name)
-    w = Witness(d / "witness.db", logs, [signer])
+    return Witness(d / "witness.db", logs, [signer]), signer
+
+
+def rsgi_app():
+    """Factory for the production server (a granian worker): the arguments come from main()."""
+    from .logs import setup_logging
+    from .server.httpd import WSGIOverRSGI
+
+    args = _parser().parse_args(json.loads(os.environ[_ARGV_ENV]))
+    setup_logging(args.log_format)
+    opened = _open(args)
+    if isinstance(opened, int):
+        raise SystemExit(opened)
+    w, _ = opened
+    return WSGIOverRSGI(create_app(w, args.prefix), threads=args.threads, max_body=MAX_BODY,
+                        body_timeout=args.body_timeout)
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    argv = list(argv) if argv is not None else sys.argv[1:]
+    args = _parser().parse_args(argv)
+    opened = _open(args)
+    if isinstance(opened, int):
+        return opened
+    _, signer = opened
     print(f"witness key: {signer.vkey}", file=sys.stderr)
-    create_app(w, args.prefix).run(host=args.host, port=args.port, threaded=True)
+    from .logs import dictconfig, setup_logging
+    from .server import httpd
+
+    setup_logging(args.log_format)
+    os.environ[_ARGV_ENV] = json.dumps(argv)
+    httpd.run("tlog.witness:rsgi_app", host=args.host, port=args.port, workers=1,
+              header_timeout=args.header_timeout, log_dictconfig=dictconfig(args.log_format or "plain"))
     return 0
 
 

@@ -1,6 +1,7 @@
 """Baseline for tools/loadgen.py: a bare Flask POST endpoint, served exactly like the log.
 
-    gunicorn -k gthread --workers 2 --threads 16 -b 127.0.0.1:8001 'tools.bare_flask:app'
+    granian --interface rsgi --factory --workers 1 --port 8001 'tools.bare_flask:rsgi_app'   # as tlog serve
+    gunicorn -k gthread --workers 1 --threads 16 -b 127.0.0.1:8001 'tools.bare_flask:app'      # for comparison
 
 POST /entries reads the body and answers 201 with a receipt-sized body and a Location header;
 nothing is parsed, verified or stored. The ratio log/bare measures what the log adds.
@@ -32,3 +33,10 @@ def entries():
 @app.get("/health")
 def health():
     return {"status": "ok"}
+
+
+def rsgi_app():
+    """The same app under the production server's adapter (tlog.server.httpd), TLOG_THREADS threads."""
+    from tlog.server.httpd import WSGIOverRSGI
+
+    return WSGIOverRSGI(app, threads=int(os.environ.get("TLOG_THREADS", "16")), max_body=(1 << 20) + 4096)

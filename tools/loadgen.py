@@ -4,8 +4,9 @@
     python tools/loadgen.py --soak                # + 64 clients for 60 s: 5xx, lost and duplicate entries
     python tools/loadgen.py --url http://127.0.0.1:8000 --clients 16 --duration 10   # an already running log
 
-Without ``--url`` it starts, on 127.0.0.1, both servers the same way (gunicorn, ``-k gthread``,
-the same ``--workers``/``--threads``): the log (``tlog.server.wsgi:app``, fresh data dir, one
+Without ``--url`` it starts, on 127.0.0.1, both servers the same way (``--server granian``, the
+production server of ``tlog serve``, by default; ``--server gunicorn`` for gthread; the same
+``--workers``/``--threads``): the log (``tlog.server.wsgi:app``, fresh data dir, one
 trusted ES256 issuer key) and the bare Flask POST endpoint (``tools.bare_flask:app``), and drives
 both with the same client in the same run. Statements are signed before the clock starts (unique
 subjects), so the client's cost per request is the same for both servers.
@@ -70,15 +71,27 @@ def sign_statements(key, n: int, tag: str) -> list[tuple[bytes, bytes]]:
 # ---- servers --------------------------------------------------------------------------------
 
 
+def server_command(server: str, app: str, port: int, workers: int, threads: int) -> list[str]:
+    """``granian``: the production server as ``tlog serve`` runs it (RSGI, tlog.server.httpd);
+    ``gunicorn``: gthread, the setup before issue 11 (for comparisons)."""
+    if server == "granian":
+        return [sys.executable, "-m", "granian", "--interface", "rsgi", "--factory", "--workers", str(workers),
+                "--host", "127.0.0.1", "--port", str(port), "--http", "1", "--no-ws", "--log-level", "warning",
+                "--http1-header-read-timeout", "10000", app.replace(":app", ":rsgi_app")]
+    return [
+        sys.executable, "-m", "gunicorn", "-k", "gthread", "--workers", str(workers), "--threads", str(threads),
+        "-b", f"127.0.0.1:{port}", "--keep-alive", "30", "--timeout", "60", "--graceful-timeout", "5",
+        "--log-level", "warning", app,
+    ]
+
+
 class Server:
-    def __init__(self, app: str, port: int, workers: int, threads: int, env: dict, log_path: Path) -> None:
+    def __init__(self, app: str, port: int, workers: int, threads: int, env: dict, log_path: Path,
+                 server: str = "granian") -> None:
         self.port = port
         self.log_file = open(log_path, "ab")
-        cmd = [
-            sys.executable, "-m", "gunicorn", "-k", "gthread", "--workers", str(workers), "--threads", str(threads),
-            "-b", f"127.0.0.1:{port}", "--keep-alive", "30", "--timeout", "60", "--graceful-timeout", "5",
-            "--log-level", "warning", app,
-        ]
+        cmd = server_command(server, app, port, workers, threads)
+        env = {**env, "TLOG_THREADS": str(threads)}
         self.proc = subprocess.Popen(
             cmd, cwd=str(ROOT), env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
             stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True,
@@ -294,7 +307,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per measured run")
-    ap.add_argument("--workers", type=int, default=1, help="gunicorn workers for both servers (1: one sequencer, biggest batches)")
+    ap.add_argument("--server", choices=("granian", "gunicorn"), default="granian",
+                    help="granian: the production server of tlog serve (default); gunicorn gthread: the old setup")
+    ap.add_argument("--workers", type=int, default=1, help="server processes for both servers (1: one sequencer, biggest batches)")
     ap.add_argument("--threads", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=1, help="alternate bare/log runs this many times")
     ap.add_argument("--statements", type=int, default=20000, help="pre-signed statements per log run (bound)")
@@ -323,7 +338,7 @@ def main(argv=None) -> int:
             "loadavg_start": os.getloadavg(),
             "workers": args.workers,
             "threads": args.threads,
-            "worker_class": "gthread",
+            "server": args.server,
             "python": sys.version.split()[0],
         }
     }
@@ -348,7 +363,7 @@ def main(argv=None) -> int:
 
     def start(app, env):
         port = free_port()
-        s = Server(app, port, args.workers, args.threads, env, work / "server.log")
+        s = Server(app, port, args.workers, args.threads, env, work / "server.log", args.server)
         servers.append(s)
         s.wait_ready()
         return s
@@ -414,7 +429,7 @@ def main(argv=None) -> int:
         print(json.dumps(report, indent=2))
     else:
         c = report["conditions"]
-        print(f"conditions: {c['backend']}, {c['cpus']} CPUs, load {c['loadavg_start']} -> {c.get('loadavg_end')}, gunicorn gthread "
+        print(f"conditions: {c['backend']}, {c['cpus']} CPUs, load {c['loadavg_start']} -> {c.get('loadavg_end')}, {c['server']} "
               f"{c['workers']} workers x {c['threads']} threads, statements signed in {c['signing_s']} s")
         for i, r in enumerate(report.get("runs", [])):
             b, lg = r["bare"], r["log"]

@@ -318,7 +318,7 @@ def _read_tiles(db, keys):
 
 
 class SQLiteStorage(SQLReads, Storage):
-    def __init__(self, path: str | os.PathLike, *, busy_timeout: float = 120.0, cache_mb: int = 256,
+    def __init__(self, path: str | os.PathLike, *, busy_timeout: float = 120.0, cache_mb: int = 64,
                  merge_every: int = DEFAULT_MERGE_EVERY) -> None:
         if merge_every < 1:
             raise ValueError("merge_every must be >= 1")

@@ -1,0 +1,101 @@
+"""One log format for every process of the server (issue 10): the granian master and workers, the
+integrator processes and the witness.
+
+``plain`` (default): one line per record, ``key=value`` pairs, values quoted when they hold
+spaces, quotes or ``=``::
+
+    ts=2026-11-30T12:00:00.123Z level=info pid=4242 logger=tlog.access msg=request id=6f1c... method=POST path=/entries status=201 ms=3.1
+
+``json``: one JSON object per line with the same keys. Structured fields are passed as
+``log.info("request", extra={"fields": {...}})``; the message of other records is formatted as
+usual. The format is chosen by the setting ``log_format`` (``TLOG_LOG_FORMAT``), which the
+server's processes inherit through the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.config
+import os
+import time
+
+__all__ = ["PlainFormatter", "JSONFormatter", "setup_logging", "dictconfig", "fields"]
+
+_FORMAT_ENV = "TLOG_LOG_FORMAT"
+
+
+def _ts(record: logging.LogRecord) -> str:
+    t = time.gmtime(record.created)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", t) + ".%03dZ" % int(record.msecs)
+
+
+def _base(record: logging.LogRecord) -> dict:
+    out = {
+        "ts": _ts(record),
+        "level": record.levelname.lower(),
+        "pid": record.process,
+        "logger": record.name,
+        "msg": record.getMessage(),
+    }
+    f = getattr(record, "fields", None)
+    if f:
+        out.update(f)
+    if record.exc_info:
+        out["exc"] = logging.Formatter().formatException(record.exc_info)
+    return out
+
+
+def _plain_value(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    s = v if isinstance(v, str) else str(v)
+    if s == "" or any(c in s for c in ' "=\n\t\\'):
+        return json.dumps(s)
+    return s
+
+
+class PlainFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return " ".join(f"{k}={_plain_value(v)}" for k, v in _base(record).items())
+
+
+class JSONFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(_base(record), default=str, separators=(",", ":"))
+
+
+def _formatter_class(fmt: str) -> str:
+    return "tlog.logs.JSONFormatter" if fmt == "json" else "tlog.logs.PlainFormatter"
+
+
+def dictconfig(fmt: str = "plain", level: str = "INFO") -> dict:
+    """A logging dict config: every logger (granian's too) writes to stderr in ``fmt``."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"tlog": {"()": _formatter_class(fmt)}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "tlog", "stream": "ext://sys.stderr"}},
+        "root": {"handlers": ["stderr"], "level": level},
+        # granian's own loggers (master, workers, access log) in the same format
+        "loggers": {
+            "_granian": {"handlers": ["stderr"], "level": level, "propagate": False},
+            "granian.access": {"handlers": ["stderr"], "level": level, "propagate": False},
+        },
+    }
+
+
+def setup_logging(fmt: str | None = None, level: str = "INFO") -> None:
+    """Configure this process (and, through the environment, the processes it starts)."""
+    fmt = fmt or os.environ.get(_FORMAT_ENV) or "plain"
+    if fmt not in ("plain", "json"):
+        fmt = "plain"
+    os.environ[_FORMAT_ENV] = fmt
+    logging.config.dictConfig(dictconfig(fmt, level))
+
+
+def fields(**kw) -> dict:
+    """``extra=`` for a structured record: ``log.info("startup", extra=fields(origin=o))``."""
+    return {"fields": kw}
