@@ -136,7 +136,7 @@ def test_register_returns_verifiable_receipt(app, client, issuer_key):
     r4 = post(client, st)
     assert r4.status_code == 201 and r4.data == r.data
     m = client.get("/metrics").data.decode()
-    assert 'outcome="integrated"} 1\n' in m and 'outcome="duplicate"} 1\n' in m
+    assert 'outcome="integrated"} 1.0\n' in m and 'outcome="duplicate"} 1.0\n' in m
     assert f"tlog_tree_size {svc_of(app).tree_size()}\n" in m
 
 

@@ -50,7 +50,7 @@ def _call(wsgi, body: bytes, ctype: str = "application/cose", length: str | None
 
 
 def test_plain_registration_is_served_by_the_front(app, monkeypatch):
-    front = app.wsgi_app
+    front = app.wsgi_app.app  # inside the access log (tlog.server.access)
     assert isinstance(front, RegistrationFront)
     calls = []
     orig = RegistrationFront._register
@@ -67,7 +67,7 @@ def test_plain_registration_is_served_by_the_front(app, monkeypatch):
 
 @pytest.mark.parametrize("case", ["ok", "garbage", "empty-ish", "untrusted", "oversized", "truncated"])
 def test_front_and_flask_route_answer_alike(app, case):
-    front = app.wsgi_app
+    front = app.wsgi_app.app  # inside the access log (tlog.server.access)
     flask_only = front.app
     other = ec.generate_private_key(ec.SECP256R1())
     bodies = {

@@ -222,3 +222,39 @@ def test_quorum_zero_serves_latest(env, issuer_key):
     assert cn.checkpoint.size == n  # served at once, cosigned or not
     cn = wait_for(lambda: (lambda x: x if x.cosignatures else None)(served(c, env, [a.verifier])))
     assert cn.checkpoint.size == n and set(cn.cosignatures) == {"wa.example"}
+
+
+def test_health_degraded_while_the_witness_quorum_lags_and_metrics_say_why(env, issuer_key):
+    """/health answers 503 "degraded" once the log has had a checkpoint without a quorum of
+    cosignatures for longer than health_max_witness_age; 200 again when the witness cosigns."""
+    w = env.witness("w1.example")
+    port = w.srv.server_port
+    w.stop()  # the witness is down at first
+    app = env.app([w.spec()], 1, health_max_witness_age=0.3)
+    c = app.test_client()
+    register(c, issuer_key)
+    wait_for(lambda: c.get("/health").status_code == 503, 10)
+    h = c.get("/health").get_json()
+    assert h["status"] == "degraded" and h["witness_quorum_lag"] > 0.3
+    assert any("cosigned by 1 witnesses" in p for p in h["problems"])
+    m = c.get("/metrics").data.decode()
+    assert 'tlog_witness_failures_total{witness="w1.example"}' in m
+    lag = [ln for ln in m.splitlines() if ln.startswith('tlog_witness_lag_seconds{witness="w1.example"}')]
+    assert lag and float(lag[0].split()[-1]) > 0.3
+    # the witness comes back (same port, same key): cosigned, healthy, lag 0
+    w2 = WitnessServer.__new__(WitnessServer)
+    w2.signer, w2.witness = w.signer, w.witness
+    w2.srv = make_server("127.0.0.1", port, witness_app(w.witness), threaded=True)
+    w2.url, w2.up = w.url, True
+    w2.thread = threading.Thread(target=w2.srv.serve_forever, daemon=True)
+    w2.thread.start()
+    try:
+        wit = app.extensions["tlog.witnessing"]
+        for x in wit.witnesses:
+            x.next_try = 0.0  # skip the backoff
+        wait_for(lambda: c.get("/health").status_code == 200, 15)
+        h = c.get("/health").get_json()
+        assert h["status"] == "ok" and h["witness_quorum_lag"] == 0.0
+        assert 'tlog_witness_cosignatures_total{witness="w1.example"}' in c.get("/metrics").data.decode()
+    finally:
+        w2.stop()

@@ -96,6 +96,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     import os
 
+    # metrics of all worker and integrator processes in one directory, summed by any scrape
+    # (set before prometheus_client is imported: the workers are forked from this process)
+    from .metrics import fresh_dir
+
+    metrics_dir = fresh_dir()
     from .logs import dictconfig, setup_logging
     from .ready import announce_when_ready, local_url
     from .server import httpd
@@ -117,6 +122,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                   on_startup=lambda: announce_when_ready(local_url(cfg.host, cfg.port)))
     finally:
         lock.release()
+        import shutil
+
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 

@@ -97,6 +97,11 @@ class Config:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     log_format: str = "plain"  # "plain" (key=value) or "json": every process of the server
+    # /health answers 503 "degraded" when registrations wait while the newest checkpoint is older
+    # than health_max_checkpoint_age (s; 0 = off), or, with witness_quorum > 0, when the log has
+    # had a checkpoint without a quorum of cosignatures for longer than health_max_witness_age
+    health_max_checkpoint_age: float = 30.0
+    health_max_witness_age: float = 60.0
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -185,6 +190,8 @@ class Config:
             raise ConfigError("log_format must be plain or json")
         if self.workers <= 0 or self.threads <= 0 or self.header_timeout <= 0 or self.body_timeout <= 0:
             raise ConfigError("workers, threads, header_timeout and body_timeout must be positive")
+        if self.health_max_checkpoint_age < 0 or self.health_max_witness_age < 0:
+            raise ConfigError("health ages must not be negative (0 = off)")
         if self.pending_status not in (202, 302):
             raise ConfigError("pending_status must be 202 or 302")
         if not (0 < self.port < 65536):

@@ -209,6 +209,7 @@ class Log:
         self._latest: TreeHead | None = None
         self._thread: threading.Thread | None = None
         self._drained = 0
+        self.on_batch = None  # called (entries, seconds) after each committed integration
 
     # ------------------------------------------------------------------ opening / closing
     @classmethod
@@ -469,6 +470,7 @@ class Log:
 
     # ------------------------------------------------------------------ integration
     def _integrate(self, items: list[tuple[bytes, bytes, tuple, bytes]]) -> list[Entry]:
+        t0 = time.monotonic()
         with self._int_lock:
             with self.storage.integration() as tx:
                 st = tx.state()
@@ -516,6 +518,9 @@ class Log:
                 self._latest = head
             elif (size, root) != (self._latest.size, self._latest.root):
                 self._latest = self.storage.head(size) or self._latest
+        cb = self.on_batch
+        if cb is not None and allitems:
+            cb(len(allitems), time.monotonic() - t0)
         out = []
         append = out.append
         if hasattr(Entry, "__slots__"):

@@ -18,6 +18,7 @@ import json
 import logging
 import logging.config
 import os
+import re
 import time
 
 __all__ = ["PlainFormatter", "JSONFormatter", "setup_logging", "dictconfig", "fields"]
@@ -25,9 +26,16 @@ __all__ = ["PlainFormatter", "JSONFormatter", "setup_logging", "dictconfig", "fi
 _FORMAT_ENV = "TLOG_LOG_FORMAT"
 
 
+_QUOTE = re.compile(r'[\s"=\\]')
+_sec = [-1, ""]  # the formatted second last used (records of one second share it)
+
+
 def _ts(record: logging.LogRecord) -> str:
-    t = time.gmtime(record.created)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", t) + ".%03dZ" % int(record.msecs)
+    s = int(record.created)
+    if s != _sec[0]:
+        _sec[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s))
+        _sec[0] = s
+    return "%s.%03dZ" % (_sec[1], record.msecs)
 
 
 def _base(record: logging.LogRecord) -> dict:
@@ -47,12 +55,17 @@ def _base(record: logging.LogRecord) -> dict:
 
 
 def _plain_value(v) -> str:
+    t = type(v)
+    if t is int or t is float:
+        return str(v)
     if v is None:
         return "-"
-    if isinstance(v, bool):
+    if t is bool:
         return "true" if v else "false"
+    if isinstance(v, (dict, list, tuple)):
+        v = json.dumps(v, default=str, separators=(",", ":"))
     s = v if isinstance(v, str) else str(v)
-    if s == "" or any(c in s for c in ' "=\n\t\\'):
+    if not s or _QUOTE.search(s):
         return json.dumps(s)
     return s
 

@@ -255,3 +255,23 @@ def _content_type(st: Any) -> str | None:
         he = st.hash_envelope
         cty = getattr(he, "preimage_content_type", None) if not isinstance(he, dict) else he.get(259)
     return None if cty is None else str(cty)
+
+
+def describe_change(old: dict | None, new: dict) -> dict[str, Any]:
+    """What changed between two policy documents (for the log line of a policy change): per
+    field, the new value, or for lists the number of items added and removed."""
+    if old is None:
+        return {"first": True}
+    out: dict[str, Any] = {}
+    for k in sorted(set(old) | set(new)):
+        if k == "previous":
+            continue
+        a, b = old.get(k), new.get(k)
+        if a == b:
+            continue
+        if isinstance(a, list) and isinstance(b, list):
+            ra, rb = [vcbor.dumps(x) for x in a], [vcbor.dumps(x) for x in b]  # deterministic encoding
+            out[k] = {"added": sum(1 for x in rb if x not in ra), "removed": sum(1 for x in ra if x not in rb)}
+        else:
+            out[k] = {"from": a, "to": b}
+    return out

@@ -48,6 +48,7 @@ from .config import Config
 from .integrator import IntegratorUnavailable
 from .keys import LogKeys, TrustStore, make_dirs
 from .logstate import LiveState, check_policy_agrees, configured_policy, open_identity
+from .metrics import Metrics  # aggregated across the server's processes (tlog.metrics)
 from .policy import Policy, Rejection, classify
 
 log = logging.getLogger("tlog.service")
@@ -123,113 +124,6 @@ def fast_receipt(protected_raw: bytes, signature: bytes, vdp_label: int, proof: 
             cbor2.dumps(signature),
         )
     )
-
-
-# ---- metrics ---------------------------------------------------------------------------------
-
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-
-class Metrics:
-    """Process-local counters, rendered as Prometheus text (labelled with the worker pid)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.registrations: collections.Counter = collections.Counter()  # outcome -> n
-        self.rejections: collections.Counter = collections.Counter()  # reason -> n
-        self.http: collections.Counter = collections.Counter()  # status -> n
-        self.phase_seconds: collections.Counter = collections.Counter()  # register phase -> total s
-        self.integrations = 0  # integration transactions run by this worker (SQLite)
-        self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
-        self.latency_sum = 0.0
-        self.latency_n = 0
-
-    def registered(self, outcome: str) -> None:
-        with self._lock:
-            self.registrations[outcome] += 1
-
-    def rejected(self, reason: str) -> None:
-        with self._lock:
-            self.rejections[reason] += 1
-
-    def response(self, status: int) -> None:
-        with self._lock:
-            self.http[status] += 1
-
-    def phases(self, **seconds: float) -> None:
-        with self._lock:
-            for k, v in seconds.items():
-                self.phase_seconds[k] += v
-
-    def integration_tx(self, lock_wait: float, tx: float) -> None:
-        with self._lock:
-            self.phase_seconds["integration_lock_wait"] += lock_wait
-            self.phase_seconds["integration_transaction"] += tx
-            self.integrations += 1
-
-    def integration_latency(self, seconds: float) -> None:
-        with self._lock:
-            for i, b in enumerate(LATENCY_BUCKETS):
-                if seconds <= b:
-                    self.latency_counts[i] += 1
-                    break
-            else:
-                self.latency_counts[-1] += 1
-            self.latency_sum += seconds
-            self.latency_n += 1
-
-    def render(self, *, tree_size: int, queue_depth: int, pid: int) -> str:
-        w = f'worker="{pid}"'
-        out = [
-            "# HELP tlog_registrations_total Signed Statements accepted, by outcome (this worker).",
-            "# TYPE tlog_registrations_total counter",
-        ]
-        with self._lock:
-            for outcome in ("integrated", "pending", "duplicate"):
-                out.append(f'tlog_registrations_total{{{w},outcome="{outcome}"}} {self.registrations[outcome]}')
-            out += [
-                "# HELP tlog_rejections_total Registrations refused, by reason (this worker).",
-                "# TYPE tlog_rejections_total counter",
-            ]
-            for reason, n in sorted(self.rejections.items()):
-                out.append(f'tlog_rejections_total{{{w},reason="{reason}"}} {n}')
-            out += [
-                "# HELP tlog_integration_latency_seconds Time from submission to integration (this worker).",
-                "# TYPE tlog_integration_latency_seconds histogram",
-            ]
-            cum = 0
-            for b, n in zip(LATENCY_BUCKETS, self.latency_counts):
-                cum += n
-                out.append(f'tlog_integration_latency_seconds_bucket{{{w},le="{b}"}} {cum}')
-            cum += self.latency_counts[-1]
-            out.append(f'tlog_integration_latency_seconds_bucket{{{w},le="+Inf"}} {cum}')
-            out.append(f"tlog_integration_latency_seconds_sum{{{w}}} {self.latency_sum:.6f}")
-            out.append(f"tlog_integration_latency_seconds_count{{{w}}} {self.latency_n}")
-            out += [
-                "# HELP tlog_register_phase_seconds_total Time spent in each phase of registration (check, "
-                "integration wait, receipt) and of this worker's integrations (lock wait, transaction).",
-                "# TYPE tlog_register_phase_seconds_total counter",
-            ]
-            for phase, v in sorted(self.phase_seconds.items()):
-                out.append(f'tlog_register_phase_seconds_total{{{w},phase="{phase}"}} {v:.6f}')
-            out += [
-                "# HELP tlog_integrations_total Integration transactions run by this worker (SQLite backend) or its integrator process.",
-                "# TYPE tlog_integrations_total counter",
-                f"tlog_integrations_total{{{w}}} {self.integrations}",
-                "# HELP tlog_http_responses_total HTTP responses by status (this worker).",
-                "# TYPE tlog_http_responses_total counter",
-            ]
-            for status, n in sorted(self.http.items()):
-                out.append(f'tlog_http_responses_total{{{w},code="{status}"}} {n}')
-        out += [
-            "# HELP tlog_tree_size Size of the latest tree head.",
-            "# TYPE tlog_tree_size gauge",
-            f"tlog_tree_size {tree_size}",
-            "# HELP tlog_queue_depth Entries submitted by this worker and not yet integrated.",
-            "# TYPE tlog_queue_depth gauge",
-            f"tlog_queue_depth{{{w}}} {queue_depth}",
-        ]
-        return "\n".join(out) + "\n"
 
 
 # ---- the service -----------------------------------------------------------------------------
@@ -330,6 +224,10 @@ class LogService:
             )
         else:
             self.log = log_factory(storage, self)
+        # batches integrated by this process (the integrator process's own LogService under
+        # tlog serve: its batches reach /metrics through the multiprocess directory)
+        self.log.on_batch = self.metrics.batch
+        self.witnessing = None  # set by tlog.witnessing.attach
         self._remote = None
         self._candidate = None
         if role == "integrator":
@@ -347,7 +245,6 @@ class LogService:
                 from .integrator import IntegratorClient
 
                 self._remote = IntegratorClient(config, self.log)
-                self._remote.on_batch = lambda n, seconds: self.metrics.integration_tx(0.0, seconds)
             self._init_policy(check_policy)
         except BaseException:
             self.close()
@@ -475,7 +372,13 @@ class LogService:
         entry = pending.wait(60.0)
         if entry is None:
             raise RuntimeError("the registration policy statement was not integrated within 60 s")
-        log.info("registration policy %s in force (index %d)", entry_id_of(st.leaf_input), entry.index)
+        if not getattr(entry, "duplicate", False):  # logged once: by the process that registered it
+            from .policy import describe_change
+
+            log.info("policy changed", extra={"fields": {
+                "entry": entry_id_of(st.leaf_input), "index": entry.index, "previous": previous,
+                "changes": describe_change(cur[2].document(previous) if cur is not None else None,
+                                           policy.document(previous))}})
         self.state.refresh(force=True)
         return entry_id_of(st.leaf_input)
 
@@ -544,6 +447,7 @@ class LogService:
         t0 = time.monotonic()
         with self._lock:
             self._inflight += 1
+            self.metrics.queue_depth(self._inflight + len(self._outstanding))
         try:
             try:
                 pending = self._submit(st.leaf_input, st.statement_bytes, attr_list, claim)
@@ -562,6 +466,7 @@ class LogService:
         finally:
             with self._lock:
                 self._inflight -= 1
+                self.metrics.queue_depth(self._inflight + len(self._outstanding))
         if entry is None and claim is not None:
             # another encoding of this claim may have been integrated meanwhile: its entry
             idx = self.log.find_key(claim)
@@ -695,11 +600,66 @@ class LogService:
                 )
         return {"keys": out}
 
-    def metrics_text(self) -> str:
-        import os
+    # ---- operations ------------------------------------------------------------------------
+    def state(self) -> dict:
+        """What /health and /metrics report, read from the shared database (and the cosignature
+        store): the same whichever worker answers. Ages in seconds."""
+        now = time.time()
+        head = self._storage.latest_head()
+        backlog = self.queue_depth() > 0 or self._storage.has_pending()
+        out = {
+            "tree_size": head.size if head is not None else 0,
+            "checkpoint_age": round(now - head.timestamp, 3) if head is not None else None,
+            "backlog": backlog,
+        }
+        if self.witnessing is not None:
+            out["witnesses"] = self.witnessing.lags(head, now)
+        return out
+
+    def health(self) -> tuple[bool, dict]:
+        """(healthy, body) for /health: degraded when accepted registrations wait while the
+        newest checkpoint is older than health_max_checkpoint_age, or when the witness quorum's
+        newest cosigned checkpoint lags the log by more than health_max_witness_age."""
+        st = self.state()
+        problems = []
+        cfg = self.config
+        age = st["checkpoint_age"]
+        if cfg.health_max_checkpoint_age > 0 and st["backlog"] and age is not None and age > cfg.health_max_checkpoint_age:
+            problems.append(f"checkpoint is {age:.1f} s old with registrations waiting "
+                            f"(limit {cfg.health_max_checkpoint_age:g} s)")
+        w = st.get("witnesses")
+        if w is not None and cfg.witness_quorum > 0 and cfg.health_max_witness_age > 0:
+            lag = w["quorum_lag"]
+            if lag > cfg.health_max_witness_age:
+                problems.append(f"no checkpoint cosigned by {cfg.witness_quorum} witnesses for {lag:.1f} s "
+                                f"(limit {cfg.health_max_witness_age:g} s)")
+        body = {"status": "degraded" if problems else "ok", "tree_size": st["tree_size"], "origin": self.origin,
+                "checkpoint_age": age}
+        if w is not None:
+            body["witness_quorum_lag"] = w["quorum_lag"]
+        if problems:
+            body["problems"] = problems
+        return not problems, body
+
+    def metrics_text(self) -> bytes:
+        from .metrics import gauge_text
 
         try:
-            size = self.tree_size()
+            st = self.state()
         except Exception:  # noqa: BLE001 - metrics must render even if storage hiccups
-            size = -1
-        return self.metrics.render(tree_size=size, queue_depth=self.queue_depth(), pid=os.getpid())
+            st = {"tree_size": -1, "checkpoint_age": None}
+        extra = gauge_text("tlog_tree_size", "Size of the latest tree head.", [({}, st["tree_size"])])
+        if st.get("checkpoint_age") is not None:
+            extra += gauge_text("tlog_checkpoint_age_seconds", "Seconds since the latest checkpoint was signed.",
+                                [({}, st["checkpoint_age"])])
+        w = st.get("witnesses")
+        if w is not None:
+            extra += gauge_text("tlog_witness_lag_seconds",
+                                "Seconds since the oldest checkpoint the witness has not cosigned was signed (0: current).",
+                                [({"witness": k}, v) for k, v in sorted(w["lag"].items())])
+            extra += gauge_text("tlog_witness_cosigned_size", "Latest tree size the witness cosigned.",
+                                [({"witness": k}, v) for k, v in sorted(w["size"].items())])
+            extra += gauge_text("tlog_witness_quorum_lag_seconds",
+                                "Seconds since the oldest checkpoint without a quorum of cosignatures was signed.",
+                                [({}, w["quorum_lag"])])
+        return self.metrics.render(extra)

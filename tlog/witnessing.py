@@ -16,7 +16,7 @@ Collector (one background daemon thread per server process, :meth:`Witnessing.st
   exponential backoff (0.5 s .. 60 s); HTTP timeouts are bounded (``TIMEOUT``);
 - registration is never blocked: the thread only reads the log and writes its own store.
 
-Several gunicorn workers: only the process holding an exclusive ``flock`` on
+Several server workers: only the process holding an exclusive ``flock`` on
 ``<data_dir>/witnessing.lock`` runs the collector (the others retry the lock every few seconds,
 so another worker takes over when the holder exits). Submitting twice would be harmless anyway
 (the witness answers 409 or re-cosigns the same checkpoint, and the store is an upsert).
@@ -188,6 +188,27 @@ class Witnessing:
             raise Unavailable(f"no checkpoint is cosigned by {self.quorum} witnesses yet", retry_after=5)
         return s.note + "".join(line + "\n" for line in s.lines)
 
+    def lags(self, head, now: float) -> dict:
+        """Per witness (by key name): the size it last cosigned and how long the log has had a
+        checkpoint it has not cosigned (0 when current); the same for the quorum (k > 0). From
+        the shared store and database, so every worker reports the same."""
+        rows = dict(self._db().execute("SELECT witness, size FROM witness_state").fetchall())
+        storage = self.svc.log.storage
+
+        def lag(size: int) -> float:
+            if head is None or size >= head.size:
+                return 0.0
+            first = storage.first_head_after(size)
+            h = storage.head(first) if first is not None else None
+            return round(max(0.0, now - h.timestamp), 3) if h is not None else 0.0
+
+        sizes = {w.verifier.name: int(rows.get(w.vkey, 0)) for w in self.witnesses}
+        out = {"size": sizes, "lag": {k: lag(v) for k, v in sizes.items()}, "quorum_lag": 0.0}
+        if self.quorum > 0:
+            s = self.served()
+            out["quorum_lag"] = lag(s.size if s is not None else 0)
+        return out
+
     # ------------------------------------------------------------------ collecting
     def _body(self, old: int, size: int, note: str) -> bytes:
         proof = self.svc.log.consistency_proof(old, size) if 0 < old < size else []
@@ -249,7 +270,9 @@ class Witnessing:
             try:
                 self.submit(w, head.size, note, body_text)
                 w.fails, w.next_try, w.last_error = 0, 0.0, ""
+                self.svc.metrics.witness(w.verifier.name, True)
             except (requests.RequestException, _Refused, ValueError) as e:
+                self.svc.metrics.witness(w.verifier.name, False)
                 w.fails += 1
                 w.last_error = str(e)
                 w.next_try = time.monotonic() + min(MAX_BACKOFF, 0.5 * 2 ** (w.fails - 1))
@@ -307,4 +330,5 @@ def attach(app, svc, config) -> Witnessing | None:
     w = Witnessing(svc, config.witnesses, config.witness_quorum, config.data_dir,
                    interval=getattr(config, "witness_interval", 1.0)).start()
     app.extensions["tlog.witnessing"] = w
+    svc.witnessing = w
     return w

@@ -91,7 +91,8 @@ class Server:
         self.port = port
         self.log_file = open(log_path, "ab")
         cmd = server_command(server, app, port, workers, threads)
-        env = {**env, "TLOG_THREADS": str(threads)}
+        mdir = Path(tempfile.mkdtemp(prefix="tlog-loadgen-metrics-"))  # as tlog serve does (tlog.metrics)
+        env = {**env, "TLOG_THREADS": str(threads), "PROMETHEUS_MULTIPROC_DIR": str(mdir)}
         self.proc = subprocess.Popen(
             cmd, cwd=str(ROOT), env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
             stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True,
@@ -226,31 +227,19 @@ def http_get(port, path, host="127.0.0.1") -> tuple[int, bytes, dict]:
 
 
 def integration_stats(port: int, workers: int, host="127.0.0.1") -> dict:
-    """Batches integrated, mean batch size and mean batch time, from the workers' /metrics
-    (each worker reports its own integrator; a few GETs reach every worker)."""
-    seen: dict[str, dict] = {}
-    for _ in range(4 * workers):
-        text = http_get(port, "/metrics", host)[1].decode()
-        for line in text.splitlines():
-            if line.startswith("#") or "{" not in line:
-                continue
-            name, rest = line.split("{", 1)
-            labels, _, value = rest.rpartition("} ")
-            w = labels.split('worker="', 1)[1].split('"', 1)[0] if 'worker="' in labels else "?"
-            d = seen.setdefault(w, {})
-            if name == "tlog_integrations_total":
-                d["batches"] = float(value)
-            elif name == "tlog_register_phase_seconds_total" and 'phase="integration_transaction"' in labels:
-                d["tx_s"] = float(value)
-            elif name == "tlog_registrations_total":
-                d["regs"] = d.get("regs", 0.0) + float(value)
-        if len(seen) >= workers:
-            break
-    batches = sum(d.get("batches", 0) for d in seen.values())
-    regs = sum(d.get("regs", 0) for d in seen.values())
-    tx = sum(d.get("tx_s", 0) for d in seen.values())
-    return {"batches": int(batches), "mean_batch": round(regs / batches, 1) if batches else None,
-            "mean_batch_ms": round(1000 * tx / batches, 2) if batches else None}
+    """Batches integrated, mean batch size and mean batch time, from /metrics (aggregated over
+    the workers and their integrator processes: tlog.metrics)."""
+    vals: dict[str, float] = {}
+    for line in http_get(port, "/metrics", host)[1].decode().splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name, _, value = line.rpartition(" ")
+        if name in ("tlog_batch_size_count", "tlog_batch_size_sum", "tlog_batch_duration_seconds_sum"):
+            vals[name] = float(value)
+    batches = vals.get("tlog_batch_size_count", 0.0)
+    return {"batches": int(batches),
+            "mean_batch": round(vals.get("tlog_batch_size_sum", 0.0) / batches, 1) if batches else None,
+            "mean_batch_ms": round(1000 * vals.get("tlog_batch_duration_seconds_sum", 0.0) / batches, 2) if batches else None}
 
 
 def tree_size(port, host="127.0.0.1") -> int:

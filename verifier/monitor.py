@@ -399,7 +399,9 @@ class Monitor:
     SAVE_IDLE_EVERY = 30.0  # an unchanged checkpoint only refreshes last_ok on disk this often
 
     def poll(self) -> bool:
-        """Fetch and check the log's checkpoint (and peers'); True when the tree grew."""
+        """Fetch and check the log's checkpoint (and peers'); True when the tree grew.
+        ``self.reachable`` says whether the log answered this poll."""
+        self.reachable = False
         try:
             note = self.log.checkpoint()
         except (Unreachable, TileNotFound) as e:
@@ -420,6 +422,7 @@ class Monitor:
                 raise MonitorAlert("unreachable", f"tiles unreachable for {down:.0f} s: {e}") from None
             self.reporter.event({"event": "unreachable", "origin": self.state.origin, "detail": str(e)})
             return False
+        self.reachable = True
         elapsed = time.perf_counter() - t0
         if changed or new.note != self.state.note or new.last_ok - self._saved_at > self.SAVE_IDLE_EVERY:
             save_state(self.state_path, new)
@@ -923,7 +926,8 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
                 return 1
             i += 1
             if iterations and i >= iterations:
-                return 0
+                # --once is a health check: a log that did not answer is a failure (exit 3)
+                return 3 if args.once and not mon.reachable else 0
             time.sleep(args.interval)
     except KeyboardInterrupt:
         return 130
@@ -1000,7 +1004,8 @@ def add_parser(subparsers) -> None:
                    help="witness URL (tlog.witness: GET <url>/checkpoint?origin=) to compare views with")
     m.add_argument("--peer", action="append", default=[], help="URL of a checkpoint seen elsewhere to compare with")
     m.add_argument("--interval", type=float, default=30.0, help="seconds between polls")
-    m.add_argument("--once", action="store_true", help="poll once and exit")
+    m.add_argument("--once", action="store_true",
+                   help="poll once and exit: 0 ok, 1 alert, 3 the log (checkpoint or tiles) did not answer")
     m.add_argument("--iterations", type=int, default=0, help="stop after N polls (0: forever)")
     m.add_argument("--max-unreachable", type=float, default=3600.0, help="alert when unreachable longer (s)")
     m.add_argument("--timeout", type=float, default=10.0, help="HTTP timeout (s)")

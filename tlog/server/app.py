@@ -42,6 +42,7 @@ from ..service import (
     entry_id_of,
     iss_sub_key,
 )
+from .access import AccessLog
 from .front import RegistrationFront
 from .problems import problem
 from .ratelimit import RateLimiter
@@ -387,8 +388,10 @@ def create_app(config: Config | None = None, *, service: LogService | None = Non
     # ---- operations --------------------------------------------------------------------------
     @app.get("/health")
     def health():
-        size = svc.tree_size()
-        return Response(json.dumps({"status": "ok", "tree_size": size, "origin": svc.origin}), mimetype="application/json")
+        ok, body = svc.health()  # 503 "degraded" when the checkpoint or the witness quorum lags
+        resp = Response(json.dumps(body), status=200 if ok else 503, mimetype="application/json")
+        resp.headers["Cache-Control"] = NO_STORE
+        return resp
 
     @app.get("/metrics")
     def metrics():
@@ -397,4 +400,6 @@ def create_app(config: Config | None = None, *, service: LogService | None = Non
     # the common registration request is answered in front of Flask (tlog.server.front)
     app.wsgi_app = RegistrationFront(app.wsgi_app, svc, max_body=config.max_body, limiter=limiter,
                                      retry_after=retry_after, location_prefix=loc_prefix)
+    # outermost: request id (X-Request-Id in and out) and one access record per request
+    app.wsgi_app = AccessLog(app.wsgi_app, observe=svc.metrics.request_seconds)
     return app

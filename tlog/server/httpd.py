@@ -165,6 +165,9 @@ class WSGIOverRSGI:
         elif "transfer-encoding" in headers:
             body = await self._read(proto, None)
         if body is None:
+            log.info("request", extra={"fields": {
+                "id": headers.get("x-request-id") or "-", "method": scope.method, "path": scope.path,
+                "status": 408, "reason": f"request body not received within {self.body_timeout:g} s"}})
             status, hdrs, out = self.timeout_response()
             hdrs = list(hdrs) + [("connection", "close")]
             proto.response_bytes(status, hdrs, out)
