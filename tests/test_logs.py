@@ -85,11 +85,14 @@ def test_policy_change_logged_once_with_what_changed(tmp_path, caplog):
     k1, k2 = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     p1, p2 = write_public(tmp_path / "1.pem", k1), write_public(tmp_path / "2.pem", k2)
 
-    def start(keys, algs=None):
+    def cfg(keys, algs=None):
         over = dict(data_dir=str(tmp_path / "d"), origin="logs.example/log", issuer_keys=[str(p) for p in keys])
         if algs:
             over["allowed_algs"] = algs
-        return create_app(Config.load(env={}, overrides=over))
+        return Config.load(env={}, overrides=over)
+
+    def start(keys):
+        return create_app(cfg(keys))
 
     def changes():
         return [r.fields for r in caplog.records if r.name == "tlog.service" and r.getMessage() == "policy changed"]
@@ -99,7 +102,13 @@ def test_policy_change_logged_once_with_what_changed(tmp_path, caplog):
         assert len(changes()) == 1 and changes()[0]["changes"] == {"first": True}
         start([p1]).extensions["tlog.service"].close()  # unchanged: nothing logged
         assert len(changes()) == 1
-        start([p1, p2], algs=[-7]).extensions["tlog.service"].close()
+        svc = start([p1]).extensions["tlog.service"]
+        try:  # `tlog policy set` with another key and fewer algorithms
+            from tlog.logstate import configured_policy
+
+            svc.set_policy(configured_policy(cfg([p1, p2], algs=[-7])))
+        finally:
+            svc.close()
     ch = changes()
     assert len(ch) == 2
     assert ch[1]["changes"]["issuer-keys"] == {"added": 1, "removed": 0}

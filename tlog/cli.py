@@ -73,6 +73,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    from .logs import setup_logging
+
+    setup_logging(cfg.log_format)  # before anything logs: one format for every process
     from . import startup
 
     # everything is checked here, before the workers start (one line and exit 2 otherwise);

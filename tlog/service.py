@@ -601,7 +601,7 @@ class LogService:
         return {"keys": out}
 
     # ---- operations ------------------------------------------------------------------------
-    def state(self) -> dict:
+    def operations_state(self) -> dict:
         """What /health and /metrics report, read from the shared database (and the cosignature
         store): the same whichever worker answers. Ages in seconds."""
         now = time.time()
@@ -620,7 +620,7 @@ class LogService:
         """(healthy, body) for /health: degraded when accepted registrations wait while the
         newest checkpoint is older than health_max_checkpoint_age, or when the witness quorum's
         newest cosigned checkpoint lags the log by more than health_max_witness_age."""
-        st = self.state()
+        st = self.operations_state()
         problems = []
         cfg = self.config
         age = st["checkpoint_age"]
@@ -645,7 +645,7 @@ class LogService:
         from .metrics import gauge_text
 
         try:
-            st = self.state()
+            st = self.operations_state()
         except Exception:  # noqa: BLE001 - metrics must render even if storage hiccups
             st = {"tree_size": -1, "checkpoint_age": None}
         extra = gauge_text("tlog_tree_size", "Size of the latest tree head.", [({}, st["tree_size"])])
