@@ -1,6 +1,6 @@
 """Several hosts on one PostgreSQL, following the README's procedure (issue 12): ``tlog init`` once,
 ``keys/`` copied to every host, ``tlog serve`` on each with only the data dir and the database.
-Three real servers (``tlog serve``, gunicorn) on one database; a key rotation on one host is seen
+Three real servers (``tlog serve``, granian) on one database; a key rotation on one host is seen
 by all of them, and every receipt verifies against every host's published key set throughout."""
 
 from __future__ import annotations
