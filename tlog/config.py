@@ -251,11 +251,13 @@ class Config:
                 "lock_timeout": self.db_lock_timeout}
 
     def to_env(self) -> dict[str, str]:
-        """Environment variables that reproduce this config (for the server worker processes)."""
+        """Environment variables that reproduce this config (for the server worker processes):
+        the settings that were given, and the origin and issuer fixed at start, so that what
+        was not given stays "not given" there too (``given``: policy options, for one)."""
         out = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if v is None:
+            if v is None or not (self.given(f.name) or f.name in ("origin", "issuer")):
                 continue
             out["TLOG_" + f.name.upper()] = json.dumps(v) if isinstance(v, list) else str(v)
         return out

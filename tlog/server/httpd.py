@@ -37,6 +37,7 @@ from typing import Any, Callable
 from urllib.parse import unquote_to_bytes
 
 log = logging.getLogger("tlog.httpd")
+access_log = logging.getLogger("tlog.access")  # the same records as tlog.server.access
 
 __all__ = ["WSGIOverRSGI", "run", "granian_settings"]
 
@@ -165,7 +166,7 @@ class WSGIOverRSGI:
         elif "transfer-encoding" in headers:
             body = await self._read(proto, None)
         if body is None:
-            log.info("request", extra={"fields": {
+            access_log.info("request", extra={"fields": {
                 "id": headers.get("x-request-id") or "-", "method": scope.method, "path": scope.path,
                 "status": 408, "reason": f"request body not received within {self.body_timeout:g} s"}})
             status, hdrs, out = self.timeout_response()
@@ -173,8 +174,6 @@ class WSGIOverRSGI:
             proto.response_bytes(status, hdrs, out)
             return
         environ = self._environ(scope, headers, body)
-        if too_large:
-            environ["tlog.body_unread"] = True
         fut = self._loop.create_future()
         self._q.put((fut, environ))
         status, hdrs, out = await fut
