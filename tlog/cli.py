@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from .logs import setup_logging
 
-    setup_logging()
+    setup_logging(if_unconfigured=True)  # `serve` configures its processes itself
     args = build_parser().parse_args(argv)
     if args.cmd in ("register", "info"):
         from .clientcmd import run

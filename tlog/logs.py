@@ -80,6 +80,24 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(_base(record), default=str, separators=(",", ":"))
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when the record is emitted (not the stream of the
+    moment the handler was made: tests and embedding programs replace it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self):
+        import sys
+
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def _formatter_class(fmt: str) -> str:
     return "tlog.logs.JSONFormatter" if fmt == "json" else "tlog.logs.PlainFormatter"
 
@@ -90,7 +108,7 @@ def dictconfig(fmt: str = "plain", level: str = "INFO") -> dict:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"tlog": {"()": _formatter_class(fmt)}},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "tlog", "stream": "ext://sys.stderr"}},
+        "handlers": {"stderr": {"class": "tlog.logs.StderrHandler", "formatter": "tlog"}},
         "root": {"handlers": ["stderr"], "level": level},
         # granian's own loggers (master, workers, access log) in the same format
         "loggers": {
@@ -100,8 +118,12 @@ def dictconfig(fmt: str = "plain", level: str = "INFO") -> dict:
     }
 
 
-def setup_logging(fmt: str | None = None, level: str = "INFO") -> None:
-    """Configure this process (and, through the environment, the processes it starts)."""
+def setup_logging(fmt: str | None = None, level: str = "INFO", *, if_unconfigured: bool = False) -> None:
+    """Configure this process (and, through the environment, the processes it starts);
+    ``if_unconfigured``: only when the root logger has no handler yet (a command run inside
+    another program keeps that program's logging)."""
+    if if_unconfigured and logging.getLogger().handlers:
+        return
     fmt = fmt or os.environ.get(_FORMAT_ENV) or "plain"
     if fmt not in ("plain", "json"):
         fmt = "plain"
