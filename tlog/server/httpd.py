@@ -98,10 +98,13 @@ class WSGIOverRSGI:
             self._pool.append(t)
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        import time
+
         for _ in self._pool:
             self._q.put(None)
+        deadline = time.monotonic() + 5  # requests still running get 5 s in all
         for t in self._pool:
-            t.join(5)
+            t.join(max(0.0, deadline - time.monotonic()))
         self._pool = []
         if self.on_close is not None:
             try:
@@ -287,6 +290,7 @@ def run(target: str, *, host: str, port: int, workers: int, header_timeout: floa
     kw: dict = dict(
         address=host, port=port, interface=Interfaces.RSGI, workers=max(1, workers), factory=True,
         http=HTTPModes.http1, websockets=False, respawn_failed_workers=True, respawn_interval=1.0,
+        workers_kill_timeout=10,  # a worker that has not stopped 10 s after SIGTERM is killed
         log_access=access_log, **granian_settings(header_timeout=header_timeout, backpressure=backpressure),
     )
     if log_dictconfig is not None:
