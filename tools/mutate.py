@@ -458,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--module", action="append", default=[], help="limit to these guard modules (repeatable)")
     ap.add_argument("--op", action="append", default=[], help="limit to these operators (repeatable)")
     ap.add_argument("--match", default="", help="only mutants whose id contains this text")
+    ap.add_argument("--ids", metavar="FILE",
+                    help="only these mutants: ids one per line, or the survivors of a --json report (a re-run)")
     ap.add_argument("--sample", type=int, default=0, help="run a random sample of N mutants")
     ap.add_argument("--seed", type=int, default=16)
     ap.add_argument("--jobs", type=int, default=2)
@@ -492,6 +494,16 @@ def main(argv: list[str] | None = None) -> int:
         mutants = [m for m in mutants if m.op in a.op]
     if a.match:
         mutants = [m for m in mutants if a.match in m.id]
+    if a.ids:
+        text = Path(a.ids).read_text()
+        if text.lstrip().startswith("["):  # a --json report: its survivors and unrun mutants
+            wanted = {r["id"] for r in json.loads(text) if r["status"] in ("survived", "no-tests")}
+        else:
+            wanted = {ln.strip() for ln in text.splitlines() if ln.strip()}
+        gone = wanted - {m.id for m in mutants}
+        if gone:
+            print(f"mutate: {len(gone)} of the ids no longer exist (the code changed): " + "; ".join(sorted(gone)))
+        mutants = [m for m in mutants if m.id in wanted]
     if a.show:
         hits = [m for m in mutants if m.id == a.show] or [m for m in mutants if a.show in m.id]
         if len(hits) != 1:
