@@ -1,0 +1,89 @@
+"""Credential parsing and COSE signature guards found unchecked by mutation testing (issue 16)."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from issuer.credentials import Pointer, mint_wit, new_record_id, public_jwk
+from verifier import VerificationError, cose
+from verifier.credential import parse_credential
+from verifier.credential.der import _der_tlv, decode_pointer_ext, encode_pointer_ext
+from verifier.credential.policies import AllOf, AnyOf
+
+WID = "spiffe://prod.test/payments"
+
+
+def _b64(obj) -> str:
+    return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+
+@pytest.fixture(scope="module")
+def wit_parts():
+    key = ec.generate_private_key(ec.SECP256R1())
+    wit = mint_wit(key, iss="https://issuer.test", sub=WID, cnf_jwk=public_jwk(ed25519.Ed25519PrivateKey.generate()),
+                   pointer=Pointer(new_record_id(), "https://log.test"))
+    h, p, s = wit.raw.decode().split(".")
+    return json.loads(base64.urlsafe_b64decode(h + "==")), json.loads(base64.urlsafe_b64decode(p + "==")), s
+
+
+def _wit(parts, header=None, **claims):
+    h, c, s = parts
+    c = {k: v for k, v in {**c, **claims}.items() if v is not ...}
+    return f"{_b64({**h, **(header or {})})}.{_b64(c)}.{s}"
+
+
+def test_wit_claims_types(wit_parts):
+    assert parse_credential(_wit(wit_parts)).exp == wit_parts[1]["exp"]
+    for claims, check in (({"exp": ...}, "credential.exp"), ({"exp": "1900000000"}, "credential.exp"),
+                          ({"exp": True}, "credential.exp"), ({"iss": 7}, "credential.iss"),
+                          ({"jti": ["x"]}, "credential.jti")):
+        with pytest.raises(VerificationError) as e:
+            parse_credential(_wit(wit_parts, **claims))
+        assert e.value.check == check, claims
+    for header, check in (({"typ": "JWT"}, "credential.typ"), ({"alg": "none"}, "credential.alg"),
+                          ({"alg": "HS256"}, "credential.alg")):
+        with pytest.raises(VerificationError) as e:
+            parse_credential(_wit(wit_parts, header))
+        assert e.value.check == check, header
+    # nbf: an int, else unknown (None), never a bool or text taken as a time
+    assert parse_credential(_wit(wit_parts, nbf=1700000000)).nbf == 1700000000
+    assert parse_credential(_wit(wit_parts, nbf=True, iat=...)).nbf is None
+    assert parse_credential(_wit(wit_parts, nbf="1700000000", iat=...)).nbf is None
+
+
+def test_pointer_extension_strict():
+    ok = encode_pointer_ext("https://log.test", "rid-1")
+    assert decode_pointer_ext(ok) == ("https://log.test", "rid-1")
+    log, rid = _der_tlv(0x16, b"https://log.test"), _der_tlv(0x0C, b"rid-1")
+    for bad in (_der_tlv(0x30, log + rid + _der_tlv(0x0C, b"extra")),   # a third element
+                _der_tlv(0x30, _der_tlv(0x0C, b"https://log.test") + rid),  # log not IA5String
+                _der_tlv(0x30, log + _der_tlv(0x16, b"rid-1")),            # rid not UTF8String
+                ok + b"\x00"):
+        with pytest.raises(VerificationError) as e:
+            decode_pointer_ext(bad)
+        assert e.value.check == "pointer.der"
+
+
+@pytest.mark.parametrize("combinator", [AllOf, AnyOf])
+def test_combinators_need_a_policy(combinator):
+    """An empty AllOf would accept everything; an empty AnyOf nothing: both are refused."""
+    with pytest.raises(VerificationError) as e:
+        combinator([])
+    assert e.value.check == "policy.config"
+
+
+def test_ecdsa_signature_length_is_exact():
+    """r || s with a zero byte slipped in before s (65 bytes): the same integers, not the COSE
+    encoding; refused."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    tbs = cose.sig_structure(b"\xa1\x01\x26", b"payload")  # protected {1: -7}
+    sig = cose.sign_tbs(key, cose.ES256, tbs)
+    cose.verify_tbs(key.public_key(), cose.ES256, tbs, sig)
+    for bad in (sig[:32] + b"\x00" + sig[32:], b"\x00" + sig, sig[:-1]):
+        with pytest.raises(VerificationError) as e:
+            cose.verify_tbs(key.public_key(), cose.ES256, tbs, bad)
+        assert e.value.check == "cose.signature"
