@@ -87,3 +87,37 @@ def test_ecdsa_signature_length_is_exact():
         with pytest.raises(VerificationError) as e:
             cose.verify_tbs(key.public_key(), cose.ES256, tbs, bad)
         assert e.value.check == "cose.signature"
+
+
+def test_embedded_ear_checks():
+    """The EAR a record embeds (a CMW record [type, bstr(, ind)]): verified under a trusted
+    Verifier key of the right developer and build, digest and verifier id bound."""
+    import hashlib
+
+    from tests.test_twi_support import TestVerifier
+    from verifier.credential.ear import verify_ear
+    from verifier.credential.trust import TrustConfig, load_verifier_keys
+
+    v = TestVerifier()
+    tok = v.ear().encode()
+    trust = TrustConfig(log_keys={}, verifier_keys=load_verifier_keys(v.keys_obj()))
+
+    def rec(ar, **att):
+        return {"attestation": {"ar": ar, "ar_digest": {"sha256": hashlib.sha256(tok).hexdigest()},
+                                "verifier_id": {"developer": v.developer, "build": v.build}, **att}}
+
+    media = "application/eat+jwt"
+    assert verify_ear(rec([media, tok, 8]), trust)[0] is True
+    assert verify_ear(rec([media, tok]), trust)[0] is True  # the indicator is optional in a CMW record
+    assert verify_ear(rec(None), trust) == (False, None)
+    for bad, check in ((rec([media]), "record.ear"), (rec([media, tok.decode()]), "record.ear"),
+                       (rec("not a record"), "record.ear"),
+                       (rec([media, tok], ar_digest={"sha256": "00" * 32}), "record.ear-digest"),
+                       (rec([media, tok], verifier_id={"developer": "https://other.test"}), "record.ear-verifier")):
+        with pytest.raises(VerificationError) as e:
+            verify_ear(bad, trust)
+        assert e.value.check == check
+    other_build = TrustConfig(log_keys={}, verifier_keys=[(v.developer, "v9", k) for _, _, k in trust.verifier_keys])
+    with pytest.raises(VerificationError) as e:
+        verify_ear(rec([media, tok]), other_build)
+    assert e.value.check == "record.ear-signature"
