@@ -211,3 +211,37 @@ def test_consistency_of_the_empty_tree():
     with pytest.raises(VerificationError) as e:
         merkle.root_from_consistency_proof(0, 6, [LOG.root(6)], merkle.EMPTY_ROOT)
     assert e.value.check == "consistency.range"
+
+
+# --- note key names and key strings --------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["", "a+b", "a b", "a\u00a0b", "a\u2003b", "a\tb", "a\x01b",
+                                  7, None])
+def test_invalid_key_names_refused(name):
+    from verifier.note import NoteVerifier, is_valid_name
+
+    assert not is_valid_name(name)
+    with pytest.raises(VerificationError):
+        Signer.generate(name)
+    with pytest.raises(VerificationError):
+        NoteVerifier(name, 1, b"\x01" * 32)
+
+
+def test_valid_key_names_accepted():
+    from verifier.note import is_valid_name
+
+    for name in ("log.example/x", "a", "ünïcode.example", "x:y@z"):
+        assert is_valid_name(name) and Signer.generate(name).name == name
+
+
+@pytest.mark.parametrize("bad", [None, 7, b"PRIVATE+KEY+x+00000000+AA=="])
+def test_key_strings_must_be_text(bad):
+    from verifier.note import NoteVerifier
+
+    with pytest.raises(VerificationError) as e:
+        NoteVerifier.from_vkey(bad)
+    assert e.value.check == "vkey.malformed"
+    with pytest.raises(VerificationError) as e:
+        Signer.from_skey(bad)
+    assert e.value.check == "skey.malformed"
