@@ -245,3 +245,22 @@ def test_key_strings_must_be_text(bad):
     with pytest.raises(VerificationError) as e:
         Signer.from_skey(bad)
     assert e.value.check == "skey.malformed"
+
+
+def test_checkpoint_fields_checked():
+    from verifier.note import MAX_SIGNATURES
+
+    ok = Checkpoint("o", 0, b"\x00" * 32, ("ext",))
+    assert Checkpoint.parse(ok.to_text()) == ok
+    assert Checkpoint("o", (1 << 64) - 1, b"\x00" * 32).size == (1 << 64) - 1
+    for kw in ({"origin": ""}, {"origin": "a\nb"}, {"origin": 5}, {"size": -1}, {"size": 1 << 64},
+               {"size": True}, {"size": "1"}, {"root": b"\x00" * 31}, {"root": "00" * 32},
+               {"extensions": ("",)}, {"extensions": ("a\nb",)}, {"extensions": (5,)}):
+        args = {"origin": "o", "size": 0, "root": b"\x00" * 32, "extensions": (), **kw}
+        with pytest.raises(VerificationError) as e:
+            Checkpoint(**args)
+        assert e.value.check == "checkpoint.syntax", kw
+    signers = [Signer.generate(f"k{i}") for i in range(MAX_SIGNATURES + 1)]
+    with pytest.raises(VerificationError):
+        sign_note(ok.to_text(), signers)
+    assert sign_note(ok.to_text(), signers[:MAX_SIGNATURES]).count("\u2014 ") == MAX_SIGNATURES
