@@ -264,3 +264,22 @@ def test_checkpoint_fields_checked():
     with pytest.raises(VerificationError):
         sign_note(ok.to_text(), signers)
     assert sign_note(ok.to_text(), signers[:MAX_SIGNATURES]).count("\u2014 ") == MAX_SIGNATURES
+
+
+def test_policy_document_validated():
+    from verifier.policy import POLICY_VERSION, RegistrationPolicy
+
+    good = {"version": POLICY_VERSION, "previous": None, "issuer-keys": [keys.cose_key_from_public(key("p256", 1))],
+            "trust-anchors": [], "allowed-algs": [cose.ES256], "allowed-content-types": ["application/json"],
+            "max-statement-size": 1 << 20}
+    RegistrationPolicy.from_document(good)
+    for over in ({"version": 2}, {"previous": "ab"}, {"previous": "g" * 64}, {"issuer-keys": None},
+                 {"issuer-keys": [{1: 99}]}, {"trust-anchors": None}, {"trust-anchors": ["not der"]},
+                 {"trust-anchors": [b"not der"]}, {"allowed-algs": None}, {"allowed-algs": [True]},
+                 {"allowed-algs": ["-7"]}, {"allowed-content-types": None}, {"allowed-content-types": [1]},
+                 {"max-statement-size": 0}, {"max-statement-size": True}, {"max-statement-size": "1"}):
+        with pytest.raises(VerificationError) as e:
+            RegistrationPolicy.from_document({**good, **over})
+        assert e.value.check == "policy.document", over
+    with pytest.raises(VerificationError):
+        RegistrationPolicy.from_document([good])
