@@ -31,10 +31,10 @@ def _signed_receipt(priv, size: int, index: int, path: list[bytes], leaf_input: 
 # --- receipts --------------------------------------------------------------------------
 
 
-def test_fast_path_refuses_index_not_below_size():
-    """Index 5 in a tree of size 4 names no leaf; the path length still fits the RFC 9162
+@pytest.mark.parametrize("size,index", [(4, 5), (4, 4), (1, 1), (6, 6)])
+def test_fast_path_refuses_index_not_below_size(size, index):
+    """Index 5 (or 4) in a tree of size 4 names no leaf; the path length still fits the RFC 9162
     formula, and the log key signed the root it yields. Both paths must refuse it."""
-    size, index = 4, 5
     inner = (index ^ (size - 1)).bit_length()
     path = [bytes([i]) * 32 for i in range(inner + bin(index >> inner).count("1"))]
     leaf = LOG.leaf_inputs[0]
@@ -283,3 +283,11 @@ def test_policy_document_validated():
         assert e.value.check == "policy.document", over
     with pytest.raises(VerificationError):
         RegistrationPolicy.from_document([good])
+
+
+def test_receipt_kid_naming_a_key_of_another_type():
+    """The receipt's kid names an Ed25519 or P-384 key: a clean VerificationError, no crash."""
+    leaf = LOG.leaf_inputs[3]
+    for other in (key("ed25519", 1), key("p384", 1)):
+        with pytest.raises(VerificationError):
+            receipt.verify_inclusion_receipt(LOG.inclusion_receipt(3), leaf, {LOG.kid: other.public_key()})
