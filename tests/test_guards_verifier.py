@@ -273,7 +273,7 @@ def test_policy_document_validated():
             "trust-anchors": [], "allowed-algs": [cose.ES256], "allowed-content-types": ["application/json"],
             "max-statement-size": 1 << 20}
     RegistrationPolicy.from_document(good)
-    for over in ({"version": 2}, {"previous": "ab"}, {"previous": "g" * 64}, {"issuer-keys": None},
+    for over in ({"version": 99}, {"version": True}, {"version": "2"}, {"previous": "ab"}, {"previous": "g" * 64}, {"issuer-keys": None},
                  {"issuer-keys": [{1: 99}]}, {"trust-anchors": None}, {"trust-anchors": ["not der"]},
                  {"trust-anchors": [b"not der"]}, {"allowed-algs": None}, {"allowed-algs": [True]},
                  {"allowed-algs": ["-7"]}, {"allowed-content-types": None}, {"allowed-content-types": [1]},
