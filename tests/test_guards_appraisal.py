@@ -49,6 +49,9 @@ def test_baseline_accepted(ver):
     ({}, {"ear_verifier_id": ["not", "a map"]}, "appraisal.verifier-id"),
     ({}, {"ear_verifier_id": {"developer": 7}}, "appraisal.verifier-id"),
     ({}, {"submods": {"cc-tee": {"ear_status": ["affirming"]}}}, "appraisal.status"),
+    ({}, {"submods": {"cc-tee": {"ear_status": 5}}}, "appraisal.status"),
+    ({}, {"submods": {"cc-tee": {"ear_status": True}}}, "appraisal.status"),
+    ({}, {"submods": {"cc-tee": {"ear_status": 2.0}}}, "appraisal.status"),
     ({}, {"submods": {"cc-tee": {"ear_status": "affirming", "ear_trustworthiness_vector": [2, 2]}}},
      "appraisal.trust-vector"),
 ])
@@ -104,3 +107,17 @@ def test_optional_nonce(ver):
         appraise(other, _policy(), keys, nonce="challenge-1")
     assert ei.value.check == "appraisal.nonce"
     assert appraise(other, _policy(), keys, nonce="challenge-2").nonce == "challenge-2"
+
+
+def test_lenient_mode_accepts_float_times_only(ver):
+    """lenient: float iat/exp/nbf are accepted; text is not a time in any mode."""
+    keys = VerifierKeys.from_obj(ver.keys_obj())
+    now = time.time()
+    lenient = _policy(lenient=True)
+    assert appraise(jwt.encode(_claims(iat=now, exp=now + 60.5), ver.key, algorithm="ES256"), lenient, keys)
+    for name in ("exp", "nbf"):
+        tok = jwt.encode(_claims(**{name: "soon"}), ver.key, algorithm="ES256")
+        for pol in (lenient, _policy()):
+            with pytest.raises(IssuerError) as ei:
+                appraise(tok, pol, keys)
+            assert ei.value.check == f"appraisal.{name}"

@@ -291,3 +291,39 @@ def test_receipt_kid_naming_a_key_of_another_type():
     for other in (key("ed25519", 1), key("p384", 1)):
         with pytest.raises(VerificationError):
             receipt.verify_inclusion_receipt(LOG.inclusion_receipt(3), leaf, {LOG.kid: other.public_key()})
+
+
+def test_policy_evaluates_x5chain_statements():
+    """The monitor's policy judges x5chain statements: a chain to the policy's anchor passes,
+    another chain is an x509 violation, and without anchors an x5chain statement is an x509
+    violation too (not 'malformed')."""
+    from verifier.policy import PolicyViolation, RegistrationPolicy
+
+    rk, lk = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    root = _cert("root", "root", rk.public_key(), rk, ca=True, digital_signature=False)
+    leaf = _cert("leaf", "root", lk.public_key(), rk, ca=False, digital_signature=True)
+    other = ec.generate_private_key(ec.SECP256R1())
+    other_root = _cert("root", "root", other.public_key(), other, ca=True, digital_signature=False)
+    st = SignedStatement.parse(_x5_statement(lk, [leaf]))
+
+    def policy(anchors):
+        return RegistrationPolicy.from_document({
+            "version": 1, "previous": None, "issuer-keys": [],
+            "trust-anchors": [c.public_bytes(serialization.Encoding.DER) for c in anchors],
+            "allowed-algs": [cose.ES256], "allowed-content-types": [], "max-statement-size": 1 << 20})
+
+    assert policy([root]).evaluate(st) is True
+    for anchors in ([other_root], []):
+        with pytest.raises(PolicyViolation) as e:
+            policy(anchors).evaluate(st)
+        assert e.value.check == "policy.x509", anchors
+
+
+def test_note_verifier_identity():
+    from verifier.note import CosignatureSigner, NoteVerifier
+
+    s = Signer.generate("a.example")
+    c = CosignatureSigner.generate("w.example")
+    assert not s.verifier().is_cosigner and c.verifier().is_cosigner
+    assert s.verifier() == NoteVerifier.from_vkey(s.vkey) and s.verifier() != c.verifier()
+    assert s.verifier() != s.vkey and s.verifier() != None  # noqa: E711 - other types compare unequal
