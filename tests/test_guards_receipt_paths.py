@@ -84,3 +84,28 @@ def test_receipts_found_under_their_label_only():
     unprot = b"\xa2" + cbor.dumps(99) + cbor.dumps([b"not a receipt"]) + cbor.dumps(394) + b"\x81" + rec
     ts = stmt[:m.unprotected_start] + unprot + stmt[m.unprotected_end:]
     assert receipt.extract_receipts(ts) == [rec]
+
+
+def test_proof_path_length_bound():
+    h = b"\x01" * 32
+    assert len(receipt._proof([1, 0, [h] * receipt.MAX_PATH])[2]) == receipt.MAX_PATH
+    with pytest.raises(VerificationError) as e:
+        receipt._proof([1, 0, [h] * (receipt.MAX_PATH + 1)])
+    assert e.value.check == "receipt.proof-format"
+
+
+def test_receipt_needs_alg_and_one_proof():
+    m = cose.decode_sign1(SMALL)
+    prot = dict(m.protected)
+    del prot[1]
+    no_alg = cose.encode_sign1(cbor.dumps(prot), m.unprotected, None, m.signature)
+    with pytest.raises(VerificationError) as e:
+        receipt.verify_inclusion_receipt(no_alg, LEAF, LOG.keys())
+    assert e.value.check == "receipt.alg"
+    c = cose.decode_sign1(LOG.consistency_receipt(3, 6))
+    [proof] = c.unprotected[396][-2]
+    two = cose.encode_sign1(c.protected_raw, {396: {-2: [proof, proof]}}, None, c.signature)
+    with pytest.raises(VerificationError) as e:
+        receipt.verify_consistency_receipt(two, size1=3, root1=LOG.root(3), keys=LOG.keys())
+    assert e.value.check == "receipt.proof-count"
+    receipt.verify_consistency_receipt(LOG.consistency_receipt(3, 6), size1=3, root1=LOG.root(3), keys=LOG.keys())
