@@ -121,3 +121,19 @@ def test_embedded_ear_checks():
     with pytest.raises(VerificationError) as e:
         verify_ear(rec([media, tok]), other_build)
     assert e.value.check == "record.ear-signature"
+
+
+def test_attested_artifacts_shape():
+    from verifier.credential.ear import attested_artifacts
+    from verifier.credential.wire import ATTESTED_ARTIFACTS_CLAIM as A
+
+    good = {"name": "img", "digest": {"sha256": "ab" * 32}}
+    assert attested_artifacts({A: [good, good]}) == [good]
+    assert attested_artifacts({"submods": {"x": {A: [good]}}}) == [good]
+    assert attested_artifacts({}) == []
+    for bad in ([], "x", [{"digest": "ab"}], [{"digest": {}}], [{"digest": {"sha256": "AB" * 32}}],
+                [{"digest": {"sha256": 5}}], [{"digest": {5: "ab"}}], [{"digest": {"sha256": "zz"}}],
+                [{"name": 5, "digest": {"sha256": "ab"}}], ["not a map"]):
+        with pytest.raises(VerificationError) as e:
+            attested_artifacts({A: bad})
+        assert e.value.check == "record.ear", bad
