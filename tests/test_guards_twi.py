@@ -100,3 +100,28 @@ def test_issuer_client_refuses_a_receipt_that_does_not_verify(twi_env, mode, pin
         c.register(sign_workload_provenance(env.issuer.identity, wpr_statement(env), iat=2))
     assert ei.value.check == "client.receipt"
 
+
+
+def test_issuer_client_takes_keys_only_from_a_200():
+    """A key set in the body of an error answer is not the log's key set."""
+    import requests
+
+    from tests.test_receipt_support import key
+    from verifier import keys as vkeys
+
+    body = vkeys.encode_keyset([vkeys.cose_key_from_public(key("p256", 2).public_key())])
+
+    class Session:
+        def __init__(self, status):
+            self.status = status
+
+        def request(self, method, url, **kw):
+            r = requests.Response()
+            r.status_code, r._content, r.url = self.status, body, url
+            return r
+
+    assert len(ScrapiClient(LOG_URL, session=Session(200)).keys()) == 1
+    for status in (404, 400, 302):
+        with pytest.raises(IssuerError) as ei:
+            ScrapiClient(LOG_URL, session=Session(status), sleep=lambda s: None).keys()
+        assert ei.value.check == "client.keys"
