@@ -502,6 +502,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     files = module_files(mods)
     mutants = find_mutants(files)
+    equivalent = load_equivalent()
+    if not a.module:
+        stale = sorted(set(equivalent) - {m.id for m in mutants})
+        if stale:
+            print(f"mutate: {len(stale)} entries of {EQUIVALENT_FILE.name} name no mutant (the code changed; "
+                  "review them): " + "; ".join(stale), file=sys.stderr)
     if a.op:
         mutants = [m for m in mutants if m.op in a.op]
     if a.match:
@@ -532,7 +538,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(mutants)} mutants", file=sys.stderr)
         return 0
 
-    equivalent = load_equivalent()
     if a.sample and a.sample < len(mutants):
         mutants = sorted(random.Random(a.seed).sample(mutants, a.sample), key=lambda m: (m.path, m.start))
     mp = get_map(files, a.map_tests, a.remap, a.reuse_map)
