@@ -2,6 +2,7 @@
 
     twi-issuer sign FILE --config issuer.json --content-type TYPE [--subject SUB] --out statement.cose
     twi-issuer dev-verifier init --dir DIR [--developer URL] [--trust-in issuer.json]
+    twi-issuer dev-verifier workload-key --out workload-key.pem
     twi-issuer dev-verifier ear --dir DIR [--status affirming] [--nonce N] [--workload-key PEM]
                                 [--artifact NAME=sha256:HEX ...] [--out ear.jwt]
 
@@ -18,7 +19,7 @@ policy (``allowed_verifiers``), saying so. ``ear`` mints an EAR (``application/e
 default policy looks at set to the status asked; ``--nonce`` echoes the issuer's challenge
 (``eat_nonce``, required by the default appraisal policy), ``--workload-key`` attests the workload's
 key (``ear.veraison.key-attestation``, required by the default issuance policy) and ``--artifact``
-the measured images. Nothing here attests anything: use it only on a development issuer.
+the measured images (``workload-key`` makes a development workload key pair). Nothing here attests anything: use it only on a development issuer.
 """
 
 from __future__ import annotations
@@ -177,6 +178,17 @@ def cmd_dev_init(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dev_workload_key(a: argparse.Namespace) -> int:
+    key = ec.generate_private_key(ec.SECP256R1())
+    try:
+        _write_new(Path(a.out), key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()), 0o600)
+    except FileExistsError:
+        raise IssuerError("config.exists", f"{a.out} exists") from None
+    print(json.dumps({"workload_key": a.out}))
+    return 0
+
+
 def cmd_dev_ear(a: argparse.Namespace) -> int:
     artifacts = []
     for s in a.artifact:
@@ -211,6 +223,9 @@ def add_commands(sub) -> None:
     i.add_argument("--trust-in", metavar="ISSUER_JSON",
                    help="add it to this issuer's verifier keys and appraisal policy (development only)")
     i.set_defaults(func=cmd_dev_init)
+    w = dsub.add_parser("workload-key", help="make a development workload key pair (P-256, PEM, 0600)")
+    w.add_argument("--out", required=True)
+    w.set_defaults(func=cmd_dev_workload_key)
     e = dsub.add_parser("ear", help="mint an attestation result (EAR JWT)")
     e.add_argument("--dir", required=True)
     e.add_argument("--status", choices=sorted(_TIER), default="affirming")

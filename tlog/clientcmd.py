@@ -1,7 +1,7 @@
 """Client commands of ``tlog``: talk to a running log over HTTP.
 
     tlog register FILE --log URL [--out TS] [--receipt FILE] [--log-key FILE] [--deadline S]
-    tlog info --log URL [--json] [--save-keys FILE]
+    tlog info --log URL [--json | --field NAME] [--save-keys FILE]
 
 ``register`` sends any COSE_Sign1 Signed Statement (``POST /entries``), waits for its receipt
 (retrying 429/5xx/connection errors honouring Retry-After, polling while pending: the SCRAPI
@@ -70,7 +70,10 @@ def log_info(base: str, timeout: float = 10.0, save_keys: str | None = None) -> 
 
 def cmd_info(a: argparse.Namespace) -> int:
     info = log_info(a.log, save_keys=a.save_keys)
-    if a.json:
+    if a.field:
+        v = info.get(a.field)
+        print(" ".join(v) if isinstance(v, list) else v)
+    elif a.json:
         print(json.dumps(info, indent=2))
     else:
         print(f"origin              {info['origin']}")
@@ -127,6 +130,8 @@ def add_client_commands(sub) -> None:
     i = sub.add_parser("info", help="print a running log's origin, checkpoint vkey and receipt key ids")
     i.add_argument("--log", required=True, help="the log's base URL")
     i.add_argument("--json", action="store_true")
+    i.add_argument("--field", choices=("origin", "checkpoint_vkey", "receipt_kids", "issuer", "registration_policy"),
+                   help="print only this value (for scripts)")
     i.add_argument("--save-keys", metavar="FILE", help="write the log's receipt keys (COSE_KeySet) here")
     i.set_defaults(func=cmd_info)
 
