@@ -89,9 +89,11 @@ def test_receipts_found_under_their_label_only():
 def test_proof_path_length_bound():
     h = b"\x01" * 32
     assert len(receipt._proof([1, 0, [h] * receipt.MAX_PATH])[2]) == receipt.MAX_PATH
-    with pytest.raises(VerificationError) as e:
-        receipt._proof([1, 0, [h] * (receipt.MAX_PATH + 1)])
-    assert e.value.check == "receipt.proof-format"
+    for too_long in ([1, 0, [h] * (receipt.MAX_PATH + 1)],
+                     receipt.encode_inclusion_proof(1, 0, [h] * (receipt.MAX_PATH + 1))):  # decoded and as bytes
+        with pytest.raises(VerificationError) as e:
+            receipt._proof(too_long)
+        assert e.value.check == "receipt.proof-format"
 
 
 def test_receipt_needs_alg_and_one_proof():
