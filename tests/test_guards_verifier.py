@@ -327,3 +327,19 @@ def test_note_verifier_identity():
     assert not s.verifier().is_cosigner and c.verifier().is_cosigner
     assert s.verifier() == NoteVerifier.from_vkey(s.vkey) and s.verifier() != c.verifier()
     assert s.verifier() != s.vkey and s.verifier() != None  # noqa: E711 - other types compare unequal
+
+
+def test_checkpoint_needs_the_log_name_not_just_its_key_id():
+    """A cosigner whose 4-byte key ID equals the log's (2**32 work to find a name for it) signs
+    the checkpoint: the names differ, so it is no signature by the log key."""
+    log = Signer.generate("log.example/x")
+    impostor = Signer.generate("witness.example")
+    impostor._key_id = log.key_id  # the ground collision, made directly
+    from verifier.note import NoteVerifier
+
+    iv = NoteVerifier.from_public_key("witness.example", impostor.public_key)
+    iv._key_id = log.key_id
+    text = Checkpoint("log.example/x", 3, b"\x11" * 32).to_text()
+    with pytest.raises(VerificationError) as e:
+        open_checkpoint(sign_note(text, [impostor]), log.verifier(), [iv])
+    assert e.value.check == "note.no-verified-signature"

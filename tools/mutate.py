@@ -544,9 +544,16 @@ def main(argv: list[str] | None = None) -> int:
 
     import signal
 
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the copies on kill too
     work = Path(tempfile.mkdtemp(prefix="mutate-"))
     jobs = []
+
+    def on_term(*_):  # stop the jobs and remove the copies on kill too
+        for jb in jobs:
+            jb.proc.kill()
+        shutil.rmtree(work, ignore_errors=True)
+        os._exit(143)
+
+    signal.signal(signal.SIGTERM, on_term)
     for j in range(max(1, a.jobs)):
         d = work / f"w{j}"
         d.mkdir()
