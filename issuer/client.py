@@ -22,6 +22,7 @@ import requests
 from verifier import VerificationError
 from verifier import cbor as vcbor
 from verifier import keys as vkeys
+from verifier.http import capped_response
 from verifier import receipt as vreceipt
 from verifier.statement import SignedStatement
 
@@ -71,10 +72,12 @@ class ScrapiClient:
 
     def __init__(self, base_url: str, *, log_keys: dict[bytes, Any] | None = None, timeout: float = 10.0,
                  max_attempts: int = 8, deadline: float = 60.0, backoff: float = 0.1, max_backoff: float = 5.0,
-                 session: requests.Session | None = None, sleep: Callable[[float], None] = time.sleep):
+                 session: requests.Session | None = None, sleep: Callable[[float], None] = time.sleep,
+                 max_response: int = 4 << 20):
         self.base = base_url.rstrip("/")
         self.log_keys = log_keys
         self.timeout = timeout
+        self.max_response = max_response  # bytes of one answer (a receipt, the key set, a problem)
         self.max_attempts = max_attempts
         self.deadline = deadline
         self.backoff = backoff
@@ -95,11 +98,13 @@ class ScrapiClient:
         while True:
             resp = None
             try:
-                resp = self.session.request(method, url, timeout=self.timeout, allow_redirects=False, **kw)
+                # bounded: a timeout, no redirects, at most max_response bytes read
+                resp = capped_response(self.session.request(method, url, timeout=self.timeout, allow_redirects=False,
+                                                            stream=True, **kw), self.max_response, 3 * self.timeout)
                 if resp.status_code < 500 and resp.status_code != 429:
                     return resp
                 why = f"HTTP {resp.status_code} {_problem(resp)}"
-            except requests.RequestException as e:
+            except (requests.RequestException, OSError) as e:
                 why = f"{type(e).__name__}: {e}"
             attempt += 1
             delay = self._delay(attempt - 1, resp)

@@ -103,7 +103,7 @@ class FlaskSession:
         self.retry_after = retry_after
         self.calls: list[tuple[str, str, int]] = []
 
-    def request(self, method, url, timeout=None, allow_redirects=False, data=None, headers=None):
+    def request(self, method, url, timeout=None, allow_redirects=False, data=None, headers=None, stream=False):
         import requests
 
         path = url[len(self.base):] if url.startswith(self.base) else url
@@ -119,8 +119,30 @@ class FlaskSession:
             for k, v in resp.headers.items():
                 r.headers[k] = v
         r.url = url
+        r.raw = _Raw(r)  # what stream=True readers (verifier.http.capped_response) read
         self.calls.append((method, path, r.status_code))
         return r
+
+
+class _Raw:
+    """The body of a FlaskSession response as a stream (read when first asked, so a test may
+    still replace the response's content before)."""
+
+    def __init__(self, resp) -> None:
+        self._r, self._b = resp, None
+
+    def read(self, n=-1, decode_content=False):
+        if self._b is None:
+            import io
+
+            self._b = io.BytesIO(self._r._content or b"")
+        return self._b.read(n)
+
+    def close(self):
+        pass
+
+    def release_conn(self):
+        pass
 
 
 def write_pem_public(path: Path, key) -> Path:

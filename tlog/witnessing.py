@@ -48,6 +48,7 @@ from typing import Any, Iterable
 import requests
 
 from verifier import VerificationError
+from verifier.http import capped_response
 from verifier.note import ALG_COSIGNATURE_V1, NoteVerifier, verify_cosignature
 
 __all__ = ["WitnessConfig", "Witnessing", "parse_witness", "attach"]
@@ -55,6 +56,7 @@ __all__ = ["WitnessConfig", "Witnessing", "parse_witness", "attach"]
 log = logging.getLogger("tlog.witnessing")
 
 TIMEOUT = (3.0, 5.0)  # connect, read (s)
+MAX_ANSWER = 65536  # bytes of a witness answer (cosignature lines, a size, a short error)
 MAX_BACKOFF = 60.0
 SIZE_TYPE = "text/x.tlog.size"
 
@@ -222,8 +224,11 @@ class Witnessing:
         for attempt in range(2):
             if old > size:
                 raise _Refused(f"witness is at size {old} > {size}")
-            r = self._http.post(w.url + "/add-checkpoint", data=self._body(old, size, note), timeout=TIMEOUT,
-                                headers={"Content-Type": "text/plain; charset=utf-8"})
+            # bounded: connect/read timeouts, no redirects, at most MAX_ANSWER bytes read
+            r = capped_response(self._http.post(w.url + "/add-checkpoint", data=self._body(old, size, note),
+                                                timeout=TIMEOUT, allow_redirects=False, stream=True,
+                                                headers={"Content-Type": "text/plain; charset=utf-8"}),
+                                MAX_ANSWER, sum(TIMEOUT))
             if r.status_code == 409 and r.headers.get("Content-Type", "").startswith(SIZE_TYPE) and attempt == 0:
                 try:
                     learned = int(r.text.strip())
@@ -271,7 +276,7 @@ class Witnessing:
                 self.submit(w, head.size, note, body_text)
                 w.fails, w.next_try, w.last_error = 0, 0.0, ""
                 self.svc.metrics.witness(w.verifier.name, True)
-            except (requests.RequestException, _Refused, ValueError) as e:
+            except (requests.RequestException, OSError, _Refused, ValueError) as e:
                 self.svc.metrics.witness(w.verifier.name, False)
                 w.fails += 1
                 w.last_error = str(e)

@@ -11,7 +11,7 @@ from .parse import parse_credential
 from .policies import AllOf, EarVerified, MaxRecordAge, Policy, SbomPresent, StatusAffirming
 from .records import decrypt_record
 from .trust import TrustConfig, load_verifier_keys
-from .verify import verify_credential
+from .verify import verify_credential, verify_credential_signature
 
 
 def add_parser(subparsers: Any) -> Any:
@@ -26,7 +26,9 @@ def add_parser(subparsers: Any) -> Any:
                    help="transparent statement (CPR, WPR, status, policy); repeatable; a CBOR array of them is accepted")
     p.add_argument("--fetch", action="store_true",
                    help="fetch the statements from the credential's pointer or, for a credential without one "
-                        "(external binding), by its identifiers from the --log URL(s)")
+                        "(external binding), by its identifiers from the --log URL(s); only after the "
+                        "credential's signature verified, only from logs given with --log (size-capped, "
+                        "time-limited, no redirect to another host)")
     p.add_argument("--log-key", action="append", default=[], metavar="FILE", required=True,
                    help="log key file (COSE_KeySet/COSE_Key/PEM); repeatable")
     p.add_argument("--issuer-key", action="append", default=[], metavar="FILE", help="issuer public key; repeatable")
@@ -103,9 +105,19 @@ def run_credential(args: Any) -> int:
                 raise VerificationError("binding.no-pointer", "credential has no pointer")
             record = decrypt_record(_read(args.record_encrypted), bytes.fromhex(args.record_key), info.pointer.rid)
         if args.fetch:
+            # verify before fetching: an unverified credential names no URL we contact, and
+            # only logs the relying party trusts (--log) are contacted
+            if not args.log:
+                print("--fetch needs --log URL: statements are fetched only from logs you trust", file=sys.stderr)
+                return 2
+            import time
+
             info = parse_credential(cred)
+            verify_credential_signature(info, TrustConfig(log_keys=log_keys, issuer_keys=issuer_keys, ca_certs=cas),
+                                        time.time(), not args.no_time_checks)
             if info.pointer is not None:
-                statements += fetch_statements(info.pointer, policies=args.check_policies)
+                statements += fetch_statements(info.pointer, trusted_logs=list(args.log),
+                                               policies=args.check_policies)
             elif args.log:
                 for log in args.log:  # external binding: look the record up at the logs the relying party names
                     statements += fetch_external(log, info, policies=args.check_policies)

@@ -5,6 +5,12 @@ record by the credential's identifiers (``?iss=&jti=`` or ``?issuer_dn=&serial=`
 SHA-256, at a log the relying party names. Either answer also carries the record's status
 statements (revocations); the Workload Provenance the record links (and, asked, the logged
 policies it references) is fetched from the same log.
+
+Only from logs the relying party trusts: the pointer's log must be one of ``trusted_logs``
+(``twi-verify credential --fetch`` passes its ``--log`` URLs, after the credential's signature
+verified, so an unverified credential names no URL we contact) and every URL fetched must lie
+under that log; each GET is size-capped, time-limited and follows no redirect to another host
+(:mod:`verifier.http`).
 """
 
 from __future__ import annotations
@@ -17,12 +23,18 @@ from .trust import norm_url
 from .wire import LOOKUP_PATH
 
 
-def _getter(timeout: float):
-    import urllib.request
+MAX_LOOKUP_BYTES = 16 << 20  # one lookup answer (the log pages /twi/v1/cpr by bytes)
+
+
+def _getter(timeout: float, log: str, max_bytes: int = MAX_LOOKUP_BYTES):
+    from .. import http as vhttp
+
+    log = norm_url(log)
 
     def get(url: str) -> bytes:
-        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 (http(s) URLs checked by the callers)
-            return r.read()
+        if not url.startswith(log + "/") or not vhttp.same_origin(url, log):
+            raise vhttp.HTTPLimitError(f"{url[:200]} is not under the log {log[:200]}")
+        return vhttp.get(url, timeout=timeout, max_bytes=max_bytes)
     return get
 
 
@@ -30,11 +42,11 @@ def _lookup(get, url: str, *, missing_ok: bool = False) -> list[bytes]:
     from .. import cbor
 
     try:
-        arr = cbor.loads(get(url))
+        arr = cbor.loads(get(url), max_size=MAX_LOOKUP_BYTES)
     except OSError as e:
         if missing_ok and getattr(e, "code", None) == 404:
             return []
-        raise VerificationError("fetch.record", f"cannot fetch {url}: {e}") from None
+        raise VerificationError("fetch.record", f"cannot fetch {url[:200]}: {e}") from None
     if not isinstance(arr, list) or not all(isinstance(x, bytes) for x in arr):
         raise VerificationError("fetch.record", "lookup answer is not an array of statements")
     return list(arr)
@@ -68,11 +80,17 @@ def _with_linked_wprs(get, arr: list[bytes], log: str, policies: bool = False) -
     return out
 
 
-def fetch_statements(pointer: Pointer, *, timeout: float = 10.0, policies: bool = False) -> list[bytes]:
-    """GET the record by its locator and the Workload Provenance it links to (best effort)."""
+def fetch_statements(pointer: Pointer, *, trusted_logs: list[str] | None = None,
+                     timeout: float = 10.0, policies: bool = False) -> list[bytes]:
+    """GET the record by its locator and the Workload Provenance it links to (best effort).
+    ``trusted_logs``: the log URLs the relying party accepts (None: the pointer's own log, for
+    callers that checked it themselves)."""
     if not pointer.log.startswith(("http://", "https://")):
         raise VerificationError("fetch.url", "the pointer's log is not an http(s) URL")
-    get = _getter(timeout)
+    if trusted_logs is not None and norm_url(pointer.log) not in {norm_url(u) for u in trusted_logs}:
+        raise VerificationError("fetch.untrusted-log",
+                                f"the pointer names the log {pointer.log[:200]!r}, not one given with --log")
+    get = _getter(timeout, pointer.log)
     return _with_linked_wprs(get, _lookup(get, pointer.uri), pointer.log, policies)
 
 
@@ -81,7 +99,7 @@ def fetch_external(log: str, info: CredentialInfo, *, timeout: float = 10.0, pol
     (which the relying party chose), with their status statements and linked provenance."""
     if not log.startswith(("http://", "https://")):
         raise VerificationError("fetch.url", "the log is not an http(s) URL")
-    get = _getter(timeout)
+    get = _getter(timeout, log)
     ids = {"iss": info.iss or "", "jti": info.jti or ""} if info.format == "wit" else \
         {"issuer_dn": info.issuer_dn or "", "serial": info.serial or ""}
     out: list[bytes] = []

@@ -8,7 +8,8 @@ from .trust import TrustConfig
 from .wire import b64url_decode
 
 
-def verify_wit_signature(info: CredentialInfo, trust: TrustConfig, now: float, check_time: bool, leeway: int) -> None:
+def verify_wit_signature(info: CredentialInfo, trust: TrustConfig, now: float, check_time: bool, leeway: int):
+    """Check the WIT's JWS with the trusted issuer keys; returns the key that verified it."""
     import jwt
 
     keys = trust.statement_keys()
@@ -45,9 +46,11 @@ def verify_wit_signature(info: CredentialInfo, trust: TrustConfig, now: float, c
         nbf = info.claims.get("nbf")
         if isinstance(nbf, int) and nbf > now + leeway:
             raise VerificationError("credential.not-yet-valid", "the WIT is not yet valid")
+    return key
 
 
-def verify_x509_signature(info: CredentialInfo, trust: TrustConfig, now: float, check_time: bool, leeway: int) -> None:
+def verify_x509_signature(info: CredentialInfo, trust: TrustConfig, now: float, check_time: bool, leeway: int):
+    """Check the SVID against the trusted CAs; returns the public key of the CA that issued it."""
     if not trust.ca_certs:
         raise VerificationError("credential.no-ca", "no CA certificates configured for X.509 SVIDs")
     for ca in trust.ca_certs:
@@ -65,3 +68,4 @@ def verify_x509_signature(info: CredentialInfo, trust: TrustConfig, now: float, 
         raise VerificationError("credential.signature", "the SVID is not signed by a trusted CA")
     if check_time and not (info.nbf - leeway <= now < info.exp + leeway):
         raise VerificationError("credential.expired", "the SVID is outside its validity period")
+    return ca.public_key()

@@ -106,6 +106,31 @@ def external_candidates(info: Any, cprs: list[tuple[bytes, Any]], trust: TrustCo
     return out
 
 
+def verify_credential_signature(info: Any, trust: TrustConfig, now: float, check_time: bool = True,
+                                leeway: int = 60) -> Any:
+    """The credential's own signature and validity; returns the issuer key that verified it."""
+    if info.format == "wit":
+        return verify_wit_signature(info, trust, now, check_time, leeway)
+    return verify_x509_signature(info, trust, now, check_time, leeway)
+
+
+def _signed_by(st: Any, key: Any) -> bool:
+    from .. import keys as vkeys
+
+    try:
+        if st.kid != vkeys.thumbprint(key):
+            return False
+        st.verify(key)
+        return True
+    except (VerificationError, ValueError, TypeError):
+        return False
+
+
+def _content(st: Any) -> bytes:
+    """What identifies a claim: the digest of the signed content (the leaf when detached)."""
+    return st.signed_content_digest() or st.leaf_input
+
+
 def verify_credential(credential: bytes | str, statements: Sequence[bytes], trust: TrustConfig, *,
                       policy: Policy | None = None, record: bytes | None = None, now: float | None = None,
                       check_time: bool = True, leeway: int = 60, wpt: bytes | str | None = None,
@@ -120,10 +145,7 @@ def verify_credential(credential: bytes | str, statements: Sequence[bytes], trus
 
     t = time.time() if now is None else float(now)
     info = parse_credential(credential)
-    if info.format == "wit":
-        verify_wit_signature(info, trust, t, check_time, leeway)
-    else:
-        verify_x509_signature(info, trust, t, check_time, leeway)
+    ikey = verify_credential_signature(info, trust, t, check_time, leeway)
     wpt_claims = None
     if wpt is not None:
         from .wpt import verify_wpt
@@ -153,11 +175,16 @@ def verify_credential(credential: bytes | str, statements: Sequence[bytes], trus
                                     "log that holds its record (--log URL) to find it by its identifiers")
         accepted = [norm_url(u) for u in trust.logs]
         mine = external_candidates(info, cprs, trust, accepted)
-    if len({st.leaf_input for _, st in mine}) > 1:
-        raise VerificationError("binding.ambiguous", f"{len({st.leaf_input for _, st in mine})} different "
+    # only records signed by the credential's issuer count (the key that verified the credential:
+    # the issuer signs its WITs, or is the CA of its SVIDs, and its provenance statements with
+    # one key); if there is none, the checks below say what is wrong with the others
+    mine = [(ts, st) for ts, st in mine if _signed_by(st, ikey)] or mine
+    # statements with the same signed content are one claim (re-encodings, re-signatures)
+    if len({_content(st) for _, st in mine}) > 1:
+        raise VerificationError("binding.ambiguous", f"{len({_content(st) for _, st in mine})} different "
                                 f"statements claim the record of this credential")
     last_err: VerificationError | None = None
-    for ts, st in mine:  # copies of one statement (e.g. with different receipts): the first that verifies
+    for ts, st in mine:  # copies of one claim (e.g. with different receipts): the first that verifies
         try:
             receipts = verified_receipts(ts, st, trust, accepted, "record")
             break
