@@ -287,7 +287,7 @@ def test_revocation_in_the_log(world, capsys):
     rid = json.loads(capsys.readouterr().out)["record_id"]
     assert cli_issue(world, PAY, "rv2") == 0
     rid2 = json.loads(capsys.readouterr().out)["record_id"]
-    fetch = [cred_of(world, "rv1"), "--fetch", *trust(world)]
+    fetch = [cred_of(world, "rv1"), "--fetch", "--log", world.server.url, *trust(world)]
     rc, res = _rp_json(capsys, *fetch)
     assert rc == 0 and res["statuses"] == []
     assert issuer_main(["revoke", "--config", str(world.cfg), "--record", rid, "--reason", "key compromise",
@@ -314,7 +314,7 @@ def test_revocation_in_the_log(world, capsys):
     rc, res = _rp_json(capsys, *offline, "--statement", d / "rv1-status.scitt")
     assert rc == 1 and res["check"] == "status.revoked"
     # another record of the same workload is not affected
-    assert _rp_json(capsys, cred_of(world, "rv2"), "--fetch", *trust(world))[0] == 0
+    assert _rp_json(capsys, cred_of(world, "rv2"), "--fetch", "--log", world.server.url, *trust(world))[0] == 0
     assert _rp_json(capsys, cred_of(world, "rv2"), "--statement", d / "rv2" / "cpr.scitt", "--statement",
                     d / "rv1-status.scitt", *trust(world))[0] == 0
     # a status statement that does not verify (altered reason) is no evidence
@@ -326,7 +326,7 @@ def test_revocation_in_the_log(world, capsys):
     capsys.readouterr()
     assert issuer_main(["revoke", "--config", str(world.cfg), "--credential", str(cred_of(world, "rv3"))]) == 0
     capsys.readouterr()
-    rc, res = _rp_json(capsys, cred_of(world, "rv3"), "--fetch", *trust(world))
+    rc, res = _rp_json(capsys, cred_of(world, "rv3"), "--fetch", "--log", world.server.url, *trust(world))
     assert rc == 1 and res["check"] == "status.revoked"
     # unknown record: a clear refusal, nothing registered
     assert issuer_main(["revoke", "--config", str(world.cfg), "--record", "urn:uuid:nope"]) == 1
@@ -341,7 +341,7 @@ def test_renewal_links_the_previous_record(world, capsys):
     second = json.loads(capsys.readouterr().out)
     leaf = first["entry"].rsplit("/", 1)[1]
     assert second["prev"] == {"rid": first["record_id"], "sha256": leaf}
-    rc, res = _rp_json(capsys, cred_of(world, "rn2"), "--fetch", *trust(world))
+    rc, res = _rp_json(capsys, cred_of(world, "rn2"), "--fetch", "--log", world.server.url, *trust(world))
     assert rc == 0 and res["prev"] == {"rid": first["record_id"], "sha256": leaf}
     # a renewal is for the same workload
     assert cli_issue(world, OTHER, "rn3", "--renews", first["record_id"]) == 1
