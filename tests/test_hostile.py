@@ -129,3 +129,51 @@ def test_record_id_conflict_409(client, issuer_key):
     assert r.status_code == 201 and r.headers["Location"] == r1.headers["Location"]
     # another issuer's record id is its own
     assert post(client, cpr(b"record two", iss="https://other.example")).status_code == 201
+
+
+# ---- item 9: denial-of-service limits on by default ------------------------------------------
+def test_refused_registrations_limited_by_default(make_app, issuer_key):
+    app = make_app()
+    bad = app.test_client()
+    bad.environ_base["REMOTE_ADDR"] = "10.0.0.1"
+    codes = [post(bad, b"\xd2\x84garbage").status_code for _ in range(80)]
+    assert set(codes[:50]) == {400} and codes[-1] == 429, codes
+    r = post(bad, statement(issuer_key, sub="dos/0"))
+    assert r.status_code == 429 and r.headers["Retry-After"]
+    # multipart registrations (the Flask path) are gated the same way
+    r = bad.post("/entries", data={"statement": (__import__("io").BytesIO(b"x"), "s")},
+                 content_type="multipart/form-data")
+    assert r.status_code == 429
+    # another client is not affected
+    good = app.test_client()
+    good.environ_base["REMOTE_ADDR"] = "10.0.0.2"
+    assert post(good, statement(issuer_key, sub="dos/1")).status_code == 201
+
+
+def test_valid_registrations_never_throttled(make_app, issuer_key):
+    app = make_app()
+    c = app.test_client()
+    c.environ_base["REMOTE_ADDR"] = "10.0.0.3"
+    sts = [statement(issuer_key, sub=f"flood/{i}") for i in range(300)]
+    codes = [post(c, st).status_code for st in sts]
+    assert set(codes) == {201}
+
+
+def test_lookups_limited_by_default(make_app):
+    from tlog.config import Config
+
+    assert Config().lookup_rate > 0 and Config().refusal_rate > 0  # on by default
+    app = make_app(lookup_rate=1, lookup_burst=20)
+    c = app.test_client()
+    c.environ_base["REMOTE_ADDR"] = "10.0.0.4"
+    codes = [c.get("/entries?iss=https://nobody.example").status_code for _ in range(30)]
+    assert codes[0] == 200 and codes[-1] == 429, codes
+    assert c.get("/twi/v1/cpr?rid=x").status_code == 429
+    # reads by id, tiles and checkpoints are not lookups
+    assert c.get("/checkpoint").status_code == 200
+
+
+def test_limits_can_be_turned_off(make_app):
+    app = make_app(refusal_rate=0, lookup_rate=0)
+    c = app.test_client()
+    assert {post(c, b"\xd2\x84garbage").status_code for _ in range(80)} == {400}

@@ -14,7 +14,9 @@ Config file example (TOML)::
     trust_anchors = ["/etc/tlog/roots/corp-root.pem"]   # or {path = ..., iss = [...]}
     allowed_algs = [-7, -35, -8, -19]
     max_statement_size = 65536
-    rate_limit = 50.0           # requests per second per client address, 0 = off
+    rate_limit = 50.0           # requests per second per client address, 0 = off (default off)
+    refusal_rate = 5.0          # refused registrations per second per client (default 5, burst 50)
+    lookup_rate = 50.0          # lookups per second per client (default 50, burst 200)
     pending_status = 302        # or 202 (IESG DISCUSS on SCRAPI -10)
     witnesses = [{url = "https://witness.example", vkey = "witness.example+1234abcd+BA..."}]
     witness_quorum = 1          # /checkpoint serves the newest checkpoint with >= 1 cosignature
@@ -72,8 +74,14 @@ class Config:
     register_wait: float = 2.0  # seconds POST /entries waits for integration before 303
     pending_status: int = 302  # status of GET /entries/<id> while pending (302 or 202)
     retry_after: int = 1  # seconds, on 302/202/303/429/503
-    rate_limit: float = 0.0  # requests/s per client address (token bucket), 0 = off
+    rate_limit: float = 0.0  # requests/s per client address on /entries* (token bucket), 0 = off
     rate_burst: int = 0  # bucket size; 0 = 2 x rate_limit (at least 1)
+    # denial-of-service limits, on by default (tlog.server.ratelimit): refused registrations and
+    # lookups per client address; valid registrations are never limited by these; 0 = off
+    refusal_rate: float = 5.0  # refused registrations/s (then 429 before parsing)
+    refusal_burst: int = 50
+    lookup_rate: float = 50.0  # GET /entries?... and /twi/v1/cpr per second
+    lookup_burst: int = 200
     queue_limit: int = 4096  # entries submitted by this process and not yet integrated
     max_batch: int = 4096  # core group-commit batch limit
     max_wait: float = 0.005  # core group-commit linger (s)
@@ -201,7 +209,8 @@ class Config:
                 raise ConfigError(f"{name} must be positive")
         if min(self.db_connect_timeout, self.db_statement_timeout, self.db_lock_timeout, self.lease_ttl) <= 0:
             raise ConfigError("db_connect_timeout, db_statement_timeout, db_lock_timeout and lease_ttl must be positive")
-        if self.register_wait < 0 or self.max_wait < 0 or self.rate_limit < 0 or self.retry_after < 0:
+        if self.register_wait < 0 or self.max_wait < 0 or self.rate_limit < 0 or self.retry_after < 0 \
+                or self.refusal_rate < 0 or self.lookup_rate < 0:
             raise ConfigError("waits, rates and retry_after must not be negative")
         if not 0 <= self.witness_quorum <= len(self.witnesses) or self.witness_interval <= 0:
             raise ConfigError("witness_quorum must be between 0 and the number of witnesses; witness_interval > 0")

@@ -45,7 +45,7 @@ from ..service import (
 from .access import AccessLog
 from .front import RegistrationFront
 from .problems import problem
-from .ratelimit import RateLimiter
+from .ratelimit import ClientLimits, RateLimiter
 
 log = logging.getLogger("tlog.server")
 
@@ -115,28 +115,33 @@ def create_app(config: Config | None = None, *, service: LogService | None = Non
     from ..witnessing import attach as _attach_witnessing
 
     witnessing = _attach_witnessing(app, svc, config)  # None without configured witnesses
-    limiter = RateLimiter(config.rate_limit, config.rate_burst)
+    limits = ClientLimits(config)
     pending_status = config.pending_status
     retry_after = str(max(1, config.retry_after))
 
     # ---- cross-cutting ------------------------------------------------------------------------
     @app.before_request
     def _rate_limit():
-        if limiter.enabled and request.path.startswith("/entries"):
-            wait = limiter.check(request.remote_addr or "?")
+        client = request.remote_addr or "?"
+        path = request.path
+        if request.method == "POST" and path == "/entries":
+            wait, why = limits.registration(client)
             if wait > 0:
-                svc.metrics.rejected("rate-limit") if request.method == "POST" else None
-                return problem(
-                    429,
-                    "Too Many Requests",
-                    f"Only {limiter.rate:g} requests per second are allowed.",
-                    retry_after=RateLimiter.retry_after_seconds(wait),
-                )
+                svc.metrics.rejected("rate-limit")
+        elif request.method in ("GET", "HEAD"):
+            lookup = (path == "/entries" and bool(request.args)) or path.startswith("/twi/")
+            wait, why = limits.read(client, lookup, path.startswith("/entries"))
+        else:
+            return None
+        if wait > 0:
+            return problem(429, "Too Many Requests", why, retry_after=RateLimiter.retry_after_seconds(wait))
         return None
 
     @app.after_request
     def _count(resp: Response):
         svc.metrics.response(resp.status_code)
+        if request.method == "POST" and request.path == "/entries":
+            limits.answered(request.remote_addr or "?", resp.status_code)
         return resp
 
     @app.errorhandler(HTTPException)
@@ -398,7 +403,7 @@ def create_app(config: Config | None = None, *, service: LogService | None = Non
         return Response(svc.metrics_text(), mimetype="text/plain; version=0.0.4")
 
     # the common registration request is answered in front of Flask (tlog.server.front)
-    app.wsgi_app = RegistrationFront(app.wsgi_app, svc, max_body=config.max_body, limiter=limiter,
+    app.wsgi_app = RegistrationFront(app.wsgi_app, svc, max_body=config.max_body, limits=limits,
                                      retry_after=retry_after, location_prefix=loc_prefix)
     # outermost: request id (X-Request-Id in and out) and one access record per request
     app.wsgi_app = AccessLog(app.wsgi_app, observe=svc.metrics.request_seconds)

@@ -23,7 +23,7 @@ from ..storage import StorageUnavailable
 from ..service import BadRequest, LogService, NotFound, Unavailable
 from .problems import MEDIA_TYPE as PROBLEM_TYPE
 from .problems import TITLES, problem_body
-from .ratelimit import RateLimiter
+from .ratelimit import ClientLimits, RateLimiter
 
 log = logging.getLogger("tlog.server")
 
@@ -64,13 +64,13 @@ def _status(code: int) -> str:
 class RegistrationFront:
     """WSGI middleware: serves plain ``POST /entries`` itself, passes anything else to ``app``."""
 
-    def __init__(self, app: Callable, svc: LogService, *, max_body: int, limiter: RateLimiter,
+    def __init__(self, app: Callable, svc: LogService, *, max_body: int, limits: ClientLimits,
                  retry_after: str, location_prefix: str = "") -> None:
         self.app = app
         self.location_prefix = location_prefix
         self.svc = svc
         self.max_body = max_body
-        self.limiter = limiter
+        self.limits = limits
         self.retry_after = retry_after
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
@@ -86,7 +86,9 @@ class RegistrationFront:
             length = int(environ["CONTENT_LENGTH"])
         except ValueError:
             return self.app(environ, start_response)  # Flask answers the malformed header
-        code, headers, body = self._register(environ, length)
+        client = environ.get("REMOTE_ADDR") or "?"
+        code, headers, body = self._register(environ, length, client)
+        self.limits.answered(client, code)
         self.svc.metrics.response(code)
         headers.append(("Content-Length", str(len(body))))
         start_response(_status(code), headers)
@@ -99,14 +101,12 @@ class RegistrationFront:
             headers.append(("Retry-After", str(int(retry_after))))
         return code, headers, problem_body(title or TITLES.get(code, "Error"), detail)
 
-    def _register(self, environ: dict, length: int) -> tuple[int, list, bytes]:
+    def _register(self, environ: dict, length: int, client: str) -> tuple[int, list, bytes]:
         svc = self.svc
-        if self.limiter.enabled:
-            wait = self.limiter.check(environ.get("REMOTE_ADDR") or "?")
-            if wait > 0:
-                svc.metrics.rejected("rate-limit")
-                return self._problem(429, "Too Many Requests", f"Only {self.limiter.rate:g} requests per second are allowed.",
-                                     retry_after=RateLimiter.retry_after_seconds(wait))
+        wait, why = self.limits.registration(client)
+        if wait > 0:
+            svc.metrics.rejected("rate-limit")
+            return self._problem(429, "Too Many Requests", why, retry_after=RateLimiter.retry_after_seconds(wait))
         if length < 0 or length > self.max_body:
             svc.metrics.rejected("too-large")
             return self._problem(413, "Payload Too Large", f"request body larger than {self.max_body} bytes")
