@@ -177,3 +177,31 @@ def test_limits_can_be_turned_off(make_app):
     app = make_app(refusal_rate=0, lookup_rate=0)
     c = app.test_client()
     assert {post(c, b"\xd2\x84garbage").status_code for _ in range(80)} == {400}
+
+
+# ---- lookups paged by bytes ------------------------------------------------------------------
+def test_cpr_lookup_paged_by_bytes(make_app, issuer_key):
+    from tlog.twi_routes import install
+    from verifier import cbor as vcbor
+    from verifier.credential import CPR_MEDIA_TYPE
+    from verifier.http import next_link
+
+    app = make_app(page_bytes=1)  # every page holds one whole statement
+    install(app)
+    c = app.test_client()
+    for i in range(3):
+        iss = f"https://issuer{i}.example"
+        r = post(c, statement(issuer_key, iss=iss, sub="cpr", cty=CPR_MEDIA_TYPE, payload=b"record %d" % i,
+                              extra={15: {1: iss, 2: "cpr", 7: b"rid-paged"}}))
+        assert r.status_code == 201
+    url, got = "/twi/v1/cpr?rid=rid-paged", []
+    while url:
+        r = c.get(url)
+        assert r.status_code == 200
+        page = vcbor.loads(r.data)
+        assert len(page) == 1
+        got += page
+        nxt = next_link(r.headers.get("Link"), "http://log.test" + url)
+        url = nxt[len("http://log.test"):] if nxt else None
+    assert len(got) == 3 and len(set(got)) == 3
+    assert c.get("/twi/v1/cpr?rid=rid-paged&from=x").status_code == 400

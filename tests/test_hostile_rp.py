@@ -130,6 +130,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Location", "/ok")
             self.send_header("Content-Length", "0")
             self.end_headers()
+        elif self.path.startswith("/log/twi/v1/cpr"):
+            import cbor2
+
+            last = "from=1" in self.path
+            body = cbor2.dumps([b"second" if last else b"first"])
+            self.send_response(200)
+            if not last:
+                self.send_header("Link", '</log/twi/v1/cpr?rid=r&from=1>; rel="next"')
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
         elif self.path == "/slow":
             import time
 
@@ -185,3 +196,12 @@ def test_witness_client_caps_answers_and_refuses_redirects(server, tmp_path):
         with pytest.raises(Exception) as e:
             wit.submit(w, 1, "log.test\n1\nAAAA\n\n— log.test x\n", "log.test\n1\nAAAA\n")
         assert why in str(e.value), str(e.value)
+
+
+def test_fetch_follows_pages_under_the_log_only(server):
+    from verifier.credential.fetch import _getter, _lookup
+
+    get = _getter(5.0, server + "/log")
+    assert _lookup(get, server + "/log/twi/v1/cpr?rid=r") == [b"first", b"second"]
+    with pytest.raises(OSError):
+        get(server + "/elsewhere")  # not under the log

@@ -89,7 +89,8 @@ class Config:
     # (tlog.integrator); "thread": in the worker; "auto": process under `tlog serve` and the
     # server entry points of tlog.server.wsgi, thread elsewhere (tests, embedding)
     integrator: str = "auto"
-    lookup_limit: int = 1000  # max entries returned by one lookup
+    lookup_limit: int = 1000  # max entries returned by one lookup (entry ids: ~80 bytes each)
+    page_bytes: int = 4 << 20  # max bytes of statements in one /twi/v1/cpr answer (then Link rel=next)
     # witnesses (tlog.witnessing): [{url, vkey}] or "URL=VKEY"; /checkpoint needs witness_quorum cosignatures
     witnesses: list = field(default_factory=list)
     witness_quorum: int = 0  # k of n; 0 = serve the latest checkpoint with whatever cosignatures exist
@@ -204,7 +205,8 @@ class Config:
             raise ConfigError("pending_status must be 202 or 302")
         if not (0 < self.port < 65536):
             raise ConfigError("port out of range")
-        for name in ("max_statement_size", "max_body", "max_depth", "queue_limit", "max_batch", "lookup_limit"):
+        for name in ("max_statement_size", "max_body", "max_depth", "queue_limit", "max_batch", "lookup_limit",
+                     "page_bytes"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
         if min(self.db_connect_timeout, self.db_statement_timeout, self.db_lock_timeout, self.lease_ttl) <= 0:

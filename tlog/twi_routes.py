@@ -10,7 +10,13 @@ Queries (exactly one form):
 200 ``application/cbor``: an array of transparent statements (each a bstr holding the
 statement with its inclusion receipt under 394), oldest first, the matching records followed
 by the status statements (revocations) of those records; 404 problem details when no record matches;
-400 on a malformed query. The app must register :data:`bp` and index entries with
+400 on a malformed query.
+
+Paged by bytes: an answer holds whole statements up to ``page_bytes`` (setting, default 4 MiB;
+always at least one); when more remain, a ``Link: <...&from=N>; rel="next"`` header names the
+next page (``from``: the position in the answer's list, records then status statements). The
+statements are read one at a time, so neither the answer nor the server's memory grows with
+the number of matches. The app must register :data:`bp` and index entries with
 ``tlog.twi_index.attrs_for_statement`` (see that module). The blueprint finds the log
 service in ``current_app.extensions["tlog.service"]`` (``lookup(key, value)``,
 ``resolve(str(index))``, ``transparent_statement(entry)``).
@@ -19,6 +25,7 @@ service in ``current_app.extensions["tlog.service"]`` (``lookup(key, value)``,
 from __future__ import annotations
 
 import re
+import urllib.parse
 
 from flask import Blueprint, Response, current_app, request
 
@@ -65,32 +72,57 @@ def cpr_lookup():
     q = _query()
     if isinstance(q, Response):
         return q
+    start = request.args.get("from", "0")
+    if not (start.isascii() and start.isdigit() and len(start) <= 9):
+        return _problem(400, "Malformed request", "from must be a decimal position")
+    start = int(start)
     svc = current_app.extensions["tlog.service"]
-    out = _statements(svc, svc.lookup(*q))
-    if not out:
+    order = list(svc.lookup(*q))
+    if not order:
         return _problem(404, "Not Found", "no Credential Provenance record matches")
-    rids = [q[1]] if q[0] == ATTR_RID else _rids(out)
-    seen: set = set()
+    rids = [q[1]] if q[0] == ATTR_RID else _rids(_statements(svc, order))
+    seen: set = set(order)
     for rid in rids:
         idx = [i for i in svc.lookup(ATTR_STATUS_RID, rid) if i not in seen]
         seen.update(idx)
-        out += _statements(svc, idx)
+        order += idx
+    budget = int(getattr(svc.config, "page_bytes", 4 << 20))
+    out, size, nxt = [], 0, None
+    for pos in range(start, len(order)):
+        ts = _statement(svc, order[pos])
+        if ts is None:
+            continue
+        if out and size + len(ts) > budget:
+            nxt = pos
+            break
+        out.append(ts)
+        size += len(ts)
+    if not out and start == 0:
+        return _problem(404, "Not Found", "no Credential Provenance record matches")
     resp = Response(vcbor.dumps(out), status=200, mimetype="application/cbor")
     resp.headers["Cache-Control"] = "public, max-age=5"
+    if nxt is not None:
+        args = [(k, v) for k, v in request.args.items(multi=True) if k != "from"] + [("from", str(nxt))]
+        resp.headers["Link"] = f'<{request.path}?{urllib.parse.urlencode(args)}>; rel="next"'
     return resp
 
 
-def _statements(svc, indexes) -> list[bytes]:
-    out = []
+def _statement(svc, index) -> bytes | None:
+    _leaf, entry = svc.resolve(str(index))
+    if entry is None or entry == "pending":
+        return None
+    return svc.transparent_statement(entry)
+
+
+def _statements(svc, indexes):
+    """The transparent statements of ``indexes``, read one at a time (a generator)."""
     for index in indexes:
-        _leaf, entry = svc.resolve(str(index))
-        if entry is None or entry == "pending":
-            continue
-        out.append(svc.transparent_statement(entry))
-    return out
+        ts = _statement(svc, index)
+        if ts is not None:
+            yield ts
 
 
-def _rids(statements: list[bytes]) -> list[str]:
+def _rids(statements) -> list[str]:
     """The record ids (CWT cti) of the records found, in order, once each."""
     from verifier import VerificationError
     from verifier.statement import SignedStatement

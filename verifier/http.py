@@ -14,7 +14,7 @@ import urllib.parse
 import urllib.request
 from typing import Callable
 
-__all__ = ["HTTPLimitError", "capped_response", "get", "read_capped", "same_origin", "DEFAULT_MAX_BYTES",
+__all__ = ["HTTPLimitError", "capped_response", "get", "get_page", "next_link", "read_capped", "same_origin", "DEFAULT_MAX_BYTES",
            "DEFAULT_TIMEOUT"]
 
 DEFAULT_MAX_BYTES = 8 << 20
@@ -93,6 +93,26 @@ def get(url: str, *, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DEFAULT_
         headers: dict[str, str] | None = None) -> bytes:
     """GET ``url`` (http or https) and return the body of a 200 answer. OSError (HTTPLimitError
     for a broken limit) on anything else."""
+    return get_page(url, timeout=timeout, max_bytes=max_bytes, headers=headers)[0]
+
+
+def next_link(link_header: str | None, base: str) -> str | None:
+    """The absolute URL of the ``rel="next"`` target of a Link header (RFC 8288), if any."""
+    if not link_header:
+        return None
+    for part in link_header.split(","):
+        target, _, params = part.partition(";")
+        target = target.strip()
+        if target.startswith("<") and target.endswith(">") and \
+                any(p.strip().replace(" ", "") in ('rel="next"', "rel=next") for p in params.split(";")):
+            return urllib.parse.urljoin(base, target[1:-1])
+    return None
+
+
+def get_page(url: str, *, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DEFAULT_MAX_BYTES,
+             headers: dict[str, str] | None = None) -> tuple[bytes, str | None]:
+    """Like :func:`get`; also returns the absolute URL of the answer's next page (Link
+    rel="next"), or None."""
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         raise HTTPLimitError(f"{url[:200]}: not an http(s) URL")
     req = urllib.request.Request(url, headers=headers or {})
@@ -105,6 +125,7 @@ def get(url: str, *, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DEFAULT_
                 raise HTTPLimitError(f"GET {url[:200]}: response larger than {max_bytes} bytes")
             import time
 
-            return read_capped(r.read, max_bytes, f"GET {url[:200]}: response", time.monotonic() + timeout)
+            body = read_capped(r.read, max_bytes, f"GET {url[:200]}: response", time.monotonic() + timeout)
+            return body, next_link(r.headers.get("Link"), r.geturl())
     except urllib.error.HTTPError as e:
         raise HTTPLimitError(f"GET {url[:200]}: HTTP {e.code}", e.code) from None

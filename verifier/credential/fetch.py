@@ -26,30 +26,43 @@ from .wire import LOOKUP_PATH
 MAX_LOOKUP_BYTES = 16 << 20  # one lookup answer (the log pages /twi/v1/cpr by bytes)
 
 
+MAX_PAGES = 64  # pages of one lookup followed (Link rel="next")
+
+
 def _getter(timeout: float, log: str, max_bytes: int = MAX_LOOKUP_BYTES):
+    """get(url) -> body, or get(url, paged=True) -> (body, next page URL or None); only URLs
+    under ``log``."""
     from .. import http as vhttp
 
     log = norm_url(log)
 
-    def get(url: str) -> bytes:
+    def get(url: str, paged: bool = False):
         if not url.startswith(log + "/") or not vhttp.same_origin(url, log):
             raise vhttp.HTTPLimitError(f"{url[:200]} is not under the log {log[:200]}")
-        return vhttp.get(url, timeout=timeout, max_bytes=max_bytes)
+        page = vhttp.get_page(url, timeout=timeout, max_bytes=max_bytes)
+        return page if paged else page[0]
     return get
 
 
 def _lookup(get, url: str, *, missing_ok: bool = False) -> list[bytes]:
     from .. import cbor
 
-    try:
-        arr = cbor.loads(get(url), max_size=MAX_LOOKUP_BYTES)
-    except OSError as e:
-        if missing_ok and getattr(e, "code", None) == 404:
-            return []
-        raise VerificationError("fetch.record", f"cannot fetch {url[:200]}: {e}") from None
-    if not isinstance(arr, list) or not all(isinstance(x, bytes) for x in arr):
-        raise VerificationError("fetch.record", "lookup answer is not an array of statements")
-    return list(arr)
+    out: list[bytes] = []
+    page: str | None = url
+    for _ in range(MAX_PAGES):  # the log pages its answers by bytes (Link rel="next")
+        try:
+            body, page = get(page, paged=True)
+            arr = cbor.loads(body, max_size=MAX_LOOKUP_BYTES)
+        except OSError as e:
+            if missing_ok and not out and getattr(e, "code", None) == 404:
+                return []
+            raise VerificationError("fetch.record", f"cannot fetch {url[:200]}: {e}") from None
+        if not isinstance(arr, list) or not all(isinstance(x, bytes) for x in arr):
+            raise VerificationError("fetch.record", "lookup answer is not an array of statements")
+        out += arr
+        if page is None:
+            return out
+    raise VerificationError("fetch.record", f"{url[:200]}: more than {MAX_PAGES} pages")
 
 
 def _with_linked_wprs(get, arr: list[bytes], log: str, policies: bool = False) -> list[bytes]:
