@@ -205,3 +205,11 @@ def test_fetch_follows_pages_under_the_log_only(server):
     assert _lookup(get, server + "/log/twi/v1/cpr?rid=r") == [b"first", b"second"]
     with pytest.raises(OSError):
         get(server + "/elsewhere")  # not under the log
+
+
+def test_tlog_info_client_caps_answers(server):
+    from tlog.clientcmd import ClientError, log_info
+
+    with pytest.raises(ClientError) as e:
+        log_info(server + "/big")
+    assert "larger than" in str(e.value)

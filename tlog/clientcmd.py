@@ -33,10 +33,13 @@ class ClientError(Exception):
 def _get(url: str, accept: str, timeout: float) -> tuple[str, bytes]:
     import requests
 
-    try:
-        r = requests.get(url, headers={"Accept": accept}, timeout=timeout, allow_redirects=False)
-    except requests.RequestException as e:
-        raise ClientError(f"cannot reach {url}: {type(e).__name__}") from None
+    from verifier.http import capped_response
+
+    try:  # bounded: a timeout, no redirects, at most 4 MiB read
+        r = capped_response(requests.get(url, headers={"Accept": accept}, timeout=timeout, allow_redirects=False,
+                                         stream=True), 4 << 20, 3 * timeout)
+    except (requests.RequestException, OSError) as e:
+        raise ClientError(f"cannot reach {url}: {type(e).__name__}: {str(e)[:200]}") from None
     if r.status_code != 200:
         raise ClientError(f"GET {url}: HTTP {r.status_code}")
     return r.headers.get("Content-Type", ""), r.content
