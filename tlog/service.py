@@ -41,7 +41,6 @@ from verifier import cose as vcose
 from verifier import receipt as vreceipt
 from verifier.statement import SignedStatement
 
-from tlog.log import Entry
 from tlog.storage import StorageUnavailable, open_storage
 
 from .config import Config
@@ -467,12 +466,10 @@ class LogService:
             with self._lock:
                 self._inflight -= 1
                 self.metrics.queue_depth(self._inflight + len(self._outstanding))
-        if entry is None and claim is not None:
-            # another encoding of this claim may have been integrated meanwhile: its entry
-            idx = self.log.find_key(claim)
-            if idx is not None and idx < self.tree_size():
-                ts = self.log.storage.first_head_after(idx)
-                entry = Entry(idx, ts or idx + 1, True)
+        # (no storage read here: a registration whose wait ran out answers 303 at once, also
+        # while the database is slow; a re-encoding of a claim that was itself still pending
+        # then names its own entry id, which is not found once the batch dedups it: posting it
+        # again answers with the original entry; documented in docs/ARCHITECTURE.md)
         if entry is None:
             with self._lock:
                 self._outstanding.append((pending, t0))
