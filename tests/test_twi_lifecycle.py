@@ -399,7 +399,7 @@ def test_policies_in_the_log_and_replay(world, capsys):
     assert cli_issue(world, PAY, "pol1") == 0
     rid = json.loads(capsys.readouterr().out)["record_id"]
     cred = cred_of(world, "pol1")
-    rc, res = _rp_json(capsys, cred, "--fetch", "--check-policies", *trust(world))
+    rc, res = _rp_json(capsys, cred, "--fetch", "--check-policies", "--log", world.server.url, *trust(world))
     assert rc == 0 and res["policies_checked"] == ["appraisal", "issuance"], res
     # offline, the policies must be given
     rc, res = _rp_json(capsys, cred, "--statement", d / "pol1" / "cpr.scitt", "--check-policies", *trust(world))
@@ -453,9 +453,9 @@ def test_logged_policy_that_is_not_the_recorded_one(world, monkeypatch, capsys):
     out = iss.issue(ear=world.ver.ear(nonce="cG9s", akpub=world.akpub), nonce="cG9s", workload_id=PAY,
                     workload_key=public_key_from_jwk(world.ver.jwk))
     (world.dir / "pol-bad.wit").write_bytes(out.credential.raw)
-    rc, res = _rp_json(capsys, world.dir / "pol-bad.wit", "--fetch", "--check-policies", *trust(world))
+    rc, res = _rp_json(capsys, world.dir / "pol-bad.wit", "--fetch", "--check-policies", "--log", world.server.url, *trust(world))
     assert rc == 1 and res["check"] == "policy.digest-mismatch", res
-    assert _rp_json(capsys, world.dir / "pol-bad.wit", "--fetch", *trust(world))[0] == 0  # not checked unless asked
+    assert _rp_json(capsys, world.dir / "pol-bad.wit", "--fetch", "--log", world.server.url, *trust(world))[0] == 0  # not checked unless asked
     capsys.readouterr()
     assert issuer_main(["replay", "--config", str(world.cfg), "--rid", out.rid]) == 1
     assert "policy.digest-mismatch" in capsys.readouterr().err
