@@ -57,7 +57,8 @@ def hostile_app(tmp_path_factory):
         issuer_keys=[{"path": str(write_public(d / "k.pem", KEY)), "iss": [ISS]},
                      str(write_public(d / "free.pem", FREE))],
         trust_anchors=[str(d / "ca.pem")],
-        max_statement_size=8192, max_body=16384, register_wait=5.0)))
+        max_statement_size=8192, max_body=16384, register_wait=5.0,
+        refusal_rate=0)))  # thousands of refused registrations from one client on purpose
     svc = app.extensions["tlog.service"]
     app.retired = svc.keys.receipt.private  # a retired log key: rotated away (tlog rotate-key)
     logstate.rotate(svc._storage, svc.config)
