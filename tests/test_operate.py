@@ -202,6 +202,14 @@ def test_new_keys_durable(tmp_path, fs_events):
         assert any(e == ("fsync", kdir) for e in ev[link_or_rename + 1:]), name  # then its name
 
 
+def test_new_log_database_name_durable(tmp_path, fs_events):
+    data = tmp_path / "data"
+    svc = LogService(_cfg(data), integrator="thread")
+    svc.close()
+    # the data dir is fsynced after the log's first rows (the SQLite file's directory entry)
+    assert ("fsync", str(data)) in fs_events[fs_events.index(("fsync", str(data / "keys"))) + 1:]
+
+
 def test_rotation_retires_durably_before_installing(log_with_entries, fs_events, capsys):
     data = log_with_entries
     kdir = str(data / "keys")

@@ -39,6 +39,7 @@ from .keys import (
     create_keys,
     existing_origin,
     finish_rotation,
+    fsync_dir,
     load_keys,
     load_receipt_key,
     prepare_rotation,
@@ -118,6 +119,8 @@ def _create(storage, config) -> Identity:
             created = False  # another process created the log meanwhile: check against it
     if not created:
         return _check(storage, config)
+    if config.database_url is None:
+        fsync_dir(config.data_path)  # the new database file's name, durable with the log's first rows
     log.info("created the log %s (issuer %s, receipt kid %s)", origin, issuer, keys.receipt.kid.hex())
     return Identity(keys, issuer, created=True)
 
