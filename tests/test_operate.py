@@ -202,6 +202,22 @@ def test_new_keys_durable(tmp_path, fs_events):
         assert any(e == ("fsync", kdir) for e in ev[link_or_rename + 1:]), name  # then its name
 
 
+@pytest.mark.parametrize("write", ["private", "replace"])
+def test_each_key_file_write_is_durable_by_itself(tmp_path, fs_events, write):
+    kdir = tmp_path / "k"
+    kdir.mkdir()
+    fs_events.clear()
+    if write == "private":
+        assert tkeys._write_private(kdir / "a.pem", b"secret")
+    else:
+        tkeys.write_durable(kdir / "a.pem", b"public")
+    kinds = [k for k, _ in fs_events]
+    put = kinds.index("link" if write == "private" else "replace")
+    tmp = fs_events[put][1].split(" -> ")[0]
+    assert fs_events[:put] == [("fsync", tmp)]  # the data, before the name
+    assert fs_events[put + 1:] == [("fsync", str(kdir))]  # the name, before returning
+
+
 def test_new_log_database_name_durable(tmp_path, fs_events):
     data = tmp_path / "data"
     svc = LogService(_cfg(data), integrator="thread")
