@@ -115,6 +115,18 @@ def test_token_without_the_key_is_refused(tmp_path, token, softhsm, capsys, monk
     with pytest.raises(KeyError_):
         LogService(Config.load(env={}, overrides=dict(data_dir=str(data), pkcs11_module=MODULE,
                                                       pkcs11_token=other, pkcs11_pin="1234")))
+    # the log's token without its active receipt key (destroyed): refused, naming the key
+    from pkcs11 import ObjectClass
+
+    from tlog import hsm
+
+    cfg = Config.load(env={}, overrides=dict(data_dir=str(data), **token))
+    with hsm.Token.of(cfg)._lock:
+        for obj in hsm.Token.of(cfg)._objects(label=hsm.RECEIPT_LABEL, object_class=ObjectClass.PRIVATE_KEY):
+            obj.destroy()
+    assert tlog_main(["policy", "show", "--data-dir", str(data)] + _argv(token)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "the receipt key" in err and "is not in" in err, err
 
 
 def test_serve_forked_workers_sign_in_the_token(tmp_path, token):
