@@ -157,12 +157,12 @@ class Config:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> dict[str, Any]:
         """The ``TLOG_<NAME>`` variables; any other ``TLOG_*`` name is an error (a typo must
-        not be ignored), except those in :data:`ENV_NOT_SETTINGS` and ``TLOG_TEST_*``."""
+        not be ignored), except those in :data:`ENV_NOT_SETTINGS`, ``TLOG_TEST_*`` and ``TLOG_CI_*``."""
         env = os.environ if env is None else env
         names = set(cls.field_names())
         out: dict[str, Any] = {}
         for var, v in env.items():
-            if not var.startswith("TLOG_") or var in ENV_NOT_SETTINGS or var.startswith("TLOG_TEST_"):
+            if not var.startswith("TLOG_") or var in ENV_NOT_SETTINGS or var.startswith(("TLOG_TEST_", "TLOG_CI_")):
                 continue
             name = var[5:].lower()
             if name not in names:

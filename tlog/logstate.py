@@ -326,8 +326,10 @@ def check_policy_agrees(cur, config) -> None:
 
 class LiveState:
     """The log-wide policy and receipt key set as this process sees them: re-read from storage
-    at most every ``interval`` seconds, so a ``tlog policy set`` or ``tlog rotate-key`` on any
-    host reaches every worker of every host without a restart."""
+    every ``interval`` seconds by a background thread (:meth:`start`), so a ``tlog policy set`` or
+    ``tlog rotate-key`` on any host reaches every worker of every host without a restart. The
+    accessors do no I/O: a slow or paused database delays the next refresh, never a
+    registration or a head signature."""
 
     def __init__(self, storage, config, keys: LogKeys, *, interval: float = REFRESH) -> None:
         self._storage = storage
@@ -338,27 +340,38 @@ class LiveState:
         self._policy = None  # (index, entry id, Policy)
         self._max_depth = config.max_depth
         self.interval = interval
-        self._checked = float("-inf")
         self._lock = threading.Lock()
         self._warned: bytes | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     @property
     def keys(self) -> LogKeys:
-        self.refresh()
         return self._keys
 
     @property
     def policy(self):
         """(index, entry id, Policy) in force, or None before the first policy."""
-        self.refresh()
         return self._policy
 
-    def refresh(self, force: bool = False) -> None:
-        if not force and time.monotonic() - self._checked < self.interval:
-            return
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="tlog-logstate", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        t, self._thread = self._thread, None
+        if t is not None and t is not threading.current_thread():
+            t.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Read the key set and the latest policy from storage now (errors keep the last state)."""
         with self._lock:
-            if not force and time.monotonic() - self._checked < self.interval:
-                return
             try:
                 self._refresh_keys()
                 cur = self._policy
@@ -366,9 +379,8 @@ class LiveState:
                 if idx and (cur is None or max(idx) != cur[0]):
                     self._policy = latest_policy(self._storage, self._max_depth)
                     log.info("registration policy %s in force (index %d)", self._policy[1], self._policy[0])
-            except Exception as e:  # noqa: BLE001 - keep the last known state; the next call retries
+            except Exception as e:  # noqa: BLE001 - keep the last known state; the next round retries
                 log.warning("reading the log-wide state: %s", e)
-            self._checked = time.monotonic()
 
     def _refresh_keys(self) -> None:
         s = self._storage.meta(META_KEYS)

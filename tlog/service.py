@@ -231,6 +231,7 @@ class LogService:
         self._candidate = None
         if role == "integrator":
             self.integrator_mode = "integrator"
+            self.state.start()  # the key set it signs heads with follows rotations
             return
         self.integrator_mode = "lease" if leased else "process" if mode == "process" else "thread"
         try:
@@ -245,13 +246,15 @@ class LogService:
 
                 self._remote = IntegratorClient(config, self.log)
             self._init_policy(check_policy)
+            self.state.start()
         except BaseException:
             self.close()
             raise
 
     @property
     def keys(self) -> LogKeys:
-        """The receipt key set and note signer in force (log-wide state, re-read every second)."""
+        """The receipt key set and note signer in force (log-wide state, re-read every second
+        by a background thread)."""
         return self.state.keys
 
     @property
@@ -270,6 +273,7 @@ class LogService:
 
     def close(self) -> None:
         try:
+            self.state.stop()
             if self._remote is not None:
                 self._remote.close()
             if self._candidate is not None:
@@ -347,7 +351,7 @@ class LogService:
         """The first start of a log registers the configured policy; later starts use the policy
         in force, and refuse settings that disagree with it (``tlog policy set`` changes it)."""
         self.log.refresh()
-        self.state.refresh(force=True)
+        self.state.refresh()
         if self.state._policy is None:
             self.set_policy(configured_policy(self.config))
         elif check:
@@ -378,7 +382,7 @@ class LogService:
                 "entry": entry_id_of(st.leaf_input), "index": entry.index, "previous": previous,
                 "changes": describe_change(cur[2].document(previous) if cur is not None else None,
                                            policy.document(previous))}})
-        self.state.refresh(force=True)
+        self.state.refresh()
         return entry_id_of(st.leaf_input)
 
     # ---- registration ------------------------------------------------------------------------
