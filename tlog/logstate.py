@@ -369,8 +369,9 @@ class LiveState:
         while not self._stop.wait(self.interval):
             self.refresh()
 
-    def refresh(self) -> None:
-        """Read the key set and the latest policy from storage now (errors keep the last state)."""
+    def refresh(self, force: bool = True) -> None:
+        """Read the key set and the latest policy from storage now (errors keep the last state);
+        ``force`` is accepted for callers of the earlier throttled form: every call reads."""
         with self._lock:
             try:
                 self._refresh_keys()
