@@ -12,6 +12,8 @@ Routes (all errors: application/concise-problem-details+cbor {-1: title, -2: det
     GET  /checkpoint, /tile/<L>/<N>[.p/<W>], /tile/entries/<N>[.p/<W>]
     GET  /consistency?from=N&to=M          RFC 9942 consistency receipt
     GET  /health, /metrics
+    GET  /, /explorer/...                  HTML log explorer for browsers (tlog.explorer); "/" answers
+                                           HTML only to clients whose Accept names text/html
 """
 
 from __future__ import annotations
@@ -389,6 +391,20 @@ def create_app(config: Config | None = None, *, service: LogService | None = Non
         twi_bp = None
     if twi_bp is not None:
         app.register_blueprint(twi_bp)
+
+    # ---- the log explorer (HTML for people, tlog.explorer); "/" by content negotiation --------
+    from tlog import explorer
+
+    app.register_blueprint(explorer.bp)
+
+    @app.get("/")
+    def index():
+        if explorer.wants_html():
+            resp = explorer.overview()
+        else:  # API clients (CBOR, JSON, */*) get the answer they always got
+            resp = problem(404, "Not Found", f"no resource at {request.path}")
+        resp.headers["Vary"] = "Accept"
+        return resp
 
     # ---- operations --------------------------------------------------------------------------
     @app.get("/health")
