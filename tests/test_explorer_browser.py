@@ -169,6 +169,31 @@ def test_entry_verifies_in_the_page_and_refuses_tampering(browser, world):
     # a receipt cut short
     state, text = attempt(receipt=good_receipt[:-10])
     assert state == "bad", text
+    # an attached payload that is not the recomputed root (the signature is over the root)
+    good = bytes.fromhex(good_receipt)
+    at = len(good) - 67
+    assert good[at] == 0xF6  # nil payload, then the 64-byte signature (58 40 ...)
+    root = world.server.svc.log.root(size)
+    state, text = attempt(receipt=(good[:at] + b"\x58\x20" + bytes(32) + good[at + 1:]).hex())
+    assert state == "bad" and "attached payload is not the recomputed root" in text, text
+    assert attempt(receipt=(good[:at] + b"\x58\x20" + root + good[at + 1:]).hex())[0] == "good"
+    # an inclusion path one node short, or one node long
+    import cbor2
+
+    prot, _unprot, _payload, sig = cbor2.loads(good).value
+    size, index, path = cbor2.loads(cbor2.loads(good).value[1][396][-1][0])
+    path = list(path)
+
+    def with_proof(proof) -> str:
+        return cbor2.dumps(cbor2.CBORTag(18, [prot, {396: {-1: [cbor2.dumps(proof)]}}, None, sig])).hex()
+
+    assert with_proof([size, index, path]) == good_receipt  # the same bytes, rebuilt
+    for bad_path, why in ((path[:-1], "shorter than the tree needs"), (path + [bytes(32)], "longer than the tree")):
+        state, text = attempt(receipt=with_proof([size, index, bad_path]))
+        assert state == "bad" and why in text, text
+    # a leaf index outside the tree
+    state, text = attempt(receipt=with_proof([size, size, path]))
+    assert state == "bad" and "not below the tree size" in text, text
     # and the genuine bytes verify again
     assert attempt()[0] == "good"
 

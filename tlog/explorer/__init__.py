@@ -67,7 +67,8 @@ def _nf(e: NotFound):
 
 @bp.get("/explorer/")
 def overview():
-    return _page("overview.html", ov=model.overview(_svc()))
+    cache = current_app.extensions.setdefault("tlog.explorer", {})
+    return _page("overview.html", ov=model.overview(_svc(), cache))
 
 
 @bp.get("/explorer/entries")

@@ -129,7 +129,8 @@ def entries_page(svc, before: int | None) -> dict:
             "newer": top + PAGE if top < size else None, "older": idx[-1] if idx and idx[-1] > 0 else None}
 
 
-def overview(svc) -> dict:
+def overview(svc, cache: dict | None = None) -> dict:
+    """``cache``: a dict kept across requests (the rate chart is recomputed once per tree size)."""
     head = svc.latest()
     text = head.checkpoint if isinstance(head.checkpoint, str) else head.checkpoint.decode()
     witnesses = None
@@ -141,7 +142,16 @@ def overview(svc) -> dict:
         witnesses = svc.operations_state().get("witnesses")
     now = time.time()
     return {"origin": svc.origin, "size": head.size, "checkpoint": text, "age": max(0.0, now - head.timestamp),
-            "time": _utc(head.timestamp), "witnesses": witnesses, "rate": registration_rate(svc, head.size)}
+            "time": _utc(head.timestamp), "witnesses": witnesses, "rate": _cached_rate(svc, head.size, cache)}
+
+
+def _cached_rate(svc, size: int, cache: dict | None) -> list:
+    if cache is None:
+        return registration_rate(svc, size)
+    hit = cache.get("rate")
+    if hit is None or hit[0] != size:
+        hit = cache["rate"] = (size, registration_rate(svc, size))
+    return hit[1]
 
 
 def registration_rate(svc, size: int, buckets: int = 24) -> list[tuple[str, int]]:
