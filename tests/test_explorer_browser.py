@@ -17,6 +17,7 @@ import pytest
 from .explorer_support import ISS, build
 
 ROOT = Path(__file__).resolve().parent.parent
+INSECURE_HOST = "explorer.test"
 SHOTS = Path(os.environ.get("TLOG_SCREENSHOT_DIR") or ROOT / "test-artifacts" / "screenshots")
 
 
@@ -45,7 +46,9 @@ def browser():
     opts.binary_location = found[0]
     for a in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
               "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-              f"--user-data-dir={profile}", "--window-size=1280,1600"):
+              f"--user-data-dir={profile}", "--window-size=1280,1600",
+              # a name for loopback that is not a secure context (plain HTTP, not "localhost")
+              f"--host-resolver-rules=MAP {INSECURE_HOST} 127.0.0.1"):
         opts.add_argument(a)
     drv = webdriver.Chrome(service=Service(found[1]), options=opts)
     drv.set_page_load_timeout(30)
@@ -233,3 +236,16 @@ def test_keyboard_reaches_the_navigation_and_the_verify_button(browser, world):
         drv.switch_to.active_element.send_keys(Keys.TAB)
         seen.append(drv.switch_to.active_element.get_attribute("id") or drv.switch_to.active_element.text)
     assert "Entries" in seen and "pin-btn" in seen and "verify-btn" in seen, seen
+
+
+def test_without_webcrypto_the_page_says_so_instead_of_verifying(browser, world):
+    drv = browser
+    port = world.server.url.rsplit(":", 1)[1]
+    drv.get(f"http://{INSECURE_HOST}:{port}/explorer/entries/{world.ids['wit']}")
+    assert drv.execute_script("return window.isSecureContext") is False
+    assert drv.execute_script("return !!(window.crypto && window.crypto.subtle)") is False
+    text = _by(drv, "#verdict").text
+    assert "cannot verify here" in text and "TLS" in text, text
+    assert "good" not in _by(drv, "#verdict").get_attribute("class")
+    assert not _by(drv, "#verify-btn").is_enabled() and not _by(drv, "#pin-btn").is_enabled()
+    shot(drv, "entry-no-webcrypto")
