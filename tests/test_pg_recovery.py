@@ -161,3 +161,34 @@ def test_paused_and_restarted_postgresql(tmp_path, key, throwaway_pg, integrator
         assert client.get("/checkpoint").status_code == 200
     finally:
         app.extensions["tlog.service"].close()
+
+
+def test_a_worker_started_while_postgresql_is_down_waits_for_it(tmp_path, key, throwaway_pg):
+    """A worker (re)started by gunicorn during a PostgreSQL restart must not fail its boot (gunicorn
+    would stop the whole instance): the service start is retried until the database is back."""
+    import threading
+
+    import psycopg
+
+    pg = throwaway_pg
+    with psycopg.connect(pg.url, autocommit=True) as c:
+        c.execute("DROP DATABASE IF EXISTS rec_boot")
+        c.execute("CREATE DATABASE rec_boot")
+    url = pg.url.rsplit("/", 1)[0] + "/rec_boot"
+    _app(tmp_path, key, url).extensions["tlog.service"].close()  # the log exists
+    pg.stop()
+    got = []
+    try:
+        t = threading.Thread(target=lambda: got.append(_app(tmp_path, key, url, integrator="process")))
+        t.start()
+        time.sleep(2.0)
+        assert t.is_alive() and not got  # waiting, not failed
+    finally:
+        pg.start()
+    t.join(60)
+    assert got, "the service did not start once PostgreSQL was back"
+    app = got[0]
+    try:
+        took, _ = _until_201(app.test_client(), key, "booted", 20.0)
+    finally:
+        app.extensions["tlog.service"].close()

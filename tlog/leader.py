@@ -139,12 +139,16 @@ class Candidate:
     """A worker's integrator candidate process, restarted when it dies, closed with the worker."""
 
     def __init__(self, config, *, start_timeout: float = 120.0) -> None:
+        """Starts the candidate in the background: a worker's start never waits for it (nor
+        fails because the database is down at that moment); it is retried until it runs."""
         self._config = config
         self._start_timeout = start_timeout
         self._closed = False
         self._lock = threading.Lock()
         self.restarts = 0
-        self._proc, self._conn = self._start()
+        self._proc: subprocess.Popen | None = None
+        self._conn: Connection | None = None
+        self.started = threading.Event()
         threading.Thread(target=self._watch, name="tlog-leader-watch", daemon=True).start()
 
     def _start(self):
@@ -178,30 +182,41 @@ class Candidate:
         return self._proc.pid if self._proc is not None else None
 
     def _watch(self) -> None:
+        first = True
         while True:
-            proc = self._proc
-            proc.wait()
-            with self._lock:
-                if self._closed:
-                    return
-            log.warning("integrator candidate %d exited with %s; starting a new one", proc.pid, proc.returncode)
-            self._conn.close()
             delay = 0.1
-            while True:
+            while True:  # (re)start
                 with self._lock:
                     if self._closed:
                         return
                 try:
                     proc, conn = self._start()
-                except Exception as e:  # noqa: BLE001 - keep trying; the log waits meanwhile
-                    log.error("integrator candidate restart failed: %s", e)
+                except Exception as e:  # noqa: BLE001 - keep trying; the other candidates integrate
+                    log.error("integrator candidate start failed: %s", e)
                     time.sleep(delay)
                     delay = min(delay * 2, 5.0)
                     continue
                 with self._lock:
+                    if self._closed:
+                        try:
+                            conn.send_bytes(pickle.dumps(None))
+                        except (OSError, ValueError):
+                            pass
+                        self._proc, self._conn = proc, conn
+                        self.started.set()
+                        return
                     self._proc, self._conn = proc, conn
-                    self.restarts += 1
+                    if not first:
+                        self.restarts += 1
+                first = False
+                self.started.set()
                 break
+            proc.wait()
+            with self._lock:
+                if self._closed:
+                    return
+            log.warning("integrator candidate %d exited with %s; starting a new one", proc.pid, proc.returncode)
+            conn.close()
 
     def close(self) -> None:
         with self._lock:
@@ -209,6 +224,8 @@ class Candidate:
                 return
             self._closed = True
             proc, conn = self._proc, self._conn
+        if proc is None:
+            return  # never started (a start in progress is stopped by _watch)
         try:
             conn.send_bytes(pickle.dumps(None))  # stop: release the lease and exit
         except (OSError, ValueError):
