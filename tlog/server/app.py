@@ -104,12 +104,29 @@ class _AnyPathConverter(PathConverter):
     part_isolating = False  # may span "/" (werkzeug infers True from a regex without "/")
 
 
+def _open_service(config: Config, integrator: str | None, wait: float = 20.0) -> LogService:
+    """A worker's service; while the database is unavailable (a worker restarted during a
+    PostgreSQL restart) it is retried for ``wait`` seconds instead of failing the worker's boot,
+    which would make gunicorn stop the whole instance."""
+    import time
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return LogService(config, integrator=integrator)
+        except StorageUnavailable as e:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("the log's database is unavailable (%s); retrying the start", e)
+            time.sleep(0.5)
+
+
 def create_app(config: Config | None = None, *, service: LogService | None = None,
                integrator: str | None = None) -> Flask:
     """The Flask application. ``service`` may be given (tests); else one is opened from ``config``
     (``integrator``: see :class:`tlog.service.LogService`)."""
     config = config or Config.load()
-    svc = service or LogService(config, integrator=integrator)
+    svc = service or _open_service(config, integrator)
     app = Flask("tlog.server")
     app.url_map.converters["anypath"] = _AnyPathConverter
     app.config["MAX_CONTENT_LENGTH"] = config.max_body
