@@ -217,3 +217,42 @@ def test_a_queued_twin_is_answered_with_the_entry_of_its_signed_content(two, sig
         q.close()
         fe.close()
         integ.close()
+
+
+def test_taking_over_ends_the_session_of_a_holder_paused_inside_its_transaction(pg_database, signer):  # noqa: F811
+    """A paused holder's open transaction keeps the lease row (and the integration lock) until
+    its session ends, and a session blocked writing to a paused client is not ended by any
+    timeout; the next holder ends it once the lease has expired, instead of waiting."""
+    from tlog.storage import StorageUnavailable
+    from tlog.storage.postgres import PostgresStorage
+
+    schema = "l_" + uuid.uuid4().hex[:12]
+    a = PostgresStorage(pg_database, schema=schema, statement_timeout=5, lock_timeout=5,
+                        application_name="tlog-integrator")  # idle-in-transaction limit: 16 s
+    b = PostgresStorage(pg_database, schema=schema, statement_timeout=5, lock_timeout=5,
+                        application_name="tlog-integrator")
+    la = Log.open(a, origin=ORIGIN, note_signer=signer, sequencer=False)
+    try:
+        before = a.state()
+        ta = a.acquire_lease("a", 1.5)
+        a.fence = (ta, 1.5)
+        la.integrate_pending()  # a committed integration records the holder's session
+        got = {}
+        with pytest.raises(StorageUnavailable) as e:
+            with a.integration() as tx:
+                tx.set_state(before[0] + 100, b"\x01" * 32)
+                time.sleep(1.8)  # "paused", lease expired, row locked
+                t0 = time.monotonic()
+                try:
+                    got["token"] = b.acquire_lease("b", 5.0)
+                except StorageUnavailable as x:  # waited for the row lock until the lock timeout
+                    got["error"] = x
+                got["took"] = time.monotonic() - t0
+                tx.c.execute("SELECT 1")  # a's session was ended: this fails
+        assert got.get("token") == ta + 1 and got["took"] < 2.0, got
+        assert not isinstance(e.value, LeaseLost)  # ended by the server, not by its own check
+        assert b.state() == before
+    finally:
+        la.close()
+        a.close()
+        b.close()

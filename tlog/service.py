@@ -197,6 +197,7 @@ class LogService:
         if role == "integrator":
             # a paused integrator's open transaction is ended (its locks released) by the server
             opts["idle_in_transaction_timeout"] = config.lease_ttl
+            opts["application_name"] = "tlog-integrator"  # its expired sessions are ended on takeover
         storage = open_storage(config.storage_url(), **opts)
         self._storage = storage
         try:

@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS pending (seq BIGSERIAL PRIMARY KEY, leaf BYTEA NOT NU
 CREATE TABLE IF NOT EXISTS lease (id INT PRIMARY KEY CHECK (id = 1), holder TEXT NOT NULL, token BIGINT NOT NULL,
     expires TIMESTAMPTZ NOT NULL);
 INSERT INTO lease (id, holder, token, expires) VALUES (1, '', 0, '-infinity') ON CONFLICT (id) DO NOTHING;
+ALTER TABLE lease ADD COLUMN IF NOT EXISTS backend INT;
 """
 
 # The integrator's lease (tlog.leader): one row; times are the database's clock, so the hosts'
@@ -72,8 +73,16 @@ INSERT INTO lease (id, holder, token, expires) VALUES (1, '', 0, '-infinity') ON
 # integration transaction (see PostgresStorage.integration).
 _ACQUIRE = ("UPDATE lease SET holder = %s, token = token + 1, expires = clock_timestamp() + make_interval(secs => %s) "
             "WHERE id = 1 AND expires < clock_timestamp() RETURNING token")
-_RENEW = ("UPDATE lease SET expires = clock_timestamp() + make_interval(secs => %s) "
+_RENEW = ("UPDATE lease SET expires = clock_timestamp() + make_interval(secs => %s), backend = pg_backend_pid() "
           "WHERE id = 1 AND token = %s AND expires > clock_timestamp() RETURNING token")
+# A holder paused inside its transaction keeps the lease row and the integration lock until its
+# server session ends; a session blocked sending a result to the paused process is neither idle
+# nor interruptible by a timeout. Its lease has expired by then (as committed), and it could not
+# commit anyway (the renewal before COMMIT fails), so whoever takes over ends that session first.
+_END_EXPIRED = ("SELECT pg_terminate_backend(a.pid) FROM lease l JOIN pg_stat_activity a ON a.pid = l.backend "
+                "WHERE l.id = 1 AND l.expires < clock_timestamp() AND a.datname = current_database() "
+                "AND a.application_name = 'tlog-integrator' AND a.pid <> pg_backend_pid() "
+                "AND a.xact_start IS NOT NULL")
 
 _LOCK = "SELECT pg_advisory_xact_lock(hashtext('tlog:' || current_schema()))"
 _COPY_SPECIAL = re.compile(r"[\\\t\n\r]")  # characters text COPY would need escaped
@@ -268,7 +277,7 @@ class PostgresStorage(SQLReads, Storage):
 
     def __init__(self, url: str, *, schema: str | None = None, connect_timeout: float = 10,
                  statement_timeout: float = 10.0, lock_timeout: float = 10.0,
-                 idle_in_transaction_timeout: float | None = None) -> None:
+                 idle_in_transaction_timeout: float | None = None, application_name: str = "tlog") -> None:
         """``idle_in_transaction_timeout``: the server ends a session of this storage that sits
         inside a transaction without a statement for that long (a paused client), releasing its
         locks; default the time limit of a whole integration."""
@@ -293,7 +302,8 @@ class PostgresStorage(SQLReads, Storage):
         if schema:
             opts += f" -c search_path={schema}"
         # libpq's connect_timeout is whole seconds (psycopg enforces it on the client)
-        self._kw = {"options": opts, "connect_timeout": max(1, round(connect_timeout))}
+        self._kw = {"options": opts, "connect_timeout": max(1, round(connect_timeout)),
+                    "application_name": application_name}
         self._local = threading.local()
         self._conns: set[psycopg.Connection] = set()
         self._conns_lock = threading.Lock()
@@ -468,7 +478,10 @@ class PostgresStorage(SQLReads, Storage):
     # ---- the integrator's lease (tlog.leader) ---------------------------------------------
     def acquire_lease(self, holder: str, ttl: float) -> int | None:
         """Take the lease if it has expired: the new fencing token, or None (held by another)."""
-        r = self._read(lambda c: c.execute(_ACQUIRE, (holder, ttl)).fetchone())
+        def run(c):
+            c.execute(_END_EXPIRED)
+            return c.execute(_ACQUIRE, (holder, ttl)).fetchone()
+        r = self._read(run)
         return None if r is None else r[0]
 
     def renew_lease(self, token: int, ttl: float) -> bool:
