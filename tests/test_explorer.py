@@ -205,3 +205,42 @@ def test_static_assets_are_served(world):
         r = world.server.client.get(f"/explorer/static/{name}")
         assert r.status_code == 200 and r.mimetype == mime, (name, r.mimetype)
         r.close()
+
+
+def _found(body: str) -> list[str]:
+    return re.findall(r'href="/explorer/entries/([0-9a-f]{64})"', body)
+
+
+def test_search_by_pasted_or_uploaded_credential(world):
+    from .explorer_support import make_wit
+
+    c = world.server.client
+    r = c.post("/explorer/search/credential", data={"credential": world.wit})
+    body = r.get_data(as_text=True)
+    assert r.status_code == 200 and _found(body) == [world.ids["wit"]], body
+    assert world.wit_sha256 in body and "jti-1" in body and "No status statement" in body
+    import io
+
+    r = c.post("/explorer/search/credential", data={"file": (io.BytesIO(world.wit.encode()), "cred.jwt")},
+               content_type="multipart/form-data")
+    assert _found(r.get_data(as_text=True)) == [world.ids["wit"]]
+    # another WIT with the same (iss, jti): found by (iss, jti), not by its digest
+    other = make_wit(world.server.svc.keys.receipt.private)
+    r = c.post("/explorer/search/credential", data={"credential": other})
+    assert _found(r.get_data(as_text=True)) == [world.ids["wit"]]
+    other = make_wit(world.server.svc.keys.receipt.private, jti="jti-unknown")
+    r = c.post("/explorer/search/credential", data={"credential": other})
+    assert r.status_code == 200 and _found(r.get_data(as_text=True)) == []
+    assert "No provenance record" in r.get_data(as_text=True)
+    for bad in ("", "not a credential", "eyJhbGciOiJub25lIn0.e30."):
+        r = c.post("/explorer/search/credential", data={"credential": bad})
+        assert r.status_code == 400 and r.mimetype == "text/html", bad
+    # an X.509 SVID (DER upload) whose record was revoked: the record and its status statement
+    r = c.post("/explorer/search/credential", data={"file": (io.BytesIO(world.x509_der), "svid.der")},
+               content_type="multipart/form-data")
+    body = r.get_data(as_text=True)
+    assert r.status_code == 200, body
+    assert _found(body) == [world.ids["x509"], world.ids["revocation"]], body
+    assert "Status statements (revocations)" in body
+    r = c.get("/explorer/search/credential")  # never in a URL
+    assert r.status_code == 405

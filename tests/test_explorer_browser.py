@@ -115,6 +115,13 @@ def test_pages_load_and_search_by_keys(browser, world):
         assert [x.rsplit("/", 1)[1] for x in links] == [world.ids[expect]], (kind, links)
         if kind == "rid":
             shot(drv, "search")
+    # a pasted credential (a WIT): its provenance record
+    drv.get(url + "/explorer/search")
+    set_text(drv, "#credential", world.wit)
+    _by(drv, "#credential").submit()
+    links = [e.get_attribute("href") for e in drv.find_elements("css selector", "table.entries a")]
+    assert [x.rsplit("/", 1)[1] for x in links] == [world.ids["wit"]], links
+    shot(drv, "search-credential")
     size = world.server.svc.tree_size()
     drv.get(url + f"/explorer/consistency?from=2&to={size}")
     assert len(drv.find_elements("css selector", "ol.nodes li")) == len(world.server.svc.log.consistency_proof(2, size))

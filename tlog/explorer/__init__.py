@@ -6,6 +6,8 @@
     GET /explorer/entries[?before=N]   entries newest first, paged
     GET /explorer/entries/<id>  one entry; explorer.js verifies it in the page (see model.py)
     GET /explorer/search?kind=&a=&b=   search by record id, (iss, jti), DN + serial, SHA-256, iss/sub
+    POST /explorer/search/credential   a pasted or uploaded credential (WIT, PEM/DER X.509 SVID):
+                                its provenance records and their status statements
     GET /explorer/consistency?from=&to= consistency proof nodes between two tree sizes
 
 Thin: parsing and status codes; what a page shows comes from :mod:`tlog.explorer.model`.
@@ -91,6 +93,17 @@ def search():
         svc = _svc()
         rows = [model.summary(svc, i) for i in model.search(svc, kind, a, b)[: model.PAGE * 4]]
     return _page("search.html", kinds=model.SEARCH_KINDS, kind=kind, a=a, b=b, rows=rows)
+
+
+@bp.post("/explorer/search/credential")
+def search_credential():
+    """POST, not GET: a credential is a bearer token and must not end up in URLs and access logs."""
+    up = request.files.get("file")
+    data = up.read(model.MAX_CREDENTIAL + 1) if up is not None and up.filename else b""
+    if not data:
+        data = request.form.get("credential", "").encode("utf-8")
+    res = model.credential_search(_svc(), data)
+    return _page("search.html", kinds=model.SEARCH_KINDS, kind="rid", a="", b="", rows=None, cred=res)
 
 
 @bp.get("/explorer/consistency")

@@ -19,7 +19,7 @@ from verifier.receipt import VDP_INCLUSION, Receipt
 from verifier.statement import SignedStatement
 
 from ..service import ATTR_ISS, ATTR_ISS_SUB, BadRequest, NotFound, entry_id_of, iss_sub_key
-from ..twi_index import ATTR_DN_SERIAL, ATTR_ISS_JTI, ATTR_RID, ATTR_SHA256, pair_key
+from ..twi_index import ATTR_DN_SERIAL, ATTR_ISS_JTI, ATTR_RID, ATTR_SHA256, ATTR_STATUS_RID, pair_key
 
 PAGE = 25  # entries per list page
 MAX_FIELD = 240  # characters of one shown value
@@ -285,6 +285,50 @@ def search(svc, kind: str, a: str, b: str) -> list[int]:
             raise BadRequest("Malformed search", "the serial is hex")
         return svc.lookup(ATTR_DN_SERIAL, pair_key(a, s.lstrip("0") or "0"))
     raise BadRequest("Malformed search", f"unknown search kind {kind[:40]!r}")
+
+
+MAX_CREDENTIAL = 64 * 1024
+
+
+def credential_search(svc, data: bytes) -> dict:
+    """A pasted or uploaded credential (WIT, or X.509 SVID in PEM or DER), parsed without checking
+    its signature (it only names what to look up): its provenance records, found by every key it
+    carries (SHA-256 of its bytes, its pointer's record id, (iss, jti), issuer DN + serial), and
+    the status statements (revocations) of those records."""
+    from verifier.credential import parse_credential
+
+    if not data.strip():
+        raise BadRequest("Malformed search", "paste a credential or choose a file")
+    if len(data) > MAX_CREDENTIAL:
+        raise BadRequest("Malformed search", f"a credential is at most {MAX_CREDENTIAL} bytes")
+    try:
+        info = parse_credential(data)
+    except VerificationError as e:
+        raise BadRequest("Not a credential", f"neither a WIT nor an X.509 certificate: {e}") from None
+    found = set(svc.lookup(ATTR_SHA256, info.sha256))
+    rids = []
+    if info.pointer is not None:
+        rids.append(info.pointer.rid)
+        found.update(svc.lookup(ATTR_RID, info.pointer.rid))
+    if info.iss and info.jti:
+        found.update(svc.lookup(ATTR_ISS_JTI, pair_key(info.iss, info.jti)))
+    if info.issuer_dn and info.serial:
+        found.update(svc.lookup(ATTR_DN_SERIAL, pair_key(info.issuer_dn, info.serial)))
+    for i in sorted(found):
+        try:
+            cti = SignedStatement.parse(svc.log.entry_data(i)).cwt_claims.get(7)
+            rid = cti.decode("utf-8") if isinstance(cti, bytes) else None
+        except (VerificationError, UnicodeDecodeError):
+            rid = None
+        if rid and rid not in rids:
+            rids.append(rid)
+    status = sorted({i for rid in rids for i in svc.lookup(ATTR_STATUS_RID, rid)} - found)
+    facts = [("format", info.format), ("sub", info.sub), ("iss", info.iss), ("jti", info.jti),
+             ("issuer DN", info.issuer_dn), ("serial", info.serial), ("SHA-256", info.sha256),
+             ("record id (pointer)", info.pointer.rid if info.pointer else None),
+             ("expires", _utc(info.exp) if isinstance(info.exp, int) else None)]
+    return {"facts": [(k, v) for k, v in facts if v], "rows": [summary(svc, i) for i in sorted(found)],
+            "status": [summary(svc, i) for i in status]}
 
 
 def consistency(svc, n: int, m: int) -> dict:
