@@ -53,6 +53,28 @@ def test_overview(world):
     assert "Content-Security-Policy" in r.headers and "default-src 'none'" in r.headers["Content-Security-Policy"]
 
 
+def test_rate_chart_buckets_span_the_entries(monkeypatch):
+    class Log:
+        def __init__(self, iats):
+            self.iats = iats
+
+        def entry_data(self, i):
+            return self.iats[i]
+
+    class Svc:
+        log = Log([])
+
+    def parse(iat):
+        return type("S", (), {"cwt_claims": {6: iat}})()
+
+    monkeypatch.setattr(model.SignedStatement, "parse", staticmethod(parse))
+    for iats in ([5, 5, 5], [0, 1, 2, 100], list(range(1000, 1500, 7)), [3, 10**9]):
+        Svc.log = Log(iats)
+        rate = model.registration_rate(Svc, len(iats))
+        assert sum(c for _, c in rate) == len(iats) and rate[0][1] > 0 and rate[-1][1] > 0, (iats, rate)
+        assert 1 <= len(rate) <= 24
+
+
 def _rows(body: str) -> list[int]:
     return [int(x) for x in re.findall(r"<tr><td>(\d+)</td>", body)]
 

@@ -167,10 +167,10 @@ def registration_rate(svc, size: int, buckets: int = 24) -> list[tuple[str, int]
     if not iats:
         return []
     lo, hi = min(iats), max(iats)
-    width = max(1, (hi - lo + buckets) // buckets)
-    counts = [0] * buckets
+    width = -(-(hi - lo + 1) // buckets)
+    counts = [0] * ((hi - lo) // width + 1)  # the last bucket holds the newest entry
     for t in iats:
-        counts[min(buckets - 1, (t - lo) // width)] += 1
+        counts[(t - lo) // width] += 1
     return [(_utc(lo + k * width), c) for k, c in enumerate(counts)]
 
 
