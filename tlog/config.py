@@ -31,6 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from verifier import VerificationError
+from verifier.note import ALG_COSIGNATURE_V1, NoteVerifier
+
 # COSE algorithms the log accepts by default (RFC 9053 / RFC 9864 identifiers).
 DEFAULT_ALGS = (-7, -35, -36, -37, -38, -39, -8, -19)
 
@@ -300,11 +303,30 @@ def _coerce(name: str, f: dataclasses.Field, value: Any) -> Any:
                 # a path, or {path, iss: [issuer identities it may claim]} (tlog/keys.py trust_entry)
                 return [v if isinstance(v, dict) else str(v) for v in value]
             if name == "witnesses":
-                from .witnessing import parse_witness
-
                 return [parse_witness(v) for v in value]
             return [str(v) for v in value]
         # str | None fields
         return str(value)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"bad value for {name}: {value!r} ({e})") from None
+
+
+def parse_witness(value: Any) -> dict[str, str]:
+    """``{"url": ..., "vkey": ...}`` or ``"URL=VKEY"`` -> normalised dict (vkey checked: type 0x04)."""
+    if isinstance(value, str):
+        url, sep, vkey = value.partition("=")
+        if not sep:
+            raise ValueError(f"witness {value!r} is not URL=VKEY")
+        value = {"url": url, "vkey": vkey}
+    if not isinstance(value, dict) or not isinstance(value.get("url"), str) or not isinstance(value.get("vkey"), str):
+        raise ValueError(f"witness {value!r} must have url and vkey strings")
+    url, vkey = value["url"].strip().rstrip("/"), value["vkey"].strip()
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"witness url {url!r} must be http(s)")
+    try:
+        v = NoteVerifier.from_vkey(vkey)
+    except VerificationError as e:
+        raise ValueError(f"witness vkey {vkey!r}: {e}") from None
+    if v.type != ALG_COSIGNATURE_V1:
+        raise ValueError(f"witness vkey {vkey!r} is not a cosignature (type 0x04) key")
+    return {"url": url, "vkey": vkey}

@@ -30,9 +30,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import pickle
-import signal
 import socket
 import subprocess
 import sys
@@ -46,7 +44,7 @@ from .storage import StorageUnavailable
 
 log = logging.getLogger("tlog.integrator")
 
-__all__ = ["IntegratedEntry", "IntegratorUnavailable", "IntegratorClient", "main"]
+__all__ = ["IntegratedEntry", "IntegratorUnavailable", "IntegratorClient"]
 
 
 def _dumps(obj) -> bytes:
@@ -92,7 +90,7 @@ class IntegratorClient:
     # -- process management ------------------------------------------------------------------
     def _start(self) -> None:
         a, b = socket.socketpair()
-        code = ("import sys; sys.path[:0] = %r; from tlog.integrator import main; sys.exit(main(%d))"
+        code = ("import sys; sys.path[:0] = %r; from tlog.procs import integrator_main; sys.exit(integrator_main(%d))"
                 % ([p for p in sys.path if p], b.fileno()))
         try:
             proc = subprocess.Popen([sys.executable, "-c", code], pass_fds=[b.fileno()], close_fds=True)
@@ -214,55 +212,6 @@ class IntegratorClient:
 
 
 # ---------------------------------------------------------------------------- integrator side
-
-
-def main(fd: int) -> int:
-    """The integrator process: config from the socket, then batches until the socket closes."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the worker; it closes us
-    conn = Connection(fd)
-    try:
-        config = pickle.loads(conn.recv_bytes())
-        from .logs import setup_logging
-
-        setup_logging(getattr(config, "log_format", None))  # the worker's format
-        from .service import LogService
-
-        svc = LogService(config, integrator="thread")
-    except BaseException as e:  # noqa: BLE001 - reported to the worker, which raises it
-        try:
-            conn.send(("failed", f"{type(e).__name__}: {e}"))
-        finally:
-            conn.close()
-        return 1
-    conn.send(("ready", os.getpid()))
-    max_batch = max(1, int(config.max_batch))
-    try:
-        while True:
-            try:
-                msg = _loads(conn.recv_bytes())
-            except (EOFError, OSError):
-                break
-            if msg is None:
-                break
-            msgs = [msg]
-            stop = False
-            while len(msgs) < max_batch and conn.poll():
-                try:
-                    m = _loads(conn.recv_bytes())
-                except (EOFError, OSError):
-                    stop = True
-                    break
-                if m is None:
-                    stop = True
-                    break
-                msgs.append(m)
-            _integrate(svc, conn, msgs)
-            if stop:
-                break
-    finally:
-        svc.close()
-        conn.close()
-    return 0
 
 
 def _integrate(svc, conn: Connection, msgs: list) -> None:

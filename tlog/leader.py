@@ -29,7 +29,6 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import signal
 import socket
 import subprocess
 import sys
@@ -41,7 +40,7 @@ from .storage import LeaseLost, StorageUnavailable
 
 log = logging.getLogger("tlog.leader")
 
-__all__ = ["Candidate", "Leader", "main"]
+__all__ = ["Candidate", "Leader"]
 
 
 class Leader:
@@ -153,7 +152,7 @@ class Candidate:
 
     def _start(self):
         a, b = socket.socketpair()
-        code = ("import sys; sys.path[:0] = %r; from tlog.leader import main; sys.exit(main(%d))"
+        code = ("import sys; sys.path[:0] = %r; from tlog.procs import candidate_main; sys.exit(candidate_main(%d))"
                 % ([p for p in sys.path if p], b.fileno()))
         try:
             proc = subprocess.Popen([sys.executable, "-c", code], pass_fds=[b.fileno()], close_fds=True)
@@ -236,39 +235,3 @@ class Candidate:
             proc.kill()
             proc.wait()
         conn.close()
-
-
-def main(fd: int) -> int:
-    """The candidate process: config from the socket, then the lease loop until the socket
-    closes or says stop."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the worker; it closes us
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
-    conn = Connection(fd)
-    try:
-        config = pickle.loads(conn.recv_bytes())
-        from .service import LogService
-
-        svc = LogService(config, role="integrator")
-    except BaseException as e:  # noqa: BLE001 - reported to the worker, which raises it
-        try:
-            conn.send(("failed", f"{type(e).__name__}: {e}"))
-        finally:
-            conn.close()
-        return 1
-    conn.send(("ready", os.getpid()))
-    leader = Leader(svc, ttl=config.lease_ttl)
-
-    def watch_parent():
-        try:
-            conn.recv_bytes()  # None (stop) or EOF (the worker is gone)
-        except (EOFError, OSError):
-            pass
-        leader.stopped.set()
-
-    threading.Thread(target=watch_parent, name="tlog-leader-parent", daemon=True).start()
-    try:
-        leader.run()
-    finally:
-        svc.close()
-        conn.close()
-    return 0

@@ -43,6 +43,7 @@ from verifier.statement import SignedStatement
 
 from tlog.storage import StorageUnavailable, open_storage
 
+from .errors import Unavailable  # noqa: F401 - part of the service API
 from .config import Config
 from .integrator import IntegratorUnavailable
 from .keys import LogKeys, TrustStore, make_dirs
@@ -79,12 +80,6 @@ class BadRequest(Exception):
     def __init__(self, title: str, detail: str) -> None:
         super().__init__(detail)
         self.title, self.detail = title, detail
-
-
-class Unavailable(Exception):
-    def __init__(self, detail: str, retry_after: int = 1) -> None:
-        super().__init__(detail)
-        self.detail, self.retry_after = detail, retry_after
 
 
 @dataclass

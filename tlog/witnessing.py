@@ -49,7 +49,9 @@ import requests
 
 from verifier import VerificationError
 from verifier.http import capped_response
-from verifier.note import ALG_COSIGNATURE_V1, NoteVerifier, verify_cosignature
+from verifier.note import NoteVerifier, verify_cosignature
+
+from .config import parse_witness  # noqa: F401 - where callers found it before
 
 __all__ = ["WitnessConfig", "Witnessing", "parse_witness", "attach"]
 
@@ -59,27 +61,6 @@ TIMEOUT = (3.0, 5.0)  # connect, read (s)
 MAX_ANSWER = 65536  # bytes of a witness answer (cosignature lines, a size, a short error)
 MAX_BACKOFF = 60.0
 SIZE_TYPE = "text/x.tlog.size"
-
-
-def parse_witness(value: Any) -> dict[str, str]:
-    """``{"url": ..., "vkey": ...}`` or ``"URL=VKEY"`` -> normalised dict (vkey checked: type 0x04)."""
-    if isinstance(value, str):
-        url, sep, vkey = value.partition("=")
-        if not sep:
-            raise ValueError(f"witness {value!r} is not URL=VKEY")
-        value = {"url": url, "vkey": vkey}
-    if not isinstance(value, dict) or not isinstance(value.get("url"), str) or not isinstance(value.get("vkey"), str):
-        raise ValueError(f"witness {value!r} must have url and vkey strings")
-    url, vkey = value["url"].strip().rstrip("/"), value["vkey"].strip()
-    if not url.startswith(("http://", "https://")):
-        raise ValueError(f"witness url {url!r} must be http(s)")
-    try:
-        v = NoteVerifier.from_vkey(vkey)
-    except VerificationError as e:
-        raise ValueError(f"witness vkey {vkey!r}: {e}") from None
-    if v.type != ALG_COSIGNATURE_V1:
-        raise ValueError(f"witness vkey {vkey!r} is not a cosignature (type 0x04) key")
-    return {"url": url, "vkey": vkey}
 
 
 @dataclass
@@ -185,7 +166,7 @@ class Witnessing:
         """The note for GET /checkpoint: the log's signed checkpoint + collected cosignature lines."""
         s = self.served()
         if s is None:
-            from .service import Unavailable
+            from .errors import Unavailable
 
             raise Unavailable(f"no checkpoint is cosigned by {self.quorum} witnesses yet", retry_after=5)
         return s.note + "".join(line + "\n" for line in s.lines)

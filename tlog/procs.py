@@ -1,0 +1,97 @@
+"""The entry points of the log's child processes: a worker's integrator process (tlog.integrator,
+SQLite) and its integrator candidate (tlog.leader, PostgreSQL). Each builds its own LogService, so
+they live here, above the service, and tlog.integrator / tlog.leader never import the service that
+uses them (no import circle)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import signal
+import threading
+from multiprocessing.connection import Connection
+
+from .integrator import _integrate, _loads
+from .leader import Leader
+from .logs import setup_logging
+from .service import LogService
+
+
+def integrator_main(fd: int) -> int:
+    """The integrator process: config from the socket, then batches until the socket closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the worker; it closes us
+    conn = Connection(fd)
+    try:
+        config = pickle.loads(conn.recv_bytes())
+        setup_logging(getattr(config, "log_format", None))  # the worker's format
+        svc = LogService(config, integrator="thread")
+    except BaseException as e:  # noqa: BLE001 - reported to the worker, which raises it
+        try:
+            conn.send(("failed", f"{type(e).__name__}: {e}"))
+        finally:
+            conn.close()
+        return 1
+    conn.send(("ready", os.getpid()))
+    max_batch = max(1, int(config.max_batch))
+    try:
+        while True:
+            try:
+                msg = _loads(conn.recv_bytes())
+            except (EOFError, OSError):
+                break
+            if msg is None:
+                break
+            msgs = [msg]
+            stop = False
+            while len(msgs) < max_batch and conn.poll():
+                try:
+                    m = _loads(conn.recv_bytes())
+                except (EOFError, OSError):
+                    stop = True
+                    break
+                if m is None:
+                    stop = True
+                    break
+                msgs.append(m)
+            _integrate(svc, conn, msgs)
+            if stop:
+                break
+    finally:
+        svc.close()
+        conn.close()
+    return 0
+
+
+def candidate_main(fd: int) -> int:
+    """The candidate process: config from the socket, then the lease loop until the socket
+    closes or says stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the worker; it closes us
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    conn = Connection(fd)
+    try:
+        config = pickle.loads(conn.recv_bytes())
+        svc = LogService(config, role="integrator")
+    except BaseException as e:  # noqa: BLE001 - reported to the worker, which raises it
+        try:
+            conn.send(("failed", f"{type(e).__name__}: {e}"))
+        finally:
+            conn.close()
+        return 1
+    conn.send(("ready", os.getpid()))
+    leader = Leader(svc, ttl=config.lease_ttl)
+
+    def watch_parent():
+        try:
+            conn.recv_bytes()  # None (stop) or EOF (the worker is gone)
+        except (EOFError, OSError):
+            pass
+        leader.stopped.set()
+
+    threading.Thread(target=watch_parent, name="tlog-leader-parent", daemon=True).start()
+    try:
+        leader.run()
+    finally:
+        svc.close()
+        conn.close()
+    return 0
