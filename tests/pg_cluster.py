@@ -87,10 +87,10 @@ class Instance:
         return f"http://127.0.0.1:{self.port}"
 
     def workers(self) -> list[int]:
-        return [p for p in _children(self.proc.pid) if "tlog.leader" not in _cmdline(p)]
+        return [p for p in _children(self.proc.pid) if "candidate_main" not in _cmdline(p)]
 
     def candidates(self) -> list[int]:
-        return [c for w in self.workers() for c in _children(w) if "tlog.leader" in _cmdline(c)]
+        return [c for w in self.workers() for c in _children(w) if "candidate_main" in _cmdline(c)]
 
     def stop(self, sig=signal.SIGTERM) -> None:
         if self.proc.poll() is None:

@@ -61,7 +61,7 @@ def worker_and_integrator(master: int) -> tuple[int, int]:
     """The server's (only) worker process and that worker's integrator process."""
     for w in children(master):
         for i in children(w):
-            if "tlog.integrator" in cmdline(i):
+            if "integrator_main" in cmdline(i):
                 return w, i
     raise RuntimeError("no worker with an integrator found")
 
