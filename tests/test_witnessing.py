@@ -258,3 +258,26 @@ def test_health_degraded_while_the_witness_quorum_lags_and_metrics_say_why(env, 
         assert 'tlog_witness_cosignatures_total{witness="w1.example"}' in c.get("/metrics").data.decode()
     finally:
         w2.stop()
+
+
+def test_explorer_overview_shows_the_cosigned_checkpoint_and_each_witness(env, issuer_key):
+    """The explorer's overview (tlog.explorer) with witnesses: the served note carries the
+    cosignatures, and the table has one row per witness with the size it last cosigned."""
+    import html
+    import re
+
+    a, b = env.witness("wa.example"), env.witness("wb.example")
+    app = env.app([a.spec(), b.spec()], 1)
+    c = app.test_client()
+    for _ in range(2):
+        register(c, issuer_key)
+    n = tree_size(app)
+    wait_for(lambda: a.witness.latest(ORIGIN)[0] == n and b.witness.latest(ORIGIN)[0] == n)
+    r = c.get("/explorer/", headers={"Accept": "text/html"})
+    assert r.status_code == 200
+    body = html.unescape(r.get_data(as_text=True))
+    note = re.search(r'<pre class="note">(.*?)</pre>', body, re.S).group(1)
+    assert "\u2014 wa.example " in note and "\u2014 wb.example " in note  # cosignature lines
+    rows = re.findall(r"<tr><td>([^<]+)</td><td>(\d+)</td><td>([^<]+)</td></tr>", body)
+    assert rows == [("wa.example", str(n), "current"), ("wb.example", str(n), "current")], rows
+    assert "served once 1 witness(es) cosigned them" in body

@@ -139,7 +139,10 @@ def overview(svc, cache: dict | None = None) -> dict:
             text = svc.witnessing.served_note()
         except Exception:  # noqa: BLE001 - no cosigned checkpoint yet: show the log's own
             pass
-        witnesses = svc.operations_state().get("witnesses")
+        lags = svc.operations_state().get("witnesses") or {}
+        sizes, lag = lags.get("size", {}), lags.get("lag", {})
+        witnesses = {"rows": [{"name": n, "size": sizes[n], "lag": lag.get(n, 0.0)} for n in sorted(sizes)],
+                     "quorum": svc.witnessing.quorum, "quorum_lag": lags.get("quorum_lag", 0.0)}
     now = time.time()
     return {"origin": svc.origin, "size": head.size, "checkpoint": text, "age": max(0.0, now - head.timestamp),
             "time": _utc(head.timestamp), "witnesses": witnesses, "rate": _cached_rate(svc, head.size, cache)}
