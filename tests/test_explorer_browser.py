@@ -1,6 +1,6 @@
 """The log explorer in a real browser: headless Chromium (Debian ``chromium`` + ``chromium-driver``)
 driven by selenium against a real log server with entries. Verifies an entry in the page (green)
-and refuses tampered inputs and a wrong key (red); writes screenshots to $TLOG_SCREENSHOT_DIR
+and refuses tampered inputs and a wrong key (red); writes screenshots to $TLOG_TEST_SCREENSHOT_DIR
 (default test-artifacts/screenshots). Skips with a reason when Chromium is absent, except in CI
 (CI=1 or .ci/run), where its absence fails the test."""
 
@@ -18,7 +18,7 @@ from .explorer_support import ISS, build
 
 ROOT = Path(__file__).resolve().parent.parent
 INSECURE_HOST = "explorer.test"
-SHOTS = Path(os.environ.get("TLOG_SCREENSHOT_DIR") or ROOT / "test-artifacts" / "screenshots")
+SHOTS = Path(os.environ.get("TLOG_TEST_SCREENSHOT_DIR") or ROOT / "test-artifacts" / "screenshots")
 
 
 def _chromium() -> tuple[str, str] | None:
