@@ -31,15 +31,14 @@ from __future__ import annotations
 import itertools
 import logging
 import pickle
-import socket
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
 from .log import Entry, Log, Pending, _check_item
+from .childproc import spawn
 from .storage import StorageUnavailable
 
 log = logging.getLogger("tlog.integrator")
@@ -89,28 +88,7 @@ class IntegratorClient:
 
     # -- process management ------------------------------------------------------------------
     def _start(self) -> None:
-        a, b = socket.socketpair()
-        code = ("import sys; sys.path[:0] = %r; from tlog.procs import integrator_main; sys.exit(integrator_main(%d))"
-                % ([p for p in sys.path if p], b.fileno()))
-        try:
-            proc = subprocess.Popen([sys.executable, "-c", code], pass_fds=[b.fileno()], close_fds=True)
-        finally:
-            b.close()
-        conn = Connection(a.detach())
-        try:
-            conn.send_bytes(pickle.dumps(self._config))
-            if not conn.poll(self._start_timeout):
-                raise RuntimeError(f"the integrator did not start within {self._start_timeout:g} s")
-            msg = conn.recv()
-        except BaseException:
-            conn.close()
-            proc.kill()
-            proc.wait()
-            raise
-        if msg[0] != "ready":
-            conn.close()
-            proc.wait()
-            raise RuntimeError(f"the integrator failed to start: {msg[1]}")
+        proc, conn = spawn("integrator_main", self._config, self._start_timeout, "integrator")
         self._conn, self._proc = conn, proc
         t = threading.Thread(target=self._read, args=(conn, proc), name="tlog-integrator-reader", daemon=True)
         t.start()

@@ -31,11 +31,11 @@ import os
 import pickle
 import socket
 import subprocess
-import sys
 import threading
 import time
 from multiprocessing.connection import Connection
 
+from .childproc import spawn
 from .storage import LeaseLost, StorageUnavailable
 
 log = logging.getLogger("tlog.leader")
@@ -151,28 +151,7 @@ class Candidate:
         threading.Thread(target=self._watch, name="tlog-leader-watch", daemon=True).start()
 
     def _start(self):
-        a, b = socket.socketpair()
-        code = ("import sys; sys.path[:0] = %r; from tlog.procs import candidate_main; sys.exit(candidate_main(%d))"
-                % ([p for p in sys.path if p], b.fileno()))
-        try:
-            proc = subprocess.Popen([sys.executable, "-c", code], pass_fds=[b.fileno()], close_fds=True)
-        finally:
-            b.close()
-        conn = Connection(a.detach())
-        try:
-            conn.send_bytes(pickle.dumps(self._config))
-            if not conn.poll(self._start_timeout):
-                raise RuntimeError(f"the integrator candidate did not start within {self._start_timeout:g} s")
-            msg = conn.recv()
-        except BaseException:
-            conn.close()
-            proc.kill()
-            proc.wait()
-            raise
-        if msg[0] != "ready":
-            conn.close()
-            proc.wait()
-            raise RuntimeError(f"the integrator candidate failed to start: {msg[1]}")
+        proc, conn = spawn("candidate_main", self._config, self._start_timeout, "integrator candidate")
         log.info("integrator candidate process %d started", proc.pid)
         return proc, conn
 

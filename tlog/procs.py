@@ -6,12 +6,9 @@ uses them (no import circle)."""
 from __future__ import annotations
 
 import logging
-import os
-import pickle
-import signal
 import threading
-from multiprocessing.connection import Connection
 
+from .childproc import handshake
 from .integrator import _integrate, _loads
 from .leader import Leader
 from .logs import setup_logging
@@ -20,19 +17,14 @@ from .service import LogService
 
 def integrator_main(fd: int) -> int:
     """The integrator process: config from the socket, then batches until the socket closes."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the worker; it closes us
-    conn = Connection(fd)
-    try:
-        config = pickle.loads(conn.recv_bytes())
+    def build(config):
         setup_logging(getattr(config, "log_format", None))  # the worker's format
-        svc = LogService(config, integrator="thread")
-    except BaseException as e:  # noqa: BLE001 - reported to the worker, which raises it
-        try:
-            conn.send(("failed", f"{type(e).__name__}: {e}"))
-        finally:
-            conn.close()
+        return LogService(config, integrator="thread")
+
+    started = handshake(fd, build)
+    if started is None:
         return 1
-    conn.send(("ready", os.getpid()))
+    conn, config, svc = started
     max_batch = max(1, int(config.max_batch))
     try:
         while True:
@@ -66,19 +58,11 @@ def integrator_main(fd: int) -> int:
 def candidate_main(fd: int) -> int:
     """The candidate process: config from the socket, then the lease loop until the socket
     closes or says stop."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the worker; it closes us
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
-    conn = Connection(fd)
-    try:
-        config = pickle.loads(conn.recv_bytes())
-        svc = LogService(config, role="integrator")
-    except BaseException as e:  # noqa: BLE001 - reported to the worker, which raises it
-        try:
-            conn.send(("failed", f"{type(e).__name__}: {e}"))
-        finally:
-            conn.close()
+    started = handshake(fd, lambda config: LogService(config, role="integrator"))
+    if started is None:
         return 1
-    conn.send(("ready", os.getpid()))
+    conn, config, svc = started
     leader = Leader(svc, ttl=config.lease_ttl)
 
     def watch_parent():
