@@ -1,21 +1,29 @@
 """Load benchmark for the log's HTTP front (one command).
 
-    python tools/loadgen.py                       # 16 keep-alive clients, log vs bare Flask, 10 s each
+    python tools/loadgen.py --rounds 3            # 16 keep-alive clients, 10 s per server per round
     python tools/loadgen.py --soak                # + 64 clients for 60 s: 5xx, lost and duplicate entries
     python tools/loadgen.py --url http://127.0.0.1:8000 --clients 16 --duration 10   # an already running log
 
-Without ``--url`` it starts, on 127.0.0.1, both servers the same way (``--server granian``, the
-production server of ``tlog serve``, by default; ``--server gunicorn`` for gthread; the same
-``--workers``/``--threads``): the log (``tlog.server.wsgi:app``, fresh data dir, one
-trusted ES256 issuer key) and the bare Flask POST endpoint (``tools.bare_flask:app``), and drives
-both with the same client in the same run. Statements are signed before the clock starts (unique
-subjects), so the client's cost per request is the same for both servers.
+Without ``--url`` it starts, on 127.0.0.1, three servers and drives each in every round with the
+same client and the same number of clients (issue 13's last figure):
+
+* **log**: the log (``tlog.server.wsgi``, fresh data dir, one trusted ES256 issuer key) under
+  ``--server`` (granian, the production server of ``tlog serve``, by default) with
+  ``--workers`` x ``--threads``;
+* **bare**: the bare Flask POST endpoint (``tools.bare_flask``) under the same server, the same
+  ``--workers``/``--threads`` (target: log/bare >= 0.8);
+* **gthread**: the same bare Flask endpoint under gunicorn gthread ``--gthread-workers`` x
+  ``--gthread-threads`` (default 2 x 16, the setup before granian; target: log/gthread >= 1.5;
+  ``--gthread-workers 0`` leaves it out).
+
+The order of the three is rotated from round to round. Statements are signed before the clock
+starts (unique subjects), so the client's cost per request is the same for every server.
 
 Client: threads with ``http.client`` keep-alive connections, loopback only. Every loop is bounded
 by time and by the number of pre-signed statements.
 
-Report: registrations/s (2xx/3xx answers per second), the ratio log/bare, p50/p99 latency,
-status counts. ``--soak``: every 201 receipt is verified with the verifier library against the
+Report: registrations/s (2xx/3xx answers per second), the ratios log/bare and log/gthread per
+round and their medians, p50/p99 latency, status counts, the load average before and after. ``--soak``: every 201 receipt is verified with the verifier library against the
 log's keys, every 303 is followed to its receipt, and the tree size after the run must equal the
 size before plus the number of distinct acknowledged statements (no entry lost, none twice).
 """
@@ -300,7 +308,9 @@ def main(argv=None) -> int:
                     help="granian: the production server of tlog serve (default); gunicorn gthread: the old setup")
     ap.add_argument("--workers", type=int, default=1, help="server processes for both servers (1: one sequencer, biggest batches)")
     ap.add_argument("--threads", type=int, default=16)
-    ap.add_argument("--rounds", type=int, default=1, help="alternate bare/log runs this many times")
+    ap.add_argument("--gthread-workers", type=int, default=2, help="the gunicorn gthread baseline's workers (0: none)")
+    ap.add_argument("--gthread-threads", type=int, default=16)
+    ap.add_argument("--rounds", type=int, default=1, help="measure the three servers this many times (order rotated)")
     ap.add_argument("--statements", type=int, default=20000, help="pre-signed statements per log run (bound)")
     ap.add_argument("--soak", action="store_true", help="also run the soak (64 clients, 60 s)")
     ap.add_argument("--soak-only", action="store_true")
@@ -350,9 +360,10 @@ def main(argv=None) -> int:
         report["conditions"]["backend"] = "sqlite"
     servers: list[Server] = []
 
-    def start(app, env):
+    def start(app, env, server=None, workers=None, threads=None):
         port = free_port()
-        s = Server(app, port, args.workers, args.threads, env, work / "server.log", args.server)
+        s = Server(app, port, workers or args.workers, threads or args.threads, env, work / "server.log",
+                   server or args.server)
         servers.append(s)
         s.wait_ready()
         return s
@@ -369,33 +380,50 @@ def main(argv=None) -> int:
             log_port = log_srv.port
         if not args.soak_only:
             bare = start("tools.bare_flask:app", {}) if not args.url else None
+            gthread = None
+            if not args.url and args.gthread_workers > 0:
+                gthread = start("tools.bare_flask:app", {}, "gunicorn", args.gthread_workers, args.gthread_threads)
+            report["conditions"]["gthread"] = f"{args.gthread_workers} x {args.gthread_threads}" if gthread else None
             runs = []
             for rnd in range(args.rounds):
                 chunk = all_st[rnd * args.statements : (rnd + 1) * args.statements]
-                b = drive(bare.port, chunk, args.clients, args.duration) if bare else None
-                size0 = tree_size(log_port)
-                lg = drive(log_port, chunk, args.clients, args.duration, keep=True)
-                check = verify_run(log_port, lg["_result"], size0)
-                try:
-                    lg["integration"] = integration_stats(log_port, args.workers)
-                except Exception as e:  # noqa: BLE001 - diagnostics only
-                    lg["integration"] = {"error": str(e)}
-                if os.environ.get("LOADGEN_METRICS"):
-                    for _ in range(args.workers * 2):
-                        m = http_get(log_port, "/metrics")[1].decode()
-                        print("\n".join(l for l in m.splitlines() if "phase" in l or "integrations_total{" in l or "latency_seconds_sum" in l
-                                         or "latency_seconds_count" in l), file=sys.stderr)
-                b and b.pop("_result")
-                lg.pop("_result")
-                runs.append({"bare": b, "log": lg, "log_check": check,
-                             "ratio": round(lg["per_s"] / b["per_s"], 3) if b and b["per_s"] else None})
-            if bare:
-                bare.stop()
-                servers.remove(bare)
+                order = [k for k in ("bare", "gthread", "log") if k == "log" or {"bare": bare, "gthread": gthread}[k]]
+                order = order[rnd % len(order):] + order[: rnd % len(order)]
+                run: dict = {"order": order, "bare": None, "gthread": None}
+                for k in order:
+                    la = os.getloadavg()[0]
+                    if k == "log":
+                        size0 = tree_size(log_port)
+                        lg = drive(log_port, chunk, args.clients, args.duration, keep=True)
+                        run["log_check"] = verify_run(log_port, lg["_result"], size0)
+                        try:
+                            lg["integration"] = integration_stats(log_port, args.workers)
+                        except Exception as e:  # noqa: BLE001 - diagnostics only
+                            lg["integration"] = {"error": str(e)}
+                        if os.environ.get("LOADGEN_METRICS"):
+                            for _ in range(args.workers * 2):
+                                m = http_get(log_port, "/metrics")[1].decode()
+                                print("\n".join(l for l in m.splitlines() if "phase" in l or "integrations_total{" in l
+                                                 or "latency_seconds_sum" in l or "latency_seconds_count" in l),
+                                      file=sys.stderr)
+                    else:
+                        lg = drive((bare if k == "bare" else gthread).port, chunk, args.clients, args.duration)
+                    lg.pop("_result")
+                    lg["load1"] = round(la, 2)
+                    run[k] = lg
+                lg, b, g = run["log"], run["bare"], run["gthread"]
+                run["ratio"] = round(lg["per_s"] / b["per_s"], 3) if b and b["per_s"] else None
+                run["ratio_gthread"] = round(lg["per_s"] / g["per_s"], 3) if g and g["per_s"] else None
+                runs.append(run)
+            for srv in (bare, gthread):
+                if srv is not None:
+                    srv.stop()
+                    servers.remove(srv)
             report["runs"] = runs
-            ratios = [r["ratio"] for r in runs if r["ratio"] is not None]
-            if ratios:
-                report["ratio_median"] = statistics.median(ratios)
+            for name in ("ratio", "ratio_gthread"):
+                vals = [r[name] for r in runs if r[name] is not None]
+                if vals:
+                    report[name + "_median"] = statistics.median(vals)
         if args.soak or args.soak_only:
             chunk = all_st[n_stmt:]
             size0 = tree_size(log_port)
@@ -420,17 +448,22 @@ def main(argv=None) -> int:
         c = report["conditions"]
         print(f"conditions: {c['backend']}, {c['cpus']} CPUs, load {c['loadavg_start']} -> {c.get('loadavg_end')}, {c['server']} "
               f"{c['workers']} workers x {c['threads']} threads, statements signed in {c['signing_s']} s")
+        if c.get("gthread"):
+            print(f"baseline: bare Flask under gunicorn gthread {c['gthread']}")
         for i, r in enumerate(report.get("runs", [])):
-            b, lg = r["bare"], r["log"]
-            if b:
-                print(f"[{i}] bare flask: {b['per_s']}/s p50 {b['p50_ms']} ms p99 {b['p99_ms']} ms {b['status']}"
-                      f"{' (statements exhausted)' if b['exhausted'] else ''}")
-            print(f"[{i}] log:        {lg['per_s']}/s p50 {lg['p50_ms']} ms p99 {lg['p99_ms']} ms {lg['status']} "
-                  f"conn errors {lg['conn_errors']}{' (statements exhausted)' if lg['exhausted'] else ''}")
-            print(f"[{i}] log integration (cumulative): {lg.get('integration')}")
-            print(f"[{i}] ratio log/bare: {r['ratio']}; check: {r['log_check']}")
+            for k, label in (("bare", f"bare flask ({c['server']})"), ("gthread", "bare flask (gthread)"), ("log", "log")):
+                x = r[k]
+                if x is None:
+                    continue
+                extra = f" conn errors {x['conn_errors']}" if x["conn_errors"] else ""
+                print(f"[{i}] {label:<21} {x['per_s']:>7}/s p50 {x['p50_ms']} ms p99 {x['p99_ms']} ms {x['status']}"
+                      f"{extra} load {x['load1']}{' (statements exhausted)' if x['exhausted'] else ''}")
+            print(f"[{i}] log integration (cumulative): {r['log'].get('integration')}")
+            print(f"[{i}] log/bare {r['ratio']}, log/gthread {r['ratio_gthread']}; check: {r['log_check']}")
         if "ratio_median" in report:
-            print(f"ratio (median over rounds): {report['ratio_median']}  (target >= 0.8)")
+            print(f"log/bare ({c['server']}, median over rounds): {report['ratio_median']}  (target >= 0.8)")
+        if "ratio_gthread_median" in report:
+            print(f"log/bare under gunicorn gthread (median over rounds): {report['ratio_gthread_median']}  (target >= 1.5)")
         if "soak" in report:
             s = report["soak"]
             print(f"soak: {s['clients']} clients {s['elapsed_s']} s: {s['per_s']}/s p50 {s['p50_ms']} ms "
