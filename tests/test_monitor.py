@@ -1,4 +1,4 @@
-"""Monitor, audit, split view and the client-side tile reader (verifier/monitor.py, verifier/tiles.py)."""
+"""Monitor, audit, split view and the client-side tile reader (verifier/monitor/, verifier/tiles.py)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,7 @@
+"""``python -m verifier.monitor``: the ``monitor`` and ``audit`` subcommands."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
