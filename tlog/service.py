@@ -417,8 +417,9 @@ class LogService:
         if self.queue_depth() >= self.config.queue_limit:
             self.metrics.rejected("queue-full")
             raise Unavailable("the integration queue is full", self.config.retry_after)
+        # no kind=statement row: only kind=policy is ever looked up (every other entry is a
+        # statement), and a row per entry is index and WAL work in every integration
         attrs = {
-            ATTR_KIND: "statement",
             ATTR_POLICY: policy_id,
             ATTR_ISS: st.iss,
             # no separate "sub" row: lookups are by iss or by (iss, sub); a random-keyed index

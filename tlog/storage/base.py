@@ -56,9 +56,13 @@ class TreeHead:
 
 @dataclass(frozen=True)
 class PendingRow:
+    """A row of the durable queue. ``data`` None (PostgreSQL): the statement bytes and the
+    attributes (then ``()``) stay in the database; the transaction's ``insert_entries`` moves
+    them when given None as the row's data."""
+
     seq: int
     leaf: bytes
-    data: bytes
+    data: bytes | None
     attrs: tuple[tuple[str, str], ...]
     key: bytes  # the dedup key (the leaf when none was given)
 

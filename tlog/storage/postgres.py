@@ -9,8 +9,12 @@ from the schema name, so exactly one process integrates into a given log at a ti
 processes' integrations block there (their sequencers keep queueing submissions meanwhile)
 and then reload the tree's right edge, which they detect from the state row.
 
-Hot path: entries and attributes go in with binary ``COPY``, tiles with one pipelined
-``executemany`` upsert; tiles are keyed ``index * 64 + level``.
+Hot path: queue rows are moved into ``entries`` and ``attrs`` inside the database (one
+``INSERT ... SELECT`` from ``pending``; their statement bytes and attributes never travel through
+the integrator, which reads only seq, leaf and dedup key); entries given in memory go in with
+binary ``COPY``; tiles with one pipelined ``executemany`` upsert, keyed ``index * 64 + level``.
+Lookup attributes are indexed by (64-bit hash of key and value, idx), 16 bytes per row instead
+of the key and value text; a lookup compares key and value too.
 
 ``schema``: keep the log's tables in that schema (created if missing); by default the
 connection's current schema.
@@ -39,11 +43,12 @@ import socket
 import threading
 import time
 from contextlib import contextmanager
+from hashlib import sha256
 
 import psycopg
 
 from ..tree import TILE_BYTES
-from .base import LeaseLost, SQLReads, SQLTxn, Storage, StorageUnavailable, Txn, pending_values
+from .base import LeaseLost, PendingRow, SQLReads, SQLTxn, Storage, StorageUnavailable, Txn, pending_values
 
 log = logging.getLogger("tlog.storage.postgres")
 
@@ -55,8 +60,10 @@ ALTER TABLE tiles ALTER COLUMN hashes SET STORAGE EXTERNAL;
 ALTER TABLE tiles ALTER COLUMN interior SET STORAGE EXTERNAL;
 CREATE TABLE IF NOT EXISTS entries (idx BIGINT PRIMARY KEY, leaf BYTEA NOT NULL UNIQUE, dkey BYTEA NOT NULL UNIQUE,
     data BYTEA NOT NULL);
-CREATE TABLE IF NOT EXISTS attrs (key TEXT NOT NULL, value TEXT NOT NULL, idx BIGINT NOT NULL,
-    PRIMARY KEY (key, value, idx));
+CREATE OR REPLACE FUNCTION tlog_attr_hash(k TEXT, v TEXT) RETURNS BIGINT LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ SELECT ('x' || encode(substring(sha256(convert_to(k, 'UTF8') || decode('00', 'hex') || convert_to(v, 'UTF8'))
+                                          FROM 1 FOR 8), 'hex'))::bit(64)::bigint $$;
+CREATE TABLE IF NOT EXISTS attrs (h BIGINT NOT NULL, idx BIGINT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS heads (size BIGINT PRIMARY KEY, root BYTEA NOT NULL, checkpoint TEXT NOT NULL,
     extra BYTEA, ts DOUBLE PRECISION NOT NULL);
 CREATE TABLE IF NOT EXISTS pending (seq BIGSERIAL PRIMARY KEY, leaf BYTEA NOT NULL UNIQUE,
@@ -209,12 +216,57 @@ def _resolve(c, leaves, col: str = "leaf") -> dict[bytes, tuple[int, int]]:
     return {bytes(r[0]): (r[1], r[2]) for r in rows if r[2] is not None}
 
 
+def attr_hash(key: str, value: str) -> int:
+    """The attrs index key: the first 8 bytes of SHA-256(key || 0x00 || value) as a signed
+    big-endian int64 (SQL: ``tlog_attr_hash``; both must agree, tested)."""
+    return int.from_bytes(sha256(key.encode() + b"\x00" + value.encode()).digest()[:8], "big", signed=True)
+
+
+def _migrate_attrs(c) -> None:
+    """The attrs index is (64-bit hash of key and value, idx): 16 bytes per row instead of the
+    key and value text (a log created with the (key, value, idx) primary key is converted)."""
+    if c.execute("SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+                 "AND table_name = 'attrs' AND column_name = 'h'").fetchone() is None:
+        c.execute("ALTER TABLE attrs ADD COLUMN h BIGINT")
+        c.execute("UPDATE attrs SET h = tlog_attr_hash(key, value)")
+        c.execute("ALTER TABLE attrs ALTER COLUMN h SET NOT NULL")
+        c.execute("ALTER TABLE attrs DROP CONSTRAINT IF EXISTS attrs_pkey")
+    c.execute("CREATE INDEX IF NOT EXISTS attrs_h_idx ON attrs (h, idx)")
+
+
+# Moves queued rows into the log inside the database (their statement bytes and attributes
+# never travel through the integrator): %s = the rows' pending seqs and their new indexes.
+_MOVE = """
+WITH m AS (SELECT * FROM unnest(%s::bigint[], %s::bigint[]) AS m(seq, idx)),
+     e AS (INSERT INTO entries (idx, leaf, dkey, data)
+           SELECT m.idx, p.leaf, coalesce(p.dkey, p.leaf), p.data FROM m JOIN pending p USING (seq) RETURNING 1),
+     a AS (INSERT INTO attrs (h, idx, key, value)
+           SELECT tlog_attr_hash(x.k, x.v), m.idx, x.k, x.v
+           FROM m JOIN pending p USING (seq), json_array_elements(p.attrs::json) j, LATERAL (SELECT j->>0, j->>1) x(k, v)
+           RETURNING 1)
+SELECT (SELECT count(*) FROM e), (SELECT count(*) FROM a)
+"""
+
+
 class _PGTxn(SQLTxn, Txn):
     _P = "%s"
 
     def __init__(self, conn: psycopg.Connection) -> None:
         self.c = conn
         self.new_size: int | None = None
+        self._queued: dict[bytes, int] = {}  # leaf -> seq of the queue rows taken (data still there)
+
+    def pending(self, limit):
+        """The queue's next rows without their statement bytes and attributes (data None,
+        attrs ()): those are moved by :meth:`insert_entries` inside the database."""
+        rows = self.c.execute("SELECT seq, leaf, dkey FROM pending ORDER BY seq LIMIT %s", (limit,),
+                              binary=True, prepare=True).fetchall()
+        out = []
+        for seq, leaf, dkey in rows:
+            leaf = bytes(leaf)
+            self._queued[leaf] = seq
+            out.append(PendingRow(seq, leaf, None, (), leaf if dkey is None else bytes(dkey)))
+        return out
 
     def set_state(self, size, root):
         super().set_state(size, root)
@@ -248,27 +300,41 @@ class _PGTxn(SQLTxn, Txn):
         return True
 
     def insert_entries(self, start, leaves, datas, keys):
-        with self.c.cursor() as cur:
-            with cur.copy("COPY entries (idx, leaf, dkey, data) FROM STDIN (FORMAT BINARY)") as cp:
-                cp.set_types(["int8", "bytea", "bytea", "bytea"])
-                w = cp.write_row
-                for row in zip(range(start, start + len(leaves)), leaves, keys, datas):
-                    w(row)
+        """``datas[i]`` None: the row is a queue row taken by :meth:`pending`; it is moved
+        from the queue with its attributes (one INSERT ... SELECT), not sent from here."""
+        mine, moved = [], ([], [])
+        for row in zip(range(start, start + len(leaves)), leaves, keys, datas):
+            if row[3] is None:
+                moved[0].append(self._queued[row[1]])
+                moved[1].append(row[0])
+            else:
+                mine.append(row)
+        if mine:
+            with self.c.cursor() as cur:
+                with cur.copy("COPY entries (idx, leaf, dkey, data) FROM STDIN (FORMAT BINARY)") as cp:
+                    cp.set_types(["int8", "bytea", "bytea", "bytea"])
+                    w = cp.write_row
+                    for row in mine:
+                        w(row)
+        if moved[0]:
+            n, _ = self.c.execute(_MOVE, moved, prepare=True).fetchone()
+            if n != len(moved[0]):
+                raise RuntimeError(f"moved {n} of {len(moved[0])} queued entries")
 
     def insert_attrs(self, rows):
-        rows = list(rows)
+        rows = [(k, v, i, attr_hash(k, v)) for k, v, i in rows]
         with self.c.cursor() as cur:
-            if _COPY_SPECIAL.search("".join([k + v for k, v, _ in rows])) is None:
+            if _COPY_SPECIAL.search("".join([k + v for k, v, _, _ in rows])) is None:
                 # text COPY built in one piece (no value needs escaping): one write instead of
                 # one write_row call per attribute
-                text = "".join([f"{k}\t{v}\t{i}\n" for k, v, i in rows])
-                with cur.copy("COPY attrs (key, value, idx) FROM STDIN") as cp:
+                text = "".join([f"{h}\t{i}\t{k}\t{v}\n" for k, v, i, h in rows])
+                with cur.copy("COPY attrs (h, idx, key, value) FROM STDIN") as cp:
                     cp.write(text.encode())
                 return
-            with cur.copy("COPY attrs (key, value, idx) FROM STDIN (FORMAT BINARY)") as cp:
-                cp.set_types(["text", "text", "int8"])
-                for row in rows:
-                    cp.write_row(row)
+            with cur.copy("COPY attrs (h, idx, key, value) FROM STDIN (FORMAT BINARY)") as cp:
+                cp.set_types(["int8", "int8", "text", "text"])
+                for k, v, i, h in rows:
+                    cp.write_row((h, i, k, v))
 
 
 class PostgresStorage(SQLReads, Storage):
@@ -327,6 +393,7 @@ class PostgresStorage(SQLReads, Storage):
                         raise RuntimeError(
                             f"{url}: the log's {table} table predates dedup keys (the signed content of each "
                             "statement, issue 11); old databases are not migrated: re-create the log")
+                _migrate_attrs(tx.c)
                 ns = tx.c.execute("SELECT current_schema()").fetchone()[0]
             # LISTEN/NOTIFY channels of this log (tlog.queued, tlog.leader)
             self.channel_integrated = f"tlog_integrated:{ns}"
@@ -558,6 +625,12 @@ class PostgresStorage(SQLReads, Storage):
     def find(self, leaf):
         r = self._reader().execute("SELECT idx FROM entries WHERE leaf = %s", (leaf,)).fetchone()
         return None if r is None else r[0]
+
+    def lookup(self, key, value):
+        # the index is on the hash; key and value compared too (a collision is no match)
+        return [r[0] for r in self._reader().execute(
+            "SELECT DISTINCT idx FROM attrs WHERE h = tlog_attr_hash(%s, %s) AND key = %s AND value = %s "
+            "ORDER BY idx", (key, value, key, value))]
 
     def find_key(self, key):
         r = self._reader().execute("SELECT idx FROM entries WHERE dkey = %s", (key,)).fetchone()

@@ -1,0 +1,119 @@
+"""PostgreSQL lookup attributes: a narrow index on (64-bit hash of key and value, idx), queue
+rows moved into the log inside the database (statement bytes and attributes never leave it)."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+import psycopg
+import pytest
+
+from tlog.log import Log
+
+from .tlog_fixtures import ORIGIN, pg_database, signer  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.postgres
+
+ODD = [("iss", "https://issuer.example"), ("k\tey", "tab\there"), ("back\\slash", "a\\b\\\\c"),
+       ("quote\"s", "it's \"quoted\""), ("newline", "a\nb\r\n"), ("unicode", "é ü 漢字 \U0001f600"),
+       ("json-ish", '["x",{"y":1}]'), ("empty-value", "")]
+
+
+@pytest.fixture
+def storage(pg_database):  # noqa: F811
+    from tlog.storage.postgres import PostgresStorage
+
+    st = PostgresStorage(pg_database, schema="a_" + uuid.uuid4().hex[:12])
+    yield st
+    st.close()
+
+
+def test_the_python_and_sql_hashes_agree(storage):
+    from tlog.storage.postgres import attr_hash
+
+    for k, v in ODD:
+        got = storage._read(lambda c: c.execute("SELECT tlog_attr_hash(%s, %s)", (k, v)).fetchone()[0])
+        assert got == attr_hash(k, v), (k, v)
+    assert attr_hash("a", "bc") != attr_hash("ab", "c")  # the separator counts
+
+
+def test_queued_rows_are_moved_with_their_attributes(storage, signer):  # noqa: F811
+    lg = Log.open(storage, origin=ORIGIN, note_signer=signer, sequencer=False)
+    try:
+        rows = []
+        for i in range(40):
+            leaf = hashlib.sha256(b"moved %d" % i).digest()
+            key = hashlib.sha256(b"key %d" % i).digest() if i % 2 else None  # half with a dedup key of their own
+            rows.append((leaf, b"statement %d\x00\xff" % i, [ODD[i % len(ODD)], ("n", str(i))], key))
+        rows.append((hashlib.sha256(b"dup").digest(), b"dup", [("n", "dup")], rows[1][3]))  # same key as row 1
+        storage.enqueue(rows)
+        assert lg.integrate_pending() == 41
+        assert lg.size == 40 and not storage.has_pending()
+        for i, (leaf, data, attrs, key) in enumerate(rows[:40]):
+            idx = lg.find(leaf)
+            assert idx == i and lg.entry_data(idx) == data
+            assert lg.find_key(key if key is not None else leaf) == idx
+            for k, v in attrs:
+                assert idx in lg.lookup(k, v)
+            assert lg.lookup("n", str(i)) == [idx]
+        assert lg.lookup("n", "dup") == []  # a duplicate's attributes are not recorded
+        # the tree holds the leaves the entries table holds
+        from verifier.merkle import leaf_hash, verify_inclusion
+
+        for i in (0, 17, 39):
+            verify_inclusion(i, lg.size, leaf_hash(lg.leaf_input(i)), lg.inclusion_proof(i, lg.size), lg.root(lg.size))
+    finally:
+        lg.close()
+
+
+def test_a_hash_collision_is_no_match(storage, signer):  # noqa: F811
+    """The index finds rows by hash; the key and value are compared too."""
+    from tlog.storage.postgres import attr_hash
+
+    lg = Log.open(storage, origin=ORIGIN, note_signer=signer, sequencer=False)
+    try:
+        lg.append([(hashlib.sha256(b"x").digest(), b"x", [("iss", "a")])])
+        with psycopg.connect(storage.url, autocommit=True) as c:
+            c.execute(f"SET search_path = {storage.schema}")
+            # another key/value filed under the same hash (what a collision would look like)
+            c.execute("INSERT INTO attrs (h, idx, key, value) VALUES (%s, 7, 'iss', 'b'), (%s, 8, 'isz', 'a')",
+                      (attr_hash("iss", "a"), attr_hash("iss", "a")))
+        assert lg.lookup("iss", "a") == [0]
+    finally:
+        lg.close()
+
+
+def test_a_log_with_the_wide_attribute_key_is_converted(pg_database, signer):  # noqa: F811
+    from tlog.storage.postgres import PostgresStorage
+
+    schema = "o_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(pg_database, autocommit=True) as c:
+        c.execute(f"CREATE SCHEMA {schema}")
+        c.execute(f"SET search_path = {schema}")
+        c.execute("CREATE TABLE attrs (key TEXT NOT NULL, value TEXT NOT NULL, idx BIGINT NOT NULL, "
+                  "PRIMARY KEY (key, value, idx))")
+        c.execute("INSERT INTO attrs VALUES ('iss', 'old', 3), ('iss', 'old', 1), ('kind', 'policy', 2)")
+    st = PostgresStorage(pg_database, schema=schema)
+    try:
+        assert st.lookup("iss", "old") == [1, 3]
+        assert st.lookup("kind", "policy") == [2]
+        assert st.lookup("iss", "new") == []
+    finally:
+        st.close()
+
+
+def test_a_queue_row_gone_before_the_move_fails_the_integration(storage, signer):  # noqa: F811
+    lg = Log.open(storage, origin=ORIGIN, note_signer=signer, sequencer=False)
+    try:
+        leaves = [hashlib.sha256(b"gone %d" % i).digest() for i in range(3)]
+        storage.enqueue([(leaf, b"s", [("n", "1")]) for leaf in leaves])
+        with pytest.raises(RuntimeError, match="moved 2 of 3"):
+            with storage.integration() as tx:
+                rows = tx.pending(10)
+                assert [r.data for r in rows] == [None] * 3  # the bytes stay in the database
+                tx.c.execute("DELETE FROM pending WHERE seq = %s", (rows[1].seq,))
+                tx.insert_entries(0, [r.leaf for r in rows], [None] * 3, [r.key for r in rows])
+        assert storage.has_pending() and lg.find(leaves[0]) is None  # rolled back
+    finally:
+        lg.close()
