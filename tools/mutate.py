@@ -84,6 +84,8 @@ class Mutant:
     detail: str = ""
     seconds: float = 0.0
     tests: list = field(default_factory=list)
+    killer: str = ""   # the node id of the test that failed
+    cpu: float = 0.0   # CPU seconds of its pytest runs
 
 
 def _offsets(src: str) -> list[int]:
@@ -259,10 +261,13 @@ _cov.start()
 _durations = {{}}
 
 _failed = set()
+_pg = set()
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
     _cov.switch_context(item.nodeid)
+    if item.get_closest_marker("postgres") is not None or "postgres" in item.nodeid:
+        _pg.add(item.nodeid)
     t = time.perf_counter()
     yield
     _durations[item.nodeid] = time.perf_counter() - t
@@ -277,7 +282,8 @@ def pytest_sessionfinish(session, exitstatus):
     _cov.save()
     import json
     with open({dur!r}, "w") as f:
-        json.dump({{"durations": _durations, "failed": sorted(_failed), "exitstatus": int(exitstatus)}}, f)
+        json.dump({{"durations": _durations, "failed": sorted(_failed), "pg": sorted(_pg),
+                   "exitstatus": int(exitstatus)}}, f)
 '''
 
 
@@ -316,11 +322,30 @@ def build_map(files: list[str], pytest_args: list[str]) -> dict:
         lines[f] = {str(n): sorted(c for c in ctxs if c and c not in failed) for n, ctxs in by_line.items()
                     if any(c and c not in failed for c in ctxs)}
     out = {"digest": _sources_digest(files), "args": pytest_args, "failed": sorted(failed), "lines": lines, "durations": info["durations"],
+           "pg": info.get("pg", []),
            "seconds": round(time.time() - t, 1)}
     (STATE_DIR / "map.json").write_text(json.dumps(out))
     shutil.rmtree(work, ignore_errors=True)
     print(f"mutate: mapped in {out['seconds']} s", flush=True)
     return out
+
+
+def add_to_map(files: list[str], pytest_args: list[str]) -> dict:
+    """Map only some tests (new or changed test files) and merge them into the saved map."""
+    p = STATE_DIR / "map.json"
+    if not p.exists():
+        raise SystemExit("mutate: --map-add needs an earlier mapping run (.mutate/map.json)")
+    old = json.loads(p.read_text())
+    new = build_map(files, pytest_args)
+    for f, by_line in new["lines"].items():
+        dst = old["lines"].setdefault(f, {})
+        for ln, nodes in by_line.items():
+            dst[ln] = sorted(set(dst.get(ln, ())) | set(nodes))
+    old["durations"].update(new["durations"])
+    old["pg"] = sorted(set(old.get("pg", ())) | set(new.get("pg", ())))
+    old["digest"] = new["digest"]  # the merged map stands for the current sources
+    p.write_text(json.dumps(old))
+    return old
 
 
 def get_map(files: list[str], pytest_args: list[str], remap: bool, reuse: bool = False) -> dict:
@@ -371,11 +396,24 @@ def serve(workdir: str) -> None:
         except ImportError:
             pass
     out = sys.stdout
+    child = [0]
+
+    def on_term(*_):  # the run was stopped: the running pytest (its own process group) with us
+        if child[0]:
+            try:
+                os.killpg(child[0], signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        os._exit(143)
+
+    signal.signal(signal.SIGTERM, on_term)
     for line in sys.stdin:
         req = json.loads(line)
         log = Path(workdir) / ".mutate-out.txt"
         pid = os.fork()
+        child[0] = pid
         if pid == 0:  # child
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.setpgid(0, 0)
             fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             os.dup2(fd, 1)
@@ -390,11 +428,12 @@ def serve(workdir: str) -> None:
                 sys.stderr.flush()
                 os._exit(code)
         deadline = time.time() + req["timeout"]
-        rc = None
+        rc, cpu = None, 0.0
         while rc is None:
-            done, status = os.waitpid(pid, os.WNOHANG)
+            done, status, ru = os.wait4(pid, os.WNOHANG)
             if done:
                 rc = os.waitstatus_to_exitcode(status)
+                cpu = ru.ru_utime + ru.ru_stime  # the pytest run and the processes it waited for
             elif time.time() > deadline:
                 try:
                     os.killpg(pid, signal.SIGKILL)
@@ -406,7 +445,9 @@ def serve(workdir: str) -> None:
                 time.sleep(0.02)
         text = log.read_text(errors="replace") if log.exists() else ""
         failed = next((ln for ln in text.splitlines() if ln.startswith(("FAILED", "ERROR"))), "")
-        out.write(json.dumps({"rc": rc, "failed": failed[:200]}) + "\n")
+        # a node id the map names but the tests no longer have (a stale map): not a kill
+        stale = rc in (4, 5) and ("ERROR: not found" in text or "no tests ran" in text)
+        out.write(json.dumps({"rc": 0 if stale else rc, "failed": failed[:200], "cpu": cpu, "stale": stale}) + "\n")
         out.flush()
 
 
@@ -418,15 +459,22 @@ class Job:
         self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve", str(workdir)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=workdir)
 
-    def run(self, m: Mutant, tests: list[str], timeout: float) -> None:
+    def run(self, m: Mutant, stages: list[list[str]], timeouts: list[float]) -> None:
+        """Run the stages one after another (each a fresh pytest, -x) until one fails."""
         target = self.dir / m.path
         original = target.read_text()
         target.write_text(apply(original, m))
         t = time.time()
         try:
-            self.proc.stdin.write(json.dumps({"tests": tests, "timeout": timeout}) + "\n")
-            self.proc.stdin.flush()
-            ans = json.loads(self.proc.stdout.readline())
+            for tests, timeout in zip(stages, timeouts):
+                self.proc.stdin.write(json.dumps({"tests": tests, "timeout": timeout}) + "\n")
+                self.proc.stdin.flush()
+                ans = json.loads(self.proc.stdout.readline())
+                m.cpu += ans.get("cpu", 0.0)
+                if ans.get("stale"):
+                    m.detail = "some mapped tests no longer exist (remap)"
+                if ans["rc"] != 0:
+                    break
         finally:
             target.write_text(original)
             m.seconds = time.time() - t
@@ -437,15 +485,40 @@ class Job:
             m.status = "survived"
         else:  # 1: a test failed; 2-4: the mutant broke collection or pytest itself
             m.status, m.detail = "killed", ans["failed"] or f"pytest exit {rc}"
+            word, _, rest = m.detail.partition(" ")
+            if word in ("FAILED", "ERROR") and "::" in rest:
+                m.killer = rest.split(" - ")[0].strip()
 
     def close(self) -> None:
         self.proc.stdin.close()
         self.proc.wait(30)
 
 
-def select_tests(m: Mutant, mp: dict, max_seconds: float) -> list[str]:
-    """The tests that executed the mutant's lines: the module's own test files first, then the
-    fastest; cut when their mapped time passes ``max_seconds`` (0: no cut)."""
+def stages(tests: list[str]) -> list[list[str]]:
+    """Pytest collects every file it is given before it runs the first test, and collecting the
+    files of server tests costs more than most unit tests: so the likeliest killer runs alone
+    first, then the tests of the next two files, then the rest."""
+    if len(tests) <= 1:
+        return [tests]
+    out, files = [tests[:1]], {tests[0].split("::")[0]}
+    second = []
+    for i, n in enumerate(tests[1:], 1):
+        f = n.split("::")[0]
+        if f not in files and len(files) >= 3:
+            out.append(second)
+            out.append(tests[i:])
+            return out
+        files.add(f)
+        second.append(n)
+    out.append(second)
+    return out
+
+
+def select_tests(m: Mutant, mp: dict, max_seconds: float, killers: "Killers | None" = None) -> list[str]:
+    """The tests that executed the mutant's lines, cheapest likely killer first: the test that
+    killed this very mutant last run, then tests that killed other mutants of the same function,
+    then of the same file (learned during the run), then the module's own test files, then the
+    rest, fastest first; cut when their mapped time passes ``max_seconds`` (0: no cut)."""
     lines = mp["lines"].get(m.path, {})
     nodes: set[str] = set()
     for ln in m.lines:
@@ -453,7 +526,11 @@ def select_tests(m: Mutant, mp: dict, max_seconds: float) -> list[str]:
     dur = mp["durations"]
     parts = Path(m.path).with_suffix("").parts[1:]  # e.g. ("receipt",), ("credential", "binding")
     own = lambda n: any(p in n.split("::")[0] for p in parts)  # noqa: E731 - the module's own tests first
-    ordered = sorted(nodes, key=lambda n: (not own(n), dur.get(n, 1.0), n))
+    if not os.environ.get("TLOG_TEST_PG_URL"):  # PostgreSQL-backed tests would only skip
+        pg = set(mp.get("pg", ()))
+        nodes = {n for n in nodes if n not in pg and "postgres" not in n and "/test_pg_" not in n}
+    rank = killers.rank(m) if killers else {}
+    ordered = sorted(nodes, key=lambda n: (rank.get(n, 9), not own(n), dur.get(n, 1.0), n))
     if not max_seconds:
         return ordered
     out, total = [], 0.0
@@ -465,6 +542,45 @@ def select_tests(m: Mutant, mp: dict, max_seconds: float) -> list[str]:
     return out
 
 
+class Killers:
+    """Which test killed which mutant: from earlier runs (``.mutate/killers.json``, by mutant id)
+    and learned during this run (by function and by file), so that the likely killer runs first."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.by_id: dict[str, str] = {}
+        if path and path.exists():
+            try:
+                self.by_id = json.loads(path.read_text())
+            except ValueError:
+                self.by_id = {}
+        self.by_func: dict[tuple, list[str]] = {}
+        self.by_file: dict[str, list[str]] = {}
+
+    def rank(self, m: Mutant) -> dict[str, int]:
+        r: dict[str, int] = {}
+        for n in reversed(self.by_file.get(m.path, [])[-8:]):
+            r[n] = 3
+        for n in reversed(self.by_func.get((m.path, m.func), [])[-8:]):
+            r[n] = 2
+        if m.id in self.by_id:
+            r[self.by_id[m.id]] = 1
+        return r
+
+    def learn(self, m: Mutant, test: str) -> None:
+        self.by_id[m.id] = test
+        for lst in (self.by_func.setdefault((m.path, m.func), []), self.by_file.setdefault(m.path, [])):
+            if test in lst:
+                lst.remove(test)
+            lst.append(test)
+
+    def save(self) -> None:
+        if self.path:  # merged with what another run saved meanwhile
+            self.path.parent.mkdir(exist_ok=True)
+            old = Killers(self.path).by_id
+            self.path.write_text(json.dumps(old | self.by_id, indent=0, sort_keys=True))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--module", action="append", default=[], help="limit to these guard modules (repeatable)")
@@ -474,8 +590,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="only these mutants: ids one per line, or the survivors of a --json report (a re-run)")
     ap.add_argument("--sample", type=int, default=0, help="run a random sample of N mutants")
     ap.add_argument("--seed", type=int, default=16)
-    ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--timeout", type=float, default=0, help="seconds per mutant (default: 30 + 3x its tests' time)")
+    ap.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)), help="parallel jobs (default: the cores)")
+    ap.add_argument("--timeout", type=float, default=0,
+                    help="seconds per pytest run of a mutant (default: 60 + 5x its tests' mapped time)")
     ap.add_argument("--max-test-seconds", type=float, default=60.0,
                     help="per mutant, run covering tests up to this much mapped test time (0: all)")
     ap.add_argument("--target", type=float, default=95.0, help="required score in %% of non-equivalent mutants")
@@ -487,6 +604,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--list", action="store_true", help="list the mutants and exit")
     ap.add_argument("--show", metavar="ID", help="print the diff of one mutant (its id or a unique part) and exit")
     ap.add_argument("--json", metavar="FILE", help="write every mutant's result to FILE")
+    ap.add_argument("--results", metavar="FILE", help="one JSON line per mutant as it finishes "
+                    "(default .mutate/results.jsonl)")
+    ap.add_argument("--map-add", action="append", default=[],
+                    help="map these tests (pytest arguments, e.g. a new test file) and merge them into the saved map")
     ap.add_argument("--map-tests", action="append", default=[],
                     help="tests (pytest arguments) of the mapping run, repeatable (default: the whole suite)")
     ap.add_argument("--serve", help=argparse.SUPPRESS)
@@ -540,7 +661,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if a.sample and a.sample < len(mutants):
         mutants = sorted(random.Random(a.seed).sample(mutants, a.sample), key=lambda m: (m.path, m.start))
-    mp = get_map(files, a.map_tests, a.remap, a.reuse_map)
+    if a.map_add:
+        mp = add_to_map(module_files(GUARD_MODULES), a.map_add)
+    else:
+        mp = get_map(files, a.map_tests, a.remap, a.reuse_map)
 
     import signal
 
@@ -549,7 +673,12 @@ def main(argv: list[str] | None = None) -> int:
 
     def on_term(*_):  # stop the jobs and remove the copies on kill too
         for jb in jobs:
-            jb.proc.kill()
+            jb.proc.terminate()  # each job kills its running pytest's process group
+        for jb in jobs:
+            try:
+                jb.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                jb.proc.kill()
         shutil.rmtree(work, ignore_errors=True)
         os._exit(143)
 
@@ -563,17 +692,21 @@ def main(argv: list[str] | None = None) -> int:
                    HYPOTHESIS_PROFILE="deterministic")
         jobs.append(Job(d, env))
     free = list(jobs)
+    killers = Killers(STATE_DIR / "killers.json")
+    STATE_DIR.mkdir(exist_ok=True)
+    results = open(a.results or STATE_DIR / "results.jsonl", "w")  # one line per mutant as it finishes
     import threading
 
     lock = threading.Lock()
     t0 = time.time()
+    load0 = os.getloadavg()
     done = [0]
 
     def job(m: Mutant) -> None:
         if m.id in equivalent:
             m.status, m.detail = "equivalent", equivalent[m.id]
             return
-        tests = a.tests + select_tests(m, mp, a.max_test_seconds)
+        tests = a.tests + select_tests(m, mp, a.max_test_seconds, killers)
         m.tests = tests
         if not tests:
             m.status = "no-tests"
@@ -581,12 +714,17 @@ def main(argv: list[str] | None = None) -> int:
         with lock:
             jb = free.pop()
         try:
-            budget = a.timeout or 30 + 3 * sum(mp["durations"].get(n, 1.0) for n in tests)
-            jb.run(m, tests, budget)
+            plan = stages(tests)
+            budgets = [a.timeout or 60 + 5 * sum(mp["durations"].get(n, 1.0) for n in st) for st in plan]
+            jb.run(m, plan, budgets)
         finally:
             with lock:
                 free.append(jb)
                 done[0] += 1
+                if m.killer in mp["durations"]:
+                    killers.learn(m, m.killer)
+                results.write(json.dumps(_row(m)) + "\n")
+                results.flush()
                 if m.status in ("survived", "timeout"):
                     print(f"  [{done[0]}/{len(mutants)}] {m.status}: {m.id}", flush=True)
                 elif done[0] % 25 == 0:
@@ -600,10 +738,17 @@ def main(argv: list[str] | None = None) -> int:
         for jb in jobs:
             jb.close()
         shutil.rmtree(work, ignore_errors=True)
-    return report(mutants, time.time() - t0, a)
+        results.close()
+        killers.save()
+    return report(mutants, time.time() - t0, a, load0)
 
 
-def report(mutants: list[Mutant], seconds: float, a) -> int:
+def _row(m: Mutant) -> dict:
+    return {k: getattr(m, k) for k in ("id", "path", "line", "op", "status", "detail", "killer", "seconds", "cpu")} | {
+        "tests": len(m.tests)}
+
+
+def report(mutants: list[Mutant], seconds: float, a, load0=(0.0, 0.0, 0.0)) -> int:
     by = {s: [m for m in mutants if m.status == s] for s in ("killed", "timeout", "survived", "no-tests", "equivalent")}
     live = len(mutants) - len(by["equivalent"])
     killed = len(by["killed"]) + len(by["timeout"])
@@ -616,10 +761,23 @@ def report(mutants: list[Mutant], seconds: float, a) -> int:
           f"{len(by['killed'])} killed, {len(by['timeout'])} timed out (counted killed), {len(by['survived'])} "
           f"survived, {len(by['no-tests'])} run by no test; score {killed}/{live} = {score:.1f}% "
           f"(target {a.target:.0f}%) in {seconds / 60:.1f} min")
+    # CPU time of this process and every process it waited for (the jobs, their forked pytest runs,
+    # the servers those tests started): on a shared machine the wall time says little, the CPU time
+    # divided by the cores is what the run needs on an idle machine of that many cores.
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    load1 = os.getloadavg()
+    per = sum(m.cpu for m in mutants)
+    print(f"mutate: the mutants' pytest runs took {per / 60:.1f} CPU min "
+          f"({per / max(1, len(mutants) - len(by['equivalent'])):.2f} s a mutant)")
+    print(f"mutate: CPU {cpu / 60:.1f} min (mapping run included when it ran), = {cpu / 60 / max(1, a.jobs):.1f} min "
+          f"on {max(1, a.jobs)} idle cores; wall {seconds / 60:.1f} min; load average "
+          f"{load0[0]:.1f} at the start, {load1[0]:.1f}/{load1[1]:.1f}/{load1[2]:.1f} at the end; "
+          f"PostgreSQL tests {'ran' if os.environ.get('TLOG_TEST_PG_URL') else 'skipped (TLOG_TEST_PG_URL unset)'}")
     if a.json:
-        Path(a.json).write_text(json.dumps([{k: getattr(m, k) for k in (
-            "id", "path", "line", "op", "status", "detail", "seconds")} | {"tests": len(m.tests)}
-            for m in mutants], indent=1))
+        Path(a.json).write_text(json.dumps([_row(m) for m in mutants], indent=1))
     return 0 if score >= a.target else 1
 
 
