@@ -69,7 +69,7 @@ class Pending:
     Its waiter blocks on a plain lock held from creation until the result is set (cheaper
     than an Event's condition variable on the registration hot path; one waiter per submission)."""
 
-    __slots__ = ("leaf", "data", "attrs", "key", "_log", "_gate", "_done", "_entry", "_error", "t")
+    __slots__ = ("leaf", "data", "attrs", "key", "_log", "_gate", "_done", "_entry", "_error", "t", "_cb")
 
     def __init__(self, log_: "Log", leaf: bytes, data: bytes, attrs: tuple, key: bytes | None = None) -> None:
         self.leaf, self.data, self.attrs = leaf, data, attrs
@@ -81,9 +81,19 @@ class Pending:
         self._entry: Entry | None = None
         self._error: BaseException | None = None
         self.t = time.monotonic()
+        self._cb = None
 
     def done(self) -> bool:
         return self._done
+
+    def on_done(self, fn) -> None:
+        """Call ``fn()`` once the result is set (at once if it is): from the thread that sets
+        it, so ``fn`` must be quick and thread-safe (e.g. wake an event loop). One callback."""
+        with _SET_LOCK:
+            if not self._done:
+                self._cb = fn
+                return
+        fn()
 
     def _result(self) -> Entry:
         if self._error is not None:
@@ -108,7 +118,10 @@ class Pending:
                 return
             self._entry, self._error = entry, err
             self._done = True
+            cb, self._cb = self._cb, None
         self._gate.release()
+        if cb is not None:
+            cb()
 
     def _resolve(self, entry: Entry) -> None:
         self._set(entry, None)

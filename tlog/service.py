@@ -91,6 +91,16 @@ class Registration:
     duplicate: bool = False
 
 
+@dataclass
+class Submission:
+    """A registration handed to the integrator, not yet answered (:meth:`LogService.register_submit`)."""
+
+    entry_id: str
+    pending: object  # tlog.log.Pending
+    t_start: float
+    t0: float
+
+
 def entry_id_of(leaf_input: bytes) -> str:
     return leaf_input.hex()
 
@@ -400,6 +410,14 @@ class LogService:
 
     def register(self, body: bytes, *, detached_payload: bytes | None = None) -> Registration:
         """Authenticate, apply the policy, append; wait (bounded) for integration."""
+        sub = self.register_submit(body, detached_payload=detached_payload)
+        return self.register_result(sub, self.config.register_wait)
+
+    def register_submit(self, body: bytes, *, detached_payload: bytes | None = None) -> "Submission":
+        """The first half of :meth:`register`: authenticate, apply the policy and hand the
+        statement to the integrator, without waiting. ``register_result`` finishes it (always
+        call it: it ends the submission's accounting). ``sub.pending.on_done`` tells when
+        ``register_result(sub, 0)`` will not block (no spill to the durable queue)."""
         t_start = time.monotonic()
         try:
             st = self.parse(body)
@@ -449,24 +467,45 @@ class LogService:
             self._inflight += 1
             self.metrics.queue_depth(self._inflight + len(self._outstanding))
         try:
+            pending = self._submit(st.leaf_input, st.statement_bytes, attr_list, claim)
+        except BaseException as e:
+            self._submitted_end()
+            self._unavailable(e)
+            raise
+        return Submission(eid, pending, t_start, t0)
+
+    def _submitted_end(self) -> None:
+        with self._lock:
+            self._inflight -= 1
+            self.metrics.queue_depth(self._inflight + len(self._outstanding))
+
+    def _unavailable(self, e: BaseException) -> None:
+        """Raise Unavailable for the integrator's and the storage's "retry later" failures."""
+        if isinstance(e, IntegratorUnavailable):
+            self.metrics.rejected("integrator-unavailable")
+            raise Unavailable(str(e), self.config.retry_after) from None
+        if isinstance(e, StorageUnavailable):
+            self.metrics.rejected("storage-unavailable")
+            raise Unavailable(str(e), self.config.retry_after) from None
+        if isinstance(e, Exception):  # the core's queue-full signal, whatever its class
+            if "full" in type(e).__name__.lower() or "full" in str(e).lower():
+                self.metrics.rejected("queue-full")
+                raise Unavailable("the integration queue is full", self.config.retry_after) from None
+
+    def register_result(self, sub: "Submission", timeout: float) -> Registration:
+        """The second half of :meth:`register`: wait up to ``timeout`` seconds for the
+        integration of ``sub``; a wait that runs out makes the submission durable (a storage
+        write) and answers without a receipt (303)."""
+        pending, t0 = sub.pending, sub.t0
+        try:
             try:
-                pending = self._submit(st.leaf_input, st.statement_bytes, attr_list, claim)
-                entry = pending.wait(self.config.register_wait)
-            except IntegratorUnavailable as e:
-                self.metrics.rejected("integrator-unavailable")
-                raise Unavailable(str(e), self.config.retry_after) from None
-            except StorageUnavailable as e:
-                self.metrics.rejected("storage-unavailable")
-                raise Unavailable(str(e), self.config.retry_after) from None
-            except Exception as e:  # the core's queue-full signal, whatever its class
-                if "full" in type(e).__name__.lower() or "full" in str(e).lower():
-                    self.metrics.rejected("queue-full")
-                    raise Unavailable("the integration queue is full", self.config.retry_after) from None
+                entry = pending.wait(timeout)
+            except BaseException as e:
+                self._unavailable(e)
                 raise
         finally:
-            with self._lock:
-                self._inflight -= 1
-                self.metrics.queue_depth(self._inflight + len(self._outstanding))
+            self._submitted_end()
+        eid = sub.entry_id
         # (no storage read here: a registration whose wait ran out answers 303 at once, also
         # while the database is slow; a re-encoding of a claim that was itself still pending
         # then names its own entry id, which is not found once the batch dedups it: posting it
@@ -484,7 +523,7 @@ class LogService:
         self.metrics.registered("duplicate" if getattr(entry, "duplicate", False) else "integrated")
         receipt = getattr(entry, "receipt", None) or self.inclusion_receipt(entry.index, entry.tree_size)
         self.metrics.phases(
-            check=t0 - t_start,
+            check=t0 - sub.t_start,
             integration=t_int - t0,
             receipt=time.monotonic() - t_int,
         )

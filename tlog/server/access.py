@@ -65,24 +65,30 @@ class AccessLog:
 
         body = self.app(environ, sr)
         status = int(seen[0][:3]) if seen else 500
-        dt = time.perf_counter() - t0
-        method = environ.get("REQUEST_METHOD")
-        if self.observe is not None:
-            self.observe.labels(method if method in _METHODS else "other").observe(dt)
-        fields = {"id": rid, "method": method, "path": environ.get("PATH_INFO"),
-                  "status": status, "ms": round(1000 * dt, 2)}
-        if status >= 400:
-            ctype = next((v for k, v in seen[1] if k.lower() == "content-type"), "") if seen else ""
-            reason = None
+        problem = None
+        if status >= 400 and seen:
+            ctype = next((v for k, v in seen[1] if k.lower() == "content-type"), "")
             if ctype.startswith(_PROBLEM):
                 chunks = list(body)
                 close = getattr(body, "close", None)
                 if close is not None:
                     close()
                 body = chunks
-                reason = problem_reason(b"".join(chunks))
-            fields["reason"] = reason or environ.get("tlog.reason") or "-"
-            log.log(logging.WARNING if status >= 500 else logging.INFO, "request", extra={"fields": fields})
-        else:
-            log.info("request", extra={"fields": fields})
+                problem = b"".join(chunks)
+        record(rid, environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"), status, time.perf_counter() - t0,
+               problem, environ.get("tlog.reason"), self.observe)
         return body
+
+
+def record(rid: str, method, path, status: int, dt: float, problem: bytes | None = None,
+           reason: str | None = None, observe=None) -> None:
+    """The access record of one request (and its latency in ``observe``, a Histogram labelled
+    by method); ``problem``: the problem details body of a 4xx/5xx answer, if it has one."""
+    if observe is not None:
+        observe.labels(method if method in _METHODS else "other").observe(dt)
+    fields = {"id": rid, "method": method, "path": path, "status": status, "ms": round(1000 * dt, 2)}
+    if status >= 400:
+        fields["reason"] = (problem_reason(problem) if problem is not None else None) or reason or "-"
+        log.log(logging.WARNING if status >= 500 else logging.INFO, "request", extra={"fields": fields})
+    else:
+        log.info("request", extra={"fields": fields})

@@ -436,8 +436,11 @@ def create_app(config: Config | None = None, *, service: LogService | None = Non
         return Response(svc.metrics_text(), mimetype="text/plain; version=0.0.4")
 
     # the common registration request is answered in front of Flask (tlog.server.front)
-    app.wsgi_app = RegistrationFront(app.wsgi_app, svc, max_body=config.max_body, limits=limits,
-                                     retry_after=retry_after, location_prefix=loc_prefix)
+    front = RegistrationFront(app.wsgi_app, svc, max_body=config.max_body, limits=limits,
+                              retry_after=retry_after, location_prefix=loc_prefix)
+    front.observe = svc.metrics.request_seconds  # for its event-loop way (RegistrationFront.rsgi)
+    app.extensions["tlog.front"] = front
+    app.wsgi_app = front
     # outermost: request id (X-Request-Id in and out) and one access record per request
     app.wsgi_app = AccessLog(app.wsgi_app, observe=svc.metrics.request_seconds)
     return app

@@ -10,12 +10,26 @@ routes: the same rate limit, body limit (413), problem details, status codes, he
 metrics. Everything else (multipart bodies with a detached payload, chunked bodies, other media
 types, other methods and routes) passes through to Flask unchanged.
 
+Under granian (:mod:`tlog.server.httpd`) the same request is served one step earlier still, in
+the worker's event loop (:meth:`RegistrationFront.rsgi`): no WSGI environ, no thread of the
+pool. Checking the statement (parse, verify, policy) runs in the loop, as it would in a thread
+(the work is the same, there is one interpreter lock); the wait for the integrator's commit is
+an asyncio future woken by the integrator's answer (one wake-up of the loop per batch), so no
+thread is held and none is switched to. A wait that runs out (``register_wait``) finishes in a
+thread, because it writes the submission to the durable queue before the 303. On PostgreSQL
+the request goes the WSGI way (its checks and receipts read the database, which must not
+block the loop).
+
 The logic stays in :class:`tlog.service.LogService`; this module only parses and answers.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import logging
+import threading
+import time
 from typing import Callable, Iterable
 
 from ..policy import Rejection
@@ -23,6 +37,8 @@ from ..storage import StorageUnavailable
 from ..service import BadRequest, LogService, NotFound, Unavailable
 from .problems import MEDIA_TYPE as PROBLEM_TYPE
 from .problems import TITLES, problem_body
+from .access import record as access_record
+from .access import request_id
 from .ratelimit import ClientLimits, RateLimiter
 
 log = logging.getLogger("tlog.server")
@@ -72,8 +88,12 @@ class RegistrationFront:
         self.max_body = max_body
         self.limits = limits
         self.retry_after = retry_after
+        self.observe = None  # the request latency Histogram (the access log's) for rsgi()
+        self._in_loop = svc.config.database_url is None  # see the module doc
+        self._wake: _LoopWaker | None = None
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        """The WSGI way (threads; any WSGI server)."""
         if (
             environ.get("PATH_INFO") != "/entries"
             or environ.get("REQUEST_METHOD") != "POST"
@@ -101,15 +121,21 @@ class RegistrationFront:
             headers.append(("Retry-After", str(int(retry_after))))
         return code, headers, problem_body(title or TITLES.get(code, "Error"), detail)
 
-    def _register(self, environ: dict, length: int, client: str) -> tuple[int, list, bytes]:
-        svc = self.svc
+    def _precheck(self, length: int, client: str):
+        """429 (rate limits) or 413 (Content-Length over max_body) before the body is looked at."""
         wait, why = self.limits.registration(client)
         if wait > 0:
-            svc.metrics.rejected("rate-limit")
+            self.svc.metrics.rejected("rate-limit")
             return self._problem(429, "Too Many Requests", why, retry_after=RateLimiter.retry_after_seconds(wait))
         if length < 0 or length > self.max_body:
-            svc.metrics.rejected("too-large")
+            self.svc.metrics.rejected("too-large")
             return self._problem(413, "Payload Too Large", f"request body larger than {self.max_body} bytes")
+        return None
+
+    def _register(self, environ: dict, length: int, client: str) -> tuple[int, list, bytes]:
+        refused = self._precheck(length, client)
+        if refused is not None:
+            return refused
         stream = environ["wsgi.input"]
         parts, n = [], 0
         while n < length:
@@ -119,10 +145,27 @@ class RegistrationFront:
             parts.append(chunk)
             n += len(chunk)
         if n != length:
-            return self._problem(400, "Malformed request", f"request body ended after {n} of {length} bytes")
+            return self._short(n, length)
         body = parts[0] if len(parts) == 1 else b"".join(parts)
+        return self._answer(self.svc.register, body)
+
+    def _short(self, n: int, length: int):
+        return self._problem(400, "Malformed request", f"request body ended after {n} of {length} bytes")
+
+    def _answer(self, fn, *args) -> tuple[int, list, bytes]:
+        """``fn(*args)`` -> Registration, answered: 201, 303 or a problem."""
+        reg = self._call(fn, *args)
+        if type(reg) is tuple:
+            return reg
+        loc = f"{self.location_prefix}/entries/{reg.entry_id}"
+        if reg.receipt is None:
+            return 303, [("Location", loc), ("Retry-After", self.retry_after)], b""
+        return 201, [("Content-Type", "application/cose"), ("Location", loc)], reg.receipt
+
+    def _call(self, fn, *args):
+        """``fn(*args)``, or the problem answer (a tuple) of the exception it raised."""
         try:
-            reg = svc.register(body)
+            return fn(*args)
         except Rejection as e:
             return self._problem(e.status, e.title, e.detail)
         except Unavailable as e:
@@ -137,7 +180,93 @@ class RegistrationFront:
         except Exception:  # noqa: BLE001 - answered as the Flask app's 500 handler does
             log.exception("internal error on POST /entries")
             return self._problem(500, "Internal Server Error", "the log could not complete the request", retry_after=1)
-        loc = f"{self.location_prefix}/entries/{reg.entry_id}"
-        if reg.receipt is None:
-            return 303, [("Location", loc), ("Retry-After", self.retry_after)], b""
-        return 201, [("Content-Type", "application/cose"), ("Location", loc)], reg.receipt
+
+    # ---- in the event loop (granian: tlog.server.httpd) ------------------------------------------
+    def rsgi(self, method: str, path: str, headers, body, client: str):
+        """For :class:`tlog.server.httpd.WSGIOverRSGI`: an awaitable answering the plain
+        registration ``(status, headers, body)`` in the event loop, or None for the WSGI app.
+        ``headers`` (lower-case names) has ``get``; ``body`` is bytes (small bodies) or a file."""
+        if (
+            not self._in_loop
+            or path != "/entries"
+            or method != "POST"
+            or type(body) is not bytes
+            or "transfer-encoding" in headers
+            or (headers.get("content-type") or "").split(";", 1)[0].strip().lower() not in ACCEPTED_TYPES
+        ):
+            return None
+        try:
+            length = int(headers.get("content-length") or "")
+        except ValueError:
+            return None  # Flask answers a missing or malformed header
+        return self._rsgi(length, body, client, headers.get("x-request-id"))
+
+    async def _rsgi(self, length: int, body: bytes, client: str, given_id: str | None):
+        t0 = time.perf_counter()
+        rid = request_id(given_id)
+        answer = self._precheck(length, client)
+        if answer is None and len(body) != length:
+            answer = self._short(len(body), length)
+        if answer is None:
+            answer = self._call(self.svc.register_submit, body)
+        if type(answer) is not tuple:  # a Submission: wait for the integrator's commit
+            sub = answer
+            if not sub.pending.done():
+                loop = asyncio.get_running_loop()
+                if self._wake is None:
+                    self._wake = _LoopWaker(loop)
+                fut = loop.create_future()
+                timer = loop.call_later(self.svc.config.register_wait, _set_none, fut)
+                sub.pending.on_done(self._wake.wake(fut))
+                await fut
+                timer.cancel()
+            if sub.pending.done():
+                answer = self._answer(self.svc.register_result, sub, 0)
+            else:  # the wait ran out: the durable spill (a storage write) runs in a thread
+                answer = await asyncio.get_running_loop().run_in_executor(
+                    None, self._answer, self.svc.register_result, sub, 0)
+        code, headers, out = answer
+        self.limits.answered(client, code)
+        self.svc.metrics.response(code)
+        headers.append(("Content-Length", str(len(out))))
+        headers.append(("X-Request-Id", rid))
+        access_record(rid, "POST", "/entries", code, time.perf_counter() - t0,
+                      out if code >= 400 else None, None, self.observe)
+        return code, headers, out
+
+
+def _set_none(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class _LoopWaker:
+    """Wakes futures of one event loop from other threads with one loop wake-up per burst (the
+    integrator answers a whole batch at once), instead of one ``call_soon_threadsafe`` each."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.ready: collections.deque = collections.deque()
+        self.lock = threading.Lock()
+        self.armed = False
+
+    def wake(self, fut: asyncio.Future) -> Callable[[], None]:
+        def fn() -> None:
+            self.ready.append(fut)
+            with self.lock:
+                if self.armed:
+                    return
+                self.armed = True
+            try:
+                self.loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:  # the loop is closed (shutting down)
+                pass
+
+        return fn
+
+    def _drain(self) -> None:
+        with self.lock:
+            self.armed = False
+        ready = self.ready
+        while ready:
+            _set_none(ready.popleft())

@@ -17,7 +17,10 @@ Python thread that runs the app, for as long as the client likes (600 trickling 
   of concurrent large registrations (as nginx's client body buffering);
 * only then does one of ``threads`` Python threads run the WSGI app, so a slow client never
   holds a Python thread, and at most ``threads`` large bodies are in memory at once;
-* responses are handed to granian whole, which writes them (slow readers cost no thread).
+* responses are handed to granian whole, which writes them (slow readers cost no thread);
+* ``fast``: a request the application can answer without blocking (the log's plain
+  ``POST /entries``: :meth:`tlog.server.front.RegistrationFront.rsgi`) is answered in the event
+  loop once its body is there, with no thread and no WSGI environ.
 
 ``run(target, ...)`` starts granian's multi-process server: ``workers`` processes, each calling
 the factory ``target`` (the log: its own Log and integrator process, as under gunicorn before;
@@ -67,8 +70,12 @@ class WSGIOverRSGI:
     def __init__(self, app: Callable, *, threads: int = 16, max_body: int = 1 << 20,
                  body_timeout: float = DEFAULT_BODY_TIMEOUT, spool: int = 64 << 10,
                  on_close: Callable[[], Any] | None = None,
-                 timeout_response: Callable[[], tuple[int, list, bytes]] | None = None) -> None:
+                 timeout_response: Callable[[], tuple[int, list, bytes]] | None = None,
+                 fast: Callable[..., Any] | None = None) -> None:
         self.app = app
+        # (method, path, headers, body, client address) -> an awaitable of (status, headers,
+        # body), or None for the WSGI app; called in the event loop after the body is read
+        self.fast = fast
         self.threads = max(1, int(threads))
         self.max_body = int(max_body)
         self.body_timeout = float(body_timeout)
@@ -176,6 +183,18 @@ class WSGIOverRSGI:
             hdrs = list(hdrs) + [("connection", "close")]
             proto.response_bytes(status, hdrs, out)
             return
+        if self.fast is not None:
+            aw = self.fast(scope.method, scope.path, headers, body, scope.client.rpartition(":")[0].strip("[]"))
+            if aw is not None:
+                try:
+                    status, hdrs, out = await aw
+                except Exception:  # noqa: BLE001 - as for the WSGI app
+                    log.exception("application failed on %s %s", scope.method, scope.path)
+                    status, hdrs, out = 500, list(_TEXT), b"internal server error\n"
+                if too_large:
+                    hdrs = list(hdrs) + [("connection", "close")]
+                proto.response_bytes(status, hdrs, out)
+                return
         environ = self._environ(scope, headers, body)
         fut = self._loop.create_future()
         self._q.put((fut, environ))

@@ -49,7 +49,8 @@ def rsgi_app():
             "Request Timeout", f"the request body did not arrive within {config.body_timeout:g} s")
 
     return WSGIOverRSGI(flask_app, threads=config.threads, max_body=config.max_body,
-                        body_timeout=config.body_timeout, on_close=svc.close, timeout_response=timeout_response)
+                        body_timeout=config.body_timeout, on_close=svc.close, timeout_response=timeout_response,
+                        fast=flask_app.extensions["tlog.front"].rsgi)
 
 
 def __getattr__(name: str):
