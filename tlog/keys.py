@@ -152,6 +152,7 @@ class LogKeys:
     note_signer: Any  # verifier.note.Signer
     origin: str
     _keyset_cache: bytes | None = field(default=None, repr=False)
+    _kids_cache: frozenset | None = field(default=None, repr=False)
 
     @property
     def vkey(self) -> str:
@@ -168,6 +169,13 @@ class LogKeys:
         if self._keyset_cache is None:
             self._keyset_cache = vkeys.encode_keyset(self.cose_keys())
         return self._keyset_cache
+
+    def kids(self) -> frozenset:
+        """The kids of every receipt key (active and retired), made once per key set (checked
+        by every registration: the log's own kids are refused, issue 11 item 4)."""
+        if self._kids_cache is None:
+            self._kids_cache = frozenset(self.retired) | {self.receipt.kid}
+        return self._kids_cache
 
     def public_keys(self) -> dict[bytes, Any]:
         """kid -> public key of every receipt key (active and retired), for verification."""

@@ -19,6 +19,7 @@ import logging
 import logging.config
 import os
 import re
+import sys
 import time
 
 __all__ = ["PlainFormatter", "JSONFormatter", "setup_logging", "dictconfig", "fields"]
@@ -72,7 +73,14 @@ def _plain_value(v) -> str:
 
 class PlainFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return " ".join(f"{k}={_plain_value(v)}" for k, v in _base(record).items())
+        # (one record per HTTP request: the plain strings are passed through without a call)
+        out = []
+        for k, v in _base(record).items():
+            if type(v) is str and v and _QUOTE.search(v) is None:
+                out.append(f"{k}={v}")
+            else:
+                out.append(f"{k}={_plain_value(v)}")
+        return " ".join(out)
 
 
 class JSONFormatter(logging.Formatter):
@@ -89,8 +97,6 @@ class StderrHandler(logging.StreamHandler):
 
     @property
     def stream(self):
-        import sys
-
         return sys.stderr
 
     @stream.setter

@@ -193,6 +193,7 @@ class LogService:
         self._inflight = 0
         self._sig_cache: collections.OrderedDict[int, tuple[bytes, bytes]] = collections.OrderedDict()
         self._sig_lock = threading.Lock()
+        self._protected_last: tuple | None = None  # ((alg, kid, issuer, origin, iat), header bytes)
         self.metrics = Metrics()
         mode = integrator or config.integrator
         leased = config.database_url is not None and (mode == "process" or role == "integrator")
@@ -293,7 +294,12 @@ class LogService:
     # ---- receipts signatures --------------------------------------------------------------
     def _protected(self, iat: int, receipt_key=None) -> bytes:
         k = receipt_key or self.keys.receipt
-        return vreceipt.receipt_protected(
+        # the same header for every batch of one second (and key): encoded once
+        memo = (k.alg, k.kid, self.issuer, self.origin, iat)
+        last = self._protected_last
+        if last is not None and last[0] == memo:
+            return last[1]
+        raw = vreceipt.receipt_protected(
             alg=k.alg,
             kid=k.kid,
             issuer=self.issuer,
@@ -301,6 +307,8 @@ class LogService:
             iat=iat,
             vds=VDS_RFC9162_SHA256,
         )
+        self._protected_last = (memo, raw)
+        return raw
 
     def sign_head(self, size: int, root: bytes) -> bytes:
         """Head signer for the core: the one receipt signature of this tree size."""
@@ -428,7 +436,7 @@ class LogService:
             _, policy_id, policy = self.state.policy  # one snapshot: checked under, recorded as
             # statements of the log's own types, or under any of its kids, current or retired, are
             # refused by the policy (issue 11 item 4)
-            policy.check(st, detached_payload=detached_payload, log_kids=self.keys.public_keys())
+            policy.check(st, detached_payload=detached_payload, log_kids=self.keys.kids())
         except Rejection as r:
             self.metrics.rejected(r.reason)
             raise
