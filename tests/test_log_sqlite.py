@@ -1,6 +1,7 @@
 """SQLite backend specifics: entries stored per bundle run, the two-tier (recent + main) dedup
 index and the schema check."""
 
+import os
 import sqlite3
 from hashlib import sha256
 
@@ -8,6 +9,7 @@ import pytest
 
 from tests.tlog_fixtures import ORIGIN
 from tlog.log import Entry, Log
+from tlog.storage import druns
 from tlog.storage.sqlite import SQLiteStorage, _marks
 from verifier.note import Signer
 
@@ -17,7 +19,7 @@ def leaf(i: int) -> bytes:
 
 
 def counts(st):
-    """(keys in the recent tier, rows of dmain, rows of dcoll), from the committed tables; the
+    """(keys in the recent tier, keys in the runs, rows of dcoll), from the committed tables; the
     writer's in-memory recent tier, when loaded, must hold exactly the recent keys."""
     db = st._writer
     merged, count = _marks(db)
@@ -25,7 +27,8 @@ def counts(st):
     recent = count - merged - coll_recent
     if st._wrec is not None:
         assert (st._wrec.merged, st._wrec.upto, len(st._wrec.keys)) == (merged, count, recent)
-    return (recent,) + tuple(db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("dmain", "dcoll"))
+    return (recent, db.execute("SELECT coalesce(sum(n), 0) FROM druns").fetchone()[0],
+            db.execute("SELECT count(*) FROM dcoll").fetchone()[0])
 
 
 @pytest.fixture
@@ -211,6 +214,156 @@ def test_keys_and_leaves_share_the_tiers(tmp_path, signer):
         log = Log.open(st, origin=ORIGIN, note_signer=signer)
         assert log.append([(leaf(50), b"", (), kb), (leaf(51), b"", (), leaf(105))]) == [
             Entry(2, 3, True), Entry(4, 8, True)]
+    finally:
+        log.close()
+        st.close()
+
+
+def _listed(st):
+    return {druns.run_name(a, b) for a, b in st._writer.execute("SELECT a, b FROM druns")}
+
+
+def test_runs_merge_with_bounded_fanin(tmp_path, signer):
+    """The main tier's runs partition [0, dedup_merged), merge FANIN at a time (so at most
+    FANIN - 1 per level), every lookup stays exact and the directory holds only listed runs."""
+    import random
+
+    rnd = random.Random(5)
+    st = SQLiteStorage(tmp_path / "l.sqlite", merge_every=4)
+    log = Log.open(st, origin=ORIGIN, note_signer=signer)
+    try:
+        n = 0
+        while n < 700:
+            k = rnd.randint(1, 9)
+            log.append([(leaf(i), b"", ()) for i in range(n, n + k)])
+            n += k
+            rows = st._writer.execute("SELECT a, b, n, level FROM druns ORDER BY a").fetchall()
+            merged, _ = _marks(st._writer)
+            assert [a for a, *_ in rows] == [0] + [b for _, b, *_ in rows[:-1]] and (rows[-1][1] if rows else 0) == merged
+            levels = [r[3] for r in rows]
+            assert levels == sorted(levels, reverse=True)
+            assert all(levels.count(lv) < druns.FANIN for lv in set(levels))
+        assert max(levels) >= 2  # runs of level 2 were merged from level-1 runs
+        assert counts(st) == (n - merged, merged, 0)
+        assert set(os.listdir(st.rundir)) == _listed(st)
+        assert [log.find(leaf(i)) for i in range(n)] == list(range(n))
+        assert log.find(leaf(n)) is None
+        res = log.append([(leaf(i), b"", ()) for i in range(0, n, 7)] + [(leaf(n), b"", ())])
+        assert [e.index for e in res] == list(range(0, n, 7)) + [n] and sum(e.duplicate for e in res) == len(res) - 1
+    finally:
+        log.close()
+        st.close()
+
+
+def test_run_probe_confirms_filter_hits():
+    """A key whose filter bits are set but which the run does not hold is no hit."""
+    import array
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        ks = array.array("q", sorted({(i * 0x9E3779B97F4A7C15) % (1 << 64) - (1 << 63) for i in range(1, 200)}))
+        path = druns.write_run(d, 10, 500, ks, array.array("I", range(len(ks))))
+        r = druns.Run(path, 10, 500, len(ks), 0)
+        assert [r.get(k) for k in ks] == [10 + i for i in range(len(ks))]
+        absent = [k + 1 for k in ks]
+        # the filter passes some absent keys (8-16 bits per key); the search refuses them all
+        passed = [k for k in absent if r.filt[(k & r.mask) >> 3] >> (k & 7) & 1
+                  and r.filt[((k >> 32) & r.mask) >> 3] >> ((k >> 32) & 7) & 1]
+        found = {}
+        r.probe(absent + list(ks[:5]), found)
+        assert found == {k: 10 + i for i, k in enumerate(ks[:5])}
+        assert druns.lookup([r], absent[0]) is None and druns.lookup([r], ks[7]) == 17
+        assert len(passed) < len(absent)
+        with pytest.raises(druns.RunMissing):
+            druns.Run(path, 10, 501, len(ks), 0)  # header does not match the manifest row
+
+
+def test_missing_or_damaged_runs_rebuilt_from_entries(tmp_path, signer):
+    st = SQLiteStorage(tmp_path / "l.sqlite", merge_every=8)
+    log = Log.open(st, origin=ORIGIN, note_signer=signer)
+    for j in range(0, 100, 10):
+        log.append([(leaf(i), b"", ()) for i in range(j, j + 10)])
+    runs = sorted(_listed(st))
+    assert len(runs) == 3
+    log.close()
+    st.close()
+    d = str(tmp_path / "l.sqlite-dedup")
+    os.unlink(os.path.join(d, runs[0]))
+    with open(os.path.join(d, runs[-1]), "r+b") as f:
+        f.truncate(50)
+    open(os.path.join(d, druns.run_name(100, 200)), "wb").close()  # unlisted: removed at open
+    st = SQLiteStorage(tmp_path / "l.sqlite", merge_every=8)
+    assert set(os.listdir(d)) == set(runs) - {runs[0]}
+    log = Log.open(st, origin=ORIGIN, note_signer=signer)
+    try:
+        assert [st.find(leaf(i)) for i in range(101)] == list(range(100)) + [None]  # readers rebuild
+        assert sorted(os.listdir(d)) == runs
+        assert log.append([(leaf(3), b"", ()), (leaf(99), b"", ())]) == [Entry(3, 10, True), Entry(99, 100, True)]
+    finally:
+        log.close()
+        st.close()
+
+
+def test_rolled_back_merge_leaves_no_run_file(tmp_path, signer):
+    fail = [False]
+
+    def hs(size, root):
+        if fail[0]:
+            raise RuntimeError("hsm down")
+        return b""
+
+    st = SQLiteStorage(tmp_path / "l.sqlite", merge_every=4)
+    log = Log.open(st, origin=ORIGIN, note_signer=signer, head_signer=hs)
+    try:
+        for j in range(0, 28, 4):
+            log.append([(leaf(i), b"", ()) for i in range(j, j + 4)])  # 7 level-0 runs: the next one merges 8
+        before = sorted(os.listdir(st.rundir))
+        assert len(before) == druns.FANIN - 1
+        fail[0] = True
+        with pytest.raises(RuntimeError):
+            log.append([(leaf(i), b"", ()) for i in range(28, 32)])
+        assert sorted(os.listdir(st.rundir)) == before == sorted(_listed(st))
+        fail[0] = False
+        log.append([(leaf(i), b"", ()) for i in range(28, 32)])
+        assert sorted(os.listdir(st.rundir)) == sorted(_listed(st)) == [druns.run_name(0, 32)]
+        assert [log.find(leaf(i)) for i in range(33)] == list(range(32)) + [None]
+    finally:
+        log.close()
+        st.close()
+
+
+def test_schema_4_file_migrated(tmp_path, signer):
+    """A schema-4 file (main dedup tier in a dmain table) opens: its rows become one run."""
+    st = SQLiteStorage(tmp_path / "l.sqlite", merge_every=16)
+    log = Log.open(st, origin=ORIGIN, note_signer=signer)
+    log.append([(leaf(i), b"", ()) for i in range(20)])
+    log.append([(leaf(i), b"", ()) for i in range(20, 25)])
+    log.close()
+    st.close()
+    # turn it into what schema 4 wrote: dmain (k, idx) for the merged entries, no runs
+    db = sqlite3.connect(tmp_path / "l.sqlite")
+    merged = int(db.execute("SELECT value FROM meta WHERE key = 'dedup_merged'").fetchone()[0])
+    assert merged == 20
+    db.execute("CREATE TABLE dmain (k INTEGER PRIMARY KEY, idx INTEGER NOT NULL)")
+    db.executemany("INSERT INTO dmain VALUES (?, ?)",
+                   [(int.from_bytes(leaf(i)[:8], "big", signed=True), i) for i in range(merged)])
+    db.execute("DROP TABLE druns")
+    db.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+    import shutil
+
+    shutil.rmtree(tmp_path / "l.sqlite-dedup")
+    st = SQLiteStorage(tmp_path / "l.sqlite", merge_every=16)
+    log = Log.open(st, origin=ORIGIN, note_signer=signer)
+    try:
+        db = st._writer
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "5"
+        assert db.execute("SELECT a, b, n FROM druns").fetchall() == [(0, 20, 20)]
+        assert not db.execute("SELECT name FROM sqlite_master WHERE name = 'dmain'").fetchall()
+        assert os.listdir(st.rundir) == [druns.run_name(0, 20)]
+        assert [log.find(leaf(i)) for i in range(26)] == list(range(25)) + [None]
+        assert log.append([(leaf(5), b"", ()), (leaf(25), b"", ())]) == [Entry(5, 20, True), Entry(25, 26, False)]
     finally:
         log.close()
         st.close()

@@ -14,7 +14,13 @@ Measures, with small synthetic statements (``--data-size`` bytes each):
   * inclusion and consistency proof latency (p50/p99/max), cold: first requests after the
     restart with an empty tile cache (the OS page cache is not dropped);
   * storage bytes per entry beyond the statement bytes themselves;
-  * SQLite: bytes written to storage per appended entry (WAL and checkpoints, /proc/self/io).
+  * bytes written to storage per appended entry (SQLite: WAL, checkpoints and dedup runs, from
+    /proc/self/io; PostgreSQL with ``--pg-private``: every server process's /proc/PID/io);
+  * per slice of the run (``--slices``, default 10 %): appends/s, bytes written per entry, load;
+  * dedup hits/s: 2,000 statements already in the log, at random indexes, appended again.
+``--resume DIR`` keeps the log in DIR and continues a prepared one (statements are a function
+of their index), so a 10^8 log is built once and measured again (``--entries`` = its size: only
+the restart, proofs and dedup). ``--drop-caches`` drops the OS page cache before the restart.
 Prints a JSON line with every figure (``--json`` to append it to a file).
 """
 
@@ -67,47 +73,175 @@ def open_backend(args, schema):
     return PostgresStorage(args.pg_url, schema=schema)
 
 
+class PGWrites:
+    """Bytes the PostgreSQL server's processes wrote (sum of their /proc/PID/io write_bytes;
+    readable as root or as the server's user): data files, WAL, everything. Only meaningful on
+    a server nothing else uses (``--pg-private``). Processes that exit between two readings
+    drop out of the sum; the ones that matter (checkpointer, background and WAL writers, our
+    backend) live through the run."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as c:
+            self.dir = c.execute("SHOW data_directory").fetchone()[0]
+
+    def pids(self) -> list[int]:
+        with open(os.path.join(self.dir, "postmaster.pid")) as f:
+            pm = int(f.readline())
+        kids = []
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open(f"/proc/{d}/stat") as f:
+                        if int(f.read().rsplit(")", 1)[1].split()[1]) == pm:
+                            kids.append(int(d))
+                except (OSError, ValueError, IndexError):
+                    pass
+        return [pm] + kids
+
+    def read(self) -> dict[int, int]:
+        out = {}
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/io") as f:
+                    out[pid] = next(int(l.split()[1]) for l in f if l.startswith("write_bytes:"))
+            except (OSError, StopIteration):
+                pass
+        return out
+
+    @staticmethod
+    def delta(a: dict[int, int], b: dict[int, int]) -> int:
+        return sum(b[p] - a[p] for p in a if p in b)
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of our own for the benchmark (tests/pg_throwaway.py's, with the
+    default shared_buffers of 128 MB and fsync=on), so that its write counters are ours alone."""
+
+    def __init__(self) -> None:
+        from tests.pg_throwaway import ThrowawayPostgres
+
+        class _PG(ThrowawayPostgres):
+            def start(self):
+                self._run("pg_ctl", "-D", f"{self.dir}/data", "-l", f"{self.dir}/log", "-w", "-o",
+                          f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c fsync=on "
+                          "-c synchronous_commit=on -c shared_buffers=128MB", "start")
+
+        self.pg = _PG()
+        self.url = self.pg.url
+
+    def close(self) -> None:
+        self.pg.close()
+
+
+def drop_page_cache() -> bool:
+    """Write back and drop the OS page cache (needs root); False if not allowed."""
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def _load_or_make_signer(dirpath: str | None) -> Signer:
+    if dirpath is None:
+        return Signer.generate(ORIGIN)
+    p = os.path.join(dirpath, "signer.skey")
+    if os.path.exists(p):
+        return Signer.from_skey(open(p).read())
+    s = Signer.generate(ORIGIN)
+    with open(p, "w") as f:
+        f.write(s.skey)
+    return s
+
+
+def statements(i: int, k: int, pad: bytes) -> list[bytes]:
+    """Statements i .. i+k-1 (a function of the index: a resumed log continues the same way)."""
+    return [b"%016d" % j + pad for j in range(i, i + k)]
+
+
 def run(args) -> dict:
-    signer = Signer.generate(ORIGIN)
-    schema = "bench_" + uuid.uuid4().hex[:10]
     tmpdir = None
+    keep = args.keep
+    if args.resume:
+        os.makedirs(args.resume, exist_ok=True)
+        workdir = args.resume
+        keep = True
+    elif args.backend == "sqlite":
+        workdir = tmpdir = tempfile.mkdtemp(prefix="tlog-bench-", dir=args.dir)
+    else:
+        workdir = None
+    signer = _load_or_make_signer(workdir)
+    schema = "bench_" + uuid.uuid4().hex[:10]
     if args.backend == "sqlite":
-        tmpdir = tempfile.mkdtemp(prefix="tlog-bench-", dir=args.dir)
-        args.path = os.path.join(tmpdir, "log.sqlite")
+        args.path = os.path.join(workdir, "log.sqlite")
+    elif workdir is not None:
+        sp = os.path.join(workdir, "pg-schema")
+        if os.path.exists(sp):
+            schema = open(sp).read().strip()
+        else:
+            with open(sp, "w") as f:
+                f.write(schema)
     res = {"backend": args.backend, "entries": args.entries, "batch": args.batch, "data_size": args.data_size,
            **({"merge_every": args.merge_every or DEFAULT_MERGE_EVERY} if args.backend == "sqlite" else {}),
-           "cpus": os.cpu_count(), "load_avg_start": os.getloadavg()[0]}
+           "cpus": os.cpu_count(), "load_avg_start": os.getloadavg()[0],
+           "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
+    pgw = PGWrites(args.pg_url) if args.backend == "postgres" and args.pg_private else None
+    written = (lambda: pgw.read()) if pgw else _written
+    wdelta = PGWrites.delta if pgw else (lambda a, b: b - a)
     st = open_backend(args, schema)
     try:
         log = Log.open(st, origin=ORIGIN, note_signer=signer)
         n = args.entries
-        t_append = 0.0
+        i = first = log.size
+        res["resumed_from"] = first
+        if first > n:
+            raise SystemExit(f"the log at {workdir} has {first:,} entries, more than --entries {n:,}")
         rnd = random.Random(1)
         pad = rnd.randbytes(max(0, args.data_size - 16))
-        i = 0
-        w0 = _written()
+        bounds = sorted({n * j // args.slices for j in range(1, args.slices + 1)} | {n})
+        slices = []
+        t_append = 0.0
+        w_all = written()
         t_wall = time.perf_counter()
-        while i < n:
-            k = min(args.batch, n - i)
-            datas = [b"%016d" % j + pad for j in range(i, i + k)]
-            items = [(sha256(d).digest(), d, ()) for d in datas]
-            t0 = time.perf_counter()
-            ents = log.append(items)
-            t_append += time.perf_counter() - t0
-            assert ents[-1].index == i + k - 1 and not ents[-1].duplicate
-            i += k
-            if args.progress and (i // args.batch) % 250 == 0:
-                print(f"  {i:,} entries, {i / t_append:,.0f}/s", file=sys.stderr)
-        res["append_per_s"] = round(n / t_append)
-        res["append_wall_per_s_incl_input_gen"] = round(n / (time.perf_counter() - t_wall))
-        if args.backend == "sqlite" and w0 is not None:  # PostgreSQL writes in its own processes
-            res["written_bytes_per_entry"] = round((_written() - w0) / n)
+        for hi in bounds:
+            if hi <= i:
+                continue
+            lo, t_slice, w0 = i, 0.0, written()
+            while i < hi:
+                k = min(args.batch, hi - i)
+                items = [(sha256(d).digest(), d, ()) for d in statements(i, k, pad)]
+                t0 = time.perf_counter()
+                ents = log.append(items)
+                t_slice += time.perf_counter() - t0
+                assert ents[-1].index == i + k - 1 and not ents[-1].duplicate
+                i += k
+            t_append += t_slice
+            sl = {"from": lo, "to": hi, "append_per_s": round((hi - lo) / t_slice),
+                  "load_avg": round(os.getloadavg()[0], 2)}
+            w1 = written()
+            if w0 is not None and w1 is not None:
+                sl["written_bytes_per_entry"] = round(wdelta(w0, w1) / (hi - lo))
+            slices.append(sl)
+            if args.progress:
+                print(json.dumps(sl), file=sys.stderr, flush=True)
+        res["slices"] = slices
+        if i > first:
+            res["append_per_s"] = round((i - first) / t_append)
+            res["append_wall_per_s_incl_input_gen"] = round((i - first) / (time.perf_counter() - t_wall))
+            w1 = written()
+            if w_all is not None and w1 is not None:
+                res["written_bytes_per_entry"] = round(wdelta(w_all, w1) / (i - first))
         root = log.root(n)
         log.close()
         if args.backend == "sqlite":
             st.checkpoint_wal()
         st.close()
 
+        res["page_cache"] = "dropped" if args.drop_caches and drop_page_cache() else "warm"
         # restart to ready
         t0 = time.perf_counter()
         st = open_backend(args, schema)
@@ -144,6 +278,13 @@ def run(args) -> dict:
             res[f"{name}_p50_ms"] = round(statistics.median(xs) * 1e3, 3)
             res[f"{name}_p99_ms"] = round(pct(xs, 99) * 1e3, 3)
             res[f"{name}_max_ms"] = round(max(xs) * 1e3, 3)
+        # dedup of entries already in the log, spread over all of it (every tier)
+        ks = [rnd.randrange(n) for _ in range(min(n, 2000))]
+        dups = [(sha256(statements(j, 1, pad)[0]).digest(), statements(j, 1, pad)[0], ()) for j in ks]
+        t0 = time.perf_counter()
+        ents = log.append(dups)
+        res["dedup_hits_per_s"] = round(len(dups) / (time.perf_counter() - t0))
+        assert [e.index for e in ents] == ks and all(e.duplicate for e in ents) and log.size == n
         used = st.bytes_used()
         res["storage_bytes"] = used
         res["bytes_per_entry_beyond_statement"] = round(used / n - args.data_size, 1)
@@ -151,9 +292,9 @@ def run(args) -> dict:
         log.close()
     finally:
         st.close()
-        if tmpdir and not args.keep:
+        if tmpdir and not keep:
             shutil.rmtree(tmpdir, ignore_errors=True)
-        if args.backend == "postgres" and not args.keep:
+        if args.backend == "postgres" and not keep:
             import psycopg
 
             with psycopg.connect(args.pg_url, autocommit=True) as c:
@@ -195,6 +336,15 @@ def main(argv=None) -> int:
     ap.add_argument("--pg-url", default=os.environ.get("TLOG_TEST_PG_URL"))
     ap.add_argument("--quick", action="store_true", help="20,000 entries on SQLite (and PostgreSQL if --pg-url/TLOG_TEST_PG_URL)")
     ap.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    ap.add_argument("--resume", metavar="DIR",
+                    help="keep the log in DIR (created if absent) and, if DIR already holds one, continue it "
+                         "from its size up to --entries instead of rebuilding it (0 new entries: only the "
+                         "restart, proofs and dedup are measured)")
+    ap.add_argument("--slices", type=int, default=10, help="report appends per slice of --entries (default 10)")
+    ap.add_argument("--drop-caches", action="store_true",
+                    help="drop the OS page cache before the restart (needs root; the result says which)")
+    ap.add_argument("--pg-private", action="store_true",
+                    help="PostgreSQL: run a server of our own (bytes written per entry are measured on it)")
     ap.add_argument("--progress", action="store_true")
     ap.add_argument("--json", help="append the result line to this file")
     ap.add_argument("--table", metavar="JSONL", help="print a markdown table of the results in JSONL and exit")
@@ -202,8 +352,8 @@ def main(argv=None) -> int:
     if args.table:
         print(markdown_table([json.loads(l) for l in open(args.table) if l.strip()]))
         return 0
-    if args.entries < 1 or args.batch < 1:
-        ap.error("--entries and --batch must be >= 1")
+    if args.entries < 1 or args.batch < 1 or args.slices < 1:
+        ap.error("--entries, --batch and --slices must be >= 1")
     runs = [args.backend]
     if args.quick:
         args.entries = 20_000
@@ -211,9 +361,19 @@ def main(argv=None) -> int:
         runs = ["sqlite"] + (["postgres"] if args.pg_url else [])
     for b in runs:
         args.backend = b
+        private = None
+        if b == "postgres" and args.pg_private:
+            if args.resume:
+                ap.error("--pg-private cannot be resumed (the server goes with the run)")
+            private = PrivatePostgres()
+            args.pg_url = private.url
         if b == "postgres" and not args.pg_url:
             ap.error("--pg-url (or TLOG_TEST_PG_URL) is needed for --backend postgres")
-        res = run(args)
+        try:
+            res = run(args)
+        finally:
+            if private is not None:
+                private.close()
         line = json.dumps(res)
         print(line, flush=True)
         if args.json:

@@ -25,20 +25,24 @@ dedup). Both go into the one index below, each hit compared in full with its own
 leaf never matches a key. Cost: 32 bytes per entry in ``dkeys`` and twice the index rows of
 schema 3 (docs/core-scaling.md).
 
-Dedup (LSM-style, two tiers, exact): the key ``k`` of a value is its first 8 bytes as a
-signed big-endian int64. The *main* tier ``dmain (k INTEGER PRIMARY KEY, idx)`` holds the keys
-of the entries below ``meta.dedup_merged``. The *recent* tier - the keys of the entries from
+Dedup (LSM-style, exact): the key ``k`` of a value is its first 8 bytes as a signed
+big-endian int64. The *main* tier (schema 5) holds the keys of the entries below
+``meta.dedup_merged`` in sorted, immutable run files listed in the ``druns`` table, merged
+size-tiered with a bounded fan-in, each with a Bloom filter in front (tlog.storage.druns: the
+bytes written per entry grow with log(N), not N). The *recent* tier - the keys of the entries from
 ``dedup_merged`` to the end - is not a table: it is an in-memory map rebuilt from those
 entries' leaves and dedup keys (at most ``merge_every`` + one batch of them) when first needed
 and kept up to date incrementally (also across processes: it catches up from the rows others
 committed). When the tree size crosses a multiple of ``merge_every``, the same integration
-transaction inserts the recent keys into ``dmain`` in key order (each ``dmain`` page is
-rewritten once per merge, not once per batch) and moves ``dedup_merged``; a crash anywhere
-rolls back the whole batch, merge included (and a rolled-back transaction drops the writer's
+transaction writes the recent keys as a new level-0 run (file fsynced before the commit that
+lists it), merges runs as the fan-in requires and moves ``dedup_merged``; a crash anywhere
+rolls back the whole batch, merge included (its new files are unlisted, removed later) (and a rolled-back transaction drops the writer's
 in-memory tier, rebuilt from committed rows). Lookups always compare the full value. A value
 whose ``k`` is already taken by a *different* value (an earlier entry's, or the other value of
 its own entry) is recorded in ``dcoll (v PRIMARY KEY, idx)`` and is not in either tier. The
-schema is versioned (``meta.schema_version``); an older file is refused at open.
+schema is versioned (``meta.schema_version``); a schema-4 file (main tier in a ``dmain``
+table) is migrated at open (its rows become one run, the table is dropped); older ones are
+refused.
 
 Tiles are rows keyed by ``index * 64 + level`` (a rowid: no separate key index; levels are
 < 64), each blob up to 256 * 32 bytes.
@@ -46,7 +50,8 @@ Tiles are rows keyed by ``index * 64 + level`` (a rowid: no separate key index; 
 
 from __future__ import annotations
 
-import json
+import array
+import math
 import os
 import sqlite3
 import struct
@@ -58,9 +63,10 @@ from typing import Sequence
 
 from ..layout import TILE_WIDTH
 from ..tree import TILE_BYTES
+from . import druns
 from .base import SQLReads, SQLTxn, Storage, Txn, pending_values
 
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -68,7 +74,8 @@ CREATE TABLE IF NOT EXISTS state (id INTEGER PRIMARY KEY CHECK (id = 1), size IN
 CREATE TABLE IF NOT EXISTS tiles (id INTEGER PRIMARY KEY, hashes BLOB NOT NULL, interior BLOB);
 CREATE TABLE IF NOT EXISTS entries (start INTEGER PRIMARY KEY, leaves BLOB NOT NULL, ends BLOB NOT NULL,
     data BLOB NOT NULL, dkeys BLOB);
-CREATE TABLE IF NOT EXISTS dmain (k INTEGER PRIMARY KEY, idx INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS druns (a INTEGER PRIMARY KEY, b INTEGER NOT NULL, n INTEGER NOT NULL,
+    level INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS dcoll (v BLOB PRIMARY KEY, idx INTEGER NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS dcoll_idx ON dcoll (idx);
 CREATE TABLE IF NOT EXISTS attrs (key TEXT NOT NULL, value TEXT NOT NULL, idx INTEGER NOT NULL,
@@ -193,24 +200,16 @@ def _values(leaves, keys) -> tuple[bytes, bytes, list[int]]:
     return blob, kblob, ks
 
 
-def _probe_dmain(db, ks) -> dict[int, int]:
-    """Which of the keys ``ks`` are in dmain: k -> idx (one statement, keys sorted)."""
-    if not ks:
-        return {}
-    return dict(db.execute("SELECT d.k, d.idx FROM json_each(?) j JOIN dmain d ON d.k = j.value",
-                           (json.dumps(sorted(ks)),)).fetchall())
-
-
-def _lookup(db, rec: _Recent, v: bytes, col: str) -> int | None:
-    """Index of the entry whose ``col`` value is ``v``: the recent tier, dmain, then dcoll,
+def _lookup(db, rec: _Recent, runs, v: bytes, col: str) -> int | None:
+    """Index of the entry whose ``col`` value is ``v``: the recent tier, the runs, then dcoll,
     each hit compared in full with that column (read in db's transaction)."""
     k = _key(v)
     i = rec.index_of(k, v, col)
     if i is not None:
         return i
-    r = db.execute("SELECT idx FROM dmain WHERE k = ?", (k,)).fetchone()
-    if r is not None and _leaf_blob(db, r[0], r[0] + 1, col) == v:
-        return r[0]
+    i = druns.lookup(runs, k)
+    if i is not None and _leaf_blob(db, i, i + 1, col) == v:
+        return i
     r = db.execute("SELECT idx FROM dcoll WHERE v = ?", (v,)).fetchone()
     if r is not None and _leaf_blob(db, r[0], r[0] + 1, col) == v:
         return r[0]
@@ -249,15 +248,19 @@ class _SQLiteTxn(SQLTxn, Txn):
         self.st._wrec = rec
         return rec
 
+    def _runs(self):
+        return self.st._runs(self.db, rebuild=True)
+
     def existing(self, keys):
         rec = self._recent()
-        return {v: i for v in set(keys) if (i := _lookup(self.db, rec, v, DKEYS)) is not None}
+        runs = self._runs()
+        return {v: i for v in set(keys) if (i := _lookup(self.db, rec, runs, v, DKEYS)) is not None}
 
     def try_insert_entries(self, start, leaves, datas, keys):
         rec = self._recent()
         blob, kblob, ks = _values(leaves, keys)
-        # any 8-byte key already taken (in the batch, the recent tier or dmain): let the caller dedup
-        if len(set(ks)) != len(ks) or not rec.keys.keys().isdisjoint(ks) or _probe_dmain(self.db, ks):
+        # any 8-byte key already taken (in the batch, the recent tier or a run): let the caller dedup
+        if len(set(ks)) != len(ks) or not rec.keys.keys().isdisjoint(ks) or druns.probe(self._runs(), ks):
             return False
         self._write(rec, start, blob, kblob, datas, ())
         return True
@@ -265,7 +268,7 @@ class _SQLiteTxn(SQLTxn, Txn):
     def insert_entries(self, start, leaves, datas, keys):
         rec = self._recent()
         blob, kblob, ks = _values(leaves, keys)
-        taken = set(_probe_dmain(self.db, set(ks)))
+        taken = set(druns.probe(self._runs(), set(ks)))
         coll = {}
         seen = set()
         for i, (leaf, key) in enumerate(zip(leaves, keys)):
@@ -294,15 +297,30 @@ class _SQLiteTxn(SQLTxn, Txn):
         rec.add(start, blob, kblob, coll)
         m = self.merge_every
         if end // m > start // m:
-            # one sorted merge of the recent tier into the main one, in this transaction
-            keys = rec.keys
-            self.db.executemany("INSERT INTO dmain (k, idx) VALUES (?, ?)", [(k, keys[k]) for k in sorted(keys)])
+            # the recent tier becomes a level-0 run, then runs merge as the fan-in requires,
+            # all in this transaction (the files are durable before it commits)
+            st = self.st
+            st._new_run(self.db, rec.merged, end, 0, *druns.from_map(rec.merged, rec.keys))
+            runs = self._runs()
+            while len(runs) >= druns.FANIN and len({r.level for r in runs[-druns.FANIN:]}) == 1:
+                grp = runs[-druns.FANIN:]
+                self.db.execute("DELETE FROM druns WHERE a >= ? AND a < ?", (grp[0].a, grp[-1].b))
+                st._new_run(self.db, grp[0].a, grp[-1].b, grp[0].level + 1, *druns.merge(grp))
+                st._doomed += [r.path for r in grp]
+                runs = self._runs()
             self.db.execute("INSERT INTO meta (key, value) VALUES ('dedup_merged', ?) "
                             "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(end),))
             self.st._wrec = _Recent(end)
 
     def insert_attrs(self, rows):
         self.db.executemany("INSERT OR IGNORE INTO attrs (key, value, idx) VALUES (?, ?, ?)", rows)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _read_tiles(db, keys):
@@ -339,6 +357,11 @@ class SQLiteStorage(SQLReads, Storage):
         self._wrec: _Recent | None = None  # the writer's recent dedup tier (under _writer_lock)
         self._rrec: _Recent | None = None  # the readers' one (under _rrec_lock)
         self._rrec_lock = threading.Lock()
+        self.rundir = self.path + "-dedup"  # the dedup runs (tlog.storage.druns)
+        self._runcache: dict[tuple[int, int], druns.Run] = {}
+        self._runs_lock = threading.Lock()
+        self._created: list[str] = []  # run files written by the current integration
+        self._doomed: list[str] = []  # run files it unlisted (deleted once it committed)
         self._writer = self._connect(writer=True)
         self._writer_lock = threading.Lock()
         # WAL mode is persistent in the file; setting it needs no other open transaction.
@@ -347,33 +370,95 @@ class SQLiteStorage(SQLReads, Storage):
             raise RuntimeError(f"could not switch {self.path} to WAL mode (got {mode})")
         self._writer.execute("BEGIN IMMEDIATE")
         try:
-            self._check_schema()
+            version = self._check_schema()
             for stmt in SCHEMA.split(";"):
                 if stmt.strip():
                     self._writer.execute(stmt)
+            if version == "4":
+                self._migrate_4()
             self._writer.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
                                  (SCHEMA_VERSION,))
+            # run files no committed manifest lists: a crashed or rolled-back merge's (we hold
+            # the writer lock: no other integration is writing one now)
+            druns.remove_unlisted(self.rundir, {druns.run_name(a, b) for a, b in
+                                                self._writer.execute("SELECT a, b FROM druns")})
         except BaseException:
             self._writer.execute("ROLLBACK")
             self.close()
             raise
         self._writer.execute("COMMIT")
 
-    def _check_schema(self) -> None:
+    def _check_schema(self) -> str | None:
+        """The file's schema version (None: a new file); raises for one this code cannot open."""
         db = self._writer
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if not tables:
-            return
+            return None
         version = None
         if "meta" in tables:
             r = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             version = r and r[0]
-        if version != SCHEMA_VERSION:
+        if version not in ("4", SCHEMA_VERSION):
             raise RuntimeError(
                 f"{self.path}: unsupported tlog SQLite schema version {version or '1 (unversioned)'}; "
-                f"this code needs version {SCHEMA_VERSION} (entries stored per bundle run with dedup keys, in-memory "
-                "recent dedup tier). Old data directories are not migrated: re-create the log or use "
-                "the matching older release")
+                f"this code needs version {SCHEMA_VERSION} or 4 (entries stored per bundle run with dedup keys, "
+                "in-memory recent dedup tier). Data directories older than version 4 are not migrated: "
+                "re-create the log or use the matching older release")
+        return version
+
+    def _migrate_4(self) -> None:
+        """Schema 4 -> 5 (in the open transaction): the ``dmain`` rows (keys of the entries
+        [0, dedup_merged), in key order) become one run; the table is dropped."""
+        db = self._writer
+        r = db.execute("SELECT value FROM meta WHERE key = 'dedup_merged'").fetchone()
+        merged = int(r[0]) if r else 0
+        if merged:
+            ks, ids = array.array("q"), array.array("I")
+            cur = db.execute("SELECT k, idx FROM dmain ORDER BY k")
+            while rows := cur.fetchmany(65536):
+                ks.extend([k for k, _ in rows])
+                ids.extend([i for _, i in rows])
+            level = max(0, round(math.log(merged / self.merge_every, druns.FANIN))) if merged > self.merge_every else 0
+            self._new_run(db, 0, merged, level, ks, ids)
+        db.execute("DROP TABLE IF EXISTS dmain")
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
+
+    # -- dedup runs -------------------------------------------------------------------------
+    def _new_run(self, db, a: int, b: int, level: int, ks, ids) -> None:
+        """Write a run's file durably and list it (in db's open transaction)."""
+        path = druns.write_run(self.rundir, a, b, ks, ids)
+        self._created.append(path)
+        db.execute("INSERT INTO druns (a, b, n, level) VALUES (?, ?, ?, ?)", (a, b, len(ks), level))
+
+    def _runs(self, db, rebuild: bool) -> list[druns.Run]:
+        """The runs db's transaction lists, oldest first, mapped. A listed file that is missing
+        or damaged raises RunMissing, or (``rebuild``) is written again from the entries: a
+        run is a function of the entries it covers."""
+        rows = db.execute("SELECT a, b, n, level FROM druns ORDER BY a").fetchall()
+        out = []
+        with self._runs_lock:
+            for a, b, n, level in rows:
+                r = self._runcache.get((a, b))
+                if r is None or r.n != n:
+                    path = os.path.join(self.rundir, druns.run_name(a, b))
+                    try:
+                        r = druns.Run(path, a, b, n, level)
+                    except druns.RunMissing:
+                        if not rebuild:
+                            raise
+                        rec = _Recent(a)
+                        rec.catch_up(db, b)
+                        if len(rec.keys) != n:
+                            raise RuntimeError(f"dedup run [{a}, {b}) lists {n} keys, the entries have {len(rec.keys)}")
+                        druns.write_run(self.rundir, a, b, *druns.from_map(a, rec.keys))
+                        r = druns.Run(path, a, b, n, level)
+                    self._runcache[(a, b)] = r
+                out.append(r)
+            if len(self._runcache) > len(out):
+                keep = {(r.a, r.b) for r in out}
+                for k in [k for k in self._runcache if k not in keep]:
+                    del self._runcache[k]
+        return out
 
     # -- connections ------------------------------------------------------------------------
     def _connect(self, writer: bool = False) -> sqlite3.Connection:
@@ -428,12 +513,17 @@ class SQLiteStorage(SQLReads, Storage):
             with self._writer_lock:
                 if self._closed:
                     raise RuntimeError("storage is closed")
+                self._created, self._doomed = [], []
                 try:
                     with self._tx(self._writer) as db:
                         yield _SQLiteTxn(db, self)
                 except BaseException:
                     self._wrec = None  # it may hold the rolled-back batch: rebuild when needed
+                    for p in self._created:  # written for a manifest that did not commit
+                        _unlink(p)
                     raise
+                for p in self._doomed:  # merged into a committed run
+                    _unlink(p)
         return cm()
 
     # -- reads ------------------------------------------------------------------------------
@@ -474,15 +564,23 @@ class SQLiteStorage(SQLReads, Storage):
 
     def _find(self, v, col):
         db = self._reader()
-        with self._rrec_lock, self._snapshot(db):
-            merged, count = _marks(db)
-            rec = self._rrec
-            if rec is None or rec.merged != merged or rec.upto > count:
-                rec = _Recent.load(db, merged, count)
-            else:
-                rec.catch_up(db, count)
-            self._rrec = rec
-            return _lookup(db, rec, v, col)
+        for attempt in range(2):
+            with self._rrec_lock, self._snapshot(db):
+                merged, count = _marks(db)
+                rec = self._rrec
+                if rec is None or rec.merged != merged or rec.upto > count:
+                    rec = _Recent.load(db, merged, count)
+                else:
+                    rec.catch_up(db, count)
+                self._rrec = rec
+                try:
+                    # a file missing in this snapshot may have been merged away since: rebuild
+                    # it only if a fresh snapshot still lists it
+                    runs = self._runs(db, rebuild=attempt == 1)
+                except druns.RunMissing:
+                    continue
+                return _lookup(db, rec, runs, v, col)
+        raise AssertionError("unreachable")
 
     def enqueue(self, rows):
         vals = pending_values(rows, time.time())
@@ -492,9 +590,14 @@ class SQLiteStorage(SQLReads, Storage):
 
     def bytes_used(self):
         total = 0
-        for suffix in ("", "-wal"):
+        paths = [self.path + suffix for suffix in ("", "-wal")]
+        try:
+            paths += [os.path.join(self.rundir, n) for n in os.listdir(self.rundir)]
+        except FileNotFoundError:
+            pass
+        for p in paths:
             try:
-                total += os.path.getsize(self.path + suffix)
+                total += os.path.getsize(p)
             except FileNotFoundError:
                 pass
         return total
