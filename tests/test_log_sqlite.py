@@ -367,3 +367,30 @@ def test_schema_4_file_migrated(tmp_path, signer):
     finally:
         log.close()
         st.close()
+
+
+def test_run_files_durable_before_listed(tmp_path, signer, monkeypatch):
+    """A run file and its directory entry are fsynced before the transaction listing the run
+    commits (another connection sees no new row at that point)."""
+    st = SQLiteStorage(tmp_path / "l.sqlite", merge_every=4)
+    log = Log.open(st, origin=ORIGIN, note_signer=signer)
+    other = sqlite3.connect(tmp_path / "l.sqlite")
+    synced = []
+    real = os.fsync
+
+    def fsync(fd):
+        real(fd)
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        synced.append((os.path.basename(path), other.execute("SELECT count(*) FROM druns").fetchone()[0]))
+
+    monkeypatch.setattr(druns.os, "fsync", fsync)
+    try:
+        log.append([(leaf(i), b"", ()) for i in range(5)])
+        tmp = [s for s in synced if ".dd.tmp-" in s[0]]
+        dirs = [s for s in synced if s[0] == "l.sqlite-dedup"]
+        assert tmp and dirs and all(rows == 0 for _, rows in tmp + dirs)
+        assert other.execute("SELECT count(*) FROM druns").fetchone()[0] == 1
+    finally:
+        other.close()
+        log.close()
+        st.close()

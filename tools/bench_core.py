@@ -16,7 +16,9 @@ Measures, with small synthetic statements (``--data-size`` bytes each):
   * storage bytes per entry beyond the statement bytes themselves;
   * bytes written to storage per appended entry (SQLite: WAL, checkpoints and dedup runs, from
     /proc/self/io; PostgreSQL with ``--pg-private``: every server process's /proc/PID/io);
-  * per slice of the run (``--slices``, default 10 %): appends/s, bytes written per entry, load;
+  * per slice of the run (``--slices``, default 10 %): appends/s, CPU microseconds per entry
+    spent in Log.append (the rate a core of its own would give, fsync waits aside), bytes
+    written per entry, load;
   * dedup hits/s: 2,000 statements already in the log, at random indexes, appended again.
 ``--resume DIR`` keeps the log in DIR and continues a prepared one (statements are a function
 of their index), so a 10^8 log is built once and measured again (``--entries`` = its size: only
@@ -210,18 +212,22 @@ def run(args) -> dict:
         for hi in bounds:
             if hi <= i:
                 continue
-            lo, t_slice, w0 = i, 0.0, written()
+            lo, t_slice, c_slice, w0 = i, 0.0, 0.0, written()
             while i < hi:
                 k = min(args.batch, hi - i)
                 items = [(sha256(d).digest(), d, ()) for d in statements(i, k, pad)]
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 ents = log.append(items)
                 t_slice += time.perf_counter() - t0
+                c_slice += time.process_time() - c0
                 assert ents[-1].index == i + k - 1 and not ents[-1].duplicate
                 i += k
             t_append += t_slice
+            # CPU time inside Log.append (this process: SQLite runs in it) per entry: what a core
+            # of its own would take, fsync waits aside (on a shared machine the wall rate
+            # follows the load)
             sl = {"from": lo, "to": hi, "append_per_s": round((hi - lo) / t_slice),
-                  "load_avg": round(os.getloadavg()[0], 2)}
+                  "cpu_us_per_entry": round(c_slice / (hi - lo) * 1e6, 2), "load_avg": round(os.getloadavg()[0], 2)}
             w1 = written()
             if w0 is not None and w1 is not None:
                 sl["written_bytes_per_entry"] = round(wdelta(w0, w1) / (hi - lo))
