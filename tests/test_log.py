@@ -441,3 +441,57 @@ def test_dedup_on_key_not_leaf(storage_factory, signer):
         assert log.append([(leaf(9), b"", (), claim(8))]) == [Entry(3, 4, True)]
     finally:
         log.close()
+
+
+def _two_views(storage_factory, signer):
+    """Log a integrates; b (another process's view, no sequencer) learns of it by refresh."""
+    a = open_log(storage_factory, signer)
+    b = Log.open(storage_factory(), origin=ORIGIN, note_signer=signer, sequencer=False)
+    a.append([(leaf(i), b"x", ()) for i in range(3)])
+    b.refresh()
+    assert b.size == 3
+    a.append([(leaf(i), b"x", ()) for i in range(3, 300)])
+    return a, b
+
+
+def test_refresh_takes_a_head_signed_by_the_log(storage_factory, signer):
+    a, b = _two_views(storage_factory, signer)
+    try:
+        b.refresh()
+        assert b.size == 300 and b.root(300) == a.root(300) and b.latest().checkpoint == a.latest().checkpoint
+        lh = merkle.leaf_hash(leaf(299))
+        merkle.verify_inclusion(299, 300, lh, b.inclusion_proof(299, 300), a.root(300))
+    finally:
+        a.close()
+        b.close()
+
+
+def test_refresh_refuses_a_head_not_signed_by_the_log(storage_factory, signer):
+    a, b = _two_views(storage_factory, signer)
+    try:
+        head = a.latest()
+        forged = sign_note_text = Checkpoint(ORIGIN, 300, head.root).to_text()
+        from verifier.note import sign_note
+
+        forged = sign_note(sign_note_text, [Signer.generate(ORIGIN)])  # same text, another key
+        with a.storage.integration() as tx:
+            tx._x("UPDATE heads SET checkpoint = ? WHERE size = ?", (forged, 300))
+        with pytest.raises(VerificationError):
+            b.refresh()
+        assert b.size == 3
+    finally:
+        a.close()
+        b.close()
+
+
+def test_refresh_refuses_a_head_without_its_edge_tiles(storage_factory, signer):
+    a, b = _two_views(storage_factory, signer)
+    try:
+        with a.storage.integration() as tx:  # the partial level-0 tile of size 300 (44 hashes)
+            tx._x("DELETE FROM tiles WHERE id = ?", (1 * 64 + 0,))
+        with pytest.raises(VerificationError):
+            b.refresh()
+        assert b.size == 3
+    finally:
+        a.close()
+        b.close()

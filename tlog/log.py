@@ -596,10 +596,23 @@ class Log:
         return self._size
 
     def refresh(self) -> None:
-        """Pick up tree heads integrated by other processes."""
-        st = self.storage.state()
-        if st is not None and st != (self._size, self._root):
-            self._reload()
+        """Pick up tree heads integrated by other processes (every frontend, once per batch).
+
+        The latest stored head is taken when its checkpoint verifies under the log's key (it
+        never moves backwards) and the tiles of its right edge are there; the root is not
+        recomputed from the tiles here (:meth:`open` does that): the signed checkpoint is what
+        receipts and proofs are checked against, by the log itself when it integrates next
+        (consistency proof from the tiles) and by every verifier."""
+        head = self.storage.latest_head()
+        if head is None or (head.size, head.root) == (self._size, self._root):
+            return
+        with self._int_lock:
+            if head.size <= self._size:
+                return  # read before this process's own integration moved past it
+            self._open_checkpoint(head)
+            edge = self._load_edge(head.size, self.storage.tiles)
+            self._sr = (head.size, head.root)
+            self._root, self._edge, self._latest, self._size = head.root, edge, head, head.size
 
     def latest(self) -> TreeHead:
         return self._latest

@@ -8,8 +8,10 @@ integrator of the whole log (tlog.leader) through the database:
 * an enqueuer thread takes everything submitted meanwhile and, in one transaction, looks the
   leaves up in the log (already there: answered at once as duplicates), inserts the others
   into the ``pending`` table and notifies the integrator (``NOTIFY tlog_pending:<schema>``).
-  The commit is durable (synchronous_commit): from then on the submission survives any crash
-  and is integrated by whichever integrator holds the lease;
+  The commit does not wait for its WAL flush (``synchronous_commit = off`` for it): nothing is
+  acknowledged on it alone. The 201 waits for the integrator's commit of the entry, synchronous
+  and later in the WAL (flushing this one with it); the 303 waits for a synchronous enqueue of
+  the row (the spill);
 * a listener thread has ``LISTEN tlog_integrated:<schema>``; the integrator notifies in its
   commit transaction, so the notification arrives only once the entries are durable. On each
   notification the listener looks up the leaves it waits for (one query: index and the first
@@ -17,7 +19,8 @@ integrator of the whole log (tlog.leader) through the database:
   Nobody polls the tree; a sweep every second covers a notification lost with a connection;
 * the worker answers 201 with the receipt it makes from that head (one signature per head,
   shared by every worker), or, if the wait runs out, 303 (the submission is durably queued by
-  then: if the enqueue had not committed yet, the spill commits it first).
+  then: the spill enqueues it synchronously, a no-op insert when the enqueuer had it already,
+  whose commit flushes the WAL).
 
 A failed enqueue (database unreachable, time limit) fails the waits with
 :class:`tlog.storage.StorageUnavailable` (HTTP 503 + Retry-After).
@@ -50,7 +53,6 @@ class QueueClient:
         self._cond = threading.Condition()
         self._queue: list[Pending] = []
         self._waiting: dict[bytes, list[Pending]] = {}
-        self._durable: set[bytes] = set()
         self._closed = False
         self._listening = threading.Event()
         self._wake = threading.Event()
@@ -73,12 +75,11 @@ class QueueClient:
         return p
 
     def _spill(self, p: Pending) -> None:
-        """Before a 303: make sure the submission is durably queued."""
+        """Before a 303: make sure the submission is durably queued (the enqueuer's commit
+        does not wait for the WAL flush; this synchronous enqueue of the same row does, and
+        inserts it if the enqueuer has not yet)."""
         if p.done():
             return
-        with self._cond:
-            if p.leaf in self._durable:
-                return
         self._st.enqueue([(p.leaf, p.data, p.attrs, p.key)])
 
     def _enqueue_loop(self) -> None:
@@ -107,7 +108,6 @@ class QueueClient:
                     p._fail(e)
                 continue
             with self._cond:
-                self._durable.update(leaf for leaf in rows if leaf not in found)
                 dups = [p for p in batch if p.leaf in found]
                 for p in dups:
                     self._unwait(p)
@@ -124,7 +124,6 @@ class QueueClient:
                 pass
             if not lst:
                 del self._waiting[p.leaf]
-                self._durable.discard(p.leaf)
 
     # -- integration notices ------------------------------------------------------------------
     def _listen_loop(self) -> None:
@@ -161,7 +160,6 @@ class QueueClient:
             now = time.monotonic()
             for leaf in [lf for lf, ps in self._waiting.items() if all(now - p.t > self.FORGET for p in ps)]:
                 del self._waiting[leaf]
-                self._durable.discard(leaf)
             leaves = list(self._waiting)
             keys = {p.key: leaf for leaf, ps in self._waiting.items() for p in ps if p.key is not None}
         if not leaves:
@@ -182,7 +180,6 @@ class QueueClient:
             for leaf, (idx, size) in found.items():
                 for p in self._waiting.pop(leaf, ()):
                     done.append((p, Entry(idx, size, False)))
-                self._durable.discard(leaf)
         for p, e in done:
             p._resolve(e)
 

@@ -589,6 +589,11 @@ class PostgresStorage(SQLReads, Storage):
 
         def run(c):
             with c.transaction():
+                # committed without waiting for the WAL flush: nothing is acknowledged on this
+                # commit alone. A 201 follows the integrator's commit of the entry, which is
+                # synchronous and later in the WAL (so it flushes this one too); a 303 follows
+                # :meth:`enqueue` of the row, synchronous and writing a commit record.
+                c.execute("SET LOCAL synchronous_commit = off")
                 found = _resolve(c, [r[0] for r in rows])
                 by_key = {r[3]: r[0] for r in rows if len(r) > 3 and r[3] is not None and r[0] not in found}
                 if by_key:
@@ -646,6 +651,11 @@ class PostgresStorage(SQLReads, Storage):
                                     "ON CONFLICT (leaf) DO NOTHING", vals)
                 if hasattr(self, "channel_pending"):
                     c.execute("SELECT pg_notify(%s, '')", (self.channel_pending,))
+                # a transaction id, so that the commit writes a record and waits for its WAL
+                # flush even when every row was queued already (by enqueue_new, whose commit
+                # did not wait for it; an in-progress insert of the same leaf is waited for by
+                # the unique index): the row is durable when this returns
+                c.execute("SELECT txid_current()")
         # retried on a new connection only if the old one was lost (then nothing was committed
         # or the rows are there already: ON CONFLICT DO NOTHING)
         self._read(run)
