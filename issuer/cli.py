@@ -73,8 +73,11 @@ def cmd_keys(a: argparse.Namespace) -> int:
            "issuance_policy": "issuance-policy.json", "vault_dir": "vault", "vault_key": "vault.key",
            "state_dir": "state"}
     _write(d / "issuer.json", json.dumps(cfg, indent=2) + "\n")
+    # tlog_issuer_key: what the log operator gives `tlog serve --issuer-key` (the key, bound to the
+    # issuer identity its statements claim; the log refuses a key without identities)
     print(json.dumps({"config": str(d / "issuer.json"), "kid": vkeys.thumbprint(key).hex(),
-                      "public_key": str(d / "issuer.pub.pem"), "ca": str(d / "ca.pem")}, indent=2))
+                      "public_key": str(d / "issuer.pub.pem"), "ca": str(d / "ca.pem"),
+                      "tlog_issuer_key": {"path": str(d / "issuer.pub.pem"), "iss": [a.issuer_id]}}, indent=2))
     return 0
 
 

@@ -73,7 +73,7 @@ def make_svid(key) -> bytes:
 
 def build(tmp_path: Path, plain: int = 5) -> World:
     key = ec.generate_private_key(ec.SECP256R1())
-    srv = LogServer(tmp_path / "log", issuer_keys=[issuer_key_file(tmp_path, key, "issuer")],
+    srv = LogServer(tmp_path / "log", issuer_keys=[issuer_key_file(tmp_path, key, "issuer", ISS)],
                     origin="explorer.test/log")
     w = World(srv)
     ident = _Identity(key)

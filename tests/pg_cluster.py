@@ -8,6 +8,7 @@ second host would have them); the log's identity and policy live in the database
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import shutil
 import signal
@@ -120,7 +121,7 @@ class Cluster:
         self.instances: list[Instance] = []
         base = {
             "TLOG_DATABASE_URL": database_url,
-            "TLOG_ISSUER_KEYS": str(issuer_key_pem),
+            "TLOG_ISSUER_KEYS": json.dumps([{"path": str(issuer_key_pem), "iss": ["https://issuer.example"]}]),
             "TLOG_ORIGIN": "cluster.example/log",
             "TLOG_ISSUER": "https://cluster.example",
             "TLOG_INTEGRATOR": "process",

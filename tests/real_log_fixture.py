@@ -28,7 +28,7 @@ from tlog.server import create_app
 from tlog.service import LogService
 from verifier.statement import SignedStatement
 
-from .test_server_support import statement, write_public
+from .test_server_support import bound_arg, statement, write_public
 
 DB_NAME = "log.sqlite"
 
@@ -94,8 +94,10 @@ class LogServer:
         self.stop()
 
 
-def issuer_key_file(tmp_path: Path, key, name: str) -> str:
-    return str(write_public(Path(tmp_path) / f"{name}.pem", key))
+def issuer_key_file(tmp_path: Path, key, name: str, *iss: str) -> str:
+    """The public key written to ``<name>.pem``, as an ``--issuer-key`` value bound to ``iss``
+    (default: test_server_support.ISS)."""
+    return bound_arg(write_public(Path(tmp_path) / f"{name}.pem", key), *iss)
 
 
 def copy_log(src: Path, dst: Path) -> None:

@@ -40,7 +40,7 @@ def issuer_dir(tmp_path, capsys):
 
 @pytest.fixture
 def log(tmp_path, issuer_dir):
-    with LogServer(tmp_path / "log", issuer_keys=[str(issuer_dir / "issuer.pub.pem")]) as srv:
+    with LogServer(tmp_path / "log", issuer_keys=[{"path": str(issuer_dir / "issuer.pub.pem"), "iss": ["https://issuer.test"]}]) as srv:
         yield srv
 
 

@@ -260,7 +260,7 @@ def test_fetch_over_http_from_the_pointer(tmp_path):
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     app = create_app(Config.load(env={}, overrides=dict(
-        data_dir=str(tmp_path / "log"), issuer_keys=[str(write_pem_public(tmp_path / "k.pem", k))],
+        data_dir=str(tmp_path / "log"), issuer_keys=[{"path": str(write_pem_public(tmp_path / "k.pem", k)), "iss": ["https://issuer.test"]}],
         origin="log.test/fetch", issuer=url, register_wait=5.0)))
     install(app)
     srv = make_server("127.0.0.1", port, app, threaded=True)

@@ -19,7 +19,11 @@ def test_single_host_config_loads():
     cfg = Config.load(file=str(DEPLOY / "tlog.toml"), env={})
     assert cfg.data_dir == "/var/lib/tlog" and cfg.database_url is None
     assert cfg.origin == "log.example/twi" and cfg.issuer == "https://log.example"
-    assert cfg.issuer_keys == ["/etc/tlog/issuers/ci.pem"] and cfg.rate_limit == 50.0
+    assert cfg.issuer_keys == [{"path": "/etc/tlog/issuers/ci.pem", "iss": ["https://ci.example"]}]
+    assert cfg.rate_limit == 50.0
+    from tlog.keys import trust_entry
+
+    assert all(trust_entry(k)[1] for k in cfg.issuer_keys)  # every trusted key is bound (issue 11)
 
 
 def test_multihost_config_loads():

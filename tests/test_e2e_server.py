@@ -26,7 +26,7 @@ from verifier import note as vnote
 from verifier import receipt as vreceipt
 from verifier.statement import SignedStatement
 
-from .test_server_support import statement, write_public
+from .test_server_support import bound, bound_arg, statement, write_public
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -102,7 +102,7 @@ def test_served_register_read_kill9_restart(tmp_path):
     key = ec.generate_private_key(ec.SECP256R1())
     env = {
         "TLOG_DATA_DIR": str(tmp_path / "data"),
-        "TLOG_ISSUER_KEYS": str(write_public(tmp_path / "issuer.pem", key)),
+        "TLOG_ISSUER_KEYS": json.dumps([bound(write_public(tmp_path / "issuer.pem", key))]),
         "TLOG_ORIGIN": "e2e.example/log",
         "TLOG_ISSUER": "https://e2e.example",
         "TLOG_REGISTER_WAIT": "0.02",  # a mix of 201 and 303 (spilled to the durable queue) answers
@@ -214,7 +214,7 @@ def test_served_register_read_kill9_restart(tmp_path):
 def test_tlog_serve_cli_creates_keys_and_serves(tmp_path):
     key = ec.generate_private_key(ec.SECP256R1())
     issuer = write_public(tmp_path / "issuer.pem", key)
-    (tmp_path / "tlog.toml").write_text(f'origin = "cli.example/log"\nissuer_keys = ["{issuer}"]\npending_status = 202\n')
+    (tmp_path / "tlog.toml").write_text(f'origin = "cli.example/log"\nissuer_keys = [{{path = "{issuer}", iss = ["https://issuer.example"]}}]\npending_status = 202\n')
     port = _free_port()
     log = open(tmp_path / "cli.log", "wb")
     proc = subprocess.Popen(

@@ -119,7 +119,7 @@ def test_log_trusts_issuer_keys_by_thumbprint_not_file_label(tmp_path):
 
     priv = key("p256", 1)
     p = _cose_key_file(tmp_path, priv, b"label-chosen-by-the-file")
-    ts = TrustStore.load([str(p)], [])
+    ts = TrustStore.load([{"path": str(p), "iss": ["https://issuer.example"]}], [])
     assert list(ts.issuer_keys) == [keys.thumbprint(priv)]
 
 

@@ -9,7 +9,12 @@ from __future__ import annotations
 import cbor2
 
 from .test_server import app, client, ed_issuer, issuer_key, make_app, pki, post, svc_of  # noqa: F401 - fixtures
-from .test_server_support import statement
+from .test_server_support import ISS, bound, statement, write_public
+
+
+def _app_for(make_app, tmp_path, issuer_key, *iss, **kw):
+    """An app whose issuer key may claim each of ``iss`` (the identities a test registers under)."""
+    return make_app(issuer_keys=[bound(write_public(tmp_path / "multi.pem", issuer_key), *iss)], **kw)
 
 
 # ---- item 8: public URLs from the configured base URL, never from the Host header ------------
@@ -108,9 +113,10 @@ def test_same_claim_in_one_batch_is_one_entry(make_app, issuer_key):
     assert svc.log.find(parsed[1].leaf_input) is None  # the twin's bytes are not stored
 
 
-def test_record_id_conflict_409(client, issuer_key):
+def test_record_id_conflict_409(make_app, tmp_path, issuer_key):
     from verifier.credential import CPR_MEDIA_TYPE
 
+    client = _app_for(make_app, tmp_path, issuer_key, ISS, "https://other.example").test_client()
     svc = svc_of(client.application)
 
     def cpr(payload, iss="https://issuer.example"):
@@ -180,13 +186,14 @@ def test_limits_can_be_turned_off(make_app):
 
 
 # ---- lookups paged by bytes ------------------------------------------------------------------
-def test_cpr_lookup_paged_by_bytes(make_app, issuer_key):
+def test_cpr_lookup_paged_by_bytes(make_app, tmp_path, issuer_key):
     from tlog.twi_routes import install
     from verifier import cbor as vcbor
     from verifier.credential import CPR_MEDIA_TYPE
     from verifier.http import next_link
 
-    app = make_app(page_bytes=1)  # every page holds one whole statement
+    app = _app_for(make_app, tmp_path, issuer_key, *(f"https://issuer{i}.example" for i in range(3)),
+                   page_bytes=1)  # every page holds one whole statement
     install(app)
     c = app.test_client()
     for i in range(3):

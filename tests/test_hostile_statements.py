@@ -42,7 +42,8 @@ from .test_server_support import der, kid_of, make_ca, make_leaf, pem, statement
 
 ISS = "https://issuer.example"
 KEY = ec.generate_private_key(ec.SECP256R1())  # bound to ISS
-FREE = ec.generate_private_key(ec.SECP256R1())  # configured without identities: any iss
+FREE = ec.generate_private_key(ec.SECP256R1())  # may claim the identities of FREE_ISS
+FREE_ISS = ["https://anything.example", "https://f.example"]
 CA_KEY, CA = make_ca()
 LEAF_KEY, LEAF = make_leaf(CA_KEY, CA)  # SAN URI https://issuer.example
 H = cbor.encode_head
@@ -55,7 +56,7 @@ def hostile_app(tmp_path_factory):
     app = create_app(Config.load(env={}, overrides=dict(
         data_dir=str(d / "data"), origin="hostile.example/log", issuer="https://hostile.example",
         issuer_keys=[{"path": str(write_public(d / "k.pem", KEY)), "iss": [ISS]},
-                     str(write_public(d / "free.pem", FREE))],
+                     {"path": str(write_public(d / "free.pem", FREE)), "iss": FREE_ISS}],
         trust_anchors=[str(d / "ca.pem")],
         max_statement_size=8192, max_body=16384, register_wait=5.0,
         refusal_rate=0)))  # thousands of refused registrations from one client on purpose
@@ -168,6 +169,8 @@ def test_iss_bound_to_configured_key(hostile_app):
     assert "https://victim.example" in p and "issuer key" in p
     r, _ = _post(hostile_app, statement(FREE, iss="https://anything.example", sub="free"))
     assert r.status_code == 201, _problem(r)
+    r, _ = _post(hostile_app, statement(FREE, iss=ISS, sub="free/other"))  # another key's identity
+    assert r.status_code == 400 and "issuer key" in _problem(r) and ISS in _problem(r)
 
 
 def _did(ca, policy: str) -> str:
@@ -383,9 +386,14 @@ def test_trust_entries_from_config_env_and_cli(tmp_path):
     from tlog.keys import KeyError_, TrustStore
 
     p, q = str(write_public(tmp_path / "k.pem", KEY)), str(write_public(tmp_path / "f.pem", FREE))
-    cfg = Config.load(env={"TLOG_ISSUER_KEYS": json.dumps([{"path": p, "iss": [ISS]}, q])})
+    cfg = Config.load(env={"TLOG_ISSUER_KEYS": json.dumps([{"path": p, "iss": [ISS]}, {"path": q, "iss": FREE_ISS}])})
     ts = TrustStore.load(cfg.issuer_keys, cfg.trust_anchors)
-    assert ts.key_identities == {kid_of(KEY): [ISS]} and set(ts.issuer_keys) == {kid_of(KEY), kid_of(FREE)}
+    assert ts.key_identities == {kid_of(KEY): [ISS], kid_of(FREE): sorted(FREE_ISS)}
+    assert set(ts.issuer_keys) == {kid_of(KEY), kid_of(FREE)}
+    # a key without identities (a plain path) is refused, naming it and the fix
+    cfg = Config.load(env={"TLOG_ISSUER_KEYS": json.dumps([{"path": p, "iss": [ISS]}, q])})
+    with pytest.raises(KeyError_, match="f.pem.*without the issuer identities"):
+        TrustStore.load(cfg.issuer_keys, cfg.trust_anchors)
     # the command line form: a JSON object in the string
     ts = TrustStore.load([json.dumps({"path": p, "iss": "https://one.example"})], [])
     assert ts.key_identities == {kid_of(KEY): ["https://one.example"]}

@@ -28,7 +28,7 @@ from tlog.config import Config
 from tlog.keys import KeyError_
 from tlog.service import LogService
 
-from .test_server_support import statement, write_public
+from .test_server_support import bound, bound_arg, statement, write_public
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULE = next((p for p in ("/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so")
@@ -64,7 +64,7 @@ def _argv(settings: dict) -> list[str]:
 
 def test_token_keys_sign_receipts_and_checkpoints(tmp_path, token, capsys, monkeypatch):
     key = ec.generate_private_key(ec.SECP256R1())
-    iss = str(write_public(tmp_path / "iss.pem", key))
+    iss = bound_arg(write_public(tmp_path / "iss.pem", key))
     data = tmp_path / "data"
     monkeypatch.setenv("TLOG_PKCS11_PIN", token["pkcs11_pin"])
     assert tlog_main(["init", "--data-dir", str(data), "--origin", ORIGIN, "--issuer-key", iss] + _argv(token)) == 0
@@ -131,7 +131,7 @@ def test_token_without_the_key_is_refused(tmp_path, token, softhsm, capsys, monk
 
 def test_serve_forked_workers_sign_in_the_token(tmp_path, token):
     key = ec.generate_private_key(ec.SECP256R1())
-    iss = str(write_public(tmp_path / "iss.pem", key))
+    iss = bound_arg(write_public(tmp_path / "iss.pem", key))
     s = __import__("socket").socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]

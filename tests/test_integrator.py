@@ -17,7 +17,7 @@ from tlog.service import LogService, Unavailable
 from verifier import receipt as vreceipt
 from verifier.statement import SignedStatement
 
-from .test_server_support import statement, write_public
+from .test_server_support import bound, bound_arg, statement, write_public
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def key():
 
 
 def _config(tmp_path, key, **kw):
-    settings = dict(data_dir=str(tmp_path / "data"), issuer_keys=[str(write_public(tmp_path / "iss.pem", key))],
+    settings = dict(data_dir=str(tmp_path / "data"), issuer_keys=[bound(write_public(tmp_path / "iss.pem", key))],
                     origin="integrator.example/log", issuer="https://integrator.example", register_wait=10.0)
     settings.update(kw)
     return Config.load(env={}, overrides=settings)

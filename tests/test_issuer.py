@@ -205,7 +205,7 @@ def test_client_303_then_polling(tmp_path):
     from .test_twi_support import write_pem_public
     k = ec.generate_private_key(ec.SECP256R1())
     app = create_app(Config.load(env={}, overrides=dict(
-        data_dir=str(tmp_path / "log"), issuer_keys=[str(write_pem_public(tmp_path / "k.pem", k))],
+        data_dir=str(tmp_path / "log"), issuer_keys=[{"path": str(write_pem_public(tmp_path / "k.pem", k)), "iss": ["https://issuer.test"]}],
         origin="log.test/poll", issuer=LOG_URL, register_wait=0.0, max_wait=0.2)))
     try:
         sess = FlaskSession(app)

@@ -18,7 +18,7 @@ from tlog.config import Config
 from tlog.logs import JSONFormatter, PlainFormatter
 from tlog.server import create_app
 
-from .test_server_support import statement, write_public
+from .test_server_support import bound, bound_arg, statement, write_public
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,7 +49,7 @@ def test_json_format_has_the_same_keys():
 def app(tmp_path):
     key = ec.generate_private_key(ec.SECP256R1())
     cfg = Config.load(env={}, overrides=dict(data_dir=str(tmp_path / "d"), origin="logs.example/log",
-                                             issuer_keys=[str(write_public(tmp_path / "i.pem", key))]))
+                                             issuer_keys=[bound(write_public(tmp_path / "i.pem", key))]))
     a = create_app(cfg)
     a.config["issuer_key"] = key
     yield a
@@ -86,7 +86,7 @@ def test_policy_change_logged_once_with_what_changed(tmp_path, caplog):
     p1, p2 = write_public(tmp_path / "1.pem", k1), write_public(tmp_path / "2.pem", k2)
 
     def cfg(keys, algs=None):
-        over = dict(data_dir=str(tmp_path / "d"), origin="logs.example/log", issuer_keys=[str(p) for p in keys])
+        over = dict(data_dir=str(tmp_path / "d"), origin="logs.example/log", issuer_keys=[bound(p) for p in keys])
         if algs:
             over["allowed_algs"] = algs
         return Config.load(env={}, overrides=over)
@@ -130,7 +130,7 @@ def test_every_process_of_tlog_serve_logs_in_one_format(tmp_path, fmt):
     logf = tmp_path / "serve.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "tlog.cli", "serve", "--data-dir", str(tmp_path / "d"), "--port", str(port),
-         "--issuer-key", str(write_public(tmp_path / "i.pem", key)), "--workers", "1", "--log-format", fmt],
+         "--issuer-key", bound_arg(write_public(tmp_path / "i.pem", key)), "--workers", "1", "--log-format", fmt],
         cwd=str(ROOT), env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
         stderr=open(logf, "wb"), start_new_session=True)
     try:

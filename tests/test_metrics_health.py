@@ -16,7 +16,7 @@ from tlog.config import Config
 from tlog.server import create_app
 from verifier.note import Signer
 
-from .test_server_support import statement, write_public
+from .test_server_support import bound, bound_arg, statement, write_public
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,7 +35,7 @@ def make(tmp_path):
 
     def mk(**kw):
         over = dict(data_dir=str(tmp_path / "d"), origin="m.example/log",
-                    issuer_keys=[str(write_public(tmp_path / "i.pem", key))], **kw)
+                    issuer_keys=[bound(write_public(tmp_path / "i.pem", key))], **kw)
         a = create_app(Config.load(env={}, overrides=over))
         a.config["key"] = key
         apps.append(a)
@@ -95,7 +95,7 @@ def test_metrics_are_summed_over_workers_and_integrators(tmp_path):
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "tlog.cli", "serve", "--data-dir", str(tmp_path / "d"), "--port", str(port),
-         "--issuer-key", str(write_public(tmp_path / "i.pem", key)), "--workers", "2", "--threads", "4"],
+         "--issuer-key", bound_arg(write_public(tmp_path / "i.pem", key)), "--workers", "2", "--threads", "4"],
         cwd=str(ROOT), env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
         stderr=open(tmp_path / "serve.log", "wb"), start_new_session=True)
     try:

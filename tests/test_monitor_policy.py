@@ -32,7 +32,7 @@ from verifier.policy import (
 from verifier.statement import SignedStatement
 
 from .real_log_fixture import LogServer, copy_log, issuer_key_file, rewrite_history
-from .test_server_support import der, ed25519_key, make_ca, make_leaf, pem, statement
+from .test_server_support import der, ed25519_key, make_ca, make_leaf, pem, statement, write_public
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +172,7 @@ def test_log_whose_entries_satisfy_their_policy_audits_clean(tmp_path, keys, pki
         (tmp_path / "logkeys.cbor").write_bytes(srv.svc.keys.keyset_bytes())
         assert _cli_audit(srv, "--log-key", str(tmp_path / "logkeys.cbor"))[0] == 0
         # a wrong log key: the policy statement is then an ordinary statement no policy admits
-        rc, events, _ = _cli_audit(srv, "--log-key", issuer_key_file(tmp_path, keys["c"], "c"))
+        rc, events, _ = _cli_audit(srv, "--log-key", str(write_public(tmp_path / "c.pem", keys["c"])))
         assert rc == 1 and events[-1]["kind"] == "policy-violation" and events[-1]["evidence"]["index"] == 0
         assert events[-1]["evidence"]["reason"] == "no-policy"
 

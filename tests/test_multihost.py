@@ -23,7 +23,7 @@ from verifier import keys as vkeys
 from verifier import receipt as vreceipt
 from verifier.statement import SignedStatement
 
-from .test_server_support import statement, write_public
+from .test_server_support import bound, bound_arg, statement, write_public
 from .tlog_fixtures import PG_URL, fresh_pg_database, pg_skip_reason
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,7 +112,7 @@ def _until(pred, timeout: float = 15.0):
 
 def test_three_hosts_one_database_and_a_rotation(tmp_path):
     key = ec.generate_private_key(ec.SECP256R1())
-    issuer_pem = str(write_public(tmp_path / "issuer.pem", key))
+    issuer_pem = bound_arg(write_public(tmp_path / "issuer.pem", key))
     with fresh_pg_database("tlog_multihost") as db:
         a, b, c = (tmp_path / n for n in ("a", "b", "c"))
         # 1. init once (origin, issuer and policy fixed here, stored in the database)

@@ -18,7 +18,7 @@ from tlog.keys import KeyError_
 from tlog.logstate import StartupError
 from tlog.service import LogService
 
-from .test_server_support import statement, write_public
+from .test_server_support import ISS, bound_arg, make_ca, pem, statement, write_public
 
 ORIGIN = "ops.example/log"
 
@@ -32,7 +32,7 @@ def _cfg(data: Path, **kw) -> Config:
 @pytest.fixture
 def issuer(tmp_path):
     k = ec.generate_private_key(ec.SECP256R1())
-    return k, str(write_public(tmp_path / "iss.pem", k))
+    return k, bound_arg(write_public(tmp_path / "iss.pem", k))
 
 
 @pytest.fixture
@@ -290,6 +290,55 @@ def test_bad_issuer_key_refused_before_anything(tmp_path, capsys):
     assert not (tmp_path / "d" / "keys").exists()
 
 
+def test_issuer_key_without_identities_refused(tmp_path, capsys):
+    """A trusted issuer key must be given with the iss values it may claim (issue 11 item 4):
+    a plain path is refused by serve, init and policy set (one line naming the key and the fix,
+    exit 2, nothing created) and by the preflight and the service; a trust anchor may be a plain
+    path (its x5chain leaf's SAN URI or did:x509 is the identity)."""
+    from tlog import startup
+    from tlog.keys import KeyError_
+
+    k = ec.generate_private_key(ec.SECP256R1())
+    plain = str(write_public(tmp_path / "plain.pem", k))
+    d = str(tmp_path / "d")
+    for argv in (["serve", "--data-dir", d, "--issuer-key", plain, "--port", _free_port()],
+                 ["init", "--data-dir", d, "--origin", ORIGIN, "--issuer-key", plain],
+                 ["policy", "set", "--data-dir", d, "--issuer-key", plain]):
+        line = _refused(capsys, argv)
+        assert "plain.pem" in line and '"iss"' in line and "identities" in line, line
+    assert not (tmp_path / "d" / "keys").exists()
+    with pytest.raises(KeyError_, match="plain.pem"):
+        startup.preflight(Config.load(env={}, overrides={"data_dir": d, "issuer_keys": [plain]}))
+    with pytest.raises(KeyError_, match="plain.pem"):
+        LogService(_cfg(tmp_path / "d2", issuer_keys=[plain]), integrator="thread")
+    with pytest.raises(KeyError_, match="plain.pem"):  # the TOML/JSON object form without iss
+        LogService(_cfg(tmp_path / "d2", issuer_keys=[{"path": plain}]), integrator="thread")
+    # bound: starts; a plain-path anchor is fine
+    (tmp_path / "ca.pem").write_bytes(pem(make_ca()[1]))
+    assert tlog_main(["init", "--data-dir", d, "--origin", ORIGIN, "--issuer-key", bound_arg(plain),
+                      "--trust-anchor", str(tmp_path / "ca.pem")]) == 0
+    startup.preflight(Config.load(env={}, overrides={"data_dir": d}))
+    # a policy in force that trusts a key without identities (registered before the rule) makes
+    # the server refuse to start until 'tlog policy set' binds it
+    from tlog.keys import TrustStore
+    from tlog.logstate import StartupError
+    from tlog.policy import Policy
+
+    svc = LogService(Config.load(env={}, overrides={"data_dir": d}), integrator="thread", check_policy=False)
+    try:
+        svc.set_policy(Policy(trust=TrustStore(issuer_keys={tkeys._kid_of(k.public_key()): k.public_key()}),
+                              allowed_algs=[-7]))
+    finally:
+        svc.close()
+    with pytest.raises(StartupError, match="without the issuer identities.*tlog policy set"):
+        startup.preflight(Config.load(env={}, overrides={"data_dir": d}))
+    capsys.readouterr()
+    line = _refused(capsys, ["serve", "--data-dir", d, "--port", _free_port()])
+    assert "tlog policy set" in line and tkeys._kid_of(k.public_key()).hex()[:16] in line
+    assert tlog_main(["policy", "set", "--data-dir", d, "--issuer-key", bound_arg(plain)]) == 0
+    startup.preflight(Config.load(env={}, overrides={"data_dir": d}))
+
+
 def test_open_data_dir_refused(tmp_path, capsys):
     d = tmp_path / "d"
     d.mkdir()
@@ -344,16 +393,16 @@ def test_policy_show_and_set(tmp_path, capsys):
     from tlog import startup
 
     ka, kb = (ec.generate_private_key(ec.SECP256R1()) for _ in range(2))
-    pa, pb = str(write_public(tmp_path / "a.pem", ka)), str(write_public(tmp_path / "b.pem", kb))
+    pa, pb = bound_arg(write_public(tmp_path / "a.pem", ka)), bound_arg(write_public(tmp_path / "b.pem", kb))
     d = str(tmp_path / "d")
     assert tlog_main(["init", "--data-dir", d, "--origin", ORIGIN, "--issuer-key", pa]) == 0
     capsys.readouterr()
     assert tlog_main(["policy", "show", "--data-dir", d]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert shown["index"] == 0 and shown["issuer-keys"] == [tkeys._kid_of(ka.public_key()).hex()]
+    assert shown["index"] == 0 and shown["issuer-keys"] == [tkeys._kid_of(ka.public_key()).hex() + f" iss={ISS}"]
     assert tlog_main(["policy", "set", "--data-dir", d, "--issuer-key", pb, "--allowed-alg", "-7"]) == 0
     changed = json.loads(capsys.readouterr().out)
-    assert changed["issuer-keys"] == [tkeys._kid_of(kb.public_key()).hex()] and changed["allowed-algs"] == [-7]
+    assert changed["issuer-keys"] == [tkeys._kid_of(kb.public_key()).hex() + f" iss={ISS}"] and changed["allowed-algs"] == [-7]
     assert changed["index"] == 1 and changed["max-statement-size"] == shown["max-statement-size"]
     # a server started with the old option refuses, naming the difference; without it, it starts
     line = _refused(capsys, ["serve", "--data-dir", d, "--issuer-key", pa, "--port", _free_port()])
@@ -391,3 +440,16 @@ def test_rotation_reaches_running_workers(log_with_entries, issuer, capsys):
         assert cose.decode_sign1(r.receipt).protected[4] == new
     finally:
         svc.close()
+
+
+def test_policy_change_description_of_identities_is_json():
+    """The "policy changed" log line describes a change of the identity maps (bytes keys) by counts
+    (it failed to format before: json cannot encode bytes keys)."""
+    import json
+
+    from tlog.policy import describe_change
+
+    ch = describe_change({"issuer-identities": {b"k": ["a"], b"x": ["y"]}},
+                         {"issuer-identities": {b"k": ["b"], b"j": ["c"]}})
+    assert ch == {"issuer-identities": {"added": 1, "removed": 1, "changed": 1}}
+    json.dumps(ch)

@@ -126,7 +126,7 @@ def test_frontends_hand_over_through_the_queue_and_learn_by_notification(tmp_pat
     from tlog.service import LogService
     from verifier import receipt as vreceipt
 
-    from .test_server_support import statement, write_public
+    from .test_server_support import bound, statement, write_public
     from .tlog_fixtures import fresh_pg_database
 
     monkeypatch.setattr(QueueClient, "SWEEP", 60.0)
@@ -136,7 +136,7 @@ def test_frontends_hand_over_through_the_queue_and_learn_by_notification(tmp_pat
         try:
             for n in range(2):
                 cfg = Config.load(env={}, overrides=dict(
-                    data_dir=str(tmp_path / "data"), issuer_keys=[str(write_public(tmp_path / "iss.pem", key))],
+                    data_dir=str(tmp_path / "data"), issuer_keys=[bound(write_public(tmp_path / "iss.pem", key))],
                     origin="lease.example/log", issuer="https://lease.example", register_wait=5.0,
                     database_url=url, lease_ttl=1.0))
                 svcs.append(LogService(cfg, integrator="process"))

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tlog.config import Config
 from tlog.server import create_app
 
-from .test_server_support import statement, write_public
+from .test_server_support import bound, bound_arg, statement, write_public
 from .tlog_fixtures import PG_URL, fresh_pg_database, pg_skip_reason
 
 pytestmark = pytest.mark.postgres
@@ -31,7 +31,7 @@ def key():
 
 
 def _app(tmp_path, key, url, **kw):
-    settings = dict(data_dir=str(tmp_path / "data"), issuer_keys=[str(write_public(tmp_path / "iss.pem", key))],
+    settings = dict(data_dir=str(tmp_path / "data"), issuer_keys=[bound(write_public(tmp_path / "iss.pem", key))],
                     origin="recovery.example/log", issuer="https://recovery.example", register_wait=5.0,
                     database_url=url, **LIMITS)
     integrator = kw.pop("integrator", None)

@@ -23,6 +23,7 @@ from tlog.server import create_app
 from tlog.server.problems import MEDIA_TYPE as PROBLEM
 
 from .test_server_support import (
+    bound,
     der,
     ed25519_key,
     kid_of,
@@ -61,7 +62,7 @@ def make_app(tmp_path, issuer_key, ed_issuer, pki):
         (tmp_path / "anchors.pem").write_bytes(pem(ca))
         settings = dict(
             data_dir=str(tmp_path / "data"),
-            issuer_keys=[str(write_public(tmp_path / "iss.pem", issuer_key)), str(write_public(tmp_path / "ed.pem", ed_issuer))],
+            issuer_keys=[bound(write_public(tmp_path / "iss.pem", issuer_key)), bound(write_public(tmp_path / "ed.pem", ed_issuer))],
             trust_anchors=[str(tmp_path / "anchors.pem")],
             max_statement_size=8192,
             max_body=16384,

@@ -15,14 +15,14 @@ from verifier import cbor as vcbor
 from verifier import receipt as vreceipt
 from verifier.statement import SignedStatement
 
-from .test_server_support import statement, write_public
+from .test_server_support import bound, bound_arg, statement, write_public
 
 
 @pytest.fixture
 def app(tmp_path):
     key = ec.generate_private_key(ec.SECP256R1())
     a = create_app(Config.load(env={}, overrides=dict(
-        data_dir=str(tmp_path / "data"), issuer_keys=[str(write_public(tmp_path / "iss.pem", key))],
+        data_dir=str(tmp_path / "data"), issuer_keys=[bound(write_public(tmp_path / "iss.pem", key))],
         max_statement_size=4096, max_body=8192, register_wait=5.0, origin="front.example/log",
         issuer="https://front.example", rate_limit=0)))
     a.issuer_key = key
@@ -108,7 +108,7 @@ def test_unusual_forms_pass_through_to_flask(app, monkeypatch):
 def test_front_applies_the_rate_limit(tmp_path):
     key = ec.generate_private_key(ec.SECP256R1())
     a = create_app(Config.load(env={}, overrides=dict(
-        data_dir=str(tmp_path / "data"), issuer_keys=[str(write_public(tmp_path / "iss.pem", key))],
+        data_dir=str(tmp_path / "data"), issuer_keys=[bound(write_public(tmp_path / "iss.pem", key))],
         origin="rl.example/log", issuer="https://rl.example", rate_limit=1, rate_burst=1)))
     try:
         codes = [_call(a.wsgi_app, statement(key, sub=f"rl/{i}"))[0] for i in range(3)]

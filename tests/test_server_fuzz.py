@@ -14,7 +14,7 @@ from verifier.statement import SignedStatement
 from tlog.config import Config
 from tlog.server import create_app
 
-from .test_server_support import statement, write_public
+from .test_server_support import bound, bound_arg, statement, write_public
 
 KEY = ec.generate_private_key(ec.SECP256R1())
 GOOD = statement(KEY, sub="fuzz", payload=b'{"fuzz": true}')
@@ -24,7 +24,7 @@ GOOD = statement(KEY, sub="fuzz", payload=b'{"fuzz": true}')
 def fuzz_app(tmp_path_factory):
     d = tmp_path_factory.mktemp("fuzz")
     app = create_app(Config.load(env={}, overrides=dict(
-        data_dir=str(d / "data"), issuer_keys=[str(write_public(d / "k.pem", KEY))],
+        data_dir=str(d / "data"), issuer_keys=[bound(write_public(d / "k.pem", KEY))],
         max_statement_size=4096, max_body=8192, register_wait=5.0,
         refusal_rate=0)))  # thousands of refused registrations from one client on purpose
     yield app

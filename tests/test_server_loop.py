@@ -23,12 +23,12 @@ from verifier import receipt as vreceipt
 from verifier.statement import SignedStatement
 
 from .test_server_front import _call
-from .test_server_support import statement, write_public
+from .test_server_support import bound, statement, write_public
 
 
 def _app(tmp_path, **kw):
     key = ec.generate_private_key(ec.SECP256R1())
-    settings = dict(data_dir=str(tmp_path / "data"), issuer_keys=[str(write_public(tmp_path / "iss.pem", key))],
+    settings = dict(data_dir=str(tmp_path / "data"), issuer_keys=[bound(write_public(tmp_path / "iss.pem", key))],
                     max_statement_size=4096, max_body=8192, register_wait=20.0, origin="loop.example/log",
                     issuer="https://loop.example", rate_limit=0)
     settings.update(kw)

@@ -21,6 +21,21 @@ def write_public(path: Path, key) -> Path:
     return path
 
 
+ISS = "https://issuer.example"  # the iss of statement() by default
+
+
+def bound(path, *iss: str) -> dict:
+    """A trusted issuer key entry with the identities it may claim (default: :data:`ISS`)."""
+    return {"path": str(path), "iss": list(iss) or [ISS]}
+
+
+def bound_arg(path, *iss: str) -> str:
+    """The same as a command-line ``--issuer-key`` value (a JSON object)."""
+    import json
+
+    return json.dumps(bound(path, *iss))
+
+
 def kid_of(key) -> bytes:
     return vkeys.thumbprint(key.public_key())
 

@@ -8,6 +8,7 @@ threads than slow connections, so a server that reads heads or bodies in its req
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import socket
 import subprocess
@@ -23,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tools.slowclients import Trickler, probe, stop, wait_ready
 from verifier.note import Signer
 
-from .test_server_support import statement, write_public
+from .test_server_support import bound, bound_arg, statement, write_public
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,7 +39,7 @@ def _serve(tmp_path, *extra, env=None):
     key = ec.generate_private_key(ec.SECP256R1())
     port = _port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TLOG_DATA_DIR": str(tmp_path / "d"),
-           "TLOG_ISSUER_KEYS": str(write_public(tmp_path / "issuer.pem", key)), "TLOG_ORIGIN": "slow.example/log",
+           "TLOG_ISSUER_KEYS": json.dumps([bound(write_public(tmp_path / "issuer.pem", key))]), "TLOG_ORIGIN": "slow.example/log",
            **(env or {})}
     proc = subprocess.Popen([sys.executable, "-m", "tlog.cli", "serve", "--port", str(port), *extra],
                             cwd=str(ROOT), env=env, stdout=open(tmp_path / "serve.log", "ab"),

@@ -29,7 +29,7 @@ def world(tmp_path_factory):
     idir = d / "issuer"
     assert issuer_main(["keys", "--dir", str(idir), "--issuer-id", "https://issuer.e2e",
                         "--verifier-developer", VERIFIER_DEV]) == 0
-    server = LogServer(d / "log", idir / "issuer.pub.pem")
+    server = LogServer(d / "log", idir / "issuer.pub.pem", "https://issuer.e2e")
     try:
         cfg = json.loads((idir / "issuer.json").read_text())
         cfg["log_url"] = server.url

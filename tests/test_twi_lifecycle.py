@@ -33,7 +33,7 @@ def world(tmp_path_factory):
     idir = d / "issuer"
     assert issuer_main(["keys", "--dir", str(idir), "--issuer-id", "https://issuer.life",
                         "--verifier-developer", VERIFIER_DEV]) == 0
-    server = LogServer(d / "log", idir / "issuer.pub.pem")
+    server = LogServer(d / "log", idir / "issuer.pub.pem", "https://issuer.life")
     try:
         cfg = json.loads((idir / "issuer.json").read_text())
         cfg["log_url"] = server.url

@@ -161,7 +161,11 @@ def twi_env(tmp_path):
     issuer_key = ec.generate_private_key(ec.SECP256R1())
     pub = write_pem_public(tmp_path / "issuer.pub.pem", issuer_key)
     app = create_app(Config.load(env={}, overrides=dict(
-        data_dir=str(tmp_path / "log"), issuer_keys=[str(pub)], origin="log.test/twi", issuer=LOG_URL,
+        data_dir=str(tmp_path / "log"),
+        # the issuer key may also claim another identity: tests of a relying party that counts only
+        # the credential issuer's records register statements under https://other.test with it
+        issuer_keys=[{"path": str(pub), "iss": ["https://issuer.test", "https://other.test"]}],
+        origin="log.test/twi", issuer=LOG_URL,
         register_wait=5.0)))
     install(app)
     verifier = TestVerifier()

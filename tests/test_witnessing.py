@@ -17,7 +17,7 @@ from tlog.server import create_app
 from tlog.witness import Witness, create_app as witness_app
 from verifier.note import Checkpoint, CosignatureSigner, open_checkpoint, sign_note
 
-from .test_server_support import statement, write_public
+from .test_server_support import bound, bound_arg, statement, write_public
 
 ORIGIN = "test.example/wlog"
 
@@ -72,7 +72,7 @@ def env(tmp_path, issuer_key):
 
         def app(self, witnesses, quorum, **kw):
             settings = dict(
-                data_dir=str(data), issuer_keys=[str(write_public(tmp_path / "iss.pem", issuer_key))],
+                data_dir=str(data), issuer_keys=[bound(write_public(tmp_path / "iss.pem", issuer_key))],
                 register_wait=5.0, origin=ORIGIN, issuer="https://test.example",
                 witnesses=witnesses, witness_quorum=quorum, witness_interval=0.1,
             )

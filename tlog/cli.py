@@ -37,8 +37,8 @@ def _add_settings(p: argparse.ArgumentParser) -> None:
     p.add_argument("--origin", help="checkpoint origin (fixed at the first start)")
     p.add_argument("--issuer", help="the log's issuer URL in receipts (default http://HOST:PORT)")
     p.add_argument("--issuer-key", action="append", dest="issuer_keys", default=[],
-                   help="trust this issuer public key (PEM/DER/COSE_Key), or JSON {\"path\": ..., \"iss\": [...]} "
-                        "to bind the issuer identities it may claim; repeatable")
+                   help="trust an issuer public key (PEM/DER/COSE_Key) for the issuer identities it may claim: "
+                        "JSON {\"path\": ..., \"iss\": [...]} (iss required); repeatable")
     p.add_argument("--trust-anchor", action="append", dest="trust_anchors", default=[],
                    help="trust this X.509 root for x5chain statements (PEM), or JSON {\"path\": ..., \"iss\": [...]}; "
                         "repeatable")

@@ -10,8 +10,8 @@ Config file example (TOML)::
     origin = "log.example/twi"
     issuer = "https://log.example"
     public_url = "https://log.example"   # URLs the log publishes (default: issuer), never the Host header
-    issuer_keys = [{path = "/etc/tlog/issuers/ci.pem", iss = ["https://ci.example"]}]
-    trust_anchors = ["/etc/tlog/roots/corp-root.pem"]   # or {path = ..., iss = [...]}
+    issuer_keys = [{path = "/etc/tlog/issuers/ci.pem", iss = ["https://ci.example"]}]  # iss required
+    trust_anchors = ["/etc/tlog/roots/corp-root.pem"]   # or {path = ..., iss = [...]} (leaf SAN/did:x509)
     allowed_algs = [-7, -35, -8, -19]
     max_statement_size = 65536
     rate_limit = 50.0           # requests per second per client address, 0 = off (default off)

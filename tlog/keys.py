@@ -410,6 +410,12 @@ class TrustStore:
         ts = cls()
         for entry in issuer_key_paths:
             p, iss = trust_entry(entry)
+            if iss is None:
+                # issue 11 item 4: a key names no identity of its own, so it must be told which
+                # ones it may claim (anchors need not: the x5chain leaf's SAN or did:x509 binds)
+                raise KeyError_(
+                    f"issuer key {p} is given without the issuer identities it may claim: give it as "
+                    f'{{"path": "{p}", "iss": ["<issuer id>", ...]}} (TOML: {{path = "{p}", iss = [...]}})')
             try:
                 found = load_issuer_keys(p)
             except (OSError, ValueError) as e:

@@ -321,6 +321,16 @@ def check_policy_agrees(cur, config) -> None:
             f"the options disagree with the registration policy in force (entry {cur[1][:16]}, index {cur[0]}): "
             + "; ".join(diffs) + ". Change the policy with 'tlog policy set', or drop these options"
         )
+    # every trusted key must be bound to the identities it may claim (issue 11 item 4); a policy
+    # registered before that rule (version 1, or keys without identities) is replaced first
+    policy = cur[2]
+    unbound = sorted(k for k in policy.trust.issuer_keys
+                     if policy.version < 2 or not policy.trust.key_identities.get(k))
+    if unbound:
+        raise StartupError(
+            f"the registration policy in force (entry {cur[1][:16]}, index {cur[0]}) trusts issuer key "
+            f"{unbound[0].hex()[:16]} without the issuer identities it may claim: run 'tlog policy set "
+            "--issuer-key {\"path\": ..., \"iss\": [...]}' for each trusted key")
 
 
 class LiveState:

@@ -272,6 +272,10 @@ def describe_change(old: dict | None, new: dict) -> dict[str, Any]:
         if isinstance(a, list) and isinstance(b, list):
             ra, rb = [vcbor.dumps(x) for x in a], [vcbor.dumps(x) for x in b]  # deterministic encoding
             out[k] = {"added": sum(1 for x in rb if x not in ra), "removed": sum(1 for x in ra if x not in rb)}
+        elif isinstance(a, dict) or isinstance(b, dict):  # issuer/anchor identities: keyed by bytes
+            a, b = a or {}, b or {}
+            out[k] = {"added": sum(1 for x in b if x not in a), "removed": sum(1 for x in a if x not in b),
+                      "changed": sum(1 for x in a if x in b and a[x] != b[x])}
         else:
             out[k] = {"from": a, "to": b}
     return out

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.log_url:
             url = args.log_url.rstrip("/")
         else:
-            server = LogServer(tmp / "log", pub, workers=args.workers, threads=args.threads)
+            server = LogServer(tmp / "log", pub, "https://issuer.bench", workers=args.workers, threads=args.threads)
             url = server.url
         vkey = ec.generate_private_key(ec.SECP256R1())
         vjwk = ECAlgorithm.to_jwk(vkey.public_key(), as_dict=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import os
 import shutil
 import signal
@@ -90,8 +91,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         key = ec.generate_private_key(ec.SECP256R1())
-        iss = str(write_public(tmp / "iss.pem", key))
-        other = str(write_public(tmp / "other.pem", ec.generate_private_key(ec.SECP256R1())))
+        # trusted keys are bound to the identities they may claim (statement()'s iss)
+        iss = json.dumps({"path": str(write_public(tmp / "iss.pem", key)), "iss": ["https://issuer.example"]})
+        other = json.dumps({"path": str(write_public(tmp / "other.pem", ec.generate_private_key(ec.SECP256R1()))),
+                            "iss": ["https://issuer.example"]})
         (tmp / "bad.pem").write_text("not a key\n")
         data = tmp / "log"
         svc = LogService(Config.load(env={}, overrides=dict(data_dir=str(data), origin="bench.example/log",
@@ -110,7 +113,8 @@ def main() -> int:
             cases = {
                 "refuse: TLOG_* typo": (["--data-dir", str(data), "--port", port], {"TLOG_PROT": "1"}),
                 "refuse: issuer key file unparseable": (["--data-dir", str(data), "--port", port,
-                                                         "--issuer-key", str(tmp / "bad.pem")], None),
+                                                         "--issuer-key", json.dumps(
+                                                             {"path": str(tmp / "bad.pem"), "iss": ["x"]})], None),
                 "refuse: policy options disagree": (["--data-dir", str(data), "--port", port,
                                                      "--issuer-key", other], None),
             }

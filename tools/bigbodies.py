@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     key = ec.generate_private_key(ec.SECP256R1())
     (work / "issuer.pem").write_bytes(key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    env = {"TLOG_DATA_DIR": str(work / "data"), "TLOG_ISSUER_KEYS": str(work / "issuer.pem"),
+    env = {"TLOG_DATA_DIR": str(work / "data"), "TLOG_ISSUER_KEYS": json.dumps([{"path": str(work / "issuer.pem"), "iss": ["https://big.example"]}]),
            "TLOG_ORIGIN": "big.example/log", "TLOG_RATE_LIMIT": "0", "TLOG_REGISTER_WAIT": "30"}
     report: dict = {"conditions": {"server": args.server, "concurrent": args.concurrent, "rounds": args.rounds,
                                    "size": args.size, "threads": args.threads, "loadavg_start": os.getloadavg()}}

@@ -42,13 +42,15 @@ def free_port() -> int:
 class LogServer:
     """``python -m tlog.cli serve`` in a subprocess on a free port, stopped by its own pid."""
 
-    def __init__(self, data_dir: Path, issuer_pub: Path, *, workers: int = 1, threads: int = 8,
+    def __init__(self, data_dir: Path, issuer_pub: Path, iss: str, *, workers: int = 1, threads: int = 8,
                  extra: list[str] | None = None):
+        """``issuer_pub``: the issuer's public key the log trusts, for the issuer identity ``iss``."""
+        import json
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.logfile = open(data_dir.parent / "tlog.out", "ab")
         cmd = [sys.executable, "-m", "tlog.cli", "serve", "--data-dir", str(data_dir), "--port", str(self.port),
-               "--issuer-key", str(issuer_pub), "--workers", str(workers), "--threads", str(threads)] + (extra or [])
+               "--issuer-key", json.dumps({"path": str(issuer_pub), "iss": [iss]}), "--workers", str(workers), "--threads", str(threads)] + (extra or [])
         self.proc = subprocess.Popen(cmd, cwd=str(ROOT), env={**os.environ, "PYTHONPATH": str(ROOT)},
                                      stdout=self.logfile, stderr=subprocess.STDOUT, start_new_session=True)
         import requests
@@ -119,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             log_url = args.log_url.rstrip("/")
             say("1. log", f"Using the running log at {log_url}.")
         else:
-            server = LogServer(tmp / "log", pub)
+            server = LogServer(tmp / "log", pub, "https://issuer.demo")
             log_url = server.url
             say("1. log", f"Started a transparency log at {log_url} (data in {tmp / 'log'}). It admits "
                 "Signed Statements only from the issuer key it was told to trust, and answers each "

@@ -348,7 +348,7 @@ def main(argv=None) -> int:
     report["conditions"]["signing_s"] = round(time.monotonic() - t, 1)
     log_env = {
         "TLOG_DATA_DIR": str(work / "data"),
-        "TLOG_ISSUER_KEYS": str(work / "issuer.pem"),
+        "TLOG_ISSUER_KEYS": json.dumps([{"path": str(work / "issuer.pem"), "iss": ["https://loadgen.example"]}]),
         "TLOG_ORIGIN": "loadgen.example/log",
         "TLOG_ISSUER": "https://loadgen.example",
         "TLOG_RATE_LIMIT": "0",

@@ -241,7 +241,8 @@ def main(argv=None) -> int:
             key = ec.generate_private_key(ec.SECP256R1())
             (work / "issuer.pem").write_bytes(key.public_key().public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-            env = {"TLOG_DATA_DIR": str(work / "data"), "TLOG_ISSUER_KEYS": str(work / "issuer.pem"),
+            env = {"TLOG_DATA_DIR": str(work / "data"), "TLOG_ISSUER_KEYS": json.dumps([{"path": str(work / "issuer.pem"),
+                                                                         "iss": ["https://loadgen.example"]}]),
                    "TLOG_ORIGIN": "slow.example/log", "TLOG_RATE_LIMIT": "0"}
             n = int(args.clients * args.duration * 400) + 100
             sts = sign_statements(key, 2 * n, f"slow-{os.getpid()}")
