@@ -9,6 +9,8 @@
                                                    the registration policy in force / a new one
     tlog register FILE --log URL [--out TS]        register a Signed Statement, write its receipt
     tlog info --log URL                            a running log's origin, vkey, receipt key ids
+    tlog shard close|status --data-dir DIR --successor URL [--out FILE]
+                                                   close the log (shards by time), its final checkpoint
 
 ``serve`` runs granian (:mod:`tlog.server.httpd`: HTTP parsed in Rust with header and body
 timeouts; ``--workers`` processes, each opening its own Log on the shared database and its own
@@ -61,6 +63,11 @@ def _add_settings(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pkcs11-module", help="PKCS#11 library: the signing keys live in that token (tlog.hsm)")
     p.add_argument("--pkcs11-token", help="PKCS#11 token label (PIN: TLOG_PKCS11_PIN or pkcs11_pin in --config)")
     p.add_argument("--witness-quorum", type=int, help="cosignatures /checkpoint requires (k of n, 0 = none)")
+    p.add_argument("--shard-close-size", type=int, help="close to registrations at this tree size (0 = never)")
+    p.add_argument("--shard-close-at", help="close to registrations at this ISO 8601 time (UTC if no zone)")
+    p.add_argument("--shard-successor", help="URL of the successor log, named to registrants once closed")
+    p.add_argument("--shard-predecessor", help="at creation: record this predecessor (file from 'tlog shard close "
+                                               "--out') as entry 0")
 
 
 _SETTING_NAMES = set(Config.field_names())
@@ -196,6 +203,44 @@ def cmd_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_shard(args: argparse.Namespace) -> int:
+    """``tlog shard close``: close the log to registrations (410 naming the successor), wait until
+    the tree settles, record and write its final checkpoint for the successor (tlog.shard);
+    ``tlog shard status``: whether the log is closed, and its final checkpoint."""
+    import json
+
+    cfg = config_from_args(args)
+    from . import shard
+    from .logstate import open_identity
+    from .storage import open_storage
+
+    storage = open_storage(cfg.storage_url(), **cfg.storage_options())
+    try:
+        ident = open_identity(storage, cfg, create=False)
+        if args.action == "status":
+            final = storage.meta(shard.META_FINAL)
+            print(json.dumps({"origin": ident.keys.origin, "closed": shard.closed_state(storage),
+                              "final": json.loads(final) if final else None}, indent=1))
+            return 0
+        successor = args.successor or cfg.shard_successor
+        if not successor:
+            raise ConfigError("tlog shard close needs --successor URL (the log registrants move to)")
+        shard.close(storage, successor=successor, reason="command")
+        rec = shard.finish_close(storage, url=cfg.public_url or ident.issuer, quiet=args.quiet)
+    finally:
+        storage.close()
+    text = json.dumps(rec, indent=1, sort_keys=True) + "\n"
+    if args.out:
+        from verifier.monitor import write_atomic
+
+        write_atomic(args.out, text.encode())
+        print(f"closed {rec['origin']} at size {rec['checkpoint'].split(chr(10))[1]}; final checkpoint in {args.out} "
+              f"(start the successor with shard_predecessor = {args.out})")
+    else:
+        print(text, end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="tlog", description="TWI provenance transparency log")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -217,6 +262,14 @@ def build_parser() -> argparse.ArgumentParser:
     pol.add_argument("action", choices=("show", "set"))
     _add_settings(pol)
     pol.set_defaults(func=cmd_policy)
+    sh = sub.add_parser("shard", help="close this log (shards by time) and write its final checkpoint for the successor")
+    sh.add_argument("action", choices=("close", "status"))
+    sh.add_argument("--successor", help="URL of the log that takes the registrations (named in the 410 answers)")
+    sh.add_argument("--out", help="write the predecessor record (final checkpoint, keys) to this file")
+    sh.add_argument("--quiet", type=float, default=2.0,
+                    help="seconds without a new entry before the tree counts as settled (default 2)")
+    _add_settings(sh)
+    sh.set_defaults(func=cmd_shard)
     from .clientcmd import add_client_commands
 
     add_client_commands(sub)

@@ -114,6 +114,14 @@ class Config:
     # had a checkpoint without a quorum of cosignatures for longer than health_max_witness_age
     health_max_checkpoint_age: float = 30.0
     health_max_witness_age: float = 60.0
+    # shards by time (tlog.shard): the log closes to registrations at this size (0 = never) or at
+    # this ISO 8601 time, pointing registrants at shard_successor (its URL); a new log started
+    # with shard_predecessor (the file 'tlog shard close' writes) records that final checkpoint
+    # as its entry 0 at its creation
+    shard_close_size: int = 0
+    shard_close_at: str | None = None
+    shard_successor: str | None = None
+    shard_predecessor: str | None = None
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -230,6 +238,19 @@ class Config:
                 u = urllib.parse.urlsplit(v)
                 if u.scheme not in ("http", "https") or not u.netloc or u.query or u.fragment:
                     raise ConfigError(f"{name} must be an http(s) URL without query or fragment, got {v!r}")
+        if self.shard_close_size < 0:
+            raise ConfigError("shard_close_size must not be negative (0 = never)")
+        if self.shard_close_at is not None:
+            try:
+                parse_time(self.shard_close_at)
+            except ValueError as e:
+                raise ConfigError(f"shard_close_at: {e}") from None
+        if self.shard_successor is not None:
+            import urllib.parse
+
+            u = urllib.parse.urlsplit(self.shard_successor)
+            if u.scheme not in ("http", "https") or not u.netloc:
+                raise ConfigError(f"shard_successor must be an http(s) URL, got {self.shard_successor!r}")
         if self.origin is not None and (not self.origin or any(c.isspace() or c == "+" for c in self.origin)):
             raise ConfigError("origin must be non-empty without spaces or '+'")
 
@@ -330,3 +351,16 @@ def parse_witness(value: Any) -> dict[str, str]:
     if v.type != ALG_COSIGNATURE_V1:
         raise ValueError(f"witness vkey {vkey!r} is not a cosignature (type 0x04) key")
     return {"url": url, "vkey": vkey}
+
+
+def parse_time(s: str) -> float:
+    """An ISO 8601 time (``2027-01-01`` or ``2027-01-01T00:00:00Z``; UTC when no zone) -> seconds."""
+    import datetime
+
+    try:
+        d = datetime.datetime.fromisoformat(s.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"not an ISO 8601 time: {s!r}") from None
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=datetime.timezone.utc)
+    return d.timestamp()

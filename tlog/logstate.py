@@ -52,6 +52,7 @@ META_ORIGIN = "origin"
 META_ISSUER = "issuer"
 META_VKEY = "checkpoint_vkey"
 META_KEYS = "receipt_keys"
+META_CLOSED = "shard_closed"  # tlog.shard: the log is closed to registrations
 
 
 class StartupError(Exception):
@@ -347,6 +348,7 @@ class LiveState:
         self._keys = keys
         self._keys_json = storage.meta(META_KEYS)
         self._policy = None  # (index, entry id, Policy)
+        self.closed: dict | None = None  # the shard_closed record (tlog.shard), once the log is closed
         self._max_depth = config.max_depth
         self.interval = interval
         self._lock = threading.Lock()
@@ -384,6 +386,9 @@ class LiveState:
         with self._lock:
             try:
                 self._refresh_keys()
+                if self.closed is None:
+                    s = self._storage.meta(META_CLOSED)
+                    self.closed = json.loads(s) if s is not None else None
                 cur = self._policy
                 idx = self._storage.lookup("kind", "policy")
                 if idx and (cur is None or max(idx) != cur[0]):

@@ -203,7 +203,8 @@ class Policy:
         cty = _content_type(st)
         bound = self.version >= 2
         if cty in LOG_CONTENT_TYPES and (bound or (st.kid is not None and st.kid in log_kids)):
-            raise Rejection(T_REJECTED, "registration policies are registered by the log itself", "log-type")
+            raise Rejection(T_REJECTED, "statements of the log's own types (its registration policy, its shard "
+                            "statement) are registered by the log itself", "log-type")
         if bound and st.kid is not None and st.kid in log_kids:
             raise Rejection(T_REJECTED, "statements of the log's own types or under the log's keys are registered "
                             "by the log itself", "log-type")

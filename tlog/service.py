@@ -49,7 +49,9 @@ from .integrator import IntegratorUnavailable
 from .keys import LogKeys, TrustStore, make_dirs
 from .logstate import LiveState, check_policy_agrees, configured_policy, open_identity
 from .metrics import Metrics  # aggregated across the server's processes (tlog.metrics)
+from . import shard
 from .policy import Policy, Rejection, classify
+from .shard import LogClosed
 
 log = logging.getLogger("tlog.service")
 
@@ -367,6 +369,8 @@ class LogService:
         self.log.refresh()
         self.state.refresh()
         if self.state._policy is None:
+            if self.config.shard_predecessor and self.log.size == 0:
+                self._register_shard_statement()  # a successor's entry 0, before its first policy
             self.set_policy(configured_policy(self.config))
         elif check:
             check_policy_agrees(self.state._policy, self.config)
@@ -399,6 +403,38 @@ class LogService:
         self.state.refresh()
         return entry_id_of(st.leaf_input)
 
+    # ---- shards (tlog.shard) ----------------------------------------------------------------------
+    def _close_if_due(self) -> dict | None:
+        """Close the log when its settings say so (shard_close_size / shard_close_at)."""
+        cfg = self.config
+        if not (cfg.shard_close_size or cfg.shard_close_at):
+            return None
+        why = shard.due(cfg, self.log.size)
+        if why is None:
+            return None
+        self.state.closed = rec = shard.close(self._storage, successor=cfg.shard_successor, reason=why)
+        log.info("log closed", extra={"fields": {"reason": why, "size": self.log.size,
+                                                 "successor": rec.get("successor")}})
+        return rec
+
+    def _register_shard_statement(self) -> None:
+        """At the creation of a successor: entry 0 records the predecessor's final checkpoint."""
+        rec = shard.read_predecessor(self.config.shard_predecessor)
+        keys = self.state._keys
+        data = shard.shard_statement(keys, self.issuer, rec)
+        st = SignedStatement.parse(data)
+        st.verify(keys.receipt.private.public_key(), allowed_algs=[keys.receipt.alg])
+        attrs = {ATTR_KIND: "shard", ATTR_ISS: st.iss, ATTR_SUB: st.sub, ATTR_ISS_SUB: iss_sub_key(st.iss, st.sub)}
+        entry = self._submit(st.leaf_input, st.statement_bytes, sorted(attrs.items()),
+                             st.signed_content_digest()).wait(60.0)
+        if entry is None:
+            raise RuntimeError("the shard statement was not integrated within 60 s")
+        if entry.index != 0:
+            raise shard.StartupError(f"the shard statement landed at index {entry.index}, not 0")
+        log.info("shard statement registered", extra={"fields": {
+            "entry": entry_id_of(st.leaf_input), "predecessor": rec["origin"],
+            "final_size": rec["checkpoint"].split("\n")[1]}})
+
     # ---- registration ------------------------------------------------------------------------
     def queue_depth(self) -> int:
         with self._lock:
@@ -427,6 +463,10 @@ class LogService:
         call it: it ends the submission's accounting). ``sub.pending.on_done`` tells when
         ``register_result(sub, 0)`` will not block (no spill to the durable queue)."""
         t_start = time.monotonic()
+        closed = self.state.closed or self._close_if_due()
+        if closed is not None:  # a closed shard (tlog.shard): 410 naming the successor
+            self.metrics.rejected("closed")
+            raise LogClosed(closed)
         try:
             st = self.parse(body)
             if not st.outer_is_deterministic():

@@ -56,6 +56,7 @@ from .errors import VerificationError
 from .identity import key_identity_mismatch, x509_identity_mismatch
 from .keys import PublicKey, public_key_from_cose_key, thumbprint
 from .statement import SignedStatement
+from .shard import SHARD_CONTENT_TYPE, is_shard_statement, open_shard_statement
 from .x509 import validate_path
 
 __all__ = [
@@ -75,8 +76,8 @@ __all__ = [
 POLICY_CONTENT_TYPE = "application/vnd.twi.tlog-policy+cbor"
 POLICY_VERSION = 2
 SUPPORTED_VERSIONS = (1, 2)
-# Content types only the log itself registers (its registration policy).
-LOG_CONTENT_TYPES = frozenset({POLICY_CONTENT_TYPE})
+# Content types only the log itself registers (its registration policy, its shard statement).
+LOG_CONTENT_TYPES = frozenset({POLICY_CONTENT_TYPE, SHARD_CONTENT_TYPE})
 POLICY_SUB_SUFFIX = "/registration-policy"
 MAX_POLICY_DEPTH = 16
 
@@ -325,6 +326,7 @@ class PolicyTracker:
         # so verifying with it is right whatever the policy; trust is decided per policy)
         self.known_keys: dict[bytes, Any] = {}
         self._ids: dict[str, int] = {}
+        self.shard = None  # the verified ShardLink of a successor's entry 0
 
     @property
     def current(self) -> PolicyRecord | None:
@@ -343,6 +345,11 @@ class PolicyTracker:
             raise ValueError(f"entries must be observed in order: got {index}, want {self.next_index}")
         if is_policy_statement(st, self.log_keys):
             v = self._add_policy(index, st, time)
+        elif index == 0 and is_shard_statement(st, self.log_keys):
+            # a successor's entry 0: the log's record of its predecessor (verifier.shard), not
+            # judged by a policy (none precedes it); anywhere else it is refused as log-type
+            self.shard = open_shard_statement(st, self.log_keys, origin=self.origin)
+            v = Verdict("shard", None, True)
         else:
             v = self._judge(index, st, time, presigned)
         self.next_index = index + 1

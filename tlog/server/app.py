@@ -195,7 +195,7 @@ def create_app(config: Config | None = None, *, service: LogService | None = Non
 
     @app.errorhandler(Rejection)
     def _rejected(e: Rejection):
-        return problem(e.status, e.title, e.detail)
+        return problem(e.status, e.title, e.detail, headers=getattr(e, "headers", None))
 
     @app.errorhandler(Exception)
     def _internal(e: Exception):

@@ -167,7 +167,8 @@ class RegistrationFront:
         try:
             return fn(*args)
         except Rejection as e:
-            return self._problem(e.status, e.title, e.detail)
+            code, headers, body = self._problem(e.status, e.title, e.detail)
+            return code, headers + list(getattr(e, "headers", {}).items()), body  # a closed shard's Link
         except Unavailable as e:
             return self._problem(503, "Service Unavailable", e.detail, retry_after=max(1, e.retry_after))
         except StorageUnavailable:

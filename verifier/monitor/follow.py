@@ -30,7 +30,12 @@ class Monitor:
         witnesses: Iterable[str] = (),
         max_unreachable: float = 3600.0,
         reporter: Reporter | None = None,
+        shards: bool = False,
+        statement_keys: dict | None = None,
     ) -> None:
+        """``shards``: also follow the chain of shards (:mod:`.shards`) at every poll: the
+        shard statement at index 0 (verified once, with ``statement_keys``, default the log's
+        ``/.well-known/scitt-keys``) and each predecessor serving exactly its final checkpoint."""
         self.log = log
         self.verifier = verifier
         self.state_path = Path(state_path)
@@ -45,6 +50,10 @@ class Monitor:
             raise MonitorAlert("bad-state", f"state file is for {st.origin} ({st.vkey}), not {verifier.vkey}")
         self.state = st
         self._saved_at = 0.0
+        self.shards = shards
+        self.statement_keys = statement_keys
+        self.chain: list = []  # [(ShardLink, HttpLog)], newest first, after a poll with shards
+        self._links: dict = {}
 
     SAVE_IDLE_EVERY = 30.0  # an unchanged checkpoint only refreshes last_ok on disk this often
 
@@ -84,7 +93,27 @@ class Monitor:
                                  "previous_size": old_size, "check_seconds": round(elapsed, 6)},
                                 f"ok: {new.origin} grew {old_size} -> {new.size}, consistent")
         self._compare_peers()
+        if self.shards:
+            self._follow_shards(cp.checkpoint)
         return changed
+
+    def _follow_shards(self, cp) -> None:
+        from .shards import follow_chain, statement_keys_of
+
+        if self.statement_keys is None:
+            self.statement_keys = statement_keys_of(self.log, None)
+        try:
+            chain = follow_chain(self.log, cp, self.statement_keys, cache=self._links)
+        except (Unreachable, TileNotFound) as e:  # a predecessor down: reported, retried next poll
+            self.reporter.event({"event": "unreachable", "origin": self.state.origin, "detail": f"shards: {e}"},
+                                f"warning: following the shards: {e}")
+            return
+        if [id(x[0]) for x in chain] != [id(x[0]) for x in self.chain]:
+            for link, _ in chain:
+                self.reporter.event({"event": "shard", **link.summary()},
+                                    f"ok: {link.successor_origin} follows {link.origin}, closed at size "
+                                    f"{link.final.checkpoint.size}, which it still serves")
+        self.chain = chain
 
     def _compare_peers(self) -> None:
         if not self.peers and not self.witnesses:

@@ -158,6 +158,8 @@ class StatementChecker:
             self.policies += 1
             rec = self.policy.current
             self._emit({"event": "policy", "index": i, "entry_id": eid, "fork": v.fork, **rec.policy.summary()})
+        elif v.kind == "shard":
+            self._emit({"event": "shard", "index": i, "entry_id": eid, **self.policy.shard.summary()})
         elif v.kind == "race":
             self.races += 1
             self._emit({"event": "policy-race", "index": i, "entry_id": eid, "policy_index": v.policy_index,
