@@ -67,6 +67,23 @@ def _retry_after(resp: requests.Response | None) -> float | None:
             return None
 
 
+MAX_SUCCESSORS = 4  # closed shards followed to their successor in one registration
+
+
+def successor_of(resp: requests.Response) -> str | None:
+    """The successor a closed log names in its 410 answer (``Link: <URL>; rel="successor-version"``,
+    RFC 5829), if it is an http(s) URL."""
+    import re
+
+    m = re.search(r'<([^>]+)>\s*;\s*rel="?successor-version"?', resp.headers.get("Link", ""))
+    if m is None:
+        return None
+    u = urllib.parse.urlsplit(m.group(1))
+    if u.scheme not in ("http", "https") or not u.netloc or u.query or u.fragment:
+        return None
+    return m.group(1).rstrip("/")
+
+
 class ScrapiClient:
     """A bounded, retrying SCRAPI client for one log."""
 
@@ -160,8 +177,15 @@ class ScrapiClient:
         """Register and wait for the receipt; returns the verified transparent statement."""
         t_end = time.monotonic() + self.deadline
         st = SignedStatement.parse(statement)
-        resp = self._request("POST", f"{self.base}/entries", t_end, data=statement,
-                             headers={"Content-Type": "application/cose", "Accept": "application/cose"})
+        for _ in range(MAX_SUCCESSORS + 1):
+            resp = self._request("POST", f"{self.base}/entries", t_end, data=statement,
+                                 headers={"Content-Type": "application/cose", "Accept": "application/cose"})
+            succ = successor_of(resp) if resp.status_code == 410 else None
+            if succ is None:
+                break
+            # a closed shard names its successor (tlog.shard): register there; its receipts are
+            # verified with its own keys (fetched from it unless pinned)
+            self.base, self._fetched = succ, None
         if resp.status_code == 201:
             receipt = resp.content
             loc = resp.headers.get("Location")

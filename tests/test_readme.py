@@ -49,19 +49,20 @@ def test_readme_starts_with_the_two_commands():
 
 
 def test_walkthrough_blocks_are_found():
-    script = walkthrough_script(README.read_text(), {"8000": 1, "8100": 2})
+    script = walkthrough_script(README.read_text(), {"8000": 1, "8100": 2, "8200": 3})
     for step in ("twi-issuer keys", "tlog serve", "twi-issuer sign", "tlog register", "tlog info",
                  "register-workload-provenance", "dev-verifier init", "dev-verifier ear", "twi-issuer issue",
                  "twi-verify transparent-statement", "twi-verify credential", "twi-verify monitor",
-                 "twi-verify audit", "tlog.witness", "--witness", "twi-verify checkpoint"):
+                 "twi-verify audit", "tlog.witness", "--witness", "twi-verify checkpoint", "tlog shard close",
+                 "--shard-predecessor", "--shards", "twi-verify shards"):
         assert step in script, step
-    assert "8000" not in script and "8100" not in script
+    assert "8000" not in script and "8100" not in script and "8200" not in script
 
 
 @pytest.mark.slow
 def test_walkthrough_runs(tmp_path):
-    log_port, witness_port = _free_port(), _free_port()
-    script = walkthrough_script(README.read_text(), {"8000": log_port, "8100": witness_port})
+    log_port, witness_port, shard_port = _free_port(), _free_port(), _free_port()
+    script = walkthrough_script(README.read_text(), {"8000": log_port, "8100": witness_port, "8200": shard_port})
     (tmp_path / "walkthrough.sh").write_text("set -euo pipefail\nset -x\n" + script)
     env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
            "PYTHONPATH": str(ROOT)}
@@ -91,5 +92,8 @@ def test_walkthrough_runs(tmp_path):
     for evidence in ("result: OK", "OK wit spiffe://example.org/app", "consistent", "every tile"):
         assert evidence in text, evidence
     assert re.search(r"checkpoint: OK .* signed by \S+, witness\.local", text)
-    for f in ("sbom.cose.ts.cose", "sbom.receipt", "wpr.ts.cose", "credential/credential.wit", "log-keys.cbor"):
+    assert re.search(r"ok: \S+ follows \S+, closed at size \d+, which it still serves", text)
+    assert re.search(r"ok: \S+/tlog size \d+: every tile.*its final checkpoint is the one \S+/tlog-2 records", text)
+    for f in ("sbom.cose.ts.cose", "sbom.receipt", "wpr.ts.cose", "credential/credential.wit", "log-keys.cbor",
+              "tlog-data.final.json", "shard-keys.cbor"):
         assert (work / f).stat().st_size > 0, f

@@ -354,3 +354,42 @@ def test_chain_follower_checks_entry_0_is_in_the_tree_and_signed_by_the_log(tmp_
     finally:
         b.stop()
         a.stop()
+
+
+def test_issuer_client_follows_a_closed_log_to_its_successor(tmp_path, issuer):
+    """The issuer's SCRAPI client (tlog register, twi-issuer) re-registers at the successor a
+    closed log names (410 + Link rel=successor-version) and verifies that log's receipt."""
+    from issuer.client import ScrapiClient
+
+    a = server(tmp_path, "log-a", {}, issuer)
+    try:
+        assert post(a, statement(issuer, sub="w/0")).status_code == 201
+        close_log(a, tmp_path / "a.final.json", successor=None)  # closed before the successor runs
+        b = server(tmp_path, "log-b", {}, issuer, shard_predecessor=str(tmp_path / "a.final.json"))
+        try:
+            shard.close(a.svc._storage, successor=b.url, reason="command")  # its URL, once known
+            a.svc.state.refresh()
+            reg = ScrapiClient(a.url, deadline=20).register(statement(issuer, sub="w/1"))
+            assert reg.entry_url.startswith(b.url + "/entries/") and reg.index == 2  # shard, policy, it
+        finally:
+            b.stop()
+    finally:
+        a.stop()
+
+
+def test_successor_link_must_be_an_http_url():
+    """Only an http(s) URL in a 410's Link rel=successor-version is followed."""
+    import requests
+
+    from issuer.client import successor_of
+
+    def resp(link: str) -> requests.Response:
+        r = requests.Response()
+        r.status_code = 410
+        r.headers["Link"] = link
+        return r
+
+    assert successor_of(resp('<https://log-2.example/>; rel="successor-version"')) == "https://log-2.example"
+    for bad in ('<file:///etc/passwd>; rel="successor-version"', '<https://x.example/?a=1>; rel="successor-version"',
+                '<https://x.example>; rel="next"', "", "<http://>; rel=successor-version"):
+        assert successor_of(resp(bad)) is None, bad

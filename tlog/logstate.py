@@ -386,9 +386,9 @@ class LiveState:
         with self._lock:
             try:
                 self._refresh_keys()
-                if self.closed is None:
-                    s = self._storage.meta(META_CLOSED)
-                    self.closed = json.loads(s) if s is not None else None
+                s = self._storage.meta(META_CLOSED)  # once set, never unset (a successor may be added)
+                if s is not None:
+                    self.closed = json.loads(s)
                 cur = self._policy
                 idx = self._storage.lookup("kind", "policy")
                 if idx and (cur is None or max(idx) != cur[0]):
