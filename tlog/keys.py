@@ -133,6 +133,17 @@ def sig_structure(protected_raw: bytes, payload: bytes, external_aad: bytes = b"
     return cbor2.dumps(["Signature1", protected_raw, external_aad, payload])
 
 
+def log_statement(receipt: "ReceiptKey", issuer: str, content_type: str, subject: str, payload: bytes) -> bytes:
+    """A Signed Statement of one of the log's own types (its registration policy, its shard
+    statement), signed by the log's receipt key with deterministic ES256: the same content gives
+    the same bytes, so several processes registering it make one entry."""
+    from verifier import cbor as vcbor
+
+    protected_raw = vcbor.dumps({1: ALG_ES256, 3: content_type, 4: receipt.kid, 15: {1: issuer, 2: subject}})
+    sig = sign_es256_deterministic(receipt.private, sig_structure(protected_raw, payload))
+    return b"\xd2\x84" + vcbor.encode_bstr(protected_raw) + b"\xa0" + vcbor.encode_bstr(payload) + vcbor.encode_bstr(sig)
+
+
 @dataclass
 class ReceiptKey:
     private: ec.EllipticCurvePrivateKey

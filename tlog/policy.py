@@ -48,7 +48,7 @@ from verifier.identity import key_identity_mismatch, x509_identity_mismatch
 from verifier.policy import LOG_CONTENT_TYPES
 from verifier.x509 import validate_path
 
-from .keys import ALG_ES256, LogKeys, TrustStore, sig_structure, sign_es256_deterministic
+from .keys import LogKeys, TrustStore, log_statement
 
 POLICY_CONTENT_TYPE = "application/vnd.twi.tlog-policy+cbor"
 POLICY_VERSION = 2
@@ -172,19 +172,8 @@ class Policy:
 
     def statement(self, keys: LogKeys, issuer: str, previous: str | None) -> bytes:
         """The policy as a COSE_Sign1 Signed Statement signed by the log (deterministic bytes)."""
-        protected = {
-            HEADER_ALG: ALG_ES256,
-            HEADER_CTY: POLICY_CONTENT_TYPE,
-            HEADER_KID: keys.receipt.kid,
-            HEADER_CWT: {1: issuer, 2: f"{keys.origin}/registration-policy"},
-        }
-        protected_raw = vcbor.dumps(protected)
-        payload = vcbor.dumps(self.document(previous))
-        sig = sign_es256_deterministic(keys.receipt.private, sig_structure(protected_raw, payload))
-        body = (
-            vcbor.encode_bstr(protected_raw) + b"\xa0" + vcbor.encode_bstr(payload) + vcbor.encode_bstr(sig)
-        )
-        return b"\xd2\x84" + body
+        return log_statement(keys.receipt, issuer, POLICY_CONTENT_TYPE, f"{keys.origin}/registration-policy",
+                             vcbor.dumps(self.document(previous)))
 
     # ---- evaluation ----------------------------------------------------------------------
     def check(self, st: Any, *, detached_payload: bytes | None = None, log_kids: Any = ()) -> None:

@@ -36,12 +36,11 @@ from verifier.note import NoteVerifier, open_checkpoint
 from verifier.shard import SHARD_CONTENT_TYPE, SHARD_SUB_SUFFIX, shard_document
 
 from .config import parse_time
-from .keys import ALG_ES256, LogKeys, sig_structure, sign_es256_deterministic
+from .keys import LogKeys, log_statement
 from .logstate import META_CLOSED, META_VKEY, StartupError, stored_keyset
 from .policy import Rejection
 
 META_FINAL = "shard_final"
-HEADER_ALG, HEADER_CTY, HEADER_KID, HEADER_CWT = 1, 3, 4, 15
 
 
 class LogClosed(Rejection):
@@ -170,19 +169,10 @@ def shard_statement(keys: LogKeys, issuer: str, rec: dict[str, Any]) -> bytes:
     (deterministic bytes, so several starts register one entry)."""
     if rec["origin"] == keys.origin:
         raise StartupError(f"the successor must have its own origin (the predecessor is {rec['origin']!r})")
-    protected = {
-        HEADER_ALG: ALG_ES256,
-        HEADER_CTY: SHARD_CONTENT_TYPE,
-        HEADER_KID: keys.receipt.kid,
-        HEADER_CWT: {1: issuer, 2: keys.origin + SHARD_SUB_SUFFIX},
-    }
-    protected_raw = vcbor.dumps(protected)
     doc = shard_document(origin=rec["origin"], url=rec["url"], checkpoint=rec["checkpoint"], vkey=rec["vkey"],
                          receipt_keys=[bytes.fromhex(k) for k in rec.get("receipt_keys", [])],
                          closed=int(rec.get("closed", 0)))
-    payload = vcbor.dumps(doc)
-    sig = sign_es256_deterministic(keys.receipt.private, sig_structure(protected_raw, payload))
-    return b"\xd2\x84" + vcbor.encode_bstr(protected_raw) + b"\xa0" + vcbor.encode_bstr(payload) + vcbor.encode_bstr(sig)
+    return log_statement(keys.receipt, issuer, SHARD_CONTENT_TYPE, keys.origin + SHARD_SUB_SUFFIX, vcbor.dumps(doc))
 
 
 __all__ = ["LogClosed", "META_CLOSED", "META_FINAL", "close", "closed_state", "due", "finish_close",
