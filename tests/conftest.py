@@ -2,13 +2,17 @@ import os
 from pathlib import Path
 
 import pytest
-from hypothesis import settings
+from hypothesis import Phase, settings
 
 # Property tests are deterministic and keep no example database: the same examples on every run
 # and machine (CI included), so a run never fails because of what an earlier run found, and a
 # failure reproduces. To explore new examples locally: HYPOTHESIS_PROFILE=explore.
 settings.register_profile("deterministic", derandomize=True, database=None, print_blob=True)
 settings.register_profile("explore", derandomize=False, database=None, print_blob=True)
+# tools/mutate.py: the same examples, but a failure is not shrunk (a mutant is killed by the first
+# failing example; shrinking it can take minutes).
+settings.register_profile("mutation", derandomize=True, database=None,
+                          phases=[Phase.explicit, Phase.reuse, Phase.generate])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 ROOT = Path(__file__).resolve().parent.parent

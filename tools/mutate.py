@@ -380,6 +380,24 @@ PRELOAD = ("pytest", "hypothesis", "cryptography.hazmat.primitives.asymmetric.ec
            "pymerkle")
 
 
+HANG_SECONDS = 30.0  # a pytest run whose processes used no CPU for this long waits for nothing
+
+
+def _group_cpu(pgid: int) -> int:
+    """CPU ticks used so far by the live processes of a process group (Linux /proc)."""
+    total = 0
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid:  # pgrp; utime and stime follow
+                total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    return total
+
+
 def serve(workdir: str) -> None:
     """A job: imports the third-party libraries once, then per request (a JSON line on stdin)
     forks a child that runs pytest in ``workdir`` (our packages imported fresh from the copy,
@@ -429,20 +447,27 @@ def serve(workdir: str) -> None:
                 os._exit(code)
         deadline = time.time() + req["timeout"]
         rc, cpu = None, 0.0
+        last_cpu, last_change, next_look = -1, time.time(), time.time() + 2
         while rc is None:
             done, status, ru = os.wait4(pid, os.WNOHANG)
             if done:
                 rc = os.waitstatus_to_exitcode(status)
                 cpu = ru.ru_utime + ru.ru_stime  # the pytest run and the processes it waited for
-            elif time.time() > deadline:
+            elif time.time() > deadline or time.time() - last_change > HANG_SECONDS:
                 try:
                     os.killpg(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-                os.waitpid(pid, 0)
+                ru = os.wait4(pid, 0)[2]
+                cpu = ru.ru_utime + ru.ru_stime
                 rc = "timeout"
             else:
                 time.sleep(0.02)
+                if time.time() > next_look and os.path.isdir("/proc"):
+                    next_look = time.time() + 5
+                    now = _group_cpu(pid)
+                    if now != last_cpu:
+                        last_cpu, last_change = now, time.time()
         text = log.read_text(errors="replace") if log.exists() else ""
         failed = next((ln for ln in text.splitlines() if ln.startswith(("FAILED", "ERROR"))), "")
         # a node id the map names but the tests no longer have (a stale map): not a kill
@@ -480,7 +505,7 @@ class Job:
             m.seconds = time.time() - t
         rc = ans["rc"]
         if rc == "timeout":
-            m.status, m.detail = "timeout", f"no result in {timeout:.0f} s"
+            m.status, m.detail = "timeout", f"no result in {timeout:.0f} s, or no CPU used for {HANG_SECONDS:.0f} s"
         elif rc == 0:
             m.status = "survived"
         else:  # 1: a test failed; 2-4: the mutant broke collection or pytest itself
@@ -488,6 +513,12 @@ class Job:
             word, _, rest = m.detail.partition(" ")
             if word in ("FAILED", "ERROR") and "::" in rest:
                 m.killer = rest.split(" - ")[0].strip()
+
+    def baseline(self, tests: list[str], timeout: float) -> bool:
+        """Do these tests pass on the unmutated code (now, under the same load)?"""
+        self.proc.stdin.write(json.dumps({"tests": tests, "timeout": timeout}) + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())["rc"] == 0
 
     def close(self) -> None:
         self.proc.stdin.close()
@@ -606,6 +637,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="FILE", help="write every mutant's result to FILE")
     ap.add_argument("--results", metavar="FILE", help="one JSON line per mutant as it finishes "
                     "(default .mutate/results.jsonl)")
+    ap.add_argument("--resume", action="append", default=[], metavar="FILE",
+                    help="keep the kills recorded in FILE (a --results file of an earlier, stopped run) "
+                         "and run only the rest; their killing tests are still checked unmutated")
     ap.add_argument("--map-add", action="append", default=[],
                     help="map these tests (pytest arguments, e.g. a new test file) and merge them into the saved map")
     ap.add_argument("--map-tests", action="append", default=[],
@@ -689,7 +723,7 @@ def main(argv: list[str] | None = None) -> int:
         _copy_tree(d)
         # PYTHONPATH: processes the tests start (servers, crash loops) import the mutated copy too
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=str(d),
-                   HYPOTHESIS_PROFILE="deterministic")
+                   HYPOTHESIS_PROFILE="mutation")  # tests/conftest.py: no shrinking
         jobs.append(Job(d, env))
     free = list(jobs)
     killers = Killers(STATE_DIR / "killers.json")
@@ -701,12 +735,25 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     load0 = os.getloadavg()
     done = [0]
+    flaky: set[str] = set()
+    resumed: dict[str, dict] = {}  # --resume: the kills of earlier runs (same mutant id) kept
+    for f in a.resume:
+        for ln in Path(f).read_text().splitlines():
+            r = json.loads(ln) if ln.strip() else {}
+            if r.get("status") in ("killed", "timeout"):
+                resumed[r["id"]] = r
 
     def job(m: Mutant) -> None:
         if m.id in equivalent:
             m.status, m.detail = "equivalent", equivalent[m.id]
             return
-        tests = a.tests + select_tests(m, mp, a.max_test_seconds, killers)
+        if m.id in resumed:
+            r = resumed[m.id]
+            m.status, m.detail, m.killer, m.cpu, m.seconds = r["status"], r["detail"], r.get("killer", ""), 0.0, 0.0
+            with lock:
+                results.write(json.dumps(_row(m) | {"resumed": True}) + "\n")
+            return
+        tests = [n for n in a.tests + select_tests(m, mp, a.max_test_seconds, killers) if n not in flaky]
         m.tests = tests
         if not tests:
             m.status = "no-tests"
@@ -734,13 +781,46 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with ThreadPoolExecutor(max_workers=max(1, a.jobs)) as ex:
             list(ex.map(job, mutants))
+            # A kill counts only if the killing test passes on the unmutated code: a test that
+            # fails on its own (timing under load) would "kill" every mutant it runs. Each test that
+            # killed something runs once unmutated; the mutants a failing one killed run again
+            # without it.
+            checked: set[str] = set()
+            for _ in range(3):
+                used = sorted({m.killer for m in mutants if m.status == "killed" and m.killer} - checked)
+                if not used:
+                    break
+                print(f"mutate: checking the {len(used)} killing tests on the unmutated code", flush=True)
+
+                def check(n: str) -> None:
+                    with lock:
+                        jb = free.pop()
+                    try:
+                        if not jb.baseline([n], 60 + 5 * mp["durations"].get(n, 1.0)):
+                            flaky.add(n)
+                    finally:
+                        with lock:
+                            free.append(jb)
+
+                list(ex.map(check, used))
+                checked.update(used)
+                again = [m for m in mutants if m.status == "killed" and m.killer in flaky]
+                for m in again:
+                    resumed.pop(m.id, None)
+                if not again:
+                    break
+                print(f"mutate: {len(flaky)} killing tests fail without a mutant too (not used): "
+                      + ", ".join(sorted(flaky)) + f"; {len(again)} mutants run again without them", flush=True)
+                for m in again:
+                    m.status, m.detail, m.killer = "", "", ""
+                list(ex.map(job, again))
     finally:
         for jb in jobs:
             jb.close()
         shutil.rmtree(work, ignore_errors=True)
         results.close()
         killers.save()
-    return report(mutants, time.time() - t0, a, load0)
+    return report(mutants, time.time() - t0, a, load0, flaky)
 
 
 def _row(m: Mutant) -> dict:
@@ -748,7 +828,7 @@ def _row(m: Mutant) -> dict:
         "tests": len(m.tests)}
 
 
-def report(mutants: list[Mutant], seconds: float, a, load0=(0.0, 0.0, 0.0)) -> int:
+def report(mutants: list[Mutant], seconds: float, a, load0=(0.0, 0.0, 0.0), flaky=()) -> int:
     by = {s: [m for m in mutants if m.status == s] for s in ("killed", "timeout", "survived", "no-tests", "equivalent")}
     live = len(mutants) - len(by["equivalent"])
     killed = len(by["killed"]) + len(by["timeout"])
@@ -757,6 +837,8 @@ def report(mutants: list[Mutant], seconds: float, a, load0=(0.0, 0.0, 0.0)) -> i
     for s in ("survived", "no-tests"):
         for m in by[s]:
             print(f"{s.upper():9} {m.path}:{m.line}  {m.id}")
+    if flaky:
+        print("mutate: tests that failed on the unmutated code and were not counted: " + ", ".join(sorted(flaky)))
     print(f"\nmutate: {len(mutants)} mutants, {len(by['equivalent'])} equivalent (tools/mutate_equivalent.txt), "
           f"{len(by['killed'])} killed, {len(by['timeout'])} timed out (counted killed), {len(by['survived'])} "
           f"survived, {len(by['no-tests'])} run by no test; score {killed}/{live} = {score:.1f}% "
