@@ -117,3 +117,21 @@ def test_a_queue_row_gone_before_the_move_fails_the_integration(storage, signer)
         assert storage.has_pending() and lg.find(leaves[0]) is None  # rolled back
     finally:
         lg.close()
+
+
+def test_a_queue_row_without_hashes_gets_them_in_the_move(storage, signer):  # noqa: F811
+    """Rows queued by a frontend that did not compute the index hashes (JSON [key, value] pairs)."""
+    from tlog.storage.base import encode_attrs
+
+    lg = Log.open(storage, origin=ORIGIN, note_signer=signer, sequencer=False)
+    try:
+        leaf = hashlib.sha256(b"old frontend").digest()
+        with psycopg.connect(storage.url, autocommit=True) as c:
+            c.execute(f"SET search_path = {storage.schema}")
+            c.execute("INSERT INTO pending (leaf, data, attrs, ts) VALUES (%s, 'x', %s, 0)",
+                      (leaf, encode_attrs(ODD)))
+        assert lg.integrate_pending() == 1
+        for k, v in ODD:
+            assert lg.lookup(k, v) == [0], (k, v)
+    finally:
+        lg.close()

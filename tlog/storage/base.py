@@ -71,13 +71,13 @@ def encode_attrs(attrs: Sequence[tuple[str, str]]) -> str:
     return json.dumps([[k, v] for k, v in attrs], separators=(",", ":"))
 
 
-def pending_values(rows, now: float) -> list[tuple]:
-    """Rows for the pending table: (leaf, data, attrs JSON, ts, dedup key or None)."""
+def pending_values(rows, now: float, encode=encode_attrs) -> list[tuple]:
+    """Rows for the pending table: (leaf, data, attrs JSON (``encode``), ts, dedup key or None)."""
     out = []
     for r in rows:
         leaf, data, attrs = r[0], r[1], r[2]
         key = r[3] if len(r) > 3 and r[3] is not None and r[3] != leaf else None
-        out.append((leaf, data, encode_attrs(attrs), now, key))
+        out.append((leaf, data, encode(attrs), now, key))
     return out
 
 

@@ -36,6 +36,7 @@ Faults (the database restarts, sessions are terminated, the server or the networ
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 import re
@@ -222,6 +223,13 @@ def attr_hash(key: str, value: str) -> int:
     return int.from_bytes(sha256(key.encode() + b"\x00" + value.encode()).digest()[:8], "big", signed=True)
 
 
+def encode_attrs_hashed(attrs) -> str:
+    """A queue row's attributes as JSON ``[[key, value, hash], ...]``: the frontends compute the
+    index hashes (they scale out), the integrator's move only copies them (a row without the
+    hash, queued by an older frontend, gets it computed by ``tlog_attr_hash``)."""
+    return json.dumps([[k, v, attr_hash(k, v)] for k, v in attrs], separators=(",", ":"))
+
+
 def _migrate_attrs(c) -> None:
     """The attrs index is (64-bit hash of key and value, idx): 16 bytes per row instead of the
     key and value text (a log created with the (key, value, idx) primary key is converted)."""
@@ -241,8 +249,9 @@ WITH m AS (SELECT * FROM unnest(%s::bigint[], %s::bigint[]) AS m(seq, idx)),
      e AS (INSERT INTO entries (idx, leaf, dkey, data)
            SELECT m.idx, p.leaf, coalesce(p.dkey, p.leaf), p.data FROM m JOIN pending p USING (seq) RETURNING 1),
      a AS (INSERT INTO attrs (h, idx, key, value)
-           SELECT tlog_attr_hash(x.k, x.v), m.idx, x.k, x.v
-           FROM m JOIN pending p USING (seq), json_array_elements(p.attrs::json) j, LATERAL (SELECT j->>0, j->>1) x(k, v)
+           SELECT coalesce(x.h::bigint, tlog_attr_hash(x.k, x.v)), m.idx, x.k, x.v
+           FROM m JOIN pending p USING (seq), json_array_elements(p.attrs::json) j,
+                LATERAL (SELECT j->>0, j->>1, j->>2) x(k, v, h)
            RETURNING 1)
 SELECT (SELECT count(*) FROM e), (SELECT count(*) FROM a)
 """
@@ -362,7 +371,9 @@ class PostgresStorage(SQLReads, Storage):
         self._txn_limit = self.lock_timeout + 2 * self.statement_timeout + self.MARGIN
         ms = lambda s: max(1, int(s * 1000))  # noqa: E731
         idle = self._txn_limit if idle_in_transaction_timeout is None else idle_in_transaction_timeout
-        opts = (f"-c synchronous_commit=on -c statement_timeout={ms(statement_timeout)} "
+        # jit off: every statement of the log is a short one (a JIT compilation of the
+        # integrator's move, misled by the row estimate of json_array_elements, cost ~40 ms)
+        opts = (f"-c synchronous_commit=on -c jit=off -c statement_timeout={ms(statement_timeout)} "
                 f"-c lock_timeout={ms(lock_timeout)} "
                 f"-c idle_in_transaction_session_timeout={ms(idle)}")
         if schema:
@@ -599,7 +610,7 @@ class PostgresStorage(SQLReads, Storage):
                 if by_key:
                     for k, (idx, size) in _resolve(c, list(by_key), "dkey").items():
                         found[by_key[k]] = (idx, size)
-                vals = pending_values([r for r in rows if r[0] not in found], now)
+                vals = pending_values([r for r in rows if r[0] not in found], now, encode_attrs_hashed)
                 if vals:
                     with c.cursor() as cur:
                         cur.executemany("INSERT INTO pending (leaf, data, attrs, ts, dkey) VALUES (%s, %s, %s, %s, %s) "
@@ -642,7 +653,7 @@ class PostgresStorage(SQLReads, Storage):
         return None if r is None else r[0]
 
     def enqueue(self, rows):
-        vals = pending_values(rows, time.time())
+        vals = pending_values(rows, time.time(), encode_attrs_hashed)
 
         def run(c):
             with c.transaction():
