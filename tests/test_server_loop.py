@@ -224,3 +224,34 @@ def test_the_adapter_serves_the_fast_path_in_the_loop_and_the_rest_on_threads():
     assert out[0] == (201, [("content-type", "application/cose")], b"fast")
     assert out[1][0] == 200 and out[1][2] == b"wsgi"
     assert seen == [("fast", True, b"abc", "127.0.0.1"), ("wsgi", False)]
+
+
+def test_a_cancelled_request_still_ends_its_submission(tmp_path, monkeypatch):
+    app = _app(tmp_path)
+    svc = app.extensions["tlog.service"]
+    front = app.extensions["tlog.front"]
+    try:
+        monkeypatch.setattr(svc, "_submit", lambda leaf, data, attrs, key=None: Pending(svc.log, leaf, data, attrs, key))
+        st = statement(app.issuer_key, sub="gone/1")
+
+        async def go():
+            t = asyncio.ensure_future(front.rsgi("POST", "/entries", {"content-type": "application/cose",
+                                                                    "content-length": str(len(st))}, st, "c"))
+            await asyncio.sleep(0.2)
+            assert svc._inflight == 1
+            t.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await t
+            deadline = time.monotonic() + 20
+            while svc._inflight != 0:  # ended (and spilled) off the loop
+                assert time.monotonic() < deadline, "the cancelled submission was never ended"
+                await asyncio.sleep(0.05)
+
+        asyncio.run(go())
+        leaf = SignedStatement.parse(st).leaf_input
+        deadline = time.monotonic() + 30
+        while svc.log.find(leaf) is None:  # spilled to the durable queue, integrated later
+            assert time.monotonic() < deadline, "the cancelled registration was never integrated"
+            time.sleep(0.05)
+    finally:
+        svc.close()

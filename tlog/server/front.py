@@ -219,8 +219,15 @@ class RegistrationFront:
                 fut = loop.create_future()
                 timer = loop.call_later(self.svc.config.register_wait, _set_none, fut)
                 sub.pending.on_done(self._wake.wake(fut))
-                await fut
-                timer.cancel()
+                try:
+                    await fut
+                except asyncio.CancelledError:
+                    # the request was given up: its submission still ends (accounting, and the
+                    # durable spill if it is not integrated yet), off the loop
+                    loop.run_in_executor(None, self._call, self.svc.register_result, sub, 0)
+                    raise
+                finally:
+                    timer.cancel()
             if sub.pending.done():
                 answer = self._answer(self.svc.register_result, sub, 0)
             else:  # the wait ran out: the durable spill (a storage write) runs in a thread
