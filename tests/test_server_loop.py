@@ -255,3 +255,26 @@ def test_a_cancelled_request_still_ends_its_submission(tmp_path, monkeypatch):
             time.sleep(0.05)
     finally:
         svc.close()
+
+
+def test_a_failed_integration_is_never_a_201_in_the_loop(tmp_path, monkeypatch):
+    from tlog.integrator import IntegratorUnavailable
+
+    app = _app(tmp_path)
+    svc = app.extensions["tlog.service"]
+    front = app.extensions["tlog.front"]
+    try:
+        def submit(leaf, data, attrs, key=None):  # not committed: the integrator fails the batch later
+            p = Pending(svc.log, leaf, data, attrs, key)
+            threading.Timer(0.1, p._fail, [IntegratorUnavailable("the integrator process exited; retry")]).start()
+            return p
+
+        monkeypatch.setattr(svc, "_submit", submit)
+        st = statement(app.issuer_key, sub="failed/1")
+        code, headers, body = _rsgi(front, st)
+        assert code == 503 and int(headers["Retry-After"]) >= 1
+        assert vcbor.loads(body)[-1] == "Service Unavailable"
+        assert svc.log.find(SignedStatement.parse(st).leaf_input) is None
+        assert svc._inflight == 0
+    finally:
+        svc.close()
