@@ -393,3 +393,55 @@ def test_successor_link_must_be_an_http_url():
     for bad in ('<file:///etc/passwd>; rel="successor-version"', '<https://x.example/?a=1>; rel="successor-version"',
                 '<https://x.example>; rel="next"', "", "<http://>; rel=successor-version"):
         assert successor_of(resp(bad)) is None, bad
+
+
+def test_transparency_configuration_names_successor_and_predecessor(tmp_path, issuer):
+    a, b, _ = chain(tmp_path, {}, issuer, n_a=1, n_b=0)
+    try:
+        ca = vcbor.loads(a.client.get("/.well-known/transparency-configuration").data)
+        assert ca["registration_closed"] is True and ca["successor"] == SUCCESSOR_URL and "predecessor" not in ca
+        cb = vcbor.loads(b.client.get("/.well-known/transparency-configuration").data)
+        assert cb["predecessor"] == {"origin": a.svc.origin, "url": a.url} and "registration_closed" not in cb
+    finally:
+        b.stop()
+        a.stop()
+
+
+def test_shard_statement_only_at_index_0_of_the_log(tmp_path, issuer):
+    """The log registers its shard statement only as its entry 0: on a log that already has
+    entries it refuses (a start racing another writer would otherwise record it elsewhere)."""
+    a = server(tmp_path, "log-a", {}, issuer)
+    try:
+        close_log(a, tmp_path / "a.final.json")
+    finally:
+        a.stop()
+    b = server(tmp_path, "log-b", {}, issuer)
+    try:
+        b.svc.config.shard_predecessor = str(tmp_path / "a.final.json")
+        with pytest.raises(shard.StartupError, match="not 0"):
+            b.svc._register_shard_statement()
+    finally:
+        b.stop()
+
+
+def test_monitor_reports_an_unreachable_predecessor_and_a_loop(tmp_path, issuer, monkeypatch):
+    from verifier.monitor import shards as mshards
+
+    a, b, _ = chain(tmp_path, {}, issuer, n_a=1, n_b=1)
+    try:
+        a.stop()  # the closed log is down: reported, no alert; the poll still verifies b
+        out = io.StringIO()
+        mon = Monitor(HttpLog(b.url, timeout=2), b.svc.keys.note_signer.verifier(), tmp_path / "m.json",
+                      reporter=Reporter(out, io.StringIO()), shards=True)
+        assert mon.poll() is True and mon.chain == []
+        assert '"unreachable"' in out.getvalue() and "shards:" in out.getvalue()
+        # a chain that comes back to a shard already seen
+        cp = open_checkpoint(b.checkpoint(), b.svc.keys.note_signer.verifier()).checkpoint
+        real = mshards.link_of(HttpLog(b.url), cp, log_keys_from(b.svc.keys.public_keys().values()))
+        real.origin = b.svc.origin
+        monkeypatch.setattr(mshards, "link_of", lambda *a, **k: real)
+        with pytest.raises(MonitorAlert, match="loops back"):
+            mshards.follow_chain(HttpLog(b.url), cp, {})
+    finally:
+        b.stop()
+        a.stop()

@@ -404,6 +404,8 @@ class LogService:
         return entry_id_of(st.leaf_input)
 
     # ---- shards (tlog.shard) ----------------------------------------------------------------------
+    _predecessor: dict | None = None  # {origin, url} of a successor's entry 0 ({} for a first shard)
+
     def _close_if_due(self) -> dict | None:
         """Close the log when its settings say so (shard_close_size / shard_close_at)."""
         cfg = self.config
@@ -654,7 +656,24 @@ class LogService:
             "checkpoint_uri": f"{base}/checkpoint",
             "registration_policy": self.policy_id,
             "supported_signature_algorithms": sorted(self.policy.allowed_algs),
+            **self._shard_configuration(),
         }
+
+    def _shard_configuration(self) -> dict:
+        """Shards by time, for clients: once closed, ``registration_closed`` and the successor's
+        URL (``successor``); a successor names its predecessor (``predecessor``: origin and URL
+        from its entry 0, which clients verify, tlog.shard)."""
+        out: dict = {}
+        closed = self.state.closed
+        if closed is not None:
+            out["registration_closed"] = True
+            if closed.get("successor"):
+                out["successor"] = closed["successor"]
+        if self._predecessor is None and self.log.size:  # entry 0 never changes once written
+            self._predecessor = shard.predecessor_of(self.log.entry_data(0))
+        if self._predecessor:
+            out["predecessor"] = self._predecessor
+        return out
 
     def jwks(self) -> dict:
         import base64

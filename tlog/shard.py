@@ -175,5 +175,19 @@ def shard_statement(keys: LogKeys, issuer: str, rec: dict[str, Any]) -> bytes:
     return log_statement(keys.receipt, issuer, SHARD_CONTENT_TYPE, keys.origin + SHARD_SUB_SUFFIX, vcbor.dumps(doc))
 
 
+
+def predecessor_of(entry0: bytes | None) -> dict[str, str]:
+    """``{origin, url}`` of the predecessor a log's entry 0 records ({} when entry 0 is not a
+    shard statement). Not verified here: clients verify the statement (verifier.shard)."""
+    from verifier.statement import SignedStatement
+
+    if not entry0:
+        return {}
+    st = SignedStatement.parse(entry0, max_size=max(len(entry0), 1))
+    if st.content_type != SHARD_CONTENT_TYPE or st.payload is None:
+        return {}
+    p = vcbor.loads(st.payload, max_depth=8, max_size=len(st.payload)).get("predecessor", {})
+    return {"origin": str(p.get("origin", "")), "url": str(p.get("url", ""))}
+
 __all__ = ["LogClosed", "META_CLOSED", "META_FINAL", "close", "closed_state", "due", "finish_close",
-           "parse_time", "predecessor_record", "read_predecessor", "settle", "shard_statement"]
+           "parse_time", "predecessor_of", "predecessor_record", "read_predecessor", "settle", "shard_statement"]
