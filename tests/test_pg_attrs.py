@@ -135,3 +135,24 @@ def test_a_queue_row_without_hashes_gets_them_in_the_move(storage, signer):  # n
             assert lg.lookup(k, v) == [0], (k, v)
     finally:
         lg.close()
+
+
+def test_queue_rows_out_of_their_order_are_refused(storage, signer):  # noqa: F811
+    """The move numbers queue rows by their rank in seq order: given otherwise, it refuses."""
+    lg = Log.open(storage, origin=ORIGIN, note_signer=signer, sequencer=False)
+    try:
+        storage.enqueue([(hashlib.sha256(b"order %d" % i).digest(), b"s", []) for i in range(3)])
+        with pytest.raises(ValueError, match="consecutive"):
+            with storage.integration() as tx:
+                rows = tx.pending(10)
+                rows = [rows[1], rows[0], rows[2]]
+                tx.insert_entries(0, [r.leaf for r in rows], [None] * 3, [r.key for r in rows])
+        with pytest.raises(ValueError, match="consecutive"):
+            with storage.integration() as tx:
+                rows = tx.pending(10)
+                # rows 0 and 2 only, with an in-memory entry between them
+                tx.insert_entries(0, [rows[0].leaf, b"m" * 32, rows[2].leaf], [None, b"mine", None],
+                                  [rows[0].key, b"m" * 32, rows[2].key])
+        assert lg.integrate_pending() == 3 and [lg.find(r.leaf) for r in rows] == [0, 1, 2]
+    finally:
+        lg.close()

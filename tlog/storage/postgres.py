@@ -243,18 +243,22 @@ def _migrate_attrs(c) -> None:
 
 
 # Moves queued rows into the log inside the database (their statement bytes and attributes
-# never travel through the integrator): %s = the rows' pending seqs and their new indexes.
-_MOVE = """
-WITH m AS (SELECT * FROM unnest(%s::bigint[], %s::bigint[]) AS m(seq, idx)),
-     e AS (INSERT INTO entries (idx, leaf, dkey, data)
-           SELECT m.idx, p.leaf, coalesce(p.dkey, p.leaf), p.data FROM m JOIN pending p USING (seq) RETURNING 1),
+# never travel through the integrator). The rows are found with ``seq = ANY(...)`` (an index
+# scan of the queue's key whatever the planner believes the queue's size to be: a join with
+# the list of seqs made it scan the whole queue per row when its statistics were from an
+# empty queue); the rows get consecutive indexes in seq order, given by their rank (the log
+# assigns them so: queue rows after the batch's in-memory ones, duplicates taking no index).
+_MOVE_TAIL = """,
+     e AS (INSERT INTO entries (idx, leaf, dkey, data) SELECT idx, leaf, coalesce(dkey, leaf), data FROM q RETURNING 1),
      a AS (INSERT INTO attrs (h, idx, key, value)
-           SELECT coalesce(x.h::bigint, tlog_attr_hash(x.k, x.v)), m.idx, x.k, x.v
-           FROM m JOIN pending p USING (seq), json_array_elements(p.attrs::json) j,
-                LATERAL (SELECT j->>0, j->>1, j->>2) x(k, v, h)
+           SELECT coalesce(x.h::bigint, tlog_attr_hash(x.k, x.v)), q.idx, x.k, x.v
+           FROM q, json_array_elements(q.attrs::json) j, LATERAL (SELECT j->>0, j->>1, j->>2) x(k, v, h)
            RETURNING 1)
 SELECT (SELECT count(*) FROM e), (SELECT count(*) FROM a)
 """
+_MOVE_RUN = """
+WITH q AS MATERIALIZED (SELECT %s::bigint + row_number() OVER (ORDER BY p.seq) - 1 AS idx, p.leaf, p.dkey, p.data, p.attrs
+                        FROM pending p WHERE p.seq = ANY(%s::bigint[]))""" + _MOVE_TAIL
 
 
 class _PGTxn(SQLTxn, Txn):
@@ -326,7 +330,10 @@ class _PGTxn(SQLTxn, Txn):
                     for row in mine:
                         w(row)
         if moved[0]:
-            n, _ = self.c.execute(_MOVE, moved, prepare=True).fetchone()
+            seqs, idxs = moved
+            if idxs != list(range(idxs[0], idxs[0] + len(idxs))) or any(a >= b for a, b in zip(seqs, seqs[1:])):
+                raise ValueError("queue rows must get consecutive indexes in their queue order")
+            n, _ = self.c.execute(_MOVE_RUN, (idxs[0], seqs), prepare=True).fetchone()
             if n != len(moved[0]):
                 raise RuntimeError(f"moved {n} of {len(moved[0])} queued entries")
 
