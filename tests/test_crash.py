@@ -32,8 +32,9 @@ def child(target: str, schema: str, ack: str) -> None:  # runs in the killed pro
     from tlog.storage import open_storage
 
     signer = Signer.from_skey(os.environ["TLOG_CRASH_SKEY"])
-    # SQLite: merge the recent dedup tier often, so that kills also land inside merges
-    kw = {"schema": schema} if schema != "-" else {"merge_every": 97}
+    # SQLite: merge the recent dedup tier often, every merge of runs in a child process, so
+    # that kills also land inside merges and between a merge and its listing
+    kw = {"schema": schema} if schema != "-" else {"merge_every": 97, "merge_inline_max": 0}
     log = Log.open(open_storage(target, **kw), origin=ORIGIN, note_signer=signer, max_wait=0.001)
     fd = os.open(ack, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     rnd = random.Random()
@@ -138,8 +139,9 @@ def appender(target: str, schema: str, base: str, batches: str) -> None:  # runs
     from tlog.storage import open_storage
 
     signer = Signer.from_skey(os.environ["TLOG_CRASH_SKEY"])
-    # SQLite: merge the recent dedup tier often, so that kills also land inside merges
-    kw = {"schema": schema} if schema != "-" else {"merge_every": 97}
+    # SQLite: merge the recent dedup tier often, every merge of runs in a child process, so
+    # that kills also land inside merges and between a merge and its listing
+    kw = {"schema": schema} if schema != "-" else {"merge_every": 97, "merge_inline_max": 0}
     log = Log.open(open_storage(target, **kw), origin=ORIGIN, note_signer=signer, max_wait=0.001)
     b = int(base)
     for k in range(int(batches)):

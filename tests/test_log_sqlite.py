@@ -394,3 +394,82 @@ def test_run_files_durable_before_listed(tmp_path, signer, monkeypatch):
         other.close()
         log.close()
         st.close()
+
+
+def test_background_merges(tmp_path, signer):
+    """Merges above merge_inline_max keys run in a child process outside the write lock; the
+    runs they replace stay listed (and probed) until a later integration lists the result; a
+    merge that fails is done again; lookups stay exact throughout."""
+    import time
+
+    st = SQLiteStorage(tmp_path / "l.sqlite", merge_every=4, merge_inline_max=0)
+    log = Log.open(st, origin=ORIGIN, note_signer=signer)
+
+    def settle():
+        for proc, _ in list(st._jobs.values()):
+            proc.wait(60)
+
+    try:
+        n = 0
+        for j in range(8):
+            log.append([(leaf(i), b"", ()) for i in range(n, n + 4)])
+            n += 4
+        assert len(st._jobs) == 1 and len(_listed(st)) == 8  # spawned, nothing replaced yet
+        (proc, grp), = st._jobs.values()
+        proc.kill()  # a merge that dies: its runs stay, it is started again
+        proc.wait()
+        log.append([(leaf(i), b"", ()) for i in range(n, n + 4)])
+        n += 4
+        assert len(st._jobs) == 1 and len(_listed(st)) == 9
+        assert [log.find(leaf(i)) for i in range(n + 1)] == list(range(n)) + [None]
+        for _ in range(60):
+            settle()
+            log.append([(leaf(i), b"", ()) for i in range(n, n + 4)])
+            n += 4
+            rows = st._writer.execute("SELECT a, b, level FROM druns ORDER BY a").fetchall()
+            assert [a for a, _, _ in rows] == [0] + [b for _, b, _ in rows[:-1]]
+            assert [lv for _, _, lv in rows] == sorted((lv for _, _, lv in rows), reverse=True)
+        assert max(lv for _, _, lv in rows) == 2
+        assert all(sum(1 for *_, lv in rows if lv == x) < 2 * druns.FANIN for x in range(3))
+        assert [log.find(leaf(i)) for i in range(n + 1)] == list(range(n)) + [None]
+        res = log.append([(leaf(i), b"", ()) for i in range(0, n, 5)])
+        assert all(e.duplicate for e in res) and [e.index for e in res] == list(range(0, n, 5))
+        deadline = time.time() + 60
+        while st._jobs and time.time() < deadline:
+            settle()
+            log.append([(leaf(n), b"", ())])  # lists what finished (and may start more)
+            n += 1
+        assert not st._jobs and set(os.listdir(st.rundir)) == _listed(st)  # no output left unlisted
+        assert [log.find(leaf(i)) for i in range(n + 1)] == list(range(n)) + [None]
+    finally:
+        log.close()
+        st.close()
+
+
+def test_background_merge_outrun_by_another_writer(tmp_path, signer):
+    """A background merge whose runs another process merged further meanwhile is dropped (its
+    output deleted), not listed over the newer runs."""
+    a = SQLiteStorage(tmp_path / "l.sqlite", merge_every=4, merge_inline_max=0)
+    la = Log.open(a, origin=ORIGIN, note_signer=signer)
+    b = SQLiteStorage(tmp_path / "l.sqlite", merge_every=4)
+    lb = None
+    try:
+        for j in range(0, 32, 4):
+            la.append([(leaf(i), b"", ()) for i in range(j, j + 4)])
+        (proc, grp), = a._jobs.values()
+        proc.wait(60)
+        lb = Log.open(b, origin=ORIGIN, note_signer=signer)
+        for j in range(32, 288, 4):  # b merges inline, up to a level-2 run over a's inputs
+            lb.append([(leaf(i), b"", ()) for i in range(j, j + 4)])
+        assert b._writer.execute("SELECT a, b, level FROM druns ORDER BY a LIMIT 1").fetchone() == (0, 256, 2)
+        la.append([(leaf(i), b"", ()) for i in range(288, 292)])
+        assert not a._jobs or all(g[0].a != 0 for _, g in a._jobs.values())
+        assert a._writer.execute("SELECT a, b, level FROM druns ORDER BY a LIMIT 1").fetchone() == (0, 256, 2)
+        assert not any(n.endswith(druns.MERGED) and n.startswith(druns.run_name(0, 32)) for n in os.listdir(a.rundir))
+        assert [a.find(leaf(i)) for i in range(293)] == list(range(292)) + [None]
+    finally:
+        if lb is not None:
+            lb.close()
+        la.close()
+        a.close()
+        b.close()

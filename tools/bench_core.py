@@ -328,6 +328,28 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def slice_table(lines: list[dict], size: int) -> str:
+    """Per-slice markdown from --progress lines (or result lines' "slices"), merged into slices
+    of ``size`` entries (a slice's rate: its entries / its append time)."""
+    sl = []
+    for d in lines:
+        sl += d.get("slices", []) if "slices" in d else ([d] if "from" in d else [])
+    groups: dict[int, list[dict]] = {}
+    for x in sl:
+        groups.setdefault((x["to"] - 1) // size, []).append(x)
+    out = ["| entries | appends/s | CPU us/entry | bytes written/entry | load |", "|---|---|---|---|---|"]
+    for _, g in sorted(groups.items()):
+        n = sum(x["to"] - x["from"] for x in g)
+        t = sum((x["to"] - x["from"]) / x["append_per_s"] for x in g)
+        cpu = [x["cpu_us_per_entry"] * (x["to"] - x["from"]) for x in g if "cpu_us_per_entry" in x]
+        w = [x["written_bytes_per_entry"] * (x["to"] - x["from"]) for x in g if "written_bytes_per_entry" in x]
+        loads = [x["load_avg"] for x in g]
+        out.append(f"| {g[0]['from']:,}-{g[-1]['to']:,} | {round(n / t):,} | "
+                   f"{round(sum(cpu) / n, 2) if len(cpu) == len(g) else '-'} | "
+                   f"{round(sum(w) / n) if len(w) == len(g) else '-'} | {min(loads):.1f}-{max(loads):.1f} |")
+    return "\n".join(out)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
@@ -354,7 +376,14 @@ def main(argv=None) -> int:
     ap.add_argument("--progress", action="store_true")
     ap.add_argument("--json", help="append the result line to this file")
     ap.add_argument("--table", metavar="JSONL", help="print a markdown table of the results in JSONL and exit")
+    ap.add_argument("--slice-table", metavar="FILE",
+                    help="print per-slice markdown from the JSON lines in FILE (--progress output or results) and exit")
+    ap.add_argument("--slice-size", type=int, default=10_000_000, help="entries per row of --slice-table")
     args = ap.parse_args(argv)
+    if args.slice_table:
+        rows = [json.loads(l) for l in open(args.slice_table) if l.strip().startswith("{")]
+        print(slice_table(rows, args.slice_size))
+        return 0
     if args.table:
         print(markdown_table([json.loads(l) for l in open(args.table) if l.strip()]))
         return 0

@@ -34,6 +34,7 @@ import bisect
 import mmap
 import os
 import struct
+import subprocess
 import sys
 import time
 
@@ -57,6 +58,9 @@ def filter_log2(n: int) -> int:
 
 def run_name(a: int, b: int) -> str:
     return "run-%012d-%012d.dd" % (a, b)
+
+
+MERGED = ".merged"  # suffix of a background merge's output until a transaction lists it
 
 
 class Run:
@@ -103,7 +107,7 @@ class Run:
             if i is not None:
                 found[k] = i
 
-def _fsync_dir(d: str) -> None:
+def fsync_dir(d: str) -> None:
     fd = os.open(d, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -111,8 +115,9 @@ def _fsync_dir(d: str) -> None:
         os.close(fd)
 
 
-def write_run(d: str, a: int, b: int, keys: array.array, idxs: array.array) -> str:
-    """Write a run durably (temporary file, fsync, rename, directory fsync); its path."""
+def write_run(d: str, a: int, b: int, keys: array.array, idxs: array.array, suffix: str = "") -> str:
+    """Write a run durably (temporary file, fsync, rename, directory fsync); its path (the
+    run's name plus ``suffix``: a background merge's output is renamed when it is listed)."""
     n = len(keys)
     if len(idxs) != n or keys.typecode != "q" or idxs.typecode != "I" or idxs.itemsize != 4:
         raise ValueError("a run is n int64 keys and n uint32 offsets")
@@ -125,7 +130,7 @@ def write_run(d: str, a: int, b: int, keys: array.array, idxs: array.array) -> s
         p = (k >> 32) & m
         filt[p >> 3] |= 1 << (p & 7)
     os.makedirs(d, exist_ok=True)
-    path = os.path.join(d, run_name(a, b))
+    path = os.path.join(d, run_name(a, b) + suffix)
     tmp = "%s.tmp-%d-%d" % (path, os.getpid(), time.monotonic_ns())
     with open(tmp, "wb") as f:
         f.write(_HDR.pack(MAGIC, a, b, n, lg, _ORDER))
@@ -135,7 +140,7 @@ def write_run(d: str, a: int, b: int, keys: array.array, idxs: array.array) -> s
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(d)
+    fsync_dir(d)
     return path
 
 
@@ -190,7 +195,8 @@ def lookup(runs, k: int) -> int | None:
 
 def remove_unlisted(d: str, listed: set[str], tmp_age: float = 3600.0) -> None:
     """Delete run files the manifest does not list (call with the writer lock held), and
-    temporary files older than ``tmp_age`` seconds (a crashed writer's)."""
+    temporary files and background merges' outputs older than ``tmp_age`` seconds (a crashed
+    writer's; a younger one may belong to a merge still running in another process)."""
     try:
         names = os.listdir(d)
     except FileNotFoundError:
@@ -201,7 +207,48 @@ def remove_unlisted(d: str, listed: set[str], tmp_age: float = 3600.0) -> None:
         try:
             if name.endswith(".dd") and name not in listed:
                 os.unlink(p)
-            elif ".dd.tmp-" in name and now - os.stat(p).st_mtime > tmp_age:
+            elif (".dd.tmp-" in name or name.endswith(MERGED)) and now - os.stat(p).st_mtime > tmp_age:
                 os.unlink(p)
         except FileNotFoundError:
             pass
+
+
+def mergeable(runs: list[Run], busy=()) -> list[Run] | None:
+    """The oldest FANIN consecutive runs of one level (levels never grow from the oldest run
+    to the newest, so a level's runs are consecutive), not starting at an ``a`` in ``busy``."""
+    i = 0
+    while i < len(runs):
+        j = i
+        while j < len(runs) and runs[j].level == runs[i].level:
+            j += 1
+        if j - i >= FANIN and runs[i].a not in busy:
+            return runs[i:i + FANIN]
+        i = j
+    return None
+
+
+def spawn_merge(d: str, runs: list[Run]) -> subprocess.Popen:
+    """Merge ``runs`` into one run file in a child process (``python -m tlog.storage.druns``):
+    the write lock is not held meanwhile and the merge uses the other core. The child writes the
+    file durably and exits 0; listing it is the caller's business."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    args = [sys.executable, "-m", "tlog.storage.druns", d] + ["%d:%d:%d" % (r.a, r.b, r.n) for r in runs]
+    return subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+
+
+def _main(argv: list[str]) -> int:
+    d, specs = argv[0], argv[1:]
+    runs = []
+    for spec in specs:
+        a, b, n = map(int, spec.split(":"))
+        runs.append(Run(os.path.join(d, run_name(a, b)), a, b, n, 0))
+    for x, y in zip(runs, runs[1:]):
+        if x.b != y.a:
+            raise SystemExit("runs to merge must be consecutive")
+    write_run(d, runs[0].a, runs[-1].b, *merge(runs), suffix=MERGED)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

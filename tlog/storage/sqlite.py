@@ -87,6 +87,7 @@ CREATE TABLE IF NOT EXISTS pending (seq INTEGER PRIMARY KEY AUTOINCREMENT, leaf 
 """
 
 DEFAULT_MERGE_EVERY = 1 << 18  # recent tier: <= 262,144 + one batch of keys in memory (~30 MB)
+MERGE_INLINE_MAX = 1 << 20  # merges of more keys run in a child process, outside the write lock
 _HS = 32
 
 
@@ -295,19 +296,14 @@ class _SQLiteTxn(SQLTxn, Txn):
             a = b
         self.db.executemany("INSERT INTO entries (start, leaves, ends, data, dkeys) VALUES (?, ?, ?, ?, ?)", rows)
         rec.add(start, blob, kblob, coll)
+        if self.st._jobs:
+            self.st._merges(self.db)  # list the background merges that finished
         m = self.merge_every
         if end // m > start // m:
             # the recent tier becomes a level-0 run, then runs merge as the fan-in requires,
             # all in this transaction (the files are durable before it commits)
-            st = self.st
-            st._new_run(self.db, rec.merged, end, 0, *druns.from_map(rec.merged, rec.keys))
-            runs = self._runs()
-            while len(runs) >= druns.FANIN and len({r.level for r in runs[-druns.FANIN:]}) == 1:
-                grp = runs[-druns.FANIN:]
-                self.db.execute("DELETE FROM druns WHERE a >= ? AND a < ?", (grp[0].a, grp[-1].b))
-                st._new_run(self.db, grp[0].a, grp[-1].b, grp[0].level + 1, *druns.merge(grp))
-                st._doomed += [r.path for r in grp]
-                runs = self._runs()
+            self.st._new_run(self.db, rec.merged, end, 0, *druns.from_map(rec.merged, rec.keys))
+            self.st._merges(self.db)
             self.db.execute("INSERT INTO meta (key, value) VALUES ('dedup_merged', ?) "
                             "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(end),))
             self.st._wrec = _Recent(end)
@@ -337,10 +333,12 @@ def _read_tiles(db, keys):
 
 class SQLiteStorage(SQLReads, Storage):
     def __init__(self, path: str | os.PathLike, *, busy_timeout: float = 120.0, cache_mb: int = 64,
-                 merge_every: int = DEFAULT_MERGE_EVERY) -> None:
+                 merge_every: int = DEFAULT_MERGE_EVERY, merge_inline_max: int = MERGE_INLINE_MAX) -> None:
         if merge_every < 1:
             raise ValueError("merge_every must be >= 1")
         self.merge_every = merge_every
+        self.merge_inline_max = merge_inline_max
+        self._jobs: dict[int, tuple] = {}  # background merges: first run's a -> (process, runs)
         self.path = os.fspath(path)
         if not self.path:
             raise ValueError("empty SQLite path")
@@ -429,6 +427,53 @@ class SQLiteStorage(SQLReads, Storage):
         path = druns.write_run(self.rundir, a, b, ks, ids)
         self._created.append(path)
         db.execute("INSERT INTO druns (a, b, n, level) VALUES (?, ?, ?, ?)", (a, b, len(ks), level))
+
+    def _merges(self, db) -> None:
+        """In db's integration transaction: list the runs of the background merges that
+        finished (if their inputs are still listed as they were), then start (or, up to
+        ``merge_inline_max`` keys, do here) the merges the fan-in calls for."""
+        for a, (proc, grp) in list(self._jobs.items()):
+            if proc.poll() is None:
+                continue
+            del self._jobs[a]
+            out = os.path.join(self.rundir, druns.run_name(grp[0].a, grp[-1].b))
+            rows = db.execute("SELECT a, b, n FROM druns WHERE a >= ? AND a < ? ORDER BY a",
+                              (grp[0].a, grp[-1].b)).fetchall()
+            if proc.returncode == 0 and rows == [(r.a, r.b, r.n) for r in grp]:
+                try:
+                    druns.Run(out + druns.MERGED, grp[0].a, grp[-1].b, sum(r.n for r in grp), 0)
+                except druns.RunMissing:
+                    continue  # not what it should be: merged again below
+                os.replace(out + druns.MERGED, out)
+                druns.fsync_dir(self.rundir)
+                self._swap(db, grp, None)
+            else:  # failed, or another process merged these runs first
+                _unlink(out + druns.MERGED)
+        runs = self._runs(db, rebuild=True)
+        while (grp := druns.mergeable(runs, self._jobs)) is not None:
+            if sum(r.n for r in grp) > self.merge_inline_max:
+                self._jobs[grp[0].a] = (druns.spawn_merge(self.rundir, grp), grp)
+                continue  # the next group (a lower level) may be mergeable too
+            self._swap(db, grp, druns.merge(grp))
+            runs = self._runs(db, rebuild=True)
+
+    def _swap(self, db, grp, arrays) -> None:
+        """Replace the runs ``grp`` by their merge (``arrays``, or the file a child wrote)."""
+        db.execute("DELETE FROM druns WHERE a >= ? AND a < ?", (grp[0].a, grp[-1].b))
+        a, b, level = grp[0].a, grp[-1].b, grp[0].level + 1
+        if arrays is not None:
+            self._new_run(db, a, b, level, *arrays)
+        else:
+            self._created.append(os.path.join(self.rundir, druns.run_name(a, b)))
+            db.execute("INSERT INTO druns (a, b, n, level) VALUES (?, ?, ?, ?)", (a, b, sum(r.n for r in grp), level))
+        self._doomed += [r.path for r in grp]
+
+    def _stop_merges(self) -> None:
+        for proc, _ in self._jobs.values():
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        self._jobs.clear()
 
     def _runs(self, db, rebuild: bool) -> list[druns.Run]:
         """The runs db's transaction lists, oldest first, mapped. A listed file that is missing
@@ -611,6 +656,7 @@ class SQLiteStorage(SQLReads, Storage):
             return
         with self._writer_lock:
             self._closed = True
+            self._stop_merges()  # an unfinished merge is done again by the next writer
             with self._conns_lock:
                 conns, self._conns = self._conns, []
             for c in conns:
