@@ -213,6 +213,7 @@ def run(args) -> dict:
             if hi <= i:
                 continue
             lo, t_slice, c_slice, w0 = i, 0.0, 0.0, written()
+            ch0 = os.times()
             while i < hi:
                 k = min(args.batch, hi - i)
                 items = [(sha256(d).digest(), d, ()) for d in statements(i, k, pad)]
@@ -228,6 +229,9 @@ def run(args) -> dict:
             # follows the load)
             sl = {"from": lo, "to": hi, "append_per_s": round((hi - lo) / t_slice),
                   "cpu_us_per_entry": round(c_slice / (hi - lo) * 1e6, 2), "load_avg": round(os.getloadavg()[0], 2)}
+            ch1 = os.times()  # background merges (child processes, counted once reaped)
+            sl["merge_child_cpu_us_per_entry"] = round((ch1.children_user + ch1.children_system - ch0.children_user
+                                                        - ch0.children_system) / (hi - lo) * 1e6, 2)
             w1 = written()
             if w0 is not None and w1 is not None:
                 sl["written_bytes_per_entry"] = round(wdelta(w0, w1) / (hi - lo))
