@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
-from .log import Entry, Log, Pending, _check_item
+from .log import Entry, Log, Pending, Refused, _check_item
 from .childproc import spawn
 from .storage import StorageUnavailable
 
@@ -108,10 +108,14 @@ class IntegratorClient:
                 if self.on_batch is not None:
                     self.on_batch(len(msg[1]), msg[2])
                 with self._lock:
-                    got = [(self._waiting.pop(tok, None), idx, size, dup, rcpt) for tok, idx, size, dup, rcpt in msg[1]]
-                for p, idx, size, dup, rcpt in got:
-                    if p is not None:
-                        p._resolve(IntegratedEntry(idx, size, dup, rcpt))
+                    got = [(self._waiting.pop(t[0], None), t) for t in msg[1]]
+                for p, t in got:
+                    if p is None:
+                        continue
+                    if len(t) == 2:  # (token, Refused): refused by the commit, nothing stored
+                        p._fail(t[1])
+                    else:
+                        p._resolve(IntegratedEntry(t[1], t[2], t[3], t[4]))
             else:  # ("err", tokens, text, unavailable): the batch was not committed
                 with self._lock:
                     got = [self._waiting.pop(tok, None) for tok in msg[1]]
@@ -203,6 +207,9 @@ def _integrate(svc, conn: Connection, msgs: list) -> None:
         return
     out = []
     for m, e in zip(msgs, entries):
+        if isinstance(e, Refused):
+            out.append((m[0], e))
+            continue
         try:
             rcpt = svc.inclusion_receipt(e.index, e.tree_size)
         except Exception as exc:  # noqa: BLE001 - the worker makes it then (or answers 303)

@@ -41,11 +41,12 @@ from verifier.errors import VerificationError
 from verifier.merkle import EMPTY_ROOT, verify_consistency
 from verifier.note import Checkpoint, NoteVerifier, Signer, open_note, sign_note
 
+from .claims import Refused, alias_rows, unique_conflicts
 from .layout import TILE_HEIGHT, TILE_WIDTH, tile_width
 from .storage import Storage, TreeHead, open_storage
 from .tree import HS, OverlayCache, TileCache, TileTree, append_hashes
 
-__all__ = ["Log", "Entry", "Pending", "TreeHead", "open_storage"]
+__all__ = ["Log", "Entry", "Pending", "Refused", "TreeHead", "open_storage"]
 
 log = logging.getLogger("tlog.log")
 
@@ -223,6 +224,8 @@ class Log:
         self._thread: threading.Thread | None = None
         self._drained = 0
         self.on_batch = None  # called (entries, seconds) after each committed integration
+        # attributes whose value only one claim (dedup key) may hold: the commit refuses the others
+        self.unique_attrs: frozenset[str] = frozenset()
 
     # ------------------------------------------------------------------ opening / closing
     @classmethod
@@ -403,9 +406,15 @@ class Log:
         leaf = bytes(leaf_input)
         for attempt in range(2):
             idx = self.storage.find(leaf)
+            dup = False
+            if idx is None and attempt == 1:
+                # another encoding of a claim, queued (and answered 303) while the claim was
+                # pending: the integration recorded it as an alias of the claim's entry
+                idx = self.storage.find_alias(leaf)
+                dup = True
             if idx is not None:
                 ts = self.storage.first_head_after(idx)
-                return Entry(idx, ts if ts is not None else idx + 1, False)
+                return Entry(idx, ts if ts is not None else idx + 1, dup)
             if attempt == 0:
                 with self._cond:
                     if leaf in self._inflight:
@@ -478,6 +487,8 @@ class Log:
         for i, p in enumerate(batch):
             if err is not None:
                 p._fail(err)
+            elif isinstance(entries[i], Refused):
+                p._fail(entries[i])
             else:
                 p._resolve(entries[i])
 
@@ -499,14 +510,24 @@ class Log:
                 prows = tx.pending(self.max_batch)
                 self._drained = len(prows)
                 allitems = list(items) + [(r.leaf, r.data, r.attrs, r.key) for r in prows]
+                refused = unique_conflicts(tx, allitems, self.unique_attrs) if self.unique_attrs else None
+                kept = [it for i, it in enumerate(allitems) if i not in refused] if refused else allitems
                 # optimistic: assume no key is in the log (one insert, no lookups); on a
                 # unique-key conflict the storage inserts nothing and we dedup properly
-                new_leaves, new_datas, new_keys, attr_rows, results = _assign(allitems, {}, size)
+                new_leaves, new_datas, new_keys, attr_rows, results = _assign(kept, {}, size)
                 if new_leaves and not tx.try_insert_entries(size, new_leaves, new_datas, new_keys):
-                    existing = tx.existing(list({it[3] for it in allitems}))
-                    new_leaves, new_datas, new_keys, attr_rows, results = _assign(allitems, existing, size)
+                    existing = tx.existing(list({it[3] for it in kept}))
+                    new_leaves, new_datas, new_keys, attr_rows, results = _assign(kept, existing, size)
                     if new_leaves:
                         tx.insert_entries(size, new_leaves, new_datas, new_keys)
+                if refused:
+                    rest = iter(results)
+                    results = [refused[i] if i in refused else next(rest) for i in range(len(allitems))]
+                if prows:  # queued re-encodings of a claim pending meanwhile: their ids resolve
+                    aliases = alias_rows(allitems[len(items):], results[len(items):], size, new_leaves,
+                                         tx.leaf_at)
+                    if aliases:
+                        tx.insert_aliases(aliases)
                 new_size, new_root, new_edge, head = size, root, edge, None
                 if new_leaves:
                     h = sha256
@@ -547,7 +568,11 @@ class Log:
                 e = new(Entry)
                 e.__dict__.update(index=index, tree_size=tree_size, duplicate=duplicate)
                 return e
-        for idx, dup in results[:len(items)]:
+        for r in results[:len(items)]:
+            if isinstance(r, Refused):
+                append(r)
+                continue
+            idx, dup = r
             if idx >= size:
                 append(mk(idx, new_size, dup))
             else:

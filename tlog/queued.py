@@ -32,7 +32,7 @@ import logging
 import threading
 import time
 
-from .log import Entry, Log, Pending, _check_item
+from .log import Entry, Log, Pending, Refused, _check_item
 from .storage import StorageUnavailable
 
 log = logging.getLogger("tlog.queued")
@@ -53,6 +53,7 @@ class QueueClient:
         self._cond = threading.Condition()
         self._queue: list[Pending] = []
         self._waiting: dict[bytes, list[Pending]] = {}
+        self._enqueued: set[bytes] = set()  # waiting leaves whose enqueue committed (_find_refused)
         self._closed = False
         self._listening = threading.Event()
         self._wake = threading.Event()
@@ -108,6 +109,7 @@ class QueueClient:
                     p._fail(e)
                 continue
             with self._cond:
+                self._enqueued.update(leaf for leaf in rows if leaf not in found)
                 dups = [p for p in batch if p.leaf in found]
                 for p in dups:
                     self._unwait(p)
@@ -166,22 +168,54 @@ class QueueClient:
             return
         try:
             found = self._st.resolve(leaves, keys)
+            refused = self._find_refused(leaves, found, keys)
         except Exception as e:  # noqa: BLE001 - the next notification or sweep tries again
             log.warning("looking up %d waiting entries failed: %s", len(leaves), e)
             return
-        if not found:
+        if not found and not refused:
             return
-        try:
-            self._log.refresh()  # the worker's tree view at the new head, once for the batch
-        except Exception as e:  # noqa: BLE001 - each registration refreshes on its own then
-            log.warning("refresh after integration failed: %s", e)
+        if found:
+            try:
+                self._log.refresh()  # the worker's tree view at the new head, once for the batch
+            except Exception as e:  # noqa: BLE001 - each registration refreshes on its own then
+                log.warning("refresh after integration failed: %s", e)
         done = []
         with self._cond:
             for leaf, (idx, size) in found.items():
                 for p in self._waiting.pop(leaf, ()):
                     done.append((p, Entry(idx, size, False)))
+            for leaf, err in refused.items():
+                for p in self._waiting.pop(leaf, ()):
+                    done.append((p, err))
         for p, e in done:
-            p._resolve(e)
+            if isinstance(e, Refused):
+                p._fail(e)
+            else:
+                p._resolve(e)
+
+    def _find_refused(self, leaves, found, keys) -> dict[bytes, Refused]:
+        """Enqueued waits carrying a unique attribute (tlog.log.Log.unique_attrs) that are
+        neither integrated nor queued any more: the integrator's commit refused them (nothing
+        stored; tlog.claims). The queue is read first, then the entries again: a row leaves the
+        queue only in the commit that integrates or refuses it."""
+        unique = self._log.unique_attrs
+        if not unique:
+            return {}
+        with self._cond:
+            self._enqueued &= self._waiting.keys()
+            cand = {}
+            for leaf in leaves:
+                if leaf in found or leaf not in self._enqueued:
+                    continue
+                kv = next(((k, v) for p in self._waiting.get(leaf, ()) for k, v in p.attrs if k in unique), None)
+                if kv is not None:
+                    cand[leaf] = kv
+        gone = [leaf for leaf in cand if not self._st.pending_contains(leaf)]
+        if not gone:
+            return {}
+        again = self._st.resolve(gone, {k: lf for k, lf in keys.items() if lf in cand})
+        found.update(again)
+        return {leaf: Refused(*cand[leaf]) for leaf in gone if leaf not in again}
 
     def close(self) -> None:
         with self._cond:

@@ -12,7 +12,8 @@ COSE_Sign1's outer items and deduplicates on the digest of the signed content (t
 Sig_structure: protected header bytes and payload), so a re-encoding or re-signature of an
 admitted claim (e.g. the ECDSA (r, n-s) twin) answers with the ORIGINAL entry (its id, index
 and receipt), and a second, different Credential Provenance record for a record id the same
-issuer already registered is refused (409).
+issuer already registered is refused (409), before the queue and, for records sent at the
+same instant, in the commit (``Log.unique_attrs``).
 
 Receipts: one COSE signature per tree size. The core calls :meth:`LogService.sign_head` once
 for every new tree head and stores the bytes ``CBOR [protected_raw, signature]`` with the head;
@@ -50,6 +51,7 @@ from .keys import LogKeys, TrustStore, make_dirs
 from .logstate import LiveState, check_policy_agrees, configured_policy, open_identity
 from .metrics import Metrics  # aggregated across the server's processes (tlog.metrics)
 from . import shard
+from .log import Entry, Refused
 from .policy import Policy, Rejection, classify
 from .shard import LogClosed
 
@@ -101,6 +103,7 @@ class Submission:
     pending: object  # tlog.log.Pending
     t_start: float
     t0: float
+    record: tuple | None = None  # (iss, record id, claim digest) of a provenance record
 
 
 def entry_id_of(leaf_input: bytes) -> str:
@@ -235,6 +238,10 @@ class LogService:
         # batches integrated by this process (the integrator process's own LogService under
         # tlog serve: its batches reach /metrics through the multiprocess directory)
         self.log.on_batch = self.metrics.batch
+        if _twi_attrs is not None:
+            # one record per (issuer, record id): enforced in the commit (issue 11), whatever the
+            # check before the queue saw
+            self.log.unique_attrs = frozenset({_TWI_ISS_RID})
         self.witnessing = None  # set by tlog.witnessing.attach
         self._remote = None
         self._candidate = None
@@ -501,6 +508,7 @@ class LogService:
             attrs[ATTR_PAYLOAD_HASH] = hashlib.sha256(payload).hexdigest()
         attr_list = sorted(attrs.items())
         claim = st.signed_content_digest(payload)
+        rid = None
         if _twi_attrs is not None:
             try:
                 twi = [a for a in _twi_attrs(st) if a[0] not in attrs]
@@ -522,7 +530,15 @@ class LogService:
             self._submitted_end()
             self._unavailable(e)
             raise
-        return Submission(eid, pending, t_start, t0)
+        return Submission(eid, pending, t_start, t0, None if rid is None else (st.iss, rid, claim))
+
+    def _refused(self, sub: "Submission", e: Refused) -> None:
+        """The commit refused the submission (tlog.claims): a record for this record id came
+        first, maybe in the same batch; the 409 names that entry, committed by now."""
+        if sub.record is not None:
+            self._check_record_id(*sub.record)
+        self.metrics.rejected("record-id")
+        raise Rejection("Conflict", f"refused at integration: {e}", "record-id", 409) from None
 
     def _submitted_end(self) -> None:
         with self._lock:
@@ -550,6 +566,8 @@ class LogService:
         try:
             try:
                 entry = pending.wait(timeout)
+            except Refused as e:
+                self._refused(sub, e)
             except BaseException as e:
                 self._unavailable(e)
                 raise
@@ -558,8 +576,8 @@ class LogService:
         eid = sub.entry_id
         # (no storage read here: a registration whose wait ran out answers 303 at once, also
         # while the database is slow; a re-encoding of a claim that was itself still pending
-        # then names its own entry id, which is not found once the batch dedups it: posting it
-        # again answers with the original entry; documented in docs/ARCHITECTURE.md)
+        # names its own entry id, which the integration records as an alias of the claim's
+        # entry, see resolve(); documented in docs/ARCHITECTURE.md)
         if entry is None:
             with self._lock:
                 self._outstanding.append((pending, t0))
@@ -607,7 +625,11 @@ class LogService:
         s = entry_id
         if len(s) == 64 and all(c in "0123456789abcdefABCDEF" for c in s):
             leaf = bytes.fromhex(s)
-            return leaf, self.log.status(leaf)
+            st = self.log.status(leaf)
+            if isinstance(st, Entry) and st.duplicate:
+                # another encoding of a claim, queued while the claim was pending: the claim's entry
+                leaf = self.log.leaf_input(st.index) or leaf
+            return leaf, st
         if s.isascii() and s.isdigit() and len(s) <= 20 and (s == "0" or not s.startswith("0")):
             idx = int(s)
             size = self.tree_size()

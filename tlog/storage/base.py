@@ -1,6 +1,6 @@
 """The storage interface of the log core: one small read side, one write transaction.
 
-A backend stores five things (tlog.storage.sqlite and tlog.storage.postgres share the shape):
+A backend stores these tables (tlog.storage.sqlite and tlog.storage.postgres share the shape):
 
 - ``tiles``: (level, index) -> blob of up to 256 hashes (32 bytes each), partial tiles updated
   in place (the blob only ever grows: a prefix is never rewritten); a full tile also keeps its
@@ -14,7 +14,9 @@ A backend stores five things (tlog.storage.sqlite and tlog.storage.postgres shar
 - ``attrs``: (key, value, index) lookup rows;
 - ``heads``: size, root, signed checkpoint note, ``extra`` (opaque head-signer bytes), time;
 - ``state``: one row (size, root) - the integrated tree; the lock point for integration;
-- ``pending``: submissions accepted but not integrated yet (durable queue; see tlog.log).
+- ``pending``: submissions accepted but not integrated yet (durable queue; see tlog.log);
+- ``aliases``: leaf -> index of queued submissions deduplicated onto an entry with another leaf
+  (a re-encoding of a claim that was pending; tlog.claims), so their entry id resolves.
 
 All integration happens inside :meth:`Storage.integration`, a transaction that holds the
 log-wide writer lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: SELECT ... FOR UPDATE on the state
@@ -127,6 +129,23 @@ class Txn(ABC):
     @abstractmethod
     def insert_attrs(self, rows: Sequence[tuple[str, str, int]]) -> None: ...
 
+    def attrs_held(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which (key, value) attribute pairs some entry holds (in this transaction's view)."""
+        raise NotImplementedError
+
+    def queued_attrs(self, leaves: Sequence[bytes], keys: Iterable[str]) -> dict[bytes, list[tuple[str, str]]]:
+        """The attributes named ``keys`` of queue rows taken by :meth:`pending` without their
+        attributes (data None): leaf -> [(key, value)]."""
+        return {}
+
+    def leaf_at(self, index: int) -> bytes | None:
+        """The leaf input of entry ``index`` (in this transaction's view)."""
+        raise NotImplementedError
+
+    def insert_aliases(self, rows: Sequence[tuple[bytes, int]]) -> None:
+        """Record leaves (of queued submissions deduplicated onto another entry) -> entry index."""
+        raise NotImplementedError
+
     @abstractmethod
     def latest_head(self) -> TreeHead | None: ...
 
@@ -172,6 +191,10 @@ class Storage(ABC):
     @abstractmethod
     def find_key(self, key: bytes) -> int | None:
         """Index of the entry whose dedup key is ``key``."""
+
+    def find_alias(self, leaf: bytes) -> int | None:
+        """Index of the entry a queued submission with this leaf was deduplicated onto."""
+        return None
 
     @abstractmethod
     def lookup(self, key: str, value: str) -> list[int]: ...
@@ -270,6 +293,10 @@ class SQLReads:
         r = self._one("SELECT value FROM meta WHERE key = ?", (key,))
         return None if r is None else r[0]
 
+    def find_alias(self, leaf):
+        r = self._one("SELECT idx FROM aliases WHERE leaf = ?", (leaf,))
+        return None if r is None else r[0]
+
 
 class SQLTxn:
     """The integration-transaction statements both SQL backends share, written once;
@@ -312,3 +339,11 @@ class SQLTxn:
     def set_meta(self, key, value):
         self._x("INSERT INTO meta (key, value) VALUES (?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+
+    def attrs_held(self, pairs):
+        return {(k, v) for k, v in pairs
+                if self._x("SELECT 1 FROM attrs WHERE key = ? AND value = ? LIMIT 1", (k, v)).fetchone()}
+
+    def insert_aliases(self, rows):
+        for leaf, idx in rows:
+            self._x("INSERT INTO aliases (leaf, idx) VALUES (?, ?) ON CONFLICT (leaf) DO NOTHING", (leaf, idx))

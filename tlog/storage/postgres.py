@@ -69,6 +69,7 @@ CREATE TABLE IF NOT EXISTS heads (size BIGINT PRIMARY KEY, root BYTEA NOT NULL, 
     extra BYTEA, ts DOUBLE PRECISION NOT NULL);
 CREATE TABLE IF NOT EXISTS pending (seq BIGSERIAL PRIMARY KEY, leaf BYTEA NOT NULL UNIQUE,
     data BYTEA NOT NULL, attrs TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL, dkey BYTEA);
+CREATE TABLE IF NOT EXISTS aliases (leaf BYTEA PRIMARY KEY, idx BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS lease (id INT PRIMARY KEY CHECK (id = 1), holder TEXT NOT NULL, token BIGINT NOT NULL,
     expires TIMESTAMPTZ NOT NULL);
 INSERT INTO lease (id, holder, token, expires) VALUES (1, '', 0, '-infinity') ON CONFLICT (id) DO NOTHING;
@@ -336,6 +337,28 @@ class _PGTxn(SQLTxn, Txn):
             n, _ = self.c.execute(_MOVE_RUN, (idxs[0], seqs), prepare=True).fetchone()
             if n != len(moved[0]):
                 raise RuntimeError(f"moved {n} of {len(moved[0])} queued entries")
+
+    def leaf_at(self, index):
+        r = self.c.execute("SELECT leaf FROM entries WHERE idx = %s", (index,)).fetchone()
+        return None if r is None else bytes(r[0])
+
+    def attrs_held(self, pairs):
+        return {(k, v) for k, v in pairs if self.c.execute(
+            "SELECT 1 FROM attrs WHERE h = tlog_attr_hash(%s, %s) AND key = %s AND value = %s LIMIT 1",
+            (k, v, k, v)).fetchone()}
+
+    def queued_attrs(self, leaves, keys):
+        keys = sorted(keys)
+        seqs = [self._queued[leaf] for leaf in leaves]
+        # the JSON of only the rows that name one of the keys is parsed
+        rows = self.c.execute(
+            "SELECT p.leaf, j->>0, j->>1 FROM pending p, json_array_elements(p.attrs::json) j "
+            "WHERE p.seq = ANY(%s) AND p.attrs LIKE ANY(%s) AND j->>0 = ANY(%s)",
+            (seqs, [f'%"{k}"%' for k in keys], keys)).fetchall()
+        out: dict[bytes, list[tuple[str, str]]] = {}
+        for leaf, k, v in rows:
+            out.setdefault(bytes(leaf), []).append((k, v))
+        return out
 
     def insert_attrs(self, rows):
         rows = [(k, v, i, attr_hash(k, v)) for k, v, i in rows]

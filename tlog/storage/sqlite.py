@@ -85,6 +85,7 @@ CREATE TABLE IF NOT EXISTS heads (size INTEGER PRIMARY KEY, root BLOB NOT NULL, 
     extra BLOB, ts REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS pending (seq INTEGER PRIMARY KEY AUTOINCREMENT, leaf BLOB NOT NULL UNIQUE,
     data BLOB NOT NULL, attrs TEXT NOT NULL, ts REAL NOT NULL, dkey BLOB);
+CREATE TABLE IF NOT EXISTS aliases (leaf BLOB PRIMARY KEY, idx INTEGER NOT NULL) WITHOUT ROWID;
 """
 
 DEFAULT_MERGE_EVERY = 1 << 18  # recent tier: <= 262,144 + one batch of keys in memory (~30 MB)
@@ -188,6 +189,9 @@ class _SQLiteTxn(SQLTxn, Txn):
 
     def insert_attrs(self, rows):
         self.db.executemany("INSERT OR IGNORE INTO attrs (key, value, idx) VALUES (?, ?, ?)", rows)
+
+    def leaf_at(self, index):
+        return _leaf_blob(self.db, index, index + 1, LEAVES) or None
 
 
 def _unlink(path: str) -> None:
