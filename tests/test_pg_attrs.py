@@ -30,7 +30,7 @@ def storage(pg_database):  # noqa: F811
 
 
 def test_the_python_and_sql_hashes_agree(storage):
-    from tlog.storage.postgres import attr_hash
+    from tlog.storage.pgattrs import attr_hash
 
     for k, v in ODD:
         got = storage._read(lambda c: c.execute("SELECT tlog_attr_hash(%s, %s)", (k, v)).fetchone()[0])
@@ -69,7 +69,7 @@ def test_queued_rows_are_moved_with_their_attributes(storage, signer):  # noqa: 
 
 def test_a_hash_collision_is_no_match(storage, signer):  # noqa: F811
     """The index finds rows by hash; the key and value are compared too."""
-    from tlog.storage.postgres import attr_hash
+    from tlog.storage.pgattrs import attr_hash
 
     lg = Log.open(storage, origin=ORIGIN, note_signer=signer, sequencer=False)
     try:

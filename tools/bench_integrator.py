@@ -50,7 +50,8 @@ import psycopg  # noqa: E402
 
 from tlog.log import Log  # noqa: E402
 from tlog.storage.base import TreeHead  # noqa: E402
-from tlog.storage.postgres import PostgresStorage, encode_attrs_hashed  # noqa: E402
+from tlog.storage.pgattrs import encode_attrs_hashed  # noqa: E402
+from tlog.storage.postgres import PostgresStorage  # noqa: E402
 from tlog.tree import RECORD_BYTES, TILE_BYTES, append_hashes  # noqa: E402
 from verifier.merkle import leaf_hash, verify_consistency, verify_inclusion  # noqa: E402
 from verifier.note import Checkpoint, NoteVerifier, Signer, open_note, sign_note  # noqa: E402

@@ -35,23 +35,18 @@ Faults (the database restarts, sessions are terminated, the server or the networ
 
 from __future__ import annotations
 
-import itertools
-import json
-import logging
-import os
 import re
-import socket
 import threading
 import time
 from contextlib import contextmanager
-from hashlib import sha256
 
 import psycopg
 
 from ..tree import TILE_BYTES
 from .base import LeaseLost, PendingRow, SQLReads, SQLTxn, Storage, StorageUnavailable, Txn, pending_values
+from .pgattrs import MOVE_RUN, attr_hash, encode_attrs_hashed, migrate_attrs
+from .pgwatch import Watchdog
 
-log = logging.getLogger("tlog.storage.postgres")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -100,66 +95,6 @@ _IDENT = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
 
 def _tid(level: int, index: int) -> int:
     return index * 64 + level
-
-
-def _cut(conn: psycopg.Connection) -> None:
-    """Shut down the connection's socket (from another thread): its blocked operation fails."""
-    try:
-        fd = conn.pgconn.socket
-        s = socket.socket(fileno=os.dup(fd))
-    except (psycopg.Error, OSError, ValueError):
-        return
-    try:
-        s.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    finally:
-        s.close()
-
-
-class _Watchdog:
-    """Client-side deadlines: an operation registers (connection, deadline); past the deadline
-    the connection is cut. One daemon thread per storage, started at the first operation."""
-
-    TICK = 0.05
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._ops: dict[int, tuple[float, psycopg.Connection]] = {}
-        self._ids = itertools.count()
-        self._thread: threading.Thread | None = None
-        self._stopped = False
-
-    def start(self, conn: psycopg.Connection, seconds: float) -> int:
-        with self._lock:
-            op = next(self._ids)
-            self._ops[op] = (time.monotonic() + seconds, conn)
-            if self._thread is None and not self._stopped:
-                self._thread = threading.Thread(target=self._run, name="tlog-pg-watchdog", daemon=True)
-                self._thread.start()
-        return op
-
-    def end(self, op: int) -> bool:
-        """Unregister; False if the watchdog cut the connection (the operation timed out)."""
-        with self._lock:
-            return self._ops.pop(op, None) is not None
-
-    def stop(self) -> None:
-        with self._lock:
-            self._stopped = True
-
-    def _run(self) -> None:
-        while True:
-            time.sleep(self.TICK)
-            with self._lock:
-                if self._stopped:
-                    return
-                now = time.monotonic()
-                late = [op for op, (d, _) in self._ops.items() if d <= now]
-                for op in late:
-                    _, conn = self._ops.pop(op)
-                    log.warning("database operation past its time limit: cutting its connection")
-                    _cut(conn)
 
 
 class _Rows:
@@ -216,50 +151,6 @@ def _resolve(c, leaves, col: str = "leaf") -> dict[bytes, tuple[int, int]]:
     rows = c.execute(f"SELECT e.{col}, e.idx, (SELECT h.size FROM heads h WHERE h.size > e.idx ORDER BY h.size LIMIT 1) "
                      f"FROM entries e WHERE e.{col} = ANY(%s)", (leaves,)).fetchall()
     return {bytes(r[0]): (r[1], r[2]) for r in rows if r[2] is not None}
-
-
-def attr_hash(key: str, value: str) -> int:
-    """The attrs index key: the first 8 bytes of SHA-256(key || 0x00 || value) as a signed
-    big-endian int64 (SQL: ``tlog_attr_hash``; both must agree, tested)."""
-    return int.from_bytes(sha256(key.encode() + b"\x00" + value.encode()).digest()[:8], "big", signed=True)
-
-
-def encode_attrs_hashed(attrs) -> str:
-    """A queue row's attributes as JSON ``[[key, value, hash], ...]``: the frontends compute the
-    index hashes (they scale out), the integrator's move only copies them (a row without the
-    hash, queued by an older frontend, gets it computed by ``tlog_attr_hash``)."""
-    return json.dumps([[k, v, attr_hash(k, v)] for k, v in attrs], separators=(",", ":"))
-
-
-def _migrate_attrs(c) -> None:
-    """The attrs index is (64-bit hash of key and value, idx): 16 bytes per row instead of the
-    key and value text (a log created with the (key, value, idx) primary key is converted)."""
-    if c.execute("SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
-                 "AND table_name = 'attrs' AND column_name = 'h'").fetchone() is None:
-        c.execute("ALTER TABLE attrs ADD COLUMN h BIGINT")
-        c.execute("UPDATE attrs SET h = tlog_attr_hash(key, value)")
-        c.execute("ALTER TABLE attrs ALTER COLUMN h SET NOT NULL")
-        c.execute("ALTER TABLE attrs DROP CONSTRAINT IF EXISTS attrs_pkey")
-    c.execute("CREATE INDEX IF NOT EXISTS attrs_h_idx ON attrs (h, idx)")
-
-
-# Moves queued rows into the log inside the database (their statement bytes and attributes
-# never travel through the integrator). The rows are found with ``seq = ANY(...)`` (an index
-# scan of the queue's key whatever the planner believes the queue's size to be: a join with
-# the list of seqs made it scan the whole queue per row when its statistics were from an
-# empty queue); the rows get consecutive indexes in seq order, given by their rank (the log
-# assigns them so: queue rows after the batch's in-memory ones, duplicates taking no index).
-_MOVE_TAIL = """,
-     e AS (INSERT INTO entries (idx, leaf, dkey, data) SELECT idx, leaf, coalesce(dkey, leaf), data FROM q RETURNING 1),
-     a AS (INSERT INTO attrs (h, idx, key, value)
-           SELECT coalesce(x.h::bigint, tlog_attr_hash(x.k, x.v)), q.idx, x.k, x.v
-           FROM q, json_array_elements(q.attrs::json) j, LATERAL (SELECT j->>0, j->>1, j->>2) x(k, v, h)
-           RETURNING 1)
-SELECT (SELECT count(*) FROM e), (SELECT count(*) FROM a)
-"""
-_MOVE_RUN = """
-WITH q AS MATERIALIZED (SELECT %s::bigint + row_number() OVER (ORDER BY p.seq) - 1 AS idx, p.leaf, p.dkey, p.data, p.attrs
-                        FROM pending p WHERE p.seq = ANY(%s::bigint[]))""" + _MOVE_TAIL
 
 
 class _PGTxn(SQLTxn, Txn):
@@ -334,7 +225,7 @@ class _PGTxn(SQLTxn, Txn):
             seqs, idxs = moved
             if idxs != list(range(idxs[0], idxs[0] + len(idxs))) or any(a >= b for a, b in zip(seqs, seqs[1:])):
                 raise ValueError("queue rows must get consecutive indexes in their queue order")
-            n, _ = self.c.execute(_MOVE_RUN, (idxs[0], seqs), prepare=True).fetchone()
+            n, _ = self.c.execute(MOVE_RUN, (idxs[0], seqs), prepare=True).fetchone()
             if n != len(moved[0]):
                 raise RuntimeError(f"moved {n} of {len(moved[0])} queued entries")
 
@@ -418,7 +309,7 @@ class PostgresStorage(SQLReads, Storage):
         self._conns: set[psycopg.Connection] = set()
         self._conns_lock = threading.Lock()
         self._writer_lock = threading.Lock()
-        self._watchdog = _Watchdog()
+        self._watchdog = Watchdog()
         self._reader_proxy = _Reader(self)
         self._closed = False
         self._writer: psycopg.Connection | None = None
@@ -437,7 +328,7 @@ class PostgresStorage(SQLReads, Storage):
                         raise RuntimeError(
                             f"{url}: the log's {table} table predates dedup keys (the signed content of each "
                             "statement, issue 11); old databases are not migrated: re-create the log")
-                _migrate_attrs(tx.c)
+                migrate_attrs(tx.c)
                 ns = tx.c.execute("SELECT current_schema()").fetchone()[0]
             # LISTEN/NOTIFY channels of this log (tlog.queued, tlog.leader)
             self.channel_integrated = f"tlog_integrated:{ns}"
