@@ -35,6 +35,7 @@ Faults (the database restarts, sessions are terminated, the server or the networ
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
