@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
-from .log import Entry, Log, Pending, Refused, _check_item
+from .log import Entry, Log, LogSealed, Pending, Refused, _check_item
 from .childproc import spawn
 from .storage import StorageUnavailable
 
@@ -116,10 +116,12 @@ class IntegratorClient:
                         p._fail(t[1])
                     else:
                         p._resolve(IntegratedEntry(t[1], t[2], t[3], t[4]))
-            else:  # ("err", tokens, text, unavailable): the batch was not committed
+            else:  # ("err", tokens, text, unavailable, sealed): the batch was not committed
                 with self._lock:
                     got = [self._waiting.pop(tok, None) for tok in msg[1]]
-                if msg[3]:  # the database was unavailable: the client may retry (503)
+                if len(msg) > 4 and msg[4]:  # the log is sealed (a closed shard): nothing stored
+                    err = LogSealed(msg[2])
+                elif msg[3]:  # the database was unavailable: the client may retry (503)
                     err = IntegratorUnavailable(f"integration failed: {msg[2]}")
                 else:
                     err = RuntimeError(f"integration failed: {msg[2]}")
@@ -203,7 +205,7 @@ def _integrate(svc, conn: Connection, msgs: list) -> None:
     except Exception as e:  # noqa: BLE001 - nothing committed: the worker fails these waits
         log.warning("integration of %d submissions failed: %s", len(msgs), e)
         conn.send_bytes(_dumps(("err", [m[0] for m in msgs], f"{type(e).__name__}: {e}",
-                                isinstance(e, StorageUnavailable))))
+                                isinstance(e, StorageUnavailable), isinstance(e, LogSealed))))
         return
     out = []
     for m, e in zip(msgs, entries):

@@ -46,12 +46,26 @@ from .layout import TILE_HEIGHT, TILE_WIDTH, tile_width
 from .storage import Storage, TreeHead, open_storage
 from .tree import HS, OverlayCache, TileCache, TileTree, append_hashes
 
-__all__ = ["Log", "Entry", "Pending", "Refused", "TreeHead", "open_storage"]
+__all__ = ["Log", "Entry", "LogSealed", "Pending", "Refused", "TreeHead", "open_storage"]
 
 log = logging.getLogger("tlog.log")
 
 HeadSigner = Callable[[int, bytes], bytes]
 Attrs = Sequence[tuple[str, str]]
+
+
+# A closed shard (tlog.shard) records its final checkpoint under this ``meta`` key; from then on
+# every integration transaction refuses to append (checked in the transaction that would append,
+# which holds the log-wide writer lock, as does the one recording it): the final checkpoint stays
+# the latest whatever a worker's view of the close. Queue rows it refuses are recorded under
+# ``REFUSED_PREFIX + leaf hex`` (so a registration answered 303 resolves to the refusal) and
+# leave the queue in that transaction.
+SEALED = "shard_final"
+REFUSED_PREFIX = "shard_refused:"
+
+
+class LogSealed(Exception):
+    """The log recorded its final checkpoint (a closed shard): nothing was appended."""
 
 
 @dataclass(frozen=True)
@@ -501,15 +515,17 @@ class Log:
                 if st is None:
                     raise VerificationError("log.state", "storage has no tree state")
                 size, root = st
+                # a closed shard's final checkpoint is recorded: append nothing, refuse the queue
+                sealed = tx.get_meta(SEALED) is not None
                 if (size, root) != (self._size, self._root):
                     if size < self._size:
                         raise VerificationError("log.state", f"stored tree shrank from {self._size} to {size}")
                     edge = self._load_edge(size, tx.tiles)
                 else:
                     edge = self._edge
-                prows = tx.pending(self.max_batch)
-                self._drained = len(prows)
-                allitems = list(items) + [(r.leaf, r.data, r.attrs, r.key) for r in prows]
+                prows = [] if sealed else tx.pending(self.max_batch)
+                self._drained = self._refuse_queued(tx) if sealed else len(prows)
+                allitems = ([] if sealed else list(items)) + [(r.leaf, r.data, r.attrs, r.key) for r in prows]
                 refused = unique_conflicts(tx, allitems, self.unique_attrs) if self.unique_attrs else None
                 kept = [it for i, it in enumerate(allitems) if i not in refused] if refused else allitems
                 # optimistic: assume no key is in the log (one insert, no lookups); on a
@@ -552,6 +568,8 @@ class Log:
                 self._latest = head
             elif (size, root) != (self._latest.size, self._latest.root):
                 self._latest = self.storage.head(size) or self._latest
+        if sealed and items:
+            raise LogSealed("the log recorded its final checkpoint (a closed shard): nothing appended")
         cb = self.on_batch
         if cb is not None and allitems:
             cb(len(allitems), time.monotonic() - t0)
@@ -579,6 +597,17 @@ class Log:
                 ts = self.storage.first_head_after(idx)
                 append(mk(idx, ts if ts is not None else size, dup))
         return out
+
+    def _refuse_queued(self, tx) -> int:
+        """In the transaction that found the log sealed: record the next queue rows as refused
+        (``REFUSED_PREFIX + leaf hex``) and take them out of the queue; how many."""
+        prows = tx.pending(self.max_batch)
+        for r in prows:
+            tx.set_meta(REFUSED_PREFIX + r.leaf.hex(), "closed")
+        if prows:
+            tx.delete_pending([r.seq for r in prows])
+            log.warning("refused %d queued entries: the log recorded its final checkpoint", len(prows))
+        return len(prows)
 
     def _new_head(self, tx, dirty, size: int, new_size: int) -> TreeHead:
         def fetch(keys):

@@ -32,7 +32,7 @@ import logging
 import threading
 import time
 
-from .log import Entry, Log, Pending, Refused, _check_item
+from .log import REFUSED_PREFIX, SEALED, Entry, Log, LogSealed, Pending, Refused, _check_item
 from .storage import StorageUnavailable
 
 log = logging.getLogger("tlog.queued")
@@ -168,7 +168,10 @@ class QueueClient:
             return
         try:
             found = self._st.resolve(leaves, keys)
-            refused = self._find_refused(leaves, found, keys)
+            refused: dict = self._find_refused(leaves, found, keys)
+            # refused because the log is sealed (a closed shard), not for a unique attribute
+            for lf in self._refused([lf for lf in leaves if lf not in found], force=list(refused)):
+                refused[lf] = LogSealed("the log recorded its final checkpoint (a closed shard): nothing appended")
         except Exception as e:  # noqa: BLE001 - the next notification or sweep tries again
             log.warning("looking up %d waiting entries failed: %s", len(leaves), e)
             return
@@ -188,7 +191,7 @@ class QueueClient:
                 for p in self._waiting.pop(leaf, ()):
                     done.append((p, err))
         for p, e in done:
-            if isinstance(e, Refused):
+            if isinstance(e, (Refused, LogSealed)):
                 p._fail(e)
             else:
                 p._resolve(e)
@@ -216,6 +219,27 @@ class QueueClient:
         again = self._st.resolve(gone, {k: lf for k, lf in keys.items() if lf in cand})
         found.update(again)
         return {leaf: Refused(*cand[leaf]) for leaf in gone if leaf not in again}
+
+    _sealed_checked = 0.0
+
+    def _refused(self, leaves: list[bytes], force=()) -> list[bytes]:
+        """The waiting leaves the integrator refused because the log is sealed (tlog.log.SEALED):
+        looked for at most once per SWEEP until the log is sealed, then for each unresolved wait;
+        ``force``: leaves known to have left the queue unintegrated, looked for at once."""
+        if not leaves:
+            return []
+        if self._sealed_checked >= 0:  # not seen sealed yet
+            if force:
+                leaves = list(force)
+            else:
+                now = time.monotonic()
+                if now - self._sealed_checked < self.SWEEP:
+                    return []
+                self._sealed_checked = now
+                if self._st.meta(SEALED) is None:
+                    return []
+                self._sealed_checked = -1.0  # sealed for good
+        return [lf for lf in leaves if self._st.meta(REFUSED_PREFIX + lf.hex()) is not None]
 
     def close(self) -> None:
         with self._cond:

@@ -47,6 +47,7 @@ from tlog.storage import StorageUnavailable, open_storage
 from .errors import Unavailable  # noqa: F401 - part of the service API
 from .config import Config
 from .integrator import IntegratorUnavailable
+from .log import LogSealed
 from .keys import LogKeys, TrustStore, make_dirs
 from .logstate import LiveState, check_policy_agrees, configured_policy, open_identity
 from .metrics import Metrics  # aggregated across the server's processes (tlog.metrics)
@@ -545,8 +546,15 @@ class LogService:
             self._inflight -= 1
             self.metrics.queue_depth(self._inflight + len(self._outstanding))
 
+    def _closed_now(self) -> dict:
+        return self.state.closed or shard.closed_state(self._storage) or {}
+
     def _unavailable(self, e: BaseException) -> None:
-        """Raise Unavailable for the integrator's and the storage's "retry later" failures."""
+        """Raise Unavailable for the integrator's and the storage's "retry later" failures (and
+        the 410 for a registration the integration refused because the log is sealed)."""
+        if isinstance(e, LogSealed):  # the final checkpoint was recorded first: nothing stored
+            self.metrics.rejected("closed")
+            raise LogClosed(self._closed_now()) from None
         if isinstance(e, IntegratorUnavailable):
             self.metrics.rejected("integrator-unavailable")
             raise Unavailable(str(e), self.config.retry_after) from None
@@ -626,6 +634,8 @@ class LogService:
         if len(s) == 64 and all(c in "0123456789abcdefABCDEF" for c in s):
             leaf = bytes.fromhex(s)
             st = self.log.status(leaf)
+            if st is None and shard.refused(self._storage, leaf):  # queued, then refused: sealed
+                raise LogClosed(self._closed_now())
             if isinstance(st, Entry) and st.duplicate:
                 # another encoding of a claim, queued while the claim was pending: the claim's entry
                 leaf = self.log.leaf_input(st.index) or leaf

@@ -37,11 +37,9 @@ from verifier.shard import SHARD_CONTENT_TYPE, SHARD_SUB_SUFFIX, shard_document
 
 from .config import parse_time
 from .keys import LogKeys, log_statement
+from .log import REFUSED_PREFIX, SEALED as META_FINAL
 from .logstate import META_CLOSED, META_VKEY, StartupError, stored_keyset
 from .policy import Rejection
-
-META_FINAL = "shard_final"
-
 
 class LogClosed(Rejection):
     """A registration to a closed log: 410 with the successor's URL."""
@@ -113,9 +111,10 @@ def settle(storage, *, quiet: float = 2.0, timeout: float = 120.0, poll: float =
         time.sleep(poll)
 
 
-def predecessor_record(storage, *, url: str, closed: dict[str, Any]) -> dict[str, Any]:
-    """The final checkpoint and keys of this (closed, settled) log, for its successor."""
-    head = storage.latest_head()
+def predecessor_record(storage, *, url: str, closed: dict[str, Any], head=None) -> dict[str, Any]:
+    """The final checkpoint (``head``, default the latest) and keys of this (closed, settled)
+    log, for its successor."""
+    head = head if head is not None else storage.latest_head()
     if head is None:
         raise StartupError("the log has no checkpoint yet")
     note = head.checkpoint if isinstance(head.checkpoint, str) else head.checkpoint.decode()
@@ -137,11 +136,26 @@ def finish_close(storage, *, url: str, quiet: float = 2.0) -> dict[str, Any]:
     if closed is None:
         raise StartupError("the log is not closed")
     settle(storage, quiet=quiet)
-    rec = predecessor_record(storage, url=url, closed=closed)
+    return record_final(storage, url=url, closed=closed)
+
+
+def record_final(storage, *, url: str, closed: dict[str, Any]) -> dict[str, Any]:
+    """Record the latest signed checkpoint as the final one, and seal the log, in one step: the
+    head is read in the integration transaction that records it (holding the log-wide writer
+    lock), and every later integration transaction sees the record and appends nothing
+    (tlog.log.SEALED), so no entry is ever committed past the final checkpoint."""
     with storage.integration() as tx:
-        if tx.get_meta(META_FINAL) is None:
-            tx.set_meta(META_FINAL, json.dumps(rec, sort_keys=True))
-    return json.loads(storage.meta(META_FINAL))
+        cur = tx.get_meta(META_FINAL)
+        if cur is None:
+            rec = predecessor_record(storage, url=url, closed=closed, head=tx.latest_head())
+            cur = json.dumps(rec, sort_keys=True)
+            tx.set_meta(META_FINAL, cur)
+    return json.loads(cur)
+
+
+def refused(storage, leaf: bytes) -> bool:
+    """Whether a queued registration of ``leaf`` was refused because the log was sealed."""
+    return storage.meta(REFUSED_PREFIX + leaf.hex()) is not None
 
 
 def read_predecessor(path: str) -> dict[str, Any]:
@@ -190,4 +204,5 @@ def predecessor_of(entry0: bytes | None) -> dict[str, str]:
     return {"origin": str(p.get("origin", "")), "url": str(p.get("url", ""))}
 
 __all__ = ["LogClosed", "META_CLOSED", "META_FINAL", "close", "closed_state", "due", "finish_close",
-           "parse_time", "predecessor_of", "predecessor_record", "read_predecessor", "settle", "shard_statement"]
+           "parse_time", "predecessor_of", "predecessor_record", "read_predecessor", "record_final", "refused", "settle",
+           "shard_statement"]
