@@ -5,7 +5,10 @@ and the durable queue with its lease-holding integrator (PostgreSQL)."""
 
 from __future__ import annotations
 
+import io
+import json
 import time
+from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -107,3 +110,56 @@ def test_final_checkpoint_is_read_in_the_sealing_transaction(tmp_path, key, db_u
         assert cp.size == _size(svc) == early.size + 1
     finally:
         svc.close()
+
+
+def _closed_log(tmp_path, key, name: str) -> str:
+    """A log with one statement, closed: the path of its predecessor record."""
+    (tmp_path / name).mkdir(mode=0o700)
+    svc = LogService(_config(tmp_path / name, key, origin=f"seal.example/{name}"), integrator="thread")
+    try:
+        svc.register(statement(key, sub=f"{name}/0"))
+        closed = shard.close(svc._storage, successor=SUCC, reason="command")
+        rec = shard.record_final(svc._storage, url=f"https://{name}.example", closed=closed)
+    finally:
+        svc.close()
+    out = tmp_path / f"{name}.final.json"
+    out.write_text(json.dumps(rec))
+    return str(out)
+
+
+def _init(tmp_path, key, name: str, predecessor: str | None) -> tuple[int, str]:
+    from tlog.cli import main as tlog_main
+
+    (tmp_path / name).mkdir(exist_ok=True, mode=0o700)
+    cfg = {"data_dir": str(tmp_path / name / "data"), "origin": f"seal.example/{name}",
+           "issuer": "https://seal.example", "issuer_keys": [bound(write_public(tmp_path / "iss.pem", key))]}
+    if predecessor:
+        cfg["shard_predecessor"] = predecessor
+    (tmp_path / f"{name}.json").write_text(json.dumps(cfg))
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = tlog_main(["init", "--config", str(tmp_path / f"{name}.json")])
+    return code, err.getvalue()
+
+
+def test_shard_predecessor_refused_for_an_existing_log_unless_it_is_the_recorded_one(tmp_path, key):
+    pred, other = _closed_log(tmp_path, key, "a"), _closed_log(tmp_path, key, "a2")
+    # an existing first shard given a predecessor: refused, one line naming the setting
+    assert _init(tmp_path, key, "plain", None)[0] == 0
+    code, err = _init(tmp_path, key, "plain", pred)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("tlog: shard_predecessor ")
+    assert "records no predecessor" in err
+    # a successor restarted with its own predecessor: accepted; with another one: refused
+    assert _init(tmp_path, key, "succ", pred)[0] == 0
+    assert _init(tmp_path, key, "succ", pred)[0] == 0
+    code, err = _init(tmp_path, key, "succ", other)
+    assert code == 2 and err.count("\n") == 1 and "records another predecessor" in err and "seal.example/a'" in err
+    # each of the two checks on its own: the preflight (before any worker) and the service (a
+    # worker started without it, e.g. under gunicorn)
+    from tlog import startup
+
+    cfg = json.loads((tmp_path / "plain.json").read_text())
+    with pytest.raises(shard.StartupError, match="shard_predecessor"):
+        startup.preflight(Config.load(env={}, overrides={**cfg, "shard_predecessor": pred}))
+    with pytest.raises(shard.StartupError, match="shard_predecessor"):
+        LogService(Config.load(env={}, overrides={**cfg, "shard_predecessor": pred}), integrator="thread")

@@ -376,6 +376,7 @@ class LogService:
         in force, and refuse settings that disagree with it (``tlog policy set`` changes it)."""
         self.log.refresh()
         self.state.refresh()
+        shard.check_predecessor_setting(self._storage, self.config.shard_predecessor)  # as preflight does
         if self.state._policy is None:
             if self.config.shard_predecessor and self.log.size == 0:
                 self._register_shard_statement()  # a successor's entry 0, before its first policy

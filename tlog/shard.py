@@ -190,19 +190,52 @@ def shard_statement(keys: LogKeys, issuer: str, rec: dict[str, Any]) -> bytes:
 
 
 
-def predecessor_of(entry0: bytes | None) -> dict[str, str]:
-    """``{origin, url}`` of the predecessor a log's entry 0 records ({} when entry 0 is not a
-    shard statement). Not verified here: clients verify the statement (verifier.shard)."""
+def check_predecessor_setting(storage, path: str | None) -> None:
+    """``shard_predecessor`` is used once, when the log is created (its entry 0). Given to a log
+    that has entries it is refused (:class:`StartupError`, one line) unless it names exactly the
+    predecessor that log's entry 0 records (a restart with unchanged settings): otherwise it would
+    be silently ignored, and the operator would believe the log is that predecessor's successor."""
+    if not path:
+        return
+    st = storage.state()
+    size = st[0] if st else 0
+    if size == 0:
+        return  # a new log: its entry 0 will record it
+    rec = read_predecessor(path)
+    had = _recorded_predecessor(storage.entry_data(0))
+    if had is None:
+        raise StartupError(f"shard_predecessor {path}: this log already has {size} entries and its entry 0 records "
+                           "no predecessor (a predecessor is recorded only when a log is created): start the "
+                           "successor as a new log (own data dir or database, own origin), or remove the setting")
+    want = {k: rec[k] for k in ("origin", "url", "checkpoint", "vkey")}
+    if {k: had.get(k) for k in want} != want:
+        diff = ", ".join(k for k in want if had.get(k) != want[k])
+        raise StartupError(f"shard_predecessor {path}: this log's entry 0 records another predecessor "
+                           f"({had.get('origin')!r} at {had.get('url')!r}; differs in {diff}): a log's predecessor "
+                           "never changes, remove the setting or give the file it was created with")
+
+
+def _recorded_predecessor(entry0: bytes | None) -> dict[str, Any] | None:
+    """The predecessor document of a log's entry 0, None when it is not a shard statement."""
     from verifier.statement import SignedStatement
 
     if not entry0:
-        return {}
+        return None
     st = SignedStatement.parse(entry0, max_size=max(len(entry0), 1))
     if st.content_type != SHARD_CONTENT_TYPE or st.payload is None:
+        return None
+    p = vcbor.loads(st.payload, max_depth=8, max_size=len(st.payload)).get("predecessor")
+    return p if isinstance(p, dict) else None
+
+
+def predecessor_of(entry0: bytes | None) -> dict[str, str]:
+    """``{origin, url}`` of the predecessor a log's entry 0 records ({} when entry 0 is not a
+    shard statement). Not verified here: clients verify the statement (verifier.shard)."""
+    p = _recorded_predecessor(entry0)
+    if p is None:
         return {}
-    p = vcbor.loads(st.payload, max_depth=8, max_size=len(st.payload)).get("predecessor", {})
     return {"origin": str(p.get("origin", "")), "url": str(p.get("url", ""))}
 
-__all__ = ["LogClosed", "META_CLOSED", "META_FINAL", "close", "closed_state", "due", "finish_close",
+__all__ = ["LogClosed", "META_CLOSED", "META_FINAL", "check_predecessor_setting", "close", "closed_state", "due", "finish_close",
            "parse_time", "predecessor_of", "predecessor_record", "read_predecessor", "record_final", "refused", "settle",
            "shard_statement"]

@@ -11,6 +11,7 @@ or :class:`tlog.config.ConfigError`), before anything is written to the data dir
 4. the storage and the log's identity (keys against the stored identity, tlog.logstate);
 5. the trusted issuer keys and anchors (readable, parseable); the policy settings given must
    agree with the registration policy in force (``tlog policy set`` changes it);
+   ``shard_predecessor`` only for a new log, or naming exactly the predecessor its entry 0 records;
 6. the port (bound once and released; the address in use is refused here, not in a worker).
 """
 
@@ -108,6 +109,7 @@ def preflight(cfg, *, create: bool = True, check_policy: bool = True):
     Opens the storage and closes it again; creates the keys only for a log not created yet."""
     from .keys import TrustStore, make_dirs
     from .logstate import check_policy_agrees, latest_policy, open_identity
+    from .shard import check_predecessor_setting
     from .storage import open_storage
 
     check_data_dir(cfg.data_path)
@@ -116,6 +118,7 @@ def preflight(cfg, *, create: bool = True, check_policy: bool = True):
     storage = open_storage(cfg.storage_url(), **cfg.storage_options())
     try:
         ident = open_identity(storage, cfg, create=create)
+        check_predecessor_setting(storage, cfg.shard_predecessor)  # only where it creates a successor
         if check_policy:
             check_policy_agrees(latest_policy(storage, cfg.max_depth), cfg)
         return ident
