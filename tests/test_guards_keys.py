@@ -59,3 +59,19 @@ def test_load_or_create_without_any_origin_creates_nothing(tmp_path):
     with pytest.raises(tkeys.KeyError_, match="receipt"):
         tkeys.load_or_create(tmp_path, None)
     assert not (tmp_path / "keys" / tkeys.RECEIPT_KEY).exists()
+
+
+def test_cose_keys_of_the_wrong_shape_refused():
+    """verifier.keys.public_key_from_cose_key: an OKP key for another curve (X25519, 4) is not an
+    Ed25519 key even with a 32-byte x; RSA needs non-empty n and e byte strings."""
+    from verifier import VerificationError
+    from verifier.keys import public_key_from_cose_key
+
+    x = bytes(range(32))
+    assert public_key_from_cose_key({1: 1, -1: 6, -2: x}) is not None
+    for bad in ({1: 1, -1: 4, -2: x}, {1: 1, -1: 6, -2: "a" * 32}, {1: 1, -1: 6, -2: x[:31]},
+                {1: 3, -1: b"\x01" * 256, -2: 65537}, {1: 3, -1: 7, -2: b"\x01\x00\x01"},
+                {1: 3, -1: b"", -2: b"\x01\x00\x01"}, {1: 3, -1: b"\x01" * 256, -2: b""}):
+        with pytest.raises(VerificationError) as e:
+            public_key_from_cose_key(bad)
+        assert e.value.check == "key.cose", bad
