@@ -275,3 +275,33 @@ def test_re_encoding_of_a_pending_claim_answered_303_resolves(service_config):
         assert st.index == svc.log.find(SignedStatement.parse(first).leaf_input)
     finally:
         svc.close()
+
+
+def test_record_answered_303_then_refused_in_the_commit_resolves_to_409(service_config):
+    """register_wait 0: both records for one record id are answered 303 before the commit sees
+    them; the one the commit refuses resolves to a 409 problem naming the conflict, not to an
+    unknown id (404), and nothing is stored for it."""
+    settings, mode = service_config
+    svc = LogService(Config.load(env={}, overrides=settings | {"register_wait": 0.0}), integrator=mode)
+    app = create_app(svc.config, service=svc)
+    client = app.test_client()
+    try:
+        size = svc.tree_size()
+        held = _Held(svc)
+        bodies = [_cpr(b"record %d" % i, rid=b"rid-303") for i in range(2)]
+        posted = [client.post("/entries", data=b, content_type="application/cose") for b in bodies]
+        assert [r.status_code for r in posted] == [303, 303]
+        paths = ["/" + r.headers["Location"].split("://", 1)[-1].split("/", 1)[1] for r in posted]
+        held.release()
+        _wait_for(lambda: sorted(client.get(p).status_code for p in paths) == [200, 409], "one entry, one refusal")
+        got = {client.get(p).status_code: client.get(p) for p in paths}
+        problem = got[409]
+        assert problem.content_type.startswith("application/concise-problem-details+cbor") or \
+            problem.content_type.startswith("application/problem+json")
+        assert b"rid-303" in problem.data
+        svc.log.refresh()
+        assert svc.tree_size() == size + 1
+        refused = next(b for b, p in zip(bodies, paths) if client.get(p).status_code == 409)
+        assert svc.log.find(SignedStatement.parse(refused).leaf_input) is None
+    finally:
+        svc.close()

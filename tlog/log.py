@@ -46,7 +46,7 @@ from .layout import TILE_HEIGHT, TILE_WIDTH, tile_width
 from .storage import Storage, TreeHead, open_storage
 from .tree import HS, OverlayCache, TileCache, TileTree, append_hashes
 
-__all__ = ["Log", "Entry", "LogSealed", "Pending", "Refused", "TreeHead", "open_storage"]
+__all__ = ["CLAIM_REFUSED_PREFIX", "Log", "Entry", "LogSealed", "Pending", "Refused", "TreeHead", "open_storage"]
 
 log = logging.getLogger("tlog.log")
 
@@ -62,6 +62,10 @@ Attrs = Sequence[tuple[str, str]]
 # leave the queue in that transaction.
 SEALED = "shard_final"
 REFUSED_PREFIX = "shard_refused:"
+# A submission the commit refused (tlog.claims: another claim holds its record id) is recorded
+# under ``CLAIM_REFUSED_PREFIX + leaf hex`` in that transaction, so one answered 303 before the
+# refusal resolves to the refusal (409), not to an unknown id.
+CLAIM_REFUSED_PREFIX = "claim_refused:"
 
 
 class LogSealed(Exception):
@@ -527,6 +531,8 @@ class Log:
                 self._drained = self._refuse_queued(tx) if sealed else len(prows)
                 allitems = ([] if sealed else list(items)) + [(r.leaf, r.data, r.attrs, r.key) for r in prows]
                 refused = unique_conflicts(tx, allitems, self.unique_attrs) if self.unique_attrs else None
+                for i, why in (refused or {}).items():
+                    tx.set_meta(CLAIM_REFUSED_PREFIX + allitems[i][0].hex(), str(why)[:300])
                 kept = [it for i, it in enumerate(allitems) if i not in refused] if refused else allitems
                 # optimistic: assume no key is in the log (one insert, no lookups); on a
                 # unique-key conflict the storage inserts nothing and we dedup properly
