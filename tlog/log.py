@@ -46,7 +46,7 @@ from .layout import TILE_HEIGHT, TILE_WIDTH, tile_width
 from .storage import Storage, TreeHead, open_storage
 from .tree import HS, OverlayCache, TileCache, TileTree, append_hashes
 
-__all__ = ["CLAIM_REFUSED_PREFIX", "Log", "Entry", "LogSealed", "Pending", "Refused", "TreeHead", "open_storage"]
+__all__ = ["SEALED_REFUSAL", "refusal", "Log", "Entry", "LogSealed", "Pending", "Refused", "TreeHead", "open_storage"]
 
 log = logging.getLogger("tlog.log")
 
@@ -57,15 +57,20 @@ Attrs = Sequence[tuple[str, str]]
 # A closed shard (tlog.shard) records its final checkpoint under this ``meta`` key; from then on
 # every integration transaction refuses to append (checked in the transaction that would append,
 # which holds the log-wide writer lock, as does the one recording it): the final checkpoint stays
-# the latest whatever a worker's view of the close. Queue rows it refuses are recorded under
-# ``REFUSED_PREFIX + leaf hex`` (so a registration answered 303 resolves to the refusal) and
-# leave the queue in that transaction.
+# the latest whatever a worker's view of the close. Queue rows it refuses leave the queue in that
+# transaction, recorded as refused (below) with the value SEALED_REFUSAL.
 SEALED = "shard_final"
-REFUSED_PREFIX = "shard_refused:"
-# A submission the commit refused (tlog.claims: another claim holds its record id) is recorded
-# under ``CLAIM_REFUSED_PREFIX + leaf hex`` in that transaction, so one answered 303 before the
-# refusal resolves to the refusal (409), not to an unknown id.
-CLAIM_REFUSED_PREFIX = "claim_refused:"
+# Every submission the commit refuses - the log sealed (SEALED_REFUSAL), or another claim holding
+# its record id (tlog.claims: the conflict's text) - is recorded under ``REFUSED_PREFIX + leaf
+# hex`` in that transaction, so one answered 303 before the refusal resolves to it (410 or 409),
+# not to an unknown id.
+REFUSED_PREFIX = "refused:"
+SEALED_REFUSAL = "closed"
+
+
+def refusal(storage, leaf: bytes) -> str | None:
+    """Why the commit refused ``leaf`` (SEALED_REFUSAL or a conflict's text), None if it did not."""
+    return storage.meta(REFUSED_PREFIX + leaf.hex())
 
 
 class LogSealed(Exception):
@@ -532,7 +537,7 @@ class Log:
                 allitems = ([] if sealed else list(items)) + [(r.leaf, r.data, r.attrs, r.key) for r in prows]
                 refused = unique_conflicts(tx, allitems, self.unique_attrs) if self.unique_attrs else None
                 for i, why in (refused or {}).items():
-                    tx.set_meta(CLAIM_REFUSED_PREFIX + allitems[i][0].hex(), str(why)[:300])
+                    tx.set_meta(REFUSED_PREFIX + allitems[i][0].hex(), str(why)[:300])
                 kept = [it for i, it in enumerate(allitems) if i not in refused] if refused else allitems
                 # optimistic: assume no key is in the log (one insert, no lookups); on a
                 # unique-key conflict the storage inserts nothing and we dedup properly
@@ -606,10 +611,10 @@ class Log:
 
     def _refuse_queued(self, tx) -> int:
         """In the transaction that found the log sealed: record the next queue rows as refused
-        (``REFUSED_PREFIX + leaf hex``) and take them out of the queue; how many."""
+        (``REFUSED_PREFIX + leaf hex``: SEALED_REFUSAL) and take them out of the queue; how many."""
         prows = tx.pending(self.max_batch)
         for r in prows:
-            tx.set_meta(REFUSED_PREFIX + r.leaf.hex(), "closed")
+            tx.set_meta(REFUSED_PREFIX + r.leaf.hex(), SEALED_REFUSAL)
         if prows:
             tx.delete_pending([r.seq for r in prows])
             log.warning("refused %d queued entries: the log recorded its final checkpoint", len(prows))

@@ -32,7 +32,7 @@ import logging
 import threading
 import time
 
-from .log import REFUSED_PREFIX, SEALED, Entry, Log, LogSealed, Pending, Refused, _check_item
+from .log import SEALED, SEALED_REFUSAL, Entry, Log, LogSealed, Pending, Refused, _check_item, refusal
 from .storage import StorageUnavailable
 
 log = logging.getLogger("tlog.queued")
@@ -239,7 +239,7 @@ class QueueClient:
                 if self._st.meta(SEALED) is None:
                     return []
                 self._sealed_checked = -1.0  # sealed for good
-        return [lf for lf in leaves if self._st.meta(REFUSED_PREFIX + lf.hex()) is not None]
+        return [lf for lf in leaves if refusal(self._st, lf) == SEALED_REFUSAL]
 
     def close(self) -> None:
         with self._cond:

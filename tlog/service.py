@@ -52,7 +52,7 @@ from .keys import LogKeys, TrustStore, make_dirs
 from .logstate import LiveState, check_policy_agrees, configured_policy, open_identity
 from .metrics import Metrics  # aggregated across the server's processes (tlog.metrics)
 from . import shard
-from .log import CLAIM_REFUSED_PREFIX, Entry, Refused
+from .log import SEALED_REFUSAL, Entry, Refused, refusal
 from .policy import Policy, Rejection, classify
 from .shard import LogClosed
 
@@ -635,12 +635,11 @@ class LogService:
         if len(s) == 64 and all(c in "0123456789abcdefABCDEF" for c in s):
             leaf = bytes.fromhex(s)
             st = self.log.status(leaf)
-            if st is None and shard.refused(self._storage, leaf):  # queued, then refused: sealed
+            why = refusal(self._storage, leaf) if st is None else None  # answered 303, then refused
+            if why == SEALED_REFUSAL:
                 raise LogClosed(self._closed_now())
-            if st is None:  # answered 303, then refused by the commit: another record holds its id
-                why = self._storage.meta(CLAIM_REFUSED_PREFIX + leaf.hex())
-                if why is not None:
-                    raise Rejection("Conflict", f"refused at integration: {why}", "record-id", 409)
+            if why is not None:  # another record holds its record id
+                raise Rejection("Conflict", f"refused at integration: {why}", "record-id", 409)
             if isinstance(st, Entry) and st.duplicate:
                 # another encoding of a claim, queued while the claim was pending: the claim's entry
                 leaf = self.log.leaf_input(st.index) or leaf

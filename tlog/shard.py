@@ -37,7 +37,7 @@ from verifier.shard import SHARD_CONTENT_TYPE, SHARD_SUB_SUFFIX, shard_document
 
 from .config import parse_time
 from .keys import LogKeys, log_statement
-from .log import REFUSED_PREFIX, SEALED as META_FINAL
+from .log import SEALED as META_FINAL
 from .logstate import META_CLOSED, META_VKEY, StartupError, stored_keyset
 from .policy import Rejection
 
@@ -153,11 +153,6 @@ def record_final(storage, *, url: str, closed: dict[str, Any]) -> dict[str, Any]
     return json.loads(cur)
 
 
-def refused(storage, leaf: bytes) -> bool:
-    """Whether a queued registration of ``leaf`` was refused because the log was sealed."""
-    return storage.meta(REFUSED_PREFIX + leaf.hex()) is not None
-
-
 def read_predecessor(path: str) -> dict[str, Any]:
     """The predecessor record file, checked: its final checkpoint verifies with its vkey."""
     try:
@@ -237,5 +232,5 @@ def predecessor_of(entry0: bytes | None) -> dict[str, str]:
     return {"origin": str(p.get("origin", "")), "url": str(p.get("url", ""))}
 
 __all__ = ["LogClosed", "META_CLOSED", "META_FINAL", "check_predecessor_setting", "close", "closed_state", "due", "finish_close",
-           "parse_time", "predecessor_of", "predecessor_record", "read_predecessor", "record_final", "refused", "settle",
+           "parse_time", "predecessor_of", "predecessor_record", "read_predecessor", "record_final", "settle",
            "shard_statement"]
