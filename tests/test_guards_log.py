@@ -169,9 +169,10 @@ def test_sqlite_durability_on_every_connection(tmp_path, signer, monkeypatch):
             assert _pragma(db, "journal_mode") == "wal"
     opened.clear()
 
-    # the other SQLite state files under tlog/: the log's witnessing client, the witness server
-    from tlog import witness, witnessing
+    # the other SQLite state files: the log's witnessing client (tlog/), the witness server (witness/)
+    from tlog import witnessing
     from verifier.note import CosignatureSigner
+    from witness import core as witness
 
     monkeypatch.setattr(witnessing.sqlite3, "connect", recording_connect)
     monkeypatch.setattr(witness.sqlite3, "connect", recording_connect)

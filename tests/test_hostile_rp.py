@@ -189,7 +189,7 @@ def test_issuer_client_caps_answers(server):
 
 
 def test_witness_client_caps_answers_and_refuses_redirects(server, tmp_path):
-    from tlog.witness import CosignatureSigner
+    from verifier.note import CosignatureSigner
     from tlog.witnessing import Witnessing
 
     vkey = CosignatureSigner.generate("w.test").vkey

@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tlog.config import Config
-from tlog.logs import JSONFormatter, PlainFormatter
+from serving.logs import JSONFormatter, PlainFormatter
 from tlog.server import create_app
 
 from .test_server_support import bound, bound_arg, statement, write_public

@@ -17,7 +17,7 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 from werkzeug.serving import make_server
 
-from tlog.witness import Witness, create_app as witness_app
+from witness import Witness, create_app as witness_app
 from verifier.monitor import HttpLog, Monitor, MonitorAlert, Reporter, load_state, main
 from verifier.note import Checkpoint, CosignatureSigner, NoteVerifier, open_checkpoint
 from verifier.statement import SignedStatement

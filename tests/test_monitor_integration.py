@@ -9,7 +9,7 @@ from hashlib import sha256
 
 import pytest
 
-from tlog.witness import Witness, create_app
+from witness import Witness, create_app
 from verifier.monitor import Auditor, HttpLog, Monitor, MonitorAlert, Reporter
 from verifier.note import Checkpoint, CosignatureSigner, Signer, open_checkpoint
 from verifier.tiles import TileHashReader, TileNotFound

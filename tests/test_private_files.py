@@ -14,7 +14,7 @@ import pytest
 
 from issuer.cli import main as issuer_main
 from tlog import keys as tkeys
-from tlog.witness import _load_or_create_key
+from witness.cli import _load_or_create_key
 from verifier.files import write_private
 
 

@@ -53,7 +53,7 @@ def test_walkthrough_blocks_are_found():
     for step in ("twi-issuer keys", "tlog serve", "twi-issuer sign", "tlog register", "tlog info",
                  "register-workload-provenance", "dev-verifier init", "dev-verifier ear", "twi-issuer issue",
                  "twi-verify transparent-statement", "twi-verify credential", "twi-verify monitor",
-                 "twi-verify audit", "tlog.witness", "--witness", "twi-verify checkpoint", "tlog shard close",
+                 "twi-verify audit", "twi-witness", "--witness", "twi-verify checkpoint", "tlog shard close",
                  "--shard-predecessor", "--shards", "twi-verify shards"):
         assert step in script, step
     assert "8000" not in script and "8100" not in script and "8200" not in script

@@ -1,5 +1,5 @@
 """The plain POST /entries in granian's event loop (tlog.server.front.RegistrationFront.rsgi,
-tlog.server.httpd.WSGIOverRSGI's ``fast``): the same answers as the WSGI way, no thread of the
+serving.httpd.WSGIOverRSGI's ``fast``): the same answers as the WSGI way, no thread of the
 pool, a wait that runs out spilled to the durable queue (303), never a 201 before the commit."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from tlog.config import Config
 from tlog.log import Pending
 from tlog.server import create_app
 from tlog.server.front import RegistrationFront
-from tlog.server.httpd import WSGIOverRSGI
+from serving.httpd import WSGIOverRSGI
 from tlog.service import LogService
 from verifier import cbor as vcbor
 from verifier import receipt as vreceipt

@@ -122,7 +122,7 @@ def test_slow_body_gets_408_and_slow_head_is_closed(tmp_path):
 @pytest.mark.slow
 def test_witness_serves_while_64_connections_trickle(tmp_path):
     port = _port()
-    proc = subprocess.Popen([sys.executable, "-m", "tlog.witness", "--data-dir", str(tmp_path / "w"),
+    proc = subprocess.Popen([sys.executable, "-m", "witness", "--data-dir", str(tmp_path / "w"),
                              "--log-vkey", Signer.generate("slow.example/log").vkey, "--port", str(port),
                              "--threads", "4"],
                             cwd=str(ROOT), env={**os.environ, "PYTHONPATH": str(ROOT)},

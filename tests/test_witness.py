@@ -1,4 +1,4 @@
-"""tlog.witness: the C2SP tlog-witness add-checkpoint endpoint."""
+"""witness (the witness package): the C2SP tlog-witness add-checkpoint endpoint."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from tlog.witness import Witness, create_app, parse_add_checkpoint
+from witness import Witness, create_app, parse_add_checkpoint
 from verifier.note import CosignatureSigner, Signer, open_checkpoint, sign_note, Checkpoint
 from verifier.tiles import TileHashReader
 
@@ -173,7 +173,7 @@ def test_parse_add_checkpoint():
 
 
 def test_witness_cli_help():
-    from tlog.witness import main
+    from witness import main
 
     with pytest.raises(SystemExit) as e:
         main(["--help"])
@@ -230,7 +230,7 @@ def test_python_m_tlog_witness_serves(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    p = subprocess.Popen([sys.executable, "-m", "tlog.witness", "--data-dir", str(tmp_path / "wd"),
+    p = subprocess.Popen([sys.executable, "-m", "witness", "--data-dir", str(tmp_path / "wd"),
                           "--log-vkey", log.signer.vkey, "--port", str(port), "--name", "w.example"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -275,3 +275,15 @@ def test_random_bodies_never_crash(tmp_path_factory, data, variant):
 
 
 _HYP_ENV: dict = {}
+
+
+def test_witness_imports_nothing_of_the_log():
+    """The witness runs on other hosts: importing it (and the server it runs under) loads no tlog module."""
+    import subprocess
+    import sys
+
+    code = ("import sys, witness, witness.cli, witness.core, witness.http, serving.httpd, serving.logs; "
+            "bad = sorted(m for m in sys.modules if m == 'tlog' or m.startswith('tlog.')); "
+            "print(bad); sys.exit(1 if bad else 0)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -14,7 +14,7 @@ from werkzeug.serving import make_server
 from tlog import keys as tkeys
 from tlog.config import Config, ConfigError
 from tlog.server import create_app
-from tlog.witness import Witness, create_app as witness_app
+from witness import Witness, create_app as witness_app
 from verifier.note import Checkpoint, CosignatureSigner, open_checkpoint, sign_note
 
 from .test_server_support import bound, bound_arg, statement, write_public
@@ -23,7 +23,7 @@ ORIGIN = "test.example/wlog"
 
 
 class WitnessServer:
-    """A real tlog.witness app on 127.0.0.1 (werkzeug server thread); stop() takes it down."""
+    """A real witness app on 127.0.0.1 (werkzeug server thread); stop() takes it down."""
 
     def __init__(self, tmp_path, name: str, log_verifier):
         self.signer = CosignatureSigner.generate(name)

@@ -12,7 +12,7 @@
     tlog shard close|status --data-dir DIR --successor URL [--out FILE]
                                                    close the log (shards by time), its final checkpoint
 
-``serve`` runs granian (:mod:`tlog.server.httpd`: HTTP parsed in Rust with header and body
+``serve`` runs granian (:mod:`serving.httpd`: HTTP parsed in Rust with header and body
 timeouts; ``--workers`` processes, each opening its own Log on the shared database and its own
 integrator process; ``--threads`` Python threads each) with the app of :mod:`tlog.server`. The
 same settings can come from a TOML/JSON config file or ``TLOG_*`` environment variables (see
@@ -80,7 +80,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    from .logs import setup_logging
+    from serving.logs import setup_logging
 
     setup_logging(cfg.log_format)  # before anything logs: one format for every process
     from . import startup
@@ -111,9 +111,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .metrics import fresh_dir
 
     metrics_dir = fresh_dir()
-    from .logs import dictconfig, setup_logging
+    from serving.logs import dictconfig, setup_logging
     from .ready import announce_when_ready, local_url
-    from .server import httpd
+    from serving import httpd
 
     setup_logging(cfg.log_format)
     # every worker process reads the same settings from the environment (tlog.server.wsgi:rsgi_app)
@@ -244,7 +244,7 @@ def cmd_shard(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="tlog", description="TWI provenance transparency log")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("serve", help="serve the log over HTTP (granian, tlog.server.httpd)")
+    s = sub.add_parser("serve", help="serve the log over HTTP (granian, serving.httpd)")
     _add_settings(s)
     s.add_argument("--workers", type=int, help="server processes, each with its integrator (default 2)")
     s.add_argument("--threads", type=int, help="Python threads per process running requests (default 16)")
@@ -277,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .logs import setup_logging
+    from serving.logs import setup_logging
 
     setup_logging(if_unconfigured=True)  # `serve` configures its processes itself
     args = build_parser().parse_args(argv)

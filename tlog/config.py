@@ -102,7 +102,7 @@ class Config:
     pkcs11_module: str | None = None
     pkcs11_token: str | None = None
     pkcs11_pin: str | None = None
-    # production HTTP server (tlog.server.httpd: granian): processes, Python threads per process,
+    # production HTTP server (serving.httpd: granian): processes, Python threads per process,
     # seconds for a request head and for a request body (then 408 and the connection closes)
     workers: int = 2
     threads: int = 16

@@ -11,7 +11,7 @@ import threading
 from .childproc import handshake
 from .integrator import _integrate, _loads
 from .leader import Leader
-from .logs import setup_logging
+from serving.logs import setup_logging
 from .service import LogService
 
 

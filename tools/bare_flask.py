@@ -36,7 +36,7 @@ def health():
 
 
 def rsgi_app():
-    """The same app under the production server's adapter (tlog.server.httpd), TLOG_THREADS threads."""
-    from tlog.server.httpd import WSGIOverRSGI
+    """The same app under the production server's adapter (serving.httpd), TLOG_THREADS threads."""
+    from serving.httpd import WSGIOverRSGI
 
     return WSGIOverRSGI(app, threads=int(os.environ.get("TLOG_THREADS", "16")), max_body=(1 << 20) + 4096)

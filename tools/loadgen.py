@@ -80,7 +80,7 @@ def sign_statements(key, n: int, tag: str) -> list[tuple[bytes, bytes]]:
 
 
 def server_command(server: str, app: str, port: int, workers: int, threads: int) -> list[str]:
-    """``granian``: the production server as ``tlog serve`` runs it (RSGI, tlog.server.httpd);
+    """``granian``: the production server as ``tlog serve`` runs it (RSGI, serving.httpd);
     ``gunicorn``: gthread, the setup before issue 11 (for comparisons)."""
     if server == "granian":
         return [sys.executable, "-m", "granian", "--interface", "rsgi", "--factory", "--workers", str(workers),

@@ -2,7 +2,7 @@
 
     python tools/slowclients.py                       # tlog serve, 256 trickling connections, 20 s
     python tools/slowclients.py --server gunicorn     # the setup before: gunicorn gthread (no read timeout)
-    python tools/slowclients.py --target witness      # python -m tlog.witness under the same server
+    python tools/slowclients.py --target witness      # twi-witness under the same server
 
 Starts the server on 127.0.0.1 (``tlog serve --workers 2 --threads 16``, fresh data dir, one
 trusted ES256 issuer key; or, ``--server gunicorn``, ``gunicorn -k gthread --workers 2 --threads
@@ -164,7 +164,7 @@ def start_log(server: str, work: Path, port: int, *, workers: int, threads: int,
 
 
 def start_witness(work: Path, port: int, log_vkey: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "tlog.witness", "--data-dir", str(work / "witness"), "--log-vkey", log_vkey,
+    cmd = [sys.executable, "-m", "witness", "--data-dir", str(work / "witness"), "--log-vkey", log_vkey,
            "--port", str(port)]
     return subprocess.Popen(cmd, cwd=str(ROOT), env={**os.environ, "PYTHONPATH": str(ROOT)},
                             stdout=open(work / "witness.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True)

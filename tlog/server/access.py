@@ -3,7 +3,7 @@
 Every request gets an id: the client's ``X-Request-Id`` when it is 1-128 visible ASCII
 characters, else 16 random hex digits; it is echoed in the response's ``X-Request-Id`` and is
 ``environ["tlog.request_id"]`` for the layers below. One log record per request (logger
-``tlog.access``, level INFO, in the process-wide format of :mod:`tlog.logs`) with ``id``,
+``tlog.access``, level INFO, in the process-wide format of :mod:`serving.logs`) with ``id``,
 ``method``, ``path``, ``status``, ``ms`` (time until the app returned its answer) and, for every
 4xx/5xx, ``reason``: the problem details' title and detail (RFC 9290 CBOR body), so the log says
 why each request was refused.

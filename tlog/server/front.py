@@ -10,7 +10,7 @@ routes: the same rate limit, body limit (413), problem details, status codes, he
 metrics. Everything else (multipart bodies with a detached payload, chunked bodies, other media
 types, other methods and routes) passes through to Flask unchanged.
 
-Under granian (:mod:`tlog.server.httpd`) the same request is served one step earlier still, in
+Under granian (:mod:`serving.httpd`) the same request is served one step earlier still, in
 the worker's event loop (:meth:`RegistrationFront.rsgi`): no WSGI environ, no thread of the
 pool. Checking the statement (parse, verify, policy) runs in the loop, as it would in a thread
 (the work is the same, there is one interpreter lock); the wait for the integrator's commit is
@@ -182,9 +182,9 @@ class RegistrationFront:
             log.exception("internal error on POST /entries")
             return self._problem(500, "Internal Server Error", "the log could not complete the request", retry_after=1)
 
-    # ---- in the event loop (granian: tlog.server.httpd) ------------------------------------------
+    # ---- in the event loop (granian: serving.httpd) ------------------------------------------
     def rsgi(self, method: str, path: str, headers, body, client: str):
-        """For :class:`tlog.server.httpd.WSGIOverRSGI`: an awaitable answering the plain
+        """For :class:`serving.httpd.WSGIOverRSGI`: an awaitable answering the plain
         registration ``(status, headers, body)`` in the event loop, or None for the WSGI app.
         ``headers`` (lower-case names) has ``get``; ``body`` is bytes (small bodies) or a file."""
         if (

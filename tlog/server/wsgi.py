@@ -1,7 +1,7 @@
 """Entry points of the log's HTTP app for servers.
 
 * ``tlog.server.wsgi:rsgi_app`` (a factory): the production server, granian, as ``tlog serve``
-  runs it (:mod:`tlog.server.httpd`): ``granian --interface rsgi --factory 'tlog.server.wsgi:rsgi_app'``.
+  runs it (:mod:`serving.httpd`): ``granian --interface rsgi --factory 'tlog.server.wsgi:rsgi_app'``.
 * ``tlog.server.wsgi:app``: the plain WSGI app, for any WSGI server (e.g. for comparisons:
   ``gunicorn -k gthread --workers 2 --threads 16 'tlog.server.wsgi:app'``; gunicorn has no read
   timeout, so it is not the production setup, see tlog/server/README.md).
@@ -27,7 +27,7 @@ sys.setswitchinterval(float(os.environ.get("TLOG_SWITCH_INTERVAL", "0.0005")))
 
 
 def _create(config: Config):
-    from ..logs import setup_logging
+    from serving.logs import setup_logging
     from . import create_app
 
     setup_logging(config.log_format)
@@ -37,7 +37,7 @@ def _create(config: Config):
 
 def rsgi_app():
     """Factory for granian's RSGI interface (one call per worker process)."""
-    from .httpd import WSGIOverRSGI
+    from serving.httpd import WSGIOverRSGI
     from .problems import problem_body, MEDIA_TYPE
 
     config = Config.load()

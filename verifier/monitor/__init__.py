@@ -3,8 +3,8 @@
 ``monitor``: follow a log's checkpoints (``GET <log>/checkpoint``), verify the log's signature,
 check each new checkpoint against the last verified one with a consistency proof computed from
 the log's tiles (verified with :mod:`verifier.merkle`), compare with the checkpoints other
-parties saw (``--peer`` URLs serving a checkpoint note, ``--witness`` URLs of tlog.witness
-serving ``GET <witness>/checkpoint?origin=``), and keep the last verified checkpoint in a state
+parties saw (``--peer`` URLs serving a checkpoint note, ``--witness`` URLs of a witness,
+``twi-witness``, serving ``GET <witness>/checkpoint?origin=``), and keep the last verified checkpoint in a state
 file written crash-safely (temp file, fsync, rename, fsync of the directory).
 
 ``audit``: fetch every entry bundle and every hash tile of the tree, recompute every leaf hash,

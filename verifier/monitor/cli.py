@@ -208,7 +208,7 @@ def add_parser(subparsers) -> None:
     m.add_argument("--vkey", required=True, help="the log's note verifier key (or @FILE)")
     m.add_argument("--state", required=True, help="state file (created if missing)")
     m.add_argument("--witness", action="append", default=[],
-                   help="witness URL (tlog.witness: GET <url>/checkpoint?origin=) to compare views with")
+                   help="witness URL (twi-witness: GET <url>/checkpoint?origin=) to compare views with")
     m.add_argument("--peer", action="append", default=[], help="URL of a checkpoint seen elsewhere to compare with")
     m.add_argument("--interval", type=float, default=30.0, help="seconds between polls")
     m.add_argument("--once", action="store_true",

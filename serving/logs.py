@@ -105,7 +105,7 @@ class StderrHandler(logging.StreamHandler):
 
 
 def _formatter_class(fmt: str) -> str:
-    return "tlog.logs.JSONFormatter" if fmt == "json" else "tlog.logs.PlainFormatter"
+    return "serving.logs.JSONFormatter" if fmt == "json" else "serving.logs.PlainFormatter"
 
 
 def dictconfig(fmt: str = "plain", level: str = "INFO") -> dict:
@@ -114,7 +114,7 @@ def dictconfig(fmt: str = "plain", level: str = "INFO") -> dict:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"tlog": {"()": _formatter_class(fmt)}},
-        "handlers": {"stderr": {"class": "tlog.logs.StderrHandler", "formatter": "tlog"}},
+        "handlers": {"stderr": {"class": "serving.logs.StderrHandler", "formatter": "tlog"}},
         "root": {"handlers": ["stderr"], "level": level},
         # granian's own loggers (master, workers, access log) in the same format
         "loggers": {
