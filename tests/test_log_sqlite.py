@@ -10,7 +10,7 @@ import pytest
 from tests.tlog_fixtures import ORIGIN
 from tlog.log import Entry, Log
 from tlog.storage import druns
-from tlog.storage.sqlite import SQLiteStorage, _marks
+from tlog.storage.sqlite import SCHEMA_VERSION, SQLiteStorage, _marks
 from verifier.note import Signer
 
 
@@ -358,7 +358,7 @@ def test_schema_4_file_migrated(tmp_path, signer):
     log = Log.open(st, origin=ORIGIN, note_signer=signer)
     try:
         db = st._writer
-        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "5"
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == SCHEMA_VERSION
         assert db.execute("SELECT a, b, n FROM druns").fetchall() == [(0, 20, 20)]
         assert not db.execute("SELECT name FROM sqlite_master WHERE name = 'dmain'").fetchall()
         assert os.listdir(st.rundir) == [druns.run_name(0, 20)]

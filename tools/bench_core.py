@@ -22,7 +22,8 @@ Measures, with small synthetic statements (``--data-size`` bytes each):
   * dedup hits/s: 2,000 statements already in the log, at random indexes, appended again.
 ``--resume DIR`` keeps the log in DIR and continues a prepared one (statements are a function
 of their index), so a 10^8 log is built once and measured again (``--entries`` = its size: only
-the restart, proofs and dedup). ``--drop-caches`` drops the OS page cache before the restart.
+the restart, proofs and dedup; ``--proofs-only``: only the restart and the proofs, nothing written).
+``--drop-caches`` drops the OS page cache before the restart.
 Prints a JSON line with every figure (``--json`` to append it to a file).
 """
 
@@ -201,7 +202,11 @@ def run(args) -> dict:
     wdelta = PGWrites.delta if pgw else (lambda a, b: b - a)
     st = open_backend(args, schema)
     try:
-        log = Log.open(st, origin=ORIGIN, note_signer=signer)
+        log = Log.open(st, origin=ORIGIN, note_signer=signer, sequencer=not args.proofs_only)
+        if args.proofs_only:
+            if not args.resume:
+                raise SystemExit("--proofs-only needs --resume DIR (a prepared log)")
+            args.entries = res["entries"] = log.size
         n = args.entries
         i = first = log.size
         res["resumed_from"] = first
@@ -260,7 +265,7 @@ def run(args) -> dict:
         # restart to ready
         t0 = time.perf_counter()
         st = open_backend(args, schema)
-        log = Log.open(st, origin=ORIGIN, note_signer=signer)
+        log = Log.open(st, origin=ORIGIN, note_signer=signer, sequencer=not args.proofs_only)
         res["restart_to_ready_s"] = round(time.perf_counter() - t0, 4)
         assert log.size == n and log.root(n) == root
 
@@ -300,13 +305,16 @@ def run(args) -> dict:
         for name, xs in (("inclusion", cinc), ("consistency", ccon)):
             res[f"{name}_cpu_p50_ms"] = round(statistics.median(xs) * 1e3, 3)
             res[f"{name}_cpu_p99_ms"] = round(pct(xs, 99) * 1e3, 3)
+        res["proof_io_wait_ms"] = round((sum(inc) + sum(con) - sum(cinc) - sum(ccon)) * 1e3 / max(1, len(inc) + len(con)), 3)
+        res["load_avg_after_proofs"] = round(os.getloadavg()[0], 2)
         # dedup of entries already in the log, spread over all of it (every tier)
-        ks = [rnd.randrange(n) for _ in range(min(n, 2000))]
+        ks = [] if args.proofs_only else [rnd.randrange(n) for _ in range(min(n, 2000))]
         dups = [(sha256(statements(j, 1, pad)[0]).digest(), statements(j, 1, pad)[0], ()) for j in ks]
-        t0 = time.perf_counter()
-        ents = log.append(dups)
-        res["dedup_hits_per_s"] = round(len(dups) / (time.perf_counter() - t0))
-        assert [e.index for e in ents] == ks and all(e.duplicate for e in ents) and log.size == n
+        if dups:
+            t0 = time.perf_counter()
+            ents = log.append(dups)
+            res["dedup_hits_per_s"] = round(len(dups) / (time.perf_counter() - t0))
+            assert [e.index for e in ents] == ks and all(e.duplicate for e in ents) and log.size == n
         used = st.bytes_used()
         res["storage_bytes"] = used
         res["bytes_per_entry_beyond_statement"] = round(used / n - args.data_size, 1)
@@ -385,6 +393,9 @@ def main(argv=None) -> int:
                          "from its size up to --entries instead of rebuilding it (0 new entries: only the "
                          "restart, proofs and dedup are measured)")
     ap.add_argument("--slices", type=int, default=10, help="report appends per slice of --entries (default 10)")
+    ap.add_argument("--proofs-only", action="store_true",
+                    help="with --resume: append nothing and skip the dedup probe (it writes): only the restart and "
+                         "the cold proofs of the log as it is (--entries is ignored)")
     ap.add_argument("--drop-caches", action="store_true",
                     help="drop the OS page cache before the restart (needs root; the result says which)")
     ap.add_argument("--pg-private", action="store_true",

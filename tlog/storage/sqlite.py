@@ -62,12 +62,13 @@ from itertools import accumulate
 from typing import Sequence
 
 from ..layout import TILE_WIDTH
-from ..tree import TILE_BYTES
+from ..tree import RECORD_BYTES, TILE_BYTES
 from . import druns
+from .sqlite_tiles import L0File, _read_tiles, _read_tiles_at, _tid, read_marks, set_marks
 from .base import SQLReads, SQLTxn, Storage, Txn, pending_values
 from .sqlite_recent import _HS, DKEYS, LEAVES, _key, _leaf_blob, _lookup, _marks, _Recent, _values  # noqa: F401 (_marks: tests)
 
-SCHEMA_VERSION = "5"
+SCHEMA_VERSION = "6"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -92,10 +93,6 @@ DEFAULT_MERGE_EVERY = 1 << 18  # recent tier: <= 262,144 + one batch of keys in 
 MERGE_INLINE_MAX = 1 << 20  # merges of more keys run in a child process, outside the write lock
 
 
-def _tid(level: int, index: int) -> int:
-    return index * 64 + level
-
-
 class _SQLiteTxn(SQLTxn, Txn):
     def __init__(self, db: sqlite3.Connection, st: "SQLiteStorage") -> None:
         self.db = db
@@ -106,12 +103,25 @@ class _SQLiteTxn(SQLTxn, Txn):
         return self.db
 
     def tiles(self, keys):
-        return _read_tiles(self.db, keys)
+        return _read_tiles_at(self.db, list(keys), self.st, read_marks(self.db))
 
     def put_tiles(self, tiles):
+        rows = dict(tiles)
+        full = sorted(n for (l, n), b in tiles.items() if l == 0 and len(b) == RECORD_BYTES)
+        if full:  # full level-0 tiles go to the tile file (tlog.storage.sqlite_tiles)
+            l0_from, upto = read_marks(self.db)
+            new = [n for n in full if n >= upto]
+            if new and new != list(range(upto, upto + len(new))):
+                raise RuntimeError(f"full level-0 tiles {new[0]}.. do not continue the tile file at {upto}")
+            for n in full:
+                if n >= l0_from:
+                    self.st._l0.write(n, rows.pop((0, n)))
+            if new:
+                set_marks(self.db, l0_from, new[-1] + 1)
+                self.db.executemany("DELETE FROM tiles WHERE id = ?", [(_tid(0, n),) for n in new])
         self.db.executemany("INSERT INTO tiles (id, hashes, interior) VALUES (?, ?, ?) "
                             "ON CONFLICT (id) DO UPDATE SET hashes = excluded.hashes, interior = excluded.interior",
-                            [(_tid(l, n), b[:TILE_BYTES], b[TILE_BYTES:] or None) for (l, n), b in tiles.items()])
+                            [(_tid(l, n), b[:TILE_BYTES], b[TILE_BYTES:] or None) for (l, n), b in rows.items()])
 
     def delete_pending(self, seqs):
         self.db.executemany("DELETE FROM pending WHERE seq = ?", [(s,) for s in seqs])
@@ -201,18 +211,6 @@ def _unlink(path: str) -> None:
         pass
 
 
-def _read_tiles(db, keys):
-    keys = list(keys)
-    out = {}
-    for i in range(0, len(keys), 500):
-        chunk = keys[i:i + 500]
-        ids = {_tid(l, n): (l, n) for l, n in chunk}
-        q = "SELECT id, hashes, interior FROM tiles WHERE id IN (%s)" % ",".join("?" * len(ids))
-        for tid, blob, interior in db.execute(q, list(ids)):
-            out[ids[tid]] = blob + interior if interior else blob
-    return out
-
-
 class SQLiteStorage(SQLReads, Storage):
     def __init__(self, path: str | os.PathLike, *, busy_timeout: float = 120.0, cache_mb: int = 64,
                  merge_every: int = DEFAULT_MERGE_EVERY, merge_inline_max: int = MERGE_INLINE_MAX) -> None:
@@ -238,6 +236,7 @@ class SQLiteStorage(SQLReads, Storage):
         self._rrec: _Recent | None = None  # the readers' one (under _rrec_lock)
         self._rrec_lock = threading.Lock()
         self.rundir = self.path + "-dedup"  # the dedup runs (tlog.storage.druns)
+        self._l0 = L0File(self.path + "-tiles")  # full level-0 tiles (tlog.storage.sqlite_tiles)
         self._runcache: dict[tuple[int, int], druns.Run] = {}
         self._runs_lock = threading.Lock()
         self._created: list[str] = []  # run files written by the current integration
@@ -256,6 +255,10 @@ class SQLiteStorage(SQLReads, Storage):
                     self._writer.execute(stmt)
             if version == "4":
                 self._migrate_4()
+            if version in ("4", "5"):
+                self._migrate_5()
+            elif version is None:
+                set_marks(self._writer, 0, 0)
             self._writer.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
                                  (SCHEMA_VERSION,))
             # run files no committed manifest lists: a crashed or rolled-back merge's (we hold
@@ -278,10 +281,10 @@ class SQLiteStorage(SQLReads, Storage):
         if "meta" in tables:
             r = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             version = r and r[0]
-        if version not in ("4", SCHEMA_VERSION):
+        if version not in ("4", "5", SCHEMA_VERSION):
             raise RuntimeError(
                 f"{self.path}: unsupported tlog SQLite schema version {version or '1 (unversioned)'}; "
-                f"this code needs version {SCHEMA_VERSION} or 4 (entries stored per bundle run with dedup keys, "
+                f"this code needs version {SCHEMA_VERSION}, 5 or 4 (entries stored per bundle run with dedup keys, "
                 "in-memory recent dedup tier). Data directories older than version 4 are not migrated: "
                 "re-create the log or use the matching older release")
         return version
@@ -301,6 +304,15 @@ class SQLiteStorage(SQLReads, Storage):
             level = max(0, round(math.log(merged / self.merge_every, druns.FANIN))) if merged > self.merge_every else 0
             self._new_run(db, 0, merged, level, ks, ids)
         db.execute("DROP TABLE IF EXISTS dmain")
+
+    def _migrate_5(self) -> None:
+        """Schema 5 -> 6 (in the open transaction): the full level-0 tiles written so far stay
+        rows of ``tiles`` (below ``l0_from``; :func:`sqlite_tiles.copy_table_tiles` moves them
+        into the file when convenient), the ones completed from now on go to the tile file."""
+        db = self._writer
+        r = db.execute("SELECT size FROM state").fetchone()
+        full = (r[0] if r else 0) // TILE_WIDTH
+        set_marks(db, full, full)
         db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
 
     # -- dedup runs -------------------------------------------------------------------------
@@ -444,6 +456,7 @@ class SQLiteStorage(SQLReads, Storage):
                 try:
                     with self._tx(self._writer) as db:
                         yield _SQLiteTxn(db, self)
+                        self._l0.sync()  # tile records durable before the commit that lists them
                 except BaseException:
                     self._wrec = None  # it may hold the rolled-back batch: rebuild when needed
                     for p in self._created:  # written for a manifest that did not commit
@@ -456,7 +469,7 @@ class SQLiteStorage(SQLReads, Storage):
     # -- reads ------------------------------------------------------------------------------
 
     def tiles(self, keys):
-        return _read_tiles(self._reader(), keys)
+        return _read_tiles(self._reader(), keys, self)
 
     def leaf_inputs(self, start, end):
         db = self._reader()
@@ -517,7 +530,7 @@ class SQLiteStorage(SQLReads, Storage):
 
     def bytes_used(self):
         total = 0
-        paths = [self.path + suffix for suffix in ("", "-wal")]
+        paths = [self.path + suffix for suffix in ("", "-wal", "-tiles")]
         try:
             paths += [os.path.join(self.rundir, n) for n in os.listdir(self.rundir)]
         except FileNotFoundError:
@@ -546,3 +559,4 @@ class SQLiteStorage(SQLReads, Storage):
                     c.close()
                 except sqlite3.Error:
                     pass
+            self._l0.close()
