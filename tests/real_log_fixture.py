@@ -135,7 +135,7 @@ def read_entries(data_dir: Path) -> list[bytes]:
 def _attrs(data: bytes, log_kid: bytes, policy_id: str | None) -> tuple[list[tuple[str, str]], str | None]:
     """The lookup attributes tlog.service records for an entry (kind, policy, iss, iss-sub, payload
     hash; sub for policy entries); returns them and the policy id in force after this entry."""
-    from tlog.service import iss_sub_key
+    from tlog.attrs import iss_sub_key
 
     st = SignedStatement.parse(data)
     attrs = [("iss", st.iss), ("iss-sub", iss_sub_key(st.iss, st.sub))]

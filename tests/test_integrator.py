@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from tlog.config import Config
 from tlog.integrator import IntegratedEntry
-from tlog.service import LogService, Unavailable
+from tlog.errors import Unavailable
+from tlog.service import LogService
 from verifier import receipt as vreceipt
 from verifier.statement import SignedStatement
 
@@ -146,7 +147,7 @@ from hypothesis import strategies as hst  # noqa: E402
 def test_iss_sub_key_is_the_compact_json_array(iss, sub):
     import json
 
-    from tlog.service import iss_sub_key
+    from tlog.attrs import iss_sub_key
 
     assert iss_sub_key(iss, sub) == json.dumps([iss, sub], separators=(",", ":"), ensure_ascii=False)
 

@@ -592,7 +592,7 @@ def test_config_file_and_env(tmp_path):
 
 
 def test_fast_receipt_encoding_matches_verifier():
-    from tlog.service import fast_receipt
+    from tlog.receipts import fast_receipt
 
     p = vreceipt.receipt_protected(alg=-7, kid=b"k" * 32, issuer="https://i", subject="o", iat=1700000000)
     for size, index, n in [(1, 0, 0), (2, 1, 1), (300, 17, 9), (70000, 65535, 17), (2**40, 2**39, 40)]:

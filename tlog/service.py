@@ -15,36 +15,42 @@ and receipt), and a second, different Credential Provenance record for a record 
 issuer already registered is refused (409), before the queue and, for records sent at the
 same instant, in the commit (``Log.unique_attrs``).
 
-Receipts: one COSE signature per tree size. The core calls :meth:`LogService.sign_head` once
-for every new tree head and stores the bytes ``CBOR [protected_raw, signature]`` with the head;
-every receipt at that size (inclusion for any entry, and consistency receipts ending at that
-size) reuses that signature: the Sig_structure is the same (protected header, detached payload
-= root). Sizes that are not published tree heads are refused (400) rather than signed on demand.
+Receipts: one COSE signature per tree size, :mod:`tlog.receipts`. The parts of the service that
+are not about registering and reading live apart, each a mix-in of :class:`LogService`:
+:mod:`tlog.receipts` (receipt signatures), :mod:`tlog.discovery` (transparency configuration,
+JWKS), :mod:`tlog.operations` (health, metrics); entry ids and lookup attributes are in
+:mod:`tlog.attrs`, the request errors in :mod:`tlog.errors`.
 """
 
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import os
-import re
 import threading
 import time
 from dataclasses import dataclass
 
-
-import cbor2
-
 from verifier import VerificationError
-from verifier import cbor as vcbor
-from verifier import cose as vcose
 from verifier import receipt as vreceipt
 from verifier.statement import SignedStatement
 
 from tlog.storage import StorageUnavailable, open_storage
 
-from .errors import Unavailable  # noqa: F401 - part of the service API
+from .attrs import (
+    ATTR_ISS,
+    ATTR_ISS_SUB,
+    ATTR_KIND,
+    ATTR_PAYLOAD_HASH,
+    ATTR_POLICY,
+    ATTR_SUB,
+    entry_id_of,
+    iss_sub_key,
+)
+from .discovery import Discovery
+from .errors import BadRequest, Unavailable
+from .operations import Operations
+from .receipts import ReceiptSigning
 from .config import Config
 from .integrator import IntegratorUnavailable
 from .log import LogSealed
@@ -66,25 +72,6 @@ try:  # TWI Credential Provenance index attributes (tlog.twi_index), served by t
 except ImportError:  # pragma: no cover - the TWI modules are optional for the log
     _twi_attrs = None
 
-VDS_RFC9162_SHA256 = 1
-ATTR_KIND = "kind"
-ATTR_POLICY = "policy"
-ATTR_ISS = "iss"
-ATTR_SUB = "sub"
-ATTR_ISS_SUB = "iss-sub"
-ATTR_PAYLOAD_HASH = "payload-sha256"
-
-
-class NotFound(Exception):
-    def __init__(self, title: str, detail: str) -> None:
-        super().__init__(detail)
-        self.title, self.detail = title, detail
-
-
-class BadRequest(Exception):
-    def __init__(self, title: str, detail: str) -> None:
-        super().__init__(detail)
-        self.title, self.detail = title, detail
 
 
 @dataclass
@@ -105,35 +92,6 @@ class Submission:
     t_start: float
     t0: float
     record: tuple | None = None  # (iss, record id, claim digest) of a provenance record
-
-
-def entry_id_of(leaf_input: bytes) -> str:
-    return leaf_input.hex()
-
-
-_JSON_PLAIN = re.compile(r'[^"\\\x00-\x1f\x7f-\U0010ffff]*')  # no escapes needed, ASCII
-
-
-def iss_sub_key(iss: str, sub: str) -> str:
-    """The lookup key of (iss, sub): the compact JSON array ``["iss","sub"]``."""
-    if _JSON_PLAIN.fullmatch(iss) and _JSON_PLAIN.fullmatch(sub):
-        return '["' + iss + '","' + sub + '"]'  # what json.dumps gives for these strings
-    return json.dumps([iss, sub], separators=(",", ":"), ensure_ascii=False)
-
-
-def fast_receipt(protected_raw: bytes, signature: bytes, vdp_label: int, proof: list) -> bytes:
-    """The bytes of ``verifier.receipt.assemble_receipt`` with one proof, built with cbor2's C
-    encoder (the structures are arrays of uints and bstrs and one-entry maps, so the encoding
-    is the deterministic one; tests check the bytes are equal)."""
-    return b"".join(
-        (
-            b"\xd2\x84",
-            cbor2.dumps(protected_raw),
-            cbor2.dumps({396: {vdp_label: [cbor2.dumps(proof)]}}),
-            b"\xf6",
-            cbor2.dumps(signature),
-        )
-    )
 
 
 # ---- the service -----------------------------------------------------------------------------
@@ -175,7 +133,7 @@ def _serialize_integrations(storage, lock_path, metrics=None) -> None:
     storage.integration = integration
 
 
-class LogService:
+class LogService(ReceiptSigning, Discovery, Operations):
     def __init__(self, config: Config, *, log_factory=None, integrator: str | None = None,
                  check_policy: bool = True, role: str = "full") -> None:
         """``integrator``: "thread" (the core's sequencer thread in this process) or "process";
@@ -197,9 +155,7 @@ class LogService:
         self._lock = threading.Lock()
         self._outstanding: collections.deque = collections.deque()  # (Pending, t0) of timed-out waits
         self._inflight = 0
-        self._sig_cache: collections.OrderedDict[int, tuple[bytes, bytes]] = collections.OrderedDict()
-        self._sig_lock = threading.Lock()
-        self._protected_last: tuple | None = None  # ((alg, kid, issuer, origin, iat), header bytes)
+        self._init_receipt_signing()
         self.metrics = Metrics()
         mode = integrator or config.integrator
         leased = config.database_url is not None and (mode == "process" or role == "integrator")
@@ -301,75 +257,6 @@ class LogService:
             finally:
                 self._storage.close()
 
-    # ---- receipts signatures --------------------------------------------------------------
-    def _protected(self, iat: int, receipt_key=None) -> bytes:
-        k = receipt_key or self.keys.receipt
-        # the same header for every batch of one second (and key): encoded once
-        memo = (k.alg, k.kid, self.issuer, self.origin, iat)
-        last = self._protected_last
-        if last is not None and last[0] == memo:
-            return last[1]
-        raw = vreceipt.receipt_protected(
-            alg=k.alg,
-            kid=k.kid,
-            issuer=self.issuer,
-            subject=self.origin,
-            iat=iat,
-            vds=VDS_RFC9162_SHA256,
-        )
-        self._protected_last = (memo, raw)
-        return raw
-
-    def sign_head(self, size: int, root: bytes) -> bytes:
-        """Head signer for the core: the one receipt signature of this tree size."""
-        k = self.keys.receipt  # one key for the header and the signature, across a rotation
-        protected_raw = self._protected(int(time.time()), k)
-        sig = k.sign(vcose.sig_structure(protected_raw, root))
-        return vcbor.dumps([protected_raw, sig])
-
-    def head_signature(self, size: int) -> tuple[bytes, bytes]:
-        """(protected_raw, signature) of the receipt signature at ``size``."""
-        with self._sig_lock:
-            hit = self._sig_cache.get(size)
-            if hit is not None:
-                self._sig_cache.move_to_end(size)
-                return hit
-        # the head this process's sequencer just committed is in memory (every entry of a batch
-        # asks for it at once): no database read; other sizes come from storage
-        head = self.log.latest()
-        if head is None or head.size != size:
-            head = self.log.tree_head(size)
-        extra = getattr(head, "extra", None) if head is not None else None
-        if not extra:
-            # Only published tree heads carry a receipt signature (one per size, made once by
-            # the sequencer); signing other sizes on demand would give several signatures for
-            # one size across workers. Every checkpoint and every receipt names a head size.
-            raise BadRequest(
-                "Malformed request", f"tree size {size} is not a published tree head (use a checkpoint size)"
-            )
-        p, s = vcbor.loads(extra)
-        val = (p, s)
-        with self._sig_lock:
-            self._sig_cache[size] = val
-            while len(self._sig_cache) > 4096:
-                self._sig_cache.popitem(last=False)
-        return val
-
-    def inclusion_receipt(self, index: int, size: int) -> bytes:
-        p, sig = self.head_signature(size)
-        path = self.log.inclusion_proof(index, size)
-        return fast_receipt(p, sig, -1, [size, index, list(path)])
-
-    def consistency_receipt(self, size1: int, size2: int) -> bytes:
-        current = self.tree_size()
-        if not (1 <= size1 <= size2 <= current):
-            raise BadRequest(
-                "Malformed request", f"need 1 <= from <= to <= {current} (the current tree size)"
-            )
-        p, sig = self.head_signature(size2)
-        path = self.log.consistency_proof(size1, size2) if size1 < size2 else []
-        return fast_receipt(p, sig, -2, [size1, size2, list(path)])
-
     # ---- registration policy as an entry ----------------------------------------------------
     def _init_policy(self, check: bool) -> None:
         """The first start of a log registers the configured policy; later starts use the policy
@@ -413,7 +300,6 @@ class LogService:
         return entry_id_of(st.leaf_input)
 
     # ---- shards (tlog.shard) ----------------------------------------------------------------------
-    _predecessor: dict | None = None  # {origin, url} of a successor's entry 0 ({} for a first shard)
 
     def _close_if_due(self) -> dict | None:
         """Close the log when its settings say so (shard_close_size / shard_close_at)."""
@@ -672,134 +558,3 @@ class LogService:
         limit = min(limit or self.config.lookup_limit, self.config.lookup_limit)
         found = sorted(i for i in self.log.lookup(key, value) if i > after)
         return found[:limit]
-
-    def transparency_configuration(self) -> bytes:
-        """The transparency configuration as CBOR (the SCRAPI default representation)."""
-        return vcbor.dumps(self.transparency_configuration_obj())
-
-    def transparency_configuration_obj(self) -> dict:
-        """The transparency configuration (text keys, JSON-compatible values); every URL in it
-        is made from the configured public URL (``public_url``, default the issuer URL), never
-        from a request's Host header."""
-        base = self.config.effective_public_url()
-        return {
-            "issuer": self.issuer,
-            "jwks_uri": f"{base}/jwks",
-            "scitt_keys_uri": f"{base}/.well-known/scitt-keys",
-            "registration_endpoint": f"{base}/entries",
-            "checkpoint_origin": self.origin,
-            "checkpoint_vkey": self.keys.vkey,
-            "checkpoint_uri": f"{base}/checkpoint",
-            "registration_policy": self.policy_id,
-            "supported_signature_algorithms": sorted(self.policy.allowed_algs),
-            **self._shard_configuration(),
-        }
-
-    def _shard_configuration(self) -> dict:
-        """Shards by time, for clients: once closed, ``registration_closed`` and the successor's
-        URL (``successor``); a successor names its predecessor (``predecessor``: origin and URL
-        from its entry 0, which clients verify, tlog.shard)."""
-        out: dict = {}
-        closed = self.state.closed
-        if closed is not None:
-            out["registration_closed"] = True
-            if closed.get("successor"):
-                out["successor"] = closed["successor"]
-        if self._predecessor is None and self.log.size:  # entry 0 never changes once written
-            self._predecessor = shard.predecessor_of(self.log.entry_data(0))
-        if self._predecessor:
-            out["predecessor"] = self._predecessor
-        return out
-
-    def jwks(self) -> dict:
-        import base64
-
-        from cryptography.hazmat.primitives.asymmetric import ec
-
-        def b64(b: bytes) -> str:
-            return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-
-        out = []
-        keys = self.keys
-        for kid, pub in [(keys.receipt.kid, keys.receipt.private.public_key())] + sorted(
-            keys.retired.items()
-        ):
-            if isinstance(pub, ec.EllipticCurvePublicKey):
-                n = pub.public_numbers()
-                size = (pub.curve.key_size + 7) // 8
-                out.append(
-                    {
-                        "kty": "EC",
-                        "crv": {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}[pub.curve.name],
-                        "x": b64(n.x.to_bytes(size, "big")),
-                        "y": b64(n.y.to_bytes(size, "big")),
-                        "kid": b64(kid),
-                        "alg": {32: "ES256", 48: "ES384", 66: "ES512"}[size],
-                        "use": "sig",
-                    }
-                )
-        return {"keys": out}
-
-    # ---- operations ------------------------------------------------------------------------
-    def operations_state(self) -> dict:
-        """What /health and /metrics report, read from the shared database (and the cosignature
-        store): the same whichever worker answers. Ages in seconds."""
-        now = time.time()
-        head = self._storage.latest_head()
-        backlog = self.queue_depth() > 0 or self._storage.has_pending()
-        out = {
-            "tree_size": head.size if head is not None else 0,
-            "checkpoint_age": round(now - head.timestamp, 3) if head is not None else None,
-            "backlog": backlog,
-        }
-        if self.witnessing is not None:
-            out["witnesses"] = self.witnessing.lags(head, now)
-        return out
-
-    def health(self) -> tuple[bool, dict]:
-        """(healthy, body) for /health: degraded when accepted registrations wait while the
-        newest checkpoint is older than health_max_checkpoint_age, or when the witness quorum's
-        newest cosigned checkpoint lags the log by more than health_max_witness_age."""
-        st = self.operations_state()
-        problems = []
-        cfg = self.config
-        age = st["checkpoint_age"]
-        if cfg.health_max_checkpoint_age > 0 and st["backlog"] and age is not None and age > cfg.health_max_checkpoint_age:
-            problems.append(f"checkpoint is {age:.1f} s old with registrations waiting "
-                            f"(limit {cfg.health_max_checkpoint_age:g} s)")
-        w = st.get("witnesses")
-        if w is not None and cfg.witness_quorum > 0 and cfg.health_max_witness_age > 0:
-            lag = w["quorum_lag"]
-            if lag > cfg.health_max_witness_age:
-                problems.append(f"no checkpoint cosigned by {cfg.witness_quorum} witnesses for {lag:.1f} s "
-                                f"(limit {cfg.health_max_witness_age:g} s)")
-        body = {"status": "degraded" if problems else "ok", "tree_size": st["tree_size"], "origin": self.origin,
-                "checkpoint_age": age}
-        if w is not None:
-            body["witness_quorum_lag"] = w["quorum_lag"]
-        if problems:
-            body["problems"] = problems
-        return not problems, body
-
-    def metrics_text(self) -> bytes:
-        from .metrics import gauge_text
-
-        try:
-            st = self.operations_state()
-        except Exception:  # noqa: BLE001 - metrics must render even if storage hiccups
-            st = {"tree_size": -1, "checkpoint_age": None}
-        extra = gauge_text("tlog_tree_size", "Size of the latest tree head.", [({}, st["tree_size"])])
-        if st.get("checkpoint_age") is not None:
-            extra += gauge_text("tlog_checkpoint_age_seconds", "Seconds since the latest checkpoint was signed.",
-                                [({}, st["checkpoint_age"])])
-        w = st.get("witnesses")
-        if w is not None:
-            extra += gauge_text("tlog_witness_lag_seconds",
-                                "Seconds since the oldest checkpoint the witness has not cosigned was signed (0: current).",
-                                [({"witness": k}, v) for k, v in sorted(w["lag"].items())])
-            extra += gauge_text("tlog_witness_cosigned_size", "Latest tree size the witness cosigned.",
-                                [({"witness": k}, v) for k, v in sorted(w["size"].items())])
-            extra += gauge_text("tlog_witness_quorum_lag_seconds",
-                                "Seconds since the oldest checkpoint without a quorum of cosignatures was signed.",
-                                [({}, w["quorum_lag"])])
-        return self.metrics.render(extra)

@@ -32,7 +32,8 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from issuer.provenance import encode_cpr, sign_cpr  # noqa: E402
 from tlog.config import Config  # noqa: E402
 from tlog.server import create_app  # noqa: E402
-from tlog.service import ATTR_ISS, ATTR_ISS_SUB, LogService, iss_sub_key  # noqa: E402
+from tlog.attrs import ATTR_ISS, ATTR_ISS_SUB, iss_sub_key  # noqa: E402
+from tlog.service import LogService  # noqa: E402
 from tlog.twi_index import attrs_for_statement  # noqa: E402
 from verifier import cose  # noqa: E402
 from verifier import keys as vkeys  # noqa: E402

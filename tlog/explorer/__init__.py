@@ -19,7 +19,7 @@ import re
 
 from flask import Blueprint, Response, current_app, render_template, request
 
-from ..service import BadRequest, NotFound
+from ..errors import BadRequest, NotFound
 from . import model
 
 bp = Blueprint("explorer", __name__, template_folder="templates", static_folder="static",

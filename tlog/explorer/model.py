@@ -18,7 +18,8 @@ from verifier.credential import CPR_MEDIA_TYPE, STATUS_MEDIA_TYPE
 from verifier.receipt import VDP_INCLUSION, Receipt
 from verifier.statement import SignedStatement
 
-from ..service import ATTR_ISS, ATTR_ISS_SUB, BadRequest, NotFound, entry_id_of, iss_sub_key
+from ..attrs import ATTR_ISS, ATTR_ISS_SUB, entry_id_of, iss_sub_key
+from ..errors import BadRequest, NotFound
 from ..twi_index import ATTR_DN_SERIAL, ATTR_ISS_JTI, ATTR_RID, ATTR_SHA256, ATTR_STATUS_RID, pair_key
 
 PAGE = 25  # entries per list page

@@ -33,17 +33,9 @@ from ..config import Config
 from ..keys import kid_candidates
 from ..policy import Rejection
 from ..storage import StorageUnavailable
-from ..service import (
-    ATTR_ISS,
-    ATTR_ISS_SUB,
-    ATTR_PAYLOAD_HASH,
-    BadRequest,
-    LogService,
-    NotFound,
-    Unavailable,
-    entry_id_of,
-    iss_sub_key,
-)
+from ..attrs import ATTR_ISS, ATTR_ISS_SUB, ATTR_PAYLOAD_HASH, entry_id_of, iss_sub_key
+from ..errors import BadRequest, NotFound, Unavailable
+from ..service import LogService
 from .access import AccessLog
 from .front import RegistrationFront
 from .problems import problem

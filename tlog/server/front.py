@@ -34,7 +34,8 @@ from typing import Callable, Iterable
 
 from ..policy import Rejection
 from ..storage import StorageUnavailable
-from ..service import BadRequest, LogService, NotFound, Unavailable
+from ..errors import BadRequest, NotFound, Unavailable
+from ..service import LogService
 from .problems import MEDIA_TYPE as PROBLEM_TYPE
 from .problems import TITLES, problem_body
 from .access import record as access_record
