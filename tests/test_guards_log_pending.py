@@ -1,10 +1,10 @@
-"""A submission's waiter (tlog.log.Pending, issue 16): deterministic, no timing. A result set
+"""A submission's waiter (tlog.pending.Pending, issue 16): deterministic, no timing. A result set
 while the waiter writes the submission to the durable queue is returned, not reported as
 pending; a second wait returns the same result without blocking."""
 
 from __future__ import annotations
 
-from tlog.log import Entry, Pending
+from tlog.pending import Entry, Pending
 
 
 class _Log:

@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests.tlog_fixtures import *  # noqa: F401,F403 - fixtures
 from tests.tlog_fixtures import ORIGIN
-from tlog.log import Entry, Log
+from tlog.log import Log
+from tlog.pending import Entry
 from tlog.storage import open_storage
 from verifier import VerificationError, merkle
 from verifier.note import Checkpoint, NoteVerifier, Signer, open_checkpoint

@@ -8,7 +8,8 @@ from hashlib import sha256
 import pytest
 
 from tests.tlog_fixtures import ORIGIN
-from tlog.log import Entry, Log
+from tlog.log import Log
+from tlog.pending import Entry
 from tlog.storage import druns
 from tlog.storage.sqlite import SCHEMA_VERSION, SQLiteStorage, _marks
 from verifier.note import Signer

@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tlog.config import Config
-from tlog.log import Pending
+from tlog.pending import Pending
 from tlog.server import create_app
 from tlog.server.front import RegistrationFront
 from serving.httpd import WSGIOverRSGI

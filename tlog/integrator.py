@@ -37,7 +37,8 @@ import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
-from .log import Entry, Log, LogSealed, Pending, Refused, _check_item
+from .log import Log, LogSealed, Refused
+from .pending import Entry, Pending, _check_item
 from .childproc import spawn
 from .storage import StorageUnavailable
 

@@ -33,7 +33,6 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
 from hashlib import sha256
 from typing import Callable, Literal, Sequence
 
@@ -42,11 +41,13 @@ from verifier.merkle import EMPTY_ROOT, verify_consistency
 from verifier.note import Checkpoint, NoteVerifier, Signer, open_note, sign_note
 
 from .claims import Refused, alias_rows, unique_conflicts
-from .layout import TILE_HEIGHT, TILE_WIDTH, tile_width
+from .layout import TILE_HEIGHT, TILE_WIDTH
+from .logreads import LogReads
+from .pending import Entry, Pending, _check_item
 from .storage import Storage, TreeHead, open_storage
 from .tree import HS, OverlayCache, TileCache, TileTree, append_hashes
 
-__all__ = ["SEALED_REFUSAL", "refusal", "Log", "Entry", "LogSealed", "Pending", "Refused", "TreeHead", "open_storage"]
+__all__ = ["SEALED_REFUSAL", "refusal", "Log", "LogSealed", "Refused", "TreeHead", "open_storage"]
 
 log = logging.getLogger("tlog.log")
 
@@ -75,107 +76,6 @@ def refusal(storage, leaf: bytes) -> str | None:
 
 class LogSealed(Exception):
     """The log recorded its final checkpoint (a closed shard): nothing was appended."""
-
-
-@dataclass(frozen=True)
-class Entry:
-    index: int
-    tree_size: int  # size of the first tree head containing the entry
-    duplicate: bool
-
-
-_SET_LOCK = threading.Lock()
-
-
-class Pending:
-    """A submission handed to the sequencer.
-
-    Its waiter blocks on a plain lock held from creation until the result is set (cheaper
-    than an Event's condition variable on the registration hot path; one waiter per submission)."""
-
-    __slots__ = ("leaf", "data", "attrs", "key", "_log", "_gate", "_done", "_entry", "_error", "t", "_cb")
-
-    def __init__(self, log_: "Log", leaf: bytes, data: bytes, attrs: tuple, key: bytes | None = None) -> None:
-        self.leaf, self.data, self.attrs = leaf, data, attrs
-        self.key = leaf if key is None else key
-        self._log = log_
-        self._gate = threading.Lock()
-        self._gate.acquire()
-        self._done = False
-        self._entry: Entry | None = None
-        self._error: BaseException | None = None
-        self.t = time.monotonic()
-        self._cb = None
-
-    def done(self) -> bool:
-        return self._done
-
-    def on_done(self, fn) -> None:
-        """Call ``fn()`` once the result is set (at once if it is): from the thread that sets
-        it, so ``fn`` must be quick and thread-safe (e.g. wake an event loop). One callback."""
-        with _SET_LOCK:
-            if not self._done:
-                self._cb = fn
-                return
-        fn()
-
-    def _result(self) -> Entry:
-        if self._error is not None:
-            raise self._error
-        assert self._entry is not None
-        return self._entry
-
-    def wait(self, timeout: float | None = None) -> Entry | None:
-        """The Entry once it is durable; None if ``timeout`` ran out first, in which case the
-        submission has been written to the durable pending queue before this returns (it will
-        be integrated; poll :meth:`Log.status`). Raises the integration error, if any."""
-        if self._done or self._gate.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
-            return self._result()
-        self._log._spill(self)
-        if self._done:
-            return self._result()
-        return None
-
-    def _set(self, entry: Entry | None, err: BaseException | None) -> None:
-        with _SET_LOCK:  # the first result wins; the gate is released exactly once
-            if self._done:
-                return
-            self._entry, self._error = entry, err
-            self._done = True
-            cb, self._cb = self._cb, None
-        self._gate.release()
-        if cb is not None:
-            cb()
-
-    def _resolve(self, entry: Entry) -> None:
-        self._set(entry, None)
-
-    def _fail(self, err: BaseException) -> None:
-        self._set(None, err)
-
-
-def _check_item(leaf, data, attrs=(), key=None) -> tuple[bytes, bytes, tuple[tuple[str, str], ...], bytes]:
-    """(leaf, data, attrs, key) checked; ``key`` (the dedup key, 32 bytes) defaults to the leaf."""
-    if key is None:
-        key = leaf
-    elif not isinstance(key, (bytes, bytearray, memoryview)) or len(key) != HS:
-        raise ValueError("dedup key must be 32 bytes")
-    if type(leaf) is bytes and len(leaf) == HS and type(data) is bytes and not attrs:
-        return leaf, data, (), bytes(key)
-    if not isinstance(leaf, (bytes, bytearray, memoryview)) or len(leaf) != HS:
-        raise ValueError("leaf input must be 32 bytes")
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise ValueError("entry data must be bytes")
-    out = []
-    for a in attrs:
-        if not (isinstance(a, (tuple, list)) and len(a) == 2 and isinstance(a[0], str) and isinstance(a[1], str)):
-            raise ValueError(f"attribute {a!r} is not a (str, str) pair")
-        if not a[0]:
-            raise ValueError("attribute key is empty")
-        if "\x00" in a[0] or "\x00" in a[1]:
-            raise ValueError("attribute strings must not contain NUL")
-        out.append((a[0], a[1]))
-    return bytes(leaf), bytes(data), tuple(out), bytes(key)
 
 
 def _assign(items, existing: dict[bytes, int], size: int):
@@ -211,13 +111,7 @@ def _assign(items, existing: dict[bytes, int], size: int):
     return new_leaves, new_datas, new_keys, attr_rows, results
 
 
-def _check_nonneg(v, what: str) -> int:
-    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-        raise ValueError(f"{what} must be a non-negative int, got {v!r}")
-    return v
-
-
-class Log:
+class Log(LogReads):
     def __init__(self, storage: Storage, *, origin: str, note_signer: Signer,
                  head_signer: HeadSigner | None, max_batch: int, max_wait: float,
                  poll_interval: float, own_storage: bool) -> None:
@@ -654,117 +548,3 @@ class Log:
             extra = None if extra is None else bytes(extra)
         text = Checkpoint(self.origin, new_size, new_root).to_text()
         return TreeHead(new_size, new_root, sign_note(text, [self._signer]), extra, time.time())
-
-    # ------------------------------------------------------------------ reads
-    @property
-    def size(self) -> int:
-        return self._size
-
-    def refresh(self) -> None:
-        """Pick up tree heads integrated by other processes (every frontend, once per batch).
-
-        The latest stored head is taken when its checkpoint verifies under the log's key (it
-        never moves backwards) and the tiles of its right edge are there; the root is not
-        recomputed from the tiles here (:meth:`open` does that): the signed checkpoint is what
-        receipts and proofs are checked against, by the log itself when it integrates next
-        (consistency proof from the tiles) and by every verifier."""
-        head = self.storage.latest_head()
-        if head is None or (head.size, head.root) == (self._size, self._root):
-            return
-        with self._int_lock:
-            if head.size <= self._size:
-                return  # read before this process's own integration moved past it
-            self._open_checkpoint(head)
-            edge = self._load_edge(head.size, self.storage.tiles)
-            self._sr = (head.size, head.root)
-            self._root, self._edge, self._latest, self._size = head.root, edge, head, head.size
-
-    def latest(self) -> TreeHead:
-        return self._latest
-
-    def tree_head(self, size: int) -> TreeHead | None:
-        return self.storage.head(_check_nonneg(size, "tree size"))
-
-    def _check_size(self, size: int) -> int:
-        _check_nonneg(size, "tree size")
-        if size > self._size:
-            self.refresh()
-            if size > self._size:
-                raise ValueError(f"tree size {size} exceeds the log size {self._size}")
-        return size
-
-    def root(self, size: int) -> bytes:
-        self._check_size(size)
-        cur_size, cur_root = self._sr
-        if size == cur_size:
-            return cur_root
-        return self._tree.root(size)
-
-    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
-        self._check_size(size)
-        _check_nonneg(index, "index")
-        if index >= size:
-            raise ValueError(f"index {index} not in a tree of size {size}")
-        return self._tree.inclusion_proof(index, size)
-
-    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
-        self._check_size(size2)
-        _check_nonneg(size1, "size1")
-        if size1 > size2:
-            raise ValueError(f"size1 {size1} > size2 {size2}")
-        if size1 == 0:
-            raise ValueError("no consistency proof from the empty tree")
-        return self._tree.consistency_proof(size1, size2)
-
-    def leaf_input(self, index: int) -> bytes | None:
-        r = self.storage.leaf_inputs(_check_nonneg(index, "index"), index + 1)
-        return r[0] if r else None
-
-    def entry_data(self, index: int) -> bytes | None:
-        return self.storage.entry_data(_check_nonneg(index, "index"))
-
-    def find(self, leaf_input: bytes) -> int | None:
-        if not isinstance(leaf_input, (bytes, bytearray)) or len(leaf_input) != HS:
-            raise ValueError("leaf input must be 32 bytes")
-        return self.storage.find(bytes(leaf_input))
-
-    def lookup(self, key: str, value: str) -> list[int]:
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise ValueError("key and value must be strings")
-        return self.storage.lookup(key, value)
-
-    def _width(self, level: int | None, index: int, width: int | None) -> int:
-        _check_nonneg(index, "tile index")
-        if width is not None and (not isinstance(width, int) or isinstance(width, bool) or not 1 <= width <= TILE_WIDTH):
-            raise ValueError(f"tile width {width!r} not in 1..256")
-        have = tile_width(level or 0, index, self._size)
-        if width is not None and have < width:
-            self.refresh()
-            have = tile_width(level or 0, index, self._size)
-        if width is None:
-            return have
-        return width if have >= width else 0
-
-    def tile(self, level: int, index: int, width: int | None = None) -> bytes | None:
-        """Tile (level, index) at ``width`` hashes (None: its width at the current size); None
-        when the log does not have it. A partial width of a tile since completed is served
-        as the prefix (stored hashes never change)."""
-        if not isinstance(level, int) or isinstance(level, bool) or not 0 <= level <= 63:
-            raise ValueError(f"tile level {level!r} not in 0..63")
-        w = self._width(level, index, width)
-        if w == 0:
-            return None
-        blob = self.storage.tile(level, index)
-        if blob is None or len(blob) < w * HS:
-            raise VerificationError("log.tiles", f"tile {level}/{index} missing or short")
-        return bytes(blob[:w * HS])
-
-    def entry_bundle(self, index: int, width: int | None = None) -> bytes | None:
-        """C2SP entry bundle: each leaf input with its big-endian uint16 length (0x0020)."""
-        w = self._width(None, index, width)
-        if w == 0:
-            return None
-        leaves = self.storage.leaf_inputs(index * TILE_WIDTH, index * TILE_WIDTH + w)
-        if len(leaves) != w:
-            raise VerificationError("log.entries", f"entry bundle {index} is short")
-        return b"".join([b"\x00\x20" + leaf for leaf in leaves])

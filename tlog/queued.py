@@ -32,7 +32,8 @@ import logging
 import threading
 import time
 
-from .log import SEALED, SEALED_REFUSAL, Entry, Log, LogSealed, Pending, Refused, _check_item, refusal
+from .log import SEALED, SEALED_REFUSAL, Log, LogSealed, Refused, refusal
+from .pending import Entry, Pending, _check_item
 from .storage import StorageUnavailable
 
 log = logging.getLogger("tlog.queued")

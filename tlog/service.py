@@ -58,7 +58,8 @@ from .keys import LogKeys, TrustStore, make_dirs
 from .logstate import LiveState, check_policy_agrees, configured_policy, open_identity
 from .metrics import Metrics  # aggregated across the server's processes (tlog.metrics)
 from . import shard
-from .log import SEALED_REFUSAL, Entry, Refused, refusal
+from .log import SEALED_REFUSAL, Refused, refusal
+from .pending import Entry
 from .policy import Policy, Rejection, classify
 from .shard import LogClosed
 
@@ -88,7 +89,7 @@ class Submission:
     """A registration handed to the integrator, not yet answered (:meth:`LogService.register_submit`)."""
 
     entry_id: str
-    pending: object  # tlog.log.Pending
+    pending: object  # tlog.pending.Pending
     t_start: float
     t0: float
     record: tuple | None = None  # (iss, record id, claim digest) of a provenance record

@@ -52,7 +52,7 @@ GUARD_MODULES = [
     "verifier/merkle.py", "verifier/receipt.py", "verifier/cose.py", "verifier/cbor.py",
     "verifier/statement.py", "verifier/x509.py", "verifier/note.py", "verifier/keys.py",
     "verifier/policy.py", "verifier/credential",
-    "tlog/log.py", "tlog/tree.py", "tlog/policy.py", "tlog/keys.py", "tlog/storage",
+    "tlog/log.py", "tlog/pending.py", "tlog/logreads.py", "tlog/tree.py", "tlog/policy.py", "tlog/keys.py", "tlog/storage",
     "issuer/client.py", "issuer/appraisal.py",
 ]
 
