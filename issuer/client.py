@@ -24,6 +24,7 @@ from verifier import cbor as vcbor
 from verifier import keys as vkeys
 from verifier.http import capped_response
 from verifier import receipt as vreceipt
+from verifier import transparent as vtransparent
 from verifier.statement import SignedStatement
 
 from .errors import IssuerError
@@ -234,6 +235,6 @@ class ScrapiClient:
             return self._finish(statement, st, receipt, entry_url, eid)
         if not pinned:
             self._fetched = keys
-        ts = vreceipt.attach_receipts(statement, [receipt])
+        ts = vtransparent.attach_receipts(statement, [receipt])
         return Registered(entry_id=eid, entry_url=entry_url, receipt=receipt, transparent_statement=ts,
                           leaf_input=st.leaf_input, index=info.index)

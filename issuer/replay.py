@@ -12,7 +12,7 @@ import tomllib
 from typing import Any
 
 from verifier import VerificationError
-from verifier import receipt as vreceipt
+from verifier import transparent as vtransparent
 from verifier.credential.logged_policy import check_logged_policies, policy_refs
 from verifier.credential.records import classify, decode_record, statement_rid
 from verifier.statement import SignedStatement
@@ -24,7 +24,7 @@ from .errors import IssuerError
 
 def _verify(ts: bytes, log_keys: Any, issuer_key: Any, what: str) -> None:
     try:
-        results = vreceipt.verify_transparent_statement(ts, log_keys, issuer_key=issuer_key)
+        results = vtransparent.verify_transparent_statement(ts, log_keys, issuer_key=issuer_key)
     except VerificationError as e:
         raise IssuerError(f"replay.{what}", f"the {what} statement does not verify: {e}") from None
     if not any(r.ok for r in results):

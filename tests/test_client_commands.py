@@ -18,6 +18,7 @@ from tlog import cli as tcli
 from tlog import ready as tready
 from verifier import keys as vkeys
 from verifier import receipt as vreceipt
+from verifier import transparent as vtransparent
 from verifier.statement import SignedStatement
 
 from .real_log_fixture import LogServer, _Quiet
@@ -74,7 +75,7 @@ def test_sign_then_register_writes_a_verified_transparent_statement(log, issuer_
     ts = Path(res["transparent_statement"])
     assert ts == tmp_path / "a.cose.ts.cose"
     keys = {log.svc.keys.receipt.kid: log.svc.keys.receipt.private.public_key()}
-    [receipt] = vreceipt.extract_receipts(ts.read_bytes())
+    [receipt] = vtransparent.extract_receipts(ts.read_bytes())
     assert receipt == (tmp_path / "r.cose").read_bytes()
     info = vreceipt.verify_inclusion_receipt(receipt, parsed.leaf_input, keys)
     assert info.index == res["index"] == log.svc.log.find(parsed.leaf_input)

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from verifier import keys as vkeys
 from verifier import note as vnote
 from verifier import receipt as vreceipt
+from verifier import transparent as vtransparent
 from verifier.statement import SignedStatement
 
 from .test_server_support import bound, bound_arg, statement, write_public
@@ -125,7 +126,7 @@ def test_served_register_read_kill9_restart(tmp_path):
         assert srv.get(hdrs["location"])[:2] == (200, receipt)
         status, ts, _ = srv.get(hdrs["location"] + "/statement")
         assert status == 200
-        vreceipt.verify_inclusion_receipt(vreceipt.extract_receipts(ts)[0], SignedStatement.parse(ts).leaf_input, keys)
+        vreceipt.verify_inclusion_receipt(vtransparent.extract_receipts(ts)[0], SignedStatement.parse(ts).leaf_input, keys)
 
         # load from 8 keep-alive clients, then kill -9 the whole server
         acked: list[tuple[bytes, bytes]] = []

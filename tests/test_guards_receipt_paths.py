@@ -8,7 +8,7 @@ import pytest
 
 from tests.test_receipt_fastpath import LARGE, LEAF, LOG, SMALL, _agree, _general
 from tests.test_receipt_support import Log
-from verifier import VerificationError, cbor, cose, receipt
+from verifier import VerificationError, cbor, cose, receipt, transparent
 
 
 def _structural_offsets(data: bytes) -> list[int]:
@@ -83,7 +83,7 @@ def test_receipts_found_under_their_label_only():
     rec = LOG.inclusion_receipt(3)
     unprot = b"\xa2" + cbor.dumps(99) + cbor.dumps([b"not a receipt"]) + cbor.dumps(394) + b"\x81" + rec
     ts = stmt[:m.unprotected_start] + unprot + stmt[m.unprotected_end:]
-    assert receipt.extract_receipts(ts) == [rec]
+    assert transparent.extract_receipts(ts) == [rec]
 
 
 def test_proof_path_length_bound():

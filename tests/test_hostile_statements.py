@@ -34,7 +34,7 @@ from verifier import cli as vcli
 from verifier import keys as vkeys
 from verifier.errors import VerificationError
 from verifier.policy import PolicyViolation, RegistrationPolicy
-from verifier.receipt import check_transparent_statement
+from verifier.transparent import check_transparent_statement
 from verifier.statement import SignedStatement
 
 from .test_strict_decoding import cpu_seconds

@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from tests.test_receipt_support import LOG_ISSUER, LOG_ORIGIN, Log, key, leaf_input_of, signed_statement
-from verifier import VerificationError, cbor, cose, keys, merkle, receipt
+from verifier import VerificationError, cbor, cose, keys, merkle, receipt, transparent
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +25,9 @@ def test_scitt_valid_es256(vectors_dir):
     info = receipt.verify_inclusion_receipt((d / "receipt.cose").read_bytes(), hashlib.sha256(stmt).digest(), log_keys)
     assert (info.size, info.index, info.vds, info.alg) == (8, 2, 1, cose.ES256)
     ts = (d / "transparent-statement.cose").read_bytes()
-    assert receipt.extract_receipts(ts) == [(d / "receipt.cose").read_bytes()]
+    assert transparent.extract_receipts(ts) == [(d / "receipt.cose").read_bytes()]
     assert cose.decode_sign1(ts).statement_bytes() == stmt
-    results = receipt.verify_transparent_statement(ts, log_keys)
+    results = transparent.verify_transparent_statement(ts, log_keys)
     assert [r.status for r in results] == ["ok"] and results[0].info.root == info.root
     # the same receipt does not verify for another leaf or with another key
     with pytest.raises(VerificationError) as e:
@@ -45,7 +45,7 @@ def test_scitt_fail_tampered_path(vectors_dir):
     with pytest.raises(VerificationError) as e:
         receipt.verify_inclusion_receipt((d / "receipt.cose").read_bytes(), hashlib.sha256(stmt).digest(), log_keys)
     assert e.value.check == "receipt.signature"
-    results = receipt.verify_transparent_statement((d / "transparent-statement.cose").read_bytes(), log_keys)
+    results = transparent.verify_transparent_statement((d / "transparent-statement.cose").read_bytes(), log_keys)
     assert [r.status for r in results] == ["failed"] and results[0].check == "receipt.signature"
 
 
@@ -86,9 +86,9 @@ def test_real_transparent_statements_unsupported_vds(vectors_dir):
     expected = {"1ts-statement.scitt": [2], "2ts-statement.scitt": [2, 3]}
     for name, vds in expected.items():
         ts = (vectors_dir / "transparent-statements" / name).read_bytes()
-        items = receipt.extract_receipts(ts)
+        items = transparent.extract_receipts(ts)
         assert [receipt.Receipt.parse(r).vds for r in items] == vds
-        results = receipt.verify_transparent_statement(ts, {})
+        results = transparent.verify_transparent_statement(ts, {})
         assert [(r.status, r.check, r.vds) for r in results] == [("unsupported", "receipt.unsupported-vds", v) for v in vds]
         with pytest.raises(VerificationError) as e:
             receipt.verify_inclusion_receipt(items[0], leaf_input_of(ts), [key("p256").public_key()])
@@ -246,20 +246,20 @@ def test_assemble_needs_a_proof():
 def test_attach_extract_roundtrip(log):
     stmt = log.statements[4]
     r1, r2 = log.inclusion_receipt(4), log.inclusion_receipt(4, 5)
-    ts = receipt.attach_receipts(stmt, [r1])
-    assert receipt.extract_receipts(ts) == [r1]
-    ts2 = receipt.attach_receipts(ts, [r2])
-    assert receipt.extract_receipts(ts2) == [r1, r2]
+    ts = transparent.attach_receipts(stmt, [r1])
+    assert transparent.extract_receipts(ts) == [r1]
+    ts2 = transparent.attach_receipts(ts, [r2])
+    assert transparent.extract_receipts(ts2) == [r1, r2]
     m = cose.decode_sign1(ts2)
     assert m.statement_bytes() == stmt and all(isinstance(x, bytes) for x in m.unprotected[394])
-    assert receipt.extract_receipts(stmt) == []
-    results = receipt.verify_transparent_statement(ts2, log.keys(), issuer_key=key("p256", 1).public_key())
+    assert transparent.extract_receipts(stmt) == []
+    results = transparent.verify_transparent_statement(ts2, log.keys(), issuer_key=key("p256", 1).public_key())
     assert [(r.status, r.info.size) for r in results] == [("ok", 11), ("ok", 5)]
 
 
 def test_attach_keeps_other_unprotected_labels(log):
     stmt = signed_statement(unprotected={33: b"cert"})
-    ts = receipt.attach_receipts(stmt, [b"\xd2\x84\x40\xa0\xf6\x40"])
+    ts = transparent.attach_receipts(stmt, [b"\xd2\x84\x40\xa0\xf6\x40"])
     m = cose.decode_sign1(ts)
     assert m.unprotected[33] == b"cert" and m.statement_bytes() == cose.decode_sign1(stmt).statement_bytes()
 
@@ -271,29 +271,29 @@ def test_inline_tagged_receipts_accepted(log):
     # build {394: [<tagged receipt inline>]} by hand
     unprot = b"\xa1\x19\x01\x8a\x81" + r
     ts = stmt[: m.unprotected_start] + unprot + stmt[m.unprotected_end:]
-    assert receipt.extract_receipts(ts) == [r]
-    assert [x.status for x in receipt.verify_transparent_statement(ts, log.keys())] == ["ok"]
+    assert transparent.extract_receipts(ts) == [r]
+    assert [x.status for x in transparent.verify_transparent_statement(ts, log.keys())] == ["ok"]
 
 
 def test_transparent_statement_failures_are_per_receipt(log):
     good = log.inclusion_receipt(2)
     wrong_leaf = log.inclusion_receipt(3)
-    ts = receipt.attach_receipts(log.statements[2], [b"garbage", wrong_leaf, good])
-    rep = receipt.check_transparent_statement(ts, log.keys())
+    ts = transparent.attach_receipts(log.statements[2], [b"garbage", wrong_leaf, good])
+    rep = transparent.check_transparent_statement(ts, log.keys())
     assert [r.status for r in rep.receipts] == ["failed", "failed", "ok"] and rep.ok
     assert rep.receipts[0].check == "cose.tag" and rep.receipts[1].check == "receipt.signature"
     # issuer check
-    rep = receipt.check_transparent_statement(ts, log.keys(), issuer_key=key("p256", 9).public_key())
+    rep = transparent.check_transparent_statement(ts, log.keys(), issuer_key=key("p256", 9).public_key())
     assert not rep.ok and rep.issuer_error.check == "statement.signature"
     with pytest.raises(VerificationError):
-        receipt.verify_transparent_statement(ts, log.keys(), issuer_key=key("p256", 9).public_key())
+        transparent.verify_transparent_statement(ts, log.keys(), issuer_key=key("p256", 9).public_key())
     # no receipts at all
-    rep = receipt.check_transparent_statement(log.statements[2], log.keys())
+    rep = transparent.check_transparent_statement(log.statements[2], log.keys())
     assert not rep.ok and rep.receipts[0].check == "receipt.none"
     # receipts label of the wrong type
     m = cose.decode_sign1(log.statements[2])
     bad = log.statements[2][: m.unprotected_start] + b"\xa1\x19\x01\x8a\x01" + log.statements[2][m.unprotected_end:]
-    rep = receipt.check_transparent_statement(bad, log.keys())
+    rep = transparent.check_transparent_statement(bad, log.keys())
     assert rep.receipts[0].check == "receipt.receipts-header" and not rep.ok
 
 
@@ -304,7 +304,7 @@ def test_transparent_statement_with_detached_payload_issuer_check(log):
     r.statements, r.leaf_inputs = [stmt], [leaf_input_of(stmt)]
     r.leaf_hashes = [merkle.leaf_hash(r.leaf_inputs[0])]
     ts = r.transparent_statement(0)
-    rep = receipt.check_transparent_statement(ts, r.keys(), issuer_key=priv.public_key())
+    rep = transparent.check_transparent_statement(ts, r.keys(), issuer_key=priv.public_key())
     assert rep.issuer_error.check == "statement.payload-missing"
-    rep = receipt.check_transparent_statement(ts, r.keys(), issuer_key=priv.public_key(), payload=b"detached!")
+    rep = transparent.check_transparent_statement(ts, r.keys(), issuer_key=priv.public_key(), payload=b"detached!")
     assert rep.ok

@@ -8,7 +8,7 @@ from functools import lru_cache
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from verifier import cose, keys, merkle, receipt
+from verifier import cose, keys, merkle, receipt, transparent
 
 LOG_ISSUER = "https://log.example"
 LOG_ORIGIN = "log.example/test"
@@ -86,4 +86,4 @@ class Log:
         return receipt.assemble_receipt(prot, sig, consistency=[receipt.encode_consistency_proof(size1, size2, path)])
 
     def transparent_statement(self, index: int, size: int | None = None) -> bytes:
-        return receipt.attach_receipts(self.statements[index], [self.inclusion_receipt(index, size)])
+        return transparent.attach_receipts(self.statements[index], [self.inclusion_receipt(index, size)])

@@ -16,6 +16,7 @@ from verifier import keys as vkeys
 from verifier import merkle
 from verifier import note as vnote
 from verifier import receipt as vreceipt
+from verifier import transparent as vtransparent
 from verifier.statement import SignedStatement
 
 from tlog.config import DEFAULT_ALGS, Config
@@ -399,7 +400,7 @@ def test_policy_is_registered_and_traceable(app, client, issuer_key):
     st = SignedStatement.parse(ts)
     st.verify(svc.keys.receipt.private.public_key())
     assert st.leaf_input.hex() == pid
-    receipts = vreceipt.extract_receipts(ts)
+    receipts = vtransparent.extract_receipts(ts)
     vreceipt.verify_inclusion_receipt(receipts[0], st.leaf_input, log_keys(app))
     doc = cbor2.loads(st.payload)
     assert doc["max-statement-size"] == 8192

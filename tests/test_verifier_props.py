@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.test_receipt_support import Log, key, leaf_input_of
-from verifier import VerificationError, cbor, cose, keys, merkle, receipt
+from verifier import VerificationError, cbor, cose, keys, merkle, receipt, transparent
 from verifier.statement import SignedStatement
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -20,7 +20,7 @@ ISSUER = key("p256", 1)
 STATEMENT = LOG.statements[3]
 RECEIPT = LOG.inclusion_receipt(3)
 CONSISTENCY = LOG.consistency_receipt(3, 6)
-TS = receipt.attach_receipts(STATEMENT, [RECEIPT])
+TS = transparent.attach_receipts(STATEMENT, [RECEIPT])
 LEAF = LOG.leaf_inputs[3]
 
 
@@ -61,10 +61,10 @@ def _only_verification_errors(fn, *args, **kw):
 @given(st.binary(max_size=300))
 def test_random_bytes_only_verification_errors(data):
     for fn in (cose.decode_sign1, SignedStatement.parse, receipt.Receipt.parse, cbor.loads, keys.decode_keyset,
-               receipt.extract_receipts):
+               transparent.extract_receipts):
         _only_verification_errors(fn, data)
     _only_verification_errors(receipt.verify_inclusion_receipt, data, LEAF, LOG.keys())
-    _only_verification_errors(receipt.check_transparent_statement, data, LOG.keys())
+    _only_verification_errors(transparent.check_transparent_statement, data, LOG.keys())
 
 
 @SETTINGS
@@ -134,7 +134,7 @@ def test_tree_size_is_not_signed_known_limitation():
 @given(mutated(TS))
 def test_mutated_transparent_statement(data):
     try:
-        rep = receipt.check_transparent_statement(data, LOG.keys(), issuer_key=ISSUER.public_key())
+        rep = transparent.check_transparent_statement(data, LOG.keys(), issuer_key=ISSUER.public_key())
     except VerificationError:
         return
     if rep.ok:
@@ -147,7 +147,7 @@ def test_mutated_transparent_statement(data):
             # verifies proves the signed root, never another; its unsigned size and index are
             # confirmed by the signed checkpoint of the true size exactly when they are the true ones
             assert r.info.root == LOG.root(6) and r.info.leaf_hash == merkle.leaf_hash(LEAF)
-            _same_signed_content(receipt.extract_receipts(data)[r.index], RECEIPT)
+            _same_signed_content(transparent.extract_receipts(data)[r.index], RECEIPT)
             if (r.info.size, r.info.index) == (6, 3):
                 receipt.confirm_with_checkpoint(r.info.size, r.info.root, 6, LOG.root(6))
             else:
@@ -163,8 +163,8 @@ def test_flipped_tree_size_is_caught_by_the_checkpoint():
     m = cose.decode_sign1(RECEIPT)
     flipped = cose.encode_sign1(m.protected_raw, {396: {-1: [receipt.encode_inclusion_proof(7, index, path)]}},
                                 None, m.signature)
-    ts = receipt.attach_receipts(STATEMENT, [flipped])
-    [r] = receipt.check_transparent_statement(ts, LOG.keys(), issuer_key=ISSUER.public_key()).receipts
+    ts = transparent.attach_receipts(STATEMENT, [flipped])
+    [r] = transparent.check_transparent_statement(ts, LOG.keys(), issuer_key=ISSUER.public_key()).receipts
     assert r.ok and (r.info.size, r.info.index, r.info.root) == (7, 3, LOG.root(6))
     with pytest.raises(VerificationError) as e:
         receipt.confirm_with_checkpoint(r.info.size, r.info.root, 6, LOG.root(6))

@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 
 from verifier import VerificationError
-from verifier import receipt as vreceipt
+from verifier import transparent as vtransparent
 from verifier.statement import SignedStatement
 
 from tlog.storage import StorageUnavailable, open_storage
@@ -553,7 +553,7 @@ class LogService(ReceiptSigning, Discovery, Operations):
 
     def transparent_statement(self, entry) -> bytes:
         stmt = self.log.entry_data(entry.index)
-        return vreceipt.attach_receipts(stmt, [self.inclusion_receipt(entry.index, entry.tree_size)])
+        return vtransparent.attach_receipts(stmt, [self.inclusion_receipt(entry.index, entry.tree_size)])
 
     def lookup(self, key: str, value: str, *, after: int = -1, limit: int | None = None) -> list[int]:
         limit = min(limit or self.config.lookup_limit, self.config.lookup_limit)

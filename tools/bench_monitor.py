@@ -51,7 +51,8 @@ def statement_log(m: int, origin: str = "bench.example/stmts"):
     from tlog.policy import Policy
     from verifier import cose
     from verifier.keys import cose_key_from_public, encode_keyset, thumbprint
-    from verifier.receipt import assemble_receipt, attach_receipts, encode_inclusion_proof, receipt_protected
+    from verifier.receipt import assemble_receipt, encode_inclusion_proof, receipt_protected
+    from verifier.transparent import attach_receipts
 
     log = FixtureLog(origin)
     log_key = ec.generate_private_key(ec.SECP256R1())

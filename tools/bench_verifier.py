@@ -27,7 +27,7 @@ import cryptography  # noqa: E402
 from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
-from verifier import cose, keys, merkle, receipt  # noqa: E402
+from verifier import cose, keys, merkle, receipt, transparent  # noqa: E402
 from verifier.statement import SignedStatement  # noqa: E402
 
 
@@ -84,7 +84,7 @@ def _setup():
                       b'{"provenance": "' + b"x" * 200 + b'"}')
     leaf_input = hashlib.sha256(cose.decode_sign1(stmt).statement_bytes()).digest()
     rcpt = _receipt_for(log_key, kid, leaf_input, 1_000_000, 123_457)
-    ts = receipt.attach_receipts(stmt, [rcpt])
+    ts = transparent.attach_receipts(stmt, [rcpt])
     return log_key, iss_key, kid, stmt, leaf_input, rcpt, ts
 
 
@@ -126,7 +126,7 @@ def main() -> int:
         SignedStatement.parse(s).verify(iss_pub)
 
     def tsv(t) -> None:
-        receipt.verify_transparent_statement(t, log_keys)
+        transparent.verify_transparent_statement(t, log_keys)
 
     # sanity: everything verifies before timing
     for fn, items in ((bare, bare_items), (rec, big), (rec, big_nocache), (rec, small), (st, [stmt]), (tsv, [ts])):

@@ -22,13 +22,8 @@ from typing import Any, Callable, Sequence
 from . import cbor, cose, merkle
 from .errors import VerificationError
 from .keys import load_public_keys
-from .receipt import (
-    Receipt,
-    ReceiptResult,
-    check_transparent_statement,
-    verify_consistency_receipt,
-    verify_inclusion_receipt,
-)
+from .receipt import Receipt, verify_consistency_receipt, verify_inclusion_receipt
+from .transparent import ReceiptResult, check_transparent_statement
 
 EXTENSIONS = ["verifier.monitor", "verifier.credential"]
 

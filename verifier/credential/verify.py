@@ -21,14 +21,14 @@ from .wire import INTOTO_STATEMENT_TYPE
 
 
 def verified_receipts(ts: bytes, st: Any, trust: TrustConfig, accepted_logs: list[str], what: str) -> list[Any]:
-    from .. import receipt as vreceipt
+    from .. import transparent as vtransparent
 
     keys = trust.statement_keys()
     key = keys.get(st.kid) if st.kid is not None else None
     if key is None:
         raise VerificationError(f"{what}.issuer-key", "the statement's kid names no trusted issuer key")
     try:
-        results = vreceipt.verify_transparent_statement(ts, trust.log_keys, issuer_key=key)
+        results = vtransparent.verify_transparent_statement(ts, trust.log_keys, issuer_key=key)
     except VerificationError as e:
         raise VerificationError(f"{what}.signature", f"{e.check}: {e.detail}") from None
     ok = [r for r in results if r.ok]
