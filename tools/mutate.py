@@ -367,7 +367,7 @@ def get_map(files: list[str], pytest_args: list[str], remap: bool, reuse: bool =
 def _copy_tree(dst: Path) -> None:
     ignore = shutil.ignore_patterns(".git", ".venv", "__pycache__", ".mutate", ".hypothesis", "*.egg-info",
                                     ".pytest_cache")
-    for name in ("verifier", "tlog", "issuer", "tests", "pyproject.toml", "docs", "README.md", "tools"):
+    for name in ("verifier", "tlog", "issuer", "witness", "serving", "tests", "pyproject.toml", "docs", "README.md", "tools"):
         s = ROOT / name
         if s.is_dir():
             shutil.copytree(s, dst / name, ignore=ignore)
