@@ -1,0 +1,123 @@
+"""Receipt verification refuses what RFC 9942 / RFC 9162 do not let it accept (issue 16, the
+mutation survivors of verifier/receipt.py): a consistency receipt of another verifiable data
+structure, a consistency proof whose sizes are not 0 < size1 <= size2, and a transparent
+statement whose issuer signature does not chain to the given trust anchors."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from tests.test_receipt_support import LOG_ISSUER, LOG_ORIGIN, Log
+from tests.test_statement import _cert, _x5_statement
+from verifier import VerificationError, cbor, cose, merkle, receipt
+
+LOG = Log(8)
+
+
+def _consistency(size1: int, size2: int, path, *, root: bytes, prot: bytes | None = None) -> bytes:
+    """A consistency receipt whose proof says (size1, size2, path), its signature over ``root``."""
+    prot = prot or LOG.protected()
+    sig = cose.sign_tbs(LOG.priv, LOG.alg, cose.sig_structure(prot, root))
+    return receipt.assemble_receipt(prot, sig, consistency=[receipt.encode_consistency_proof(size1, size2, path)])
+
+
+def _prot(**fields) -> bytes:
+    hdr = {1: LOG.alg, 4: LOG.kid, 15: {1: LOG_ISSUER, 2: LOG_ORIGIN, 6: 1700000000}, receipt.HDR_VDS: 1}
+    for k, v in fields.items():
+        label = {"vds": receipt.HDR_VDS, "alg": 1}[k]
+        if v is None:
+            hdr.pop(label)
+        else:
+            hdr[label] = v
+    return cbor.dumps(hdr)
+
+
+def test_consistency_receipt_of_sound_shape_verifies():
+    path = merkle.consistency_proof(LOG.leaf_hashes, 3)
+    info = receipt.verify_consistency_receipt(_consistency(3, 8, path, root=LOG.root(8)), size1=3,
+                                              root1=LOG.root(3), keys=LOG.keys())
+    assert (info.size1, info.size2, info.root2) == (3, 8, LOG.root(8))
+
+
+@pytest.mark.parametrize("vds,check", [(None, "receipt.vds"), (2, "receipt.unsupported-vds"),
+                                       (0, "receipt.unsupported-vds")])
+def test_consistency_receipt_needs_vds_rfc9162(vds, check):
+    """RFC 9942: the proof under 396/-2 means an RFC 9162 consistency proof only when the
+    protected vds (395) is 1 (RFC9162_SHA256). A receipt of another or no vds is refused even
+    when its bytes would verify as an RFC 9162 proof under a valid signature."""
+    path = merkle.consistency_proof(LOG.leaf_hashes, 3)
+    data = _consistency(3, 8, path, root=LOG.root(8), prot=_prot(vds=vds))
+    with pytest.raises(VerificationError) as e:
+        receipt.verify_consistency_receipt(data, size1=3, root1=LOG.root(3), keys=LOG.keys())
+    assert e.value.check == check
+
+
+def test_consistency_receipt_needs_alg():
+    path = merkle.consistency_proof(LOG.leaf_hashes, 3)
+    data = _consistency(3, 8, path, root=LOG.root(8), prot=_prot(alg=None))
+    with pytest.raises(VerificationError) as e:
+        receipt.verify_consistency_receipt(data, size1=3, root1=LOG.root(3), keys=LOG.keys())
+    assert e.value.check == "receipt.alg"
+
+
+@pytest.mark.parametrize("size1,size2", [(0, 8), (0, 0), (8, 3), (5, 4)])
+def test_consistency_sizes_outside_0_lt_size1_le_size2_are_a_proof_format_error(size1, size2):
+    """RFC 9162 2.1.4: a consistency proof is defined for 0 < size1 <= size2 only. Other sizes
+    are a malformed receipt (receipt.proof-format), refused before any Merkle arithmetic."""
+    root1 = LOG.root(size1) if size1 <= 8 else bytes(32)
+    data = _consistency(size1, size2, [LOG.leaf_hashes[0]], root=LOG.root(8))
+    with pytest.raises(VerificationError) as e:
+        receipt.verify_consistency_receipt(data, size1=size1, root1=root1, keys=LOG.keys())
+    assert e.value.check == "receipt.proof-format"
+
+
+def test_consistency_receipt_equal_sizes():
+    """size1 == size2 is a valid RFC 9162 proof (an empty path, root2 == root1)."""
+    info = receipt.verify_consistency_receipt(_consistency(8, 8, [], root=LOG.root(8)), size1=8,
+                                              root1=LOG.root(8), keys=LOG.keys())
+    assert info.root2 == LOG.root(8)
+
+
+@pytest.fixture(scope="module")
+def pki():
+    rk, ik, lk = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    root = _cert("root", "root", rk.public_key(), rk, ca=True)
+    inter = _cert("inter", "root", ik.public_key(), rk, ca=True)
+    leaf = _cert("leaf", "inter", lk.public_key(), ik, ca=False, eku=[ExtendedKeyUsageOID.CODE_SIGNING])
+    return {"lk": lk, "root": root, "chain": [leaf, inter]}
+
+
+def _ts(stmt: bytes, log: Log) -> bytes:
+    leaf_input = hashlib.sha256(cose.decode_sign1(stmt).statement_bytes()).digest()
+    log.leaf_inputs = [leaf_input]
+    log.leaf_hashes = [merkle.leaf_hash(leaf_input)]
+    return receipt.attach_receipts(stmt, [log.inclusion_receipt(0, 1)])
+
+
+def test_issuer_checked_against_trust_anchors(pki):
+    """With trust anchors, the issuer check validates the x5chain to an anchor and the
+    signature with the leaf's key (RFC 9360): a statement signed by another key, or chained
+    to another root, has an issuer error although its receipt verifies."""
+    log = Log(1)
+    good = _ts(_x5_statement(pki["lk"], pki["chain"]), log)
+    rep = receipt.check_transparent_statement(good, log.keys(), trust_anchors=[pki["root"]])
+    assert rep.issuer_checked and rep.issuer_error is None and rep.ok
+    assert receipt.verify_transparent_statement(good, log.keys(), trust_anchors=[pki["root"]])[0].status == "ok"
+
+    forged = _ts(_x5_statement(ec.generate_private_key(ec.SECP256R1()), pki["chain"]), log)
+    rep = receipt.check_transparent_statement(forged, log.keys(), trust_anchors=[pki["root"]])
+    assert rep.receipts[0].status == "ok"
+    assert rep.issuer_error is not None and rep.issuer_error.check == "statement.signature"
+    assert not rep.ok
+    with pytest.raises(VerificationError) as e:
+        receipt.verify_transparent_statement(forged, log.keys(), trust_anchors=[pki["root"]])
+    assert e.value.check == "statement.signature"
+
+    ok = ec.generate_private_key(ec.SECP256R1())
+    other_root = _cert("root", "root", ok.public_key(), ok, ca=True)
+    rep = receipt.check_transparent_statement(good, log.keys(), trust_anchors=[other_root])
+    assert rep.issuer_error is not None and rep.issuer_error.check == "x509.chain"
