@@ -121,3 +121,25 @@ def test_issuer_checked_against_trust_anchors(pki):
     other_root = _cert("root", "root", ok.public_key(), ok, ca=True)
     rep = receipt.check_transparent_statement(good, log.keys(), trust_anchors=[other_root])
     assert rep.issuer_error is not None and rep.issuer_error.check == "x509.chain"
+
+
+def _inclusion_with_alg(alg: int) -> bytes:
+    """An inclusion receipt whose protected alg is ``alg`` (signed ES256 by the log's P-256 key)."""
+    prot = _prot(alg=alg)
+    sig = cose.sign_tbs(LOG.priv, cose.ES256, cose.sig_structure(prot, LOG.root(8)))
+    path = merkle.inclusion_proof(LOG.leaf_hashes, 5)
+    return receipt.assemble_receipt(prot, sig, inclusion=[receipt.encode_inclusion_proof(8, 5, path)])
+
+
+@pytest.mark.parametrize("alg,check", [(-8, "receipt.key"), (-35, "receipt.key"), (-37, "receipt.key"),
+                                       (1, "receipt.alg"), (-999, "receipt.alg")])
+def test_receipt_alg_the_log_key_cannot_verify_is_named(alg, check):
+    """RFC 9052 8: the protected alg decides how the signature is verified. An alg that does
+    not fit the trusted key (EdDSA, ES384 or PS256 against a P-256 key) is receipt.key, an alg
+    that is no signature algorithm we know is receipt.alg: neither is reported as a bad
+    signature, and neither verifies."""
+    for data in (_inclusion_with_alg(alg), bytearray(_inclusion_with_alg(alg))):
+        with pytest.raises(VerificationError) as e:
+            receipt.verify_inclusion_receipt(data, LOG.leaf_inputs[5], LOG.keys())
+        assert e.value.check == check
+    assert receipt.verify_inclusion_receipt(_inclusion_with_alg(cose.ES256), LOG.leaf_inputs[5], LOG.keys()).index == 5
