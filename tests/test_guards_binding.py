@@ -165,7 +165,7 @@ def test_provenance_of_another_workload_refused():
     assert e.value.check == "binding.workload-mismatch"
 
 
-@pytest.mark.parametrize("arts", ["img", [{"digest": H1}], [{"name": "img"}], ["img"], {"digest": {"sha256": H1}}])
+@pytest.mark.parametrize("arts", ["img", "", {}, [{"digest": H1}], [{"name": "img"}], ["img"], {"digest": {"sha256": H1}}])
 def test_malformed_attested_artifacts_refused(arts):
     with pytest.raises(VerificationError) as e:
         check_workload_binding(_wit(), _arec(arts), [], None)
