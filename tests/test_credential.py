@@ -232,6 +232,24 @@ def test_cli_exit_codes(twi_env, tmp_path, capsys):
     assert run(tmp_path / "missing.jwt", *base) == 2
     (tmp_path / "junk.keys").write_bytes(b"junk")
     assert run(tmp_path / "cred.jwt", "--statement", tmp_path / "ts.cbor", "--log-key", tmp_path / "junk.keys") == 2
+    # each statement in its own file (a COSE_Sign1, tag 18) verifies as the array does
+    files = []
+    for i, st in enumerate(stmts):
+        (tmp_path / f"st{i}.cose").write_bytes(st)
+        files += ["--statement", tmp_path / f"st{i}.cose"]
+    keys_args = ["--log-key", tmp_path / "log.keys", "--issuer-key", tmp_path / "issuer.pem"]
+    assert run(tmp_path / "cred.jwt", *files, *keys_args) == 0
+    capsys.readouterr()
+    # usage errors (exit 2, one line): a statement file that is neither a COSE_Sign1 nor an array,
+    # no statements at all, an encrypted record without its key
+    (tmp_path / "map.cbor").write_bytes(vcbor.dumps({"not": "statements"}))
+    assert run(tmp_path / "cred.jwt", "--statement", tmp_path / "map.cbor", *keys_args) == 2
+    assert "input.statement" in capsys.readouterr().err
+    assert run(tmp_path / "cred.jwt", *keys_args) == 2
+    assert "--statement" in capsys.readouterr().err
+    (tmp_path / "rec.enc").write_bytes(b"\x00" * 64)
+    assert run(tmp_path / "cred.jwt", *base, "--record-encrypted", tmp_path / "rec.enc") == 2
+    assert "--record-key" in capsys.readouterr().err
 
 
 def test_fetch_over_http_from_the_pointer(tmp_path):
