@@ -355,6 +355,8 @@ def test_renewal_links_the_previous_record(world, capsys):
 def test_external_binding(world, capsys):
     d = world.dir
     log = world.server.url
+    assert cli_issue(world, PAY, "ext-internal") == 0  # an internally bound credential's record (this test's own)
+    capsys.readouterr()
     for fmt in ("wit", "x509-svid"):
         out = f"ext-{fmt}"
         assert cli_issue(world, PAY, out, "--binding", "external", fmt=fmt) == 0
@@ -370,7 +372,7 @@ def test_external_binding(world, capsys):
         rc, res = _rp_json(capsys, cred, "--statement", d / out / "cpr.scitt", *trust(world))
         assert rc == 1 and res["check"] == "binding.no-pointer"
         # an internally bound credential's record does not serve an external one
-        rc, res = _rp_json(capsys, cred, "--statement", d / "rv2" / "cpr.scitt", "--log", log, *trust(world))
+        rc, res = _rp_json(capsys, cred, "--statement", d / "ext-internal" / "cpr.scitt", "--log", log, *trust(world))
         assert rc == 1 and res["check"] == "binding.record-missing"
     # a credential (validly signed, no pointer) whose (iss, jti) names a logged record of another credential
     from cryptography.hazmat.primitives import serialization
