@@ -104,6 +104,18 @@ def test_cached_protected_header_not_shared_with_callers():
     r1.sign1.protected[1] = -35
     r2 = receipt.Receipt.parse(SMALL)
     assert r2.sign1.protected[15][1] != "https://evil.example" and r2.alg == r2.sign1.protected[1] == LOG.alg
+    # arrays too: a protected header with an array value (an unregistered label, kept as received)
+    from verifier import cbor
+
+    prot = cbor.dumps({1: LOG.alg, 4: LOG.kid, 15: {1: "https://log.example", 2: "o"}, receipt.HDR_VDS: 1,
+                       -70000: [1, [2]]})
+    sig = cose.sign_tbs(LOG.priv, LOG.alg, cose.sig_structure(prot, LOG.root(6)))
+    data = receipt.assemble_receipt(prot, sig, inclusion=[receipt.encode_inclusion_proof(
+        6, 3, merkle.inclusion_proof(LOG.leaf_hashes, 3))])
+    r1 = receipt.Receipt.parse(data)
+    r1.sign1.protected[-70000].append(3)
+    r1.sign1.protected[-70000][1].append(4)
+    assert receipt.Receipt.parse(data).sign1.protected[-70000] == [1, [2]]
 
 
 @SETTINGS
