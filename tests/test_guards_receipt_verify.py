@@ -143,3 +143,17 @@ def test_receipt_alg_the_log_key_cannot_verify_is_named(alg, check):
             receipt.verify_inclusion_receipt(data, LOG.leaf_inputs[5], LOG.keys())
         assert e.value.check == check
     assert receipt.verify_inclusion_receipt(_inclusion_with_alg(cose.ES256), LOG.leaf_inputs[5], LOG.keys()).index == 5
+
+
+@pytest.mark.parametrize("proof", [b"", b"\x83", b"\x83\x01", b"\x83\x01\x00"])
+def test_short_proof_bstr_is_refused_as_truncated(proof):
+    """An inclusion proof bstr too short to hold [size, index, path] (empty included) is
+    truncated CBOR, refused by name (no crash) on the one-pass and the general path alike."""
+    one = Log(1)
+    prot = one.protected()
+    sig = cose.sign_tbs(one.priv, one.alg, cose.sig_structure(prot, one.root(1)))
+    data = receipt.assemble_receipt(prot, sig, inclusion=[proof])
+    for d in (data, bytearray(data)):
+        with pytest.raises(VerificationError) as e:
+            receipt.verify_inclusion_receipt(d, one.leaf_inputs[0], one.keys())
+        assert e.value.check == "cbor.truncated"
