@@ -13,7 +13,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from tests.test_receipt_support import LOG_ISSUER, LOG_ORIGIN, Log
 from tests.test_statement import _cert, _x5_statement
-from verifier import VerificationError, cbor, cose, merkle, receipt
+from verifier import VerificationError, cbor, cose, merkle, receipt, transparent
 
 LOG = Log(8)
 
@@ -95,7 +95,7 @@ def _ts(stmt: bytes, log: Log) -> bytes:
     leaf_input = hashlib.sha256(cose.decode_sign1(stmt).statement_bytes()).digest()
     log.leaf_inputs = [leaf_input]
     log.leaf_hashes = [merkle.leaf_hash(leaf_input)]
-    return receipt.attach_receipts(stmt, [log.inclusion_receipt(0, 1)])
+    return transparent.attach_receipts(stmt, [log.inclusion_receipt(0, 1)])
 
 
 def test_issuer_checked_against_trust_anchors(pki):
@@ -104,22 +104,22 @@ def test_issuer_checked_against_trust_anchors(pki):
     to another root, has an issuer error although its receipt verifies."""
     log = Log(1)
     good = _ts(_x5_statement(pki["lk"], pki["chain"]), log)
-    rep = receipt.check_transparent_statement(good, log.keys(), trust_anchors=[pki["root"]])
+    rep = transparent.check_transparent_statement(good, log.keys(), trust_anchors=[pki["root"]])
     assert rep.issuer_checked and rep.issuer_error is None and rep.ok
-    assert receipt.verify_transparent_statement(good, log.keys(), trust_anchors=[pki["root"]])[0].status == "ok"
+    assert transparent.verify_transparent_statement(good, log.keys(), trust_anchors=[pki["root"]])[0].status == "ok"
 
     forged = _ts(_x5_statement(ec.generate_private_key(ec.SECP256R1()), pki["chain"]), log)
-    rep = receipt.check_transparent_statement(forged, log.keys(), trust_anchors=[pki["root"]])
+    rep = transparent.check_transparent_statement(forged, log.keys(), trust_anchors=[pki["root"]])
     assert rep.receipts[0].status == "ok"
     assert rep.issuer_error is not None and rep.issuer_error.check == "statement.signature"
     assert not rep.ok
     with pytest.raises(VerificationError) as e:
-        receipt.verify_transparent_statement(forged, log.keys(), trust_anchors=[pki["root"]])
+        transparent.verify_transparent_statement(forged, log.keys(), trust_anchors=[pki["root"]])
     assert e.value.check == "statement.signature"
 
     ok = ec.generate_private_key(ec.SECP256R1())
     other_root = _cert("root", "root", ok.public_key(), ok, ca=True)
-    rep = receipt.check_transparent_statement(good, log.keys(), trust_anchors=[other_root])
+    rep = transparent.check_transparent_statement(good, log.keys(), trust_anchors=[other_root])
     assert rep.issuer_error is not None and rep.issuer_error.check == "x509.chain"
 
 
