@@ -57,6 +57,7 @@ GUARD_MODULES = [
 ]
 
 EQUIVALENT_FILE = ROOT / "tools" / "mutate_equivalent.txt"
+KILLERS_FILE = ROOT / "tools" / "mutate_killers.json"  # committed: mutant id -> the test that killed it
 STATE_DIR = ROOT / ".mutate"
 CHECK_CALL_WORDS = ("verify", "check", "validate", "require", "ensure", "open", "assert", "need", "refuse",
                     "reject", "fsync", "sync", "execute", "_x")
@@ -383,9 +384,9 @@ PRELOAD = ("pytest", "hypothesis", "cryptography.hazmat.primitives.asymmetric.ec
 HANG_SECONDS = 30.0  # a pytest run whose processes used no CPU for this long waits for nothing
 
 
-def _group_cpu(pgid: int) -> int:
-    """CPU ticks used so far by the live processes of a process group (Linux /proc)."""
-    total = 0
+def _proc_table() -> dict[int, tuple[int, int]]:
+    """pid -> (parent pid, CPU ticks so far) of every live process (Linux /proc)."""
+    out = {}
     for d in os.listdir("/proc"):
         if d.isdigit():
             try:
@@ -393,9 +394,69 @@ def _group_cpu(pgid: int) -> int:
                     fields = f.read().rsplit(b")", 1)[1].split()
             except OSError:
                 continue
-            if int(fields[2]) == pgid:  # pgrp; utime and stime follow
-                total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
-    return total
+            out[int(d)] = (int(fields[1]), sum(int(x) for x in fields[11:15]))  # ppid; utime stime cutime cstime
+    return out
+
+
+def _descendants(root: int, table: dict | None = None) -> list[int]:
+    table = _proc_table() if table is None else table
+    kids: dict[int, list[int]] = {}
+    for pid, (ppid, _) in table.items():
+        kids.setdefault(ppid, []).append(pid)
+    out, todo = [], [root]
+    while todo:
+        for k in kids.get(todo.pop(), ()):
+            out.append(k)
+            todo.append(k)
+    return out
+
+
+def _tree_cpu(root: int) -> int:
+    """CPU ticks used so far by the live descendants of ``root`` (servers in their own sessions too)."""
+    table = _proc_table()
+    return sum(table[p][1] for p in _descendants(root, table) if p in table)
+
+
+def _kill_descendants(root: int) -> None:
+    """SIGKILL every descendant of ``root`` and reap them. ``root`` is a child subreaper (see
+    ``serve``), so a process whose parent died (a server a test started in its own session, whose
+    pytest was killed) is still its descendant and is found here, not left running."""
+    import signal
+
+    for _ in range(20):
+        pids = _descendants(root)
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        _reap()
+        time.sleep(0.05)
+    _reap()
+
+
+def _reap() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _prctl(option: int, value: int) -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: the process group kill still applies
+
+
+PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
 
 
 def serve(workdir: str) -> None:
@@ -415,23 +476,32 @@ def serve(workdir: str) -> None:
             pass
     out = sys.stdout
     child = [0]
+    # Every process a test starts stays our descendant (orphans are reparented to us, not to init),
+    # and we get SIGTERM when the runner dies, even by SIGKILL: nothing a test started outlives us.
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:  # the runner died before the line above
+        os._exit(143)
 
-    def on_term(*_):  # the run was stopped: the running pytest (its own process group) with us
+    def on_term(*_):  # the run was stopped: the running pytest and everything it started, with us
         if child[0]:
             try:
                 os.killpg(child[0], signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        _kill_descendants(os.getpid())
         os._exit(143)
 
-    signal.signal(signal.SIGTERM, on_term)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_term)
     for line in sys.stdin:
         req = json.loads(line)
         log = Path(workdir) / ".mutate-out.txt"
         pid = os.fork()
         child[0] = pid
         if pid == 0:  # child
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_DFL)
             os.setpgid(0, 0)
             fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             os.dup2(fd, 1)
@@ -465,9 +535,11 @@ def serve(workdir: str) -> None:
                 time.sleep(0.02)
                 if time.time() > next_look and os.path.isdir("/proc"):
                     next_look = time.time() + 5
-                    now = _group_cpu(pid)
+                    now = _tree_cpu(os.getpid())  # pytest and every process it started
                     if now != last_cpu:
                         last_cpu, last_change = now, time.time()
+        child[0] = 0
+        _kill_descendants(os.getpid())  # servers a test left running (killed or not, they are done)
         text = log.read_text(errors="replace") if log.exists() else ""
         failed = next((ln for ln in text.splitlines() if ln.startswith(("FAILED", "ERROR"))), "")
         # a node id the map names but the tests no longer have (a stale map): not a kill
@@ -574,17 +646,21 @@ def select_tests(m: Mutant, mp: dict, max_seconds: float, killers: "Killers | No
 
 
 class Killers:
-    """Which test killed which mutant: from earlier runs (``.mutate/killers.json``, by mutant id)
-    and learned during this run (by function and by file), so that the likely killer runs first."""
+    """Which test killed which mutant, so that the likely killer runs first: the committed map
+    (``tools/mutate_killers.json``, by mutant id: a fresh clone starts from the last full run's
+    knowledge), overridden by this checkout's earlier runs (``.mutate/killers.json``), and what
+    this run learns (by mutant, function and file). A killer that no longer kills is only a first
+    guess: the other covering tests follow."""
 
-    def __init__(self, path: Path | None):
+    def __init__(self, path: Path | None, committed: Path | None = None):
         self.path = path
         self.by_id: dict[str, str] = {}
-        if path and path.exists():
-            try:
-                self.by_id = json.loads(path.read_text())
-            except ValueError:
-                self.by_id = {}
+        for p in (committed, path):
+            if p and p.exists():
+                try:
+                    self.by_id.update(json.loads(p.read_text()))
+                except ValueError:
+                    pass
         self.by_func: dict[tuple, list[str]] = {}
         self.by_file: dict[str, list[str]] = {}
 
@@ -605,11 +681,23 @@ class Killers:
                 lst.remove(test)
             lst.append(test)
 
-    def save(self) -> None:
-        if self.path:  # merged with what another run saved meanwhile
-            self.path.parent.mkdir(exist_ok=True)
-            old = Killers(self.path).by_id
-            self.path.write_text(json.dumps(old | self.by_id, indent=0, sort_keys=True))
+    def save(self, also: Path | None = None, keep: set[str] | None = None) -> None:
+        """Merged with what another run saved meanwhile; ``also``: write the committed map too,
+        keeping only the ids in ``keep`` (the mutants that exist now)."""
+        for p in (self.path, also):
+            if not p:
+                continue
+            p.parent.mkdir(exist_ok=True)
+            old = {}
+            if p.exists():
+                try:
+                    old = json.loads(p.read_text())
+                except ValueError:
+                    old = {}
+            merged = old | self.by_id
+            if p is also and keep is not None:
+                merged = {k: v for k, v in merged.items() if k in keep}
+            p.write_text(json.dumps(merged, indent=0, sort_keys=True) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -644,6 +732,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="map these tests (pytest arguments, e.g. a new test file) and merge them into the saved map")
     ap.add_argument("--map-tests", action="append", default=[],
                     help="tests (pytest arguments) of the mapping run, repeatable (default: the whole suite)")
+    ap.add_argument("--save-killers", action="store_true",
+                    help=f"also write the learned killers into {KILLERS_FILE.relative_to(ROOT)} (commit it after a full run)")
     ap.add_argument("--serve", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.serve:
@@ -716,7 +806,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
         os._exit(143)
 
-    signal.signal(signal.SIGTERM, on_term)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_term)
     for j in range(max(1, a.jobs)):
         d = work / f"w{j}"
         d.mkdir()
@@ -726,7 +817,7 @@ def main(argv: list[str] | None = None) -> int:
                    HYPOTHESIS_PROFILE="mutation")  # tests/conftest.py: no shrinking
         jobs.append(Job(d, env))
     free = list(jobs)
-    killers = Killers(STATE_DIR / "killers.json")
+    killers = Killers(STATE_DIR / "killers.json", KILLERS_FILE)
     STATE_DIR.mkdir(exist_ok=True)
     results = open(a.results or STATE_DIR / "results.jsonl", "w")  # one line per mutant as it finishes
     import threading
@@ -819,7 +910,7 @@ def main(argv: list[str] | None = None) -> int:
             jb.close()
         shutil.rmtree(work, ignore_errors=True)
         results.close()
-        killers.save()
+        killers.save(KILLERS_FILE if a.save_killers else None, {m.id for m in find_mutants(module_files(GUARD_MODULES))})
     return report(mutants, time.time() - t0, a, load0, flaky)
 
 
