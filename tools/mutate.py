@@ -40,6 +40,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -381,6 +382,7 @@ PRELOAD = ("pytest", "hypothesis", "cryptography.hazmat.primitives.asymmetric.ec
            "pymerkle")
 
 
+STOPPING = threading.Event()  # the run is being stopped (SIGTERM/SIGINT/SIGHUP)
 HANG_SECONDS = 30.0  # a pytest run whose processes used no CPU for this long waits for nothing
 
 
@@ -573,7 +575,8 @@ class Job:
                 if ans["rc"] != 0:
                     break
         finally:
-            target.write_text(original)
+            if not STOPPING.is_set():  # stopped: the copy is being removed, do not recreate it
+                target.write_text(original)
             m.seconds = time.time() - t
         rc = ans["rc"]
         if rc == "timeout":
@@ -796,6 +799,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs = []
 
     def on_term(*_):  # stop the jobs and remove the copies on kill too
+        STOPPING.set()
         for jb in jobs:
             jb.proc.terminate()  # each job kills its running pytest's process group
         for jb in jobs:
@@ -803,6 +807,8 @@ def main(argv: list[str] | None = None) -> int:
                 jb.proc.wait(10)
             except subprocess.TimeoutExpired:
                 jb.proc.kill()
+        shutil.rmtree(work, ignore_errors=True)
+        time.sleep(0.2)  # a job thread that was past its check
         shutil.rmtree(work, ignore_errors=True)
         os._exit(143)
 
@@ -820,7 +826,7 @@ def main(argv: list[str] | None = None) -> int:
     killers = Killers(STATE_DIR / "killers.json", KILLERS_FILE)
     STATE_DIR.mkdir(exist_ok=True)
     results = open(a.results or STATE_DIR / "results.jsonl", "w")  # one line per mutant as it finishes
-    import threading
+
 
     lock = threading.Lock()
     t0 = time.time()
