@@ -1,0 +1,275 @@
+"""Guards of the log core found unchecked by mutation testing (issue 16, tools/mutate.py):
+the input checks of items, dedup keys and lookups (a wrong type is refused with ValueError, not
+stored or turned into another error), the checks Log.open makes of the stored state before it
+serves or signs anything (each tampering refused with its own check), and the lifecycle refusals
+(no submission accepted that no sequencer will ever answer)."""
+
+from __future__ import annotations
+
+import sqlite3
+from hashlib import sha256
+
+import pytest
+
+from tests.tlog_fixtures import *  # noqa: F401,F403 - fixtures
+from tests.tlog_fixtures import ORIGIN
+from tlog.log import Log
+from verifier import VerificationError
+from verifier.note import Checkpoint, sign_note
+
+
+def leaf(i: int) -> bytes:
+    return sha256(b"open-guard-%d" % i).digest()
+
+
+def _log(path, signer, **kw):
+    return Log.open(path, origin=ORIGIN, note_signer=signer, **kw)
+
+
+# --- items: only bytes-like leaves, data and keys of the right size; (str, str) attributes -------
+
+
+@pytest.mark.parametrize("item", [
+    ("a" * 32, b"d", ()),                       # a 32-character str is not a 32-byte leaf
+    (list(range(32)), b"d", ()),               # nor is a list of 32 ints (bytes() would take it)
+    ("a" * 32, b"d", (("k", "v"),)),
+    (b"\x01" * 32, b"d", ("kv",)),              # a 2-character str is not a (key, value) pair
+    (b"\x01" * 32, b"d", (), b"\x02" * 31),     # dedup key of 31 bytes
+    (b"\x01" * 32, b"d", (), "k" * 32),         # dedup key that is a str
+    (b"\x01" * 32, b"d", (), list(range(32))),
+])
+def test_item_types_refused_and_nothing_stored(tmp_path, signer, item):
+    with _log(tmp_path / "log.sqlite", signer) as log:
+        with pytest.raises(ValueError):
+            log.append([item])
+        with pytest.raises(ValueError):
+            log.submit(*item)
+        assert log.size == 0 and log.storage.state()[0] == 0
+
+
+def test_bytes_like_items_stored_as_bytes(tmp_path, signer):
+    """bytearray/memoryview leaves, data and keys are taken (copied to bytes): the same entry as bytes."""
+    with _log(tmp_path / "log.sqlite", signer) as log:
+        e = log.append([(bytearray(leaf(0)), memoryview(b"data"), (), bytearray(leaf(9)))])[0]
+        assert (e.index, e.duplicate) == (0, False)
+        assert log.leaf_input(0) == leaf(0) and log.entry_data(0) == b"data"
+        assert log.find_key(leaf(9)) == 0 and log.find(leaf(0)) == 0
+        # the key decides dedup: another leaf under the same key is the same entry
+        assert log.append([(leaf(1), b"other", (), leaf(9))])[0].duplicate
+
+
+@pytest.mark.parametrize("bad", ["a" * 32, list(range(32)), b"\x01" * 31, None])
+def test_lookups_refuse_what_is_not_32_bytes(tmp_path, signer, bad):
+    with _log(tmp_path / "log.sqlite", signer) as log:
+        for call in (log.status, log.find_key, log.find):
+            with pytest.raises(ValueError):
+                call(bad)
+
+
+# --- Log.open verifies the stored state ----------------------------------------------------------
+
+
+def _store(tmp_path, signer, n=4):
+    p = tmp_path / "log.sqlite"
+    with _log(p, signer) as log:
+        log.append([(leaf(i), b"x%d" % i, ()) for i in range(n)])
+        head = log.latest()
+    return p, head
+
+
+def _sql(p, stmt, args=()):
+    db = sqlite3.connect(p)
+    with db:
+        db.execute(stmt, args)
+    db.close()
+
+
+def _refused(p, signer, check):
+    with pytest.raises(VerificationError) as ei:
+        _log(p, signer).close()
+    assert ei.value.check == check, ei.value
+    return ei.value
+
+
+@pytest.mark.parametrize("what", ["origin", "size", "root"])
+def test_open_refuses_a_head_whose_signed_checkpoint_says_otherwise(tmp_path, signer, what):
+    """The stored head row and its signed checkpoint must agree in origin, size and root: the
+    checkpoint is validly signed by the log's key but names another log, size or root."""
+    p, head = _store(tmp_path, signer)
+    origin, size, root = ORIGIN, head.size, head.root
+    if what == "origin":
+        origin = "other.example/log"
+    elif what == "size":
+        size = head.size - 1
+    else:
+        root = sha256(b"another root").digest()
+    forged = sign_note(Checkpoint(origin, size, root).to_text(), [signer])
+    _sql(p, "UPDATE heads SET checkpoint = ? WHERE size = ?", (forged, head.size))
+    _refused(p, signer, "log.head")
+
+
+def test_open_refuses_a_state_without_its_signed_head(tmp_path, signer):
+    p, head = _store(tmp_path, signer)
+    _sql(p, "DELETE FROM heads WHERE size = ?", (head.size,))
+    _refused(p, signer, "log.head")
+
+
+def test_open_refuses_a_head_over_another_root_than_the_state(tmp_path, signer):
+    """A head whose row and checkpoint agree, signed, but for a root other than the tree's."""
+    p, head = _store(tmp_path, signer)
+    other = sha256(b"another root").digest()
+    forged = sign_note(Checkpoint(ORIGIN, head.size, other).to_text(), [signer])
+    _sql(p, "UPDATE heads SET root = ?, checkpoint = ? WHERE size = ?", (other, forged, head.size))
+    _refused(p, signer, "log.head")
+
+
+def test_open_refuses_a_short_edge_tile(tmp_path, signer):
+    p, head = _store(tmp_path, signer, n=4)
+    _sql(p, "UPDATE tiles SET hashes = substr(hashes, 1, 96) WHERE id = 0")  # level 0, tile 0: 3 of 4 hashes
+    _refused(p, signer, "log.tiles")
+
+
+def test_open_refuses_a_tampered_state_root(tmp_path, signer):
+    p, head = _store(tmp_path, signer)
+    _sql(p, "UPDATE state SET root = ?", (sha256(b"x").digest(),))
+    _refused(p, signer, "log.root")
+
+
+def test_open_accepts_the_untampered_store(tmp_path, signer):
+    p, head = _store(tmp_path, signer)
+    with _log(p, signer) as log:
+        assert (log.size, log.latest().root) == (head.size, head.root)
+
+
+# --- lifecycle ---------------------------------------------------------------------------------
+
+
+def test_no_submission_after_close_or_without_a_sequencer(tmp_path, signer):
+    p = tmp_path / "log.sqlite"
+    log = _log(p, signer)
+    log.close()
+    log.close()  # a second close is a no-op
+    with pytest.raises(RuntimeError):
+        log.submit(leaf(0), b"d")
+    with pytest.raises(RuntimeError):
+        log.append([(leaf(0), b"d", ())])
+    with _log(p, signer, sequencer=False) as log:
+        with pytest.raises(RuntimeError):
+            log.submit(leaf(0), b"d")
+        assert log.append([(leaf(0), b"d", ())])[0].index == 0  # synchronous appends still work
+    with _log(p, signer) as log:
+        assert log.size == 1 and log.find(leaf(0)) == 0
+
+
+# --- status: an entry integrated between status's reads is still found ---------------------------
+
+
+def _aliased_log(tmp_path, signer):
+    """A log (no sequencer) where leaf B, queued while A (same dedup key) was pending, is an alias."""
+    log = _log(tmp_path / "log.sqlite", signer, sequencer=False)
+    a, b, k = leaf(100), leaf(101), leaf(102)
+    log.storage.enqueue([(a, b"a", (), k)])
+    log.storage.enqueue([(b, b"b", (), k)])
+    assert log.status(b) == "pending"
+    log.integrate_pending()
+    return log, a, b
+
+
+def _later(monkeypatch, obj, name, misses=1):
+    """``obj.name`` answers None ``misses`` times, then the truth: the entry was integrated by
+    another process between two reads (the race status() retries for), injected without timing."""
+    real = getattr(obj, name)
+    calls = [0]
+
+    def fn(*args):
+        calls[0] += 1
+        return None if calls[0] <= misses else real(*args)
+    monkeypatch.setattr(obj, name, fn)
+    return calls
+
+
+def test_status_finds_an_entry_integrated_after_its_first_lookup(tmp_path, signer, monkeypatch):
+    log, a, b = _aliased_log(tmp_path, signer)
+    with log:
+        monkeypatch.setattr(log.storage, "pending_contains", lambda leaf: False)
+        _later(monkeypatch, log.storage, "find")
+        e = log.status(a)
+        assert e != "pending" and e is not None and (e.index, e.duplicate) == (0, False)
+
+
+def test_status_finds_an_alias_recorded_after_its_first_lookup(tmp_path, signer, monkeypatch):
+    log, a, b = _aliased_log(tmp_path, signer)
+    with log:
+        assert (log.status(b).index, log.status(b).duplicate) == (0, True)
+        # the queue row is taken and the alias recorded between the queue check and the retry
+        integrated = []
+        real = log.storage.find_alias
+        monkeypatch.setattr(log.storage, "pending_contains", lambda leaf: integrated.append(1) or False)
+        monkeypatch.setattr(log.storage, "find_alias", lambda leaf: real(leaf) if integrated else None)
+        e = log.status(b)
+        assert e not in (None, "pending") and (e.index, e.duplicate) == (0, True)
+        assert log.status(leaf(999)) is None
+
+
+def test_a_submission_answered_as_its_wait_times_out_is_not_queued_again(tmp_path, signer):
+    """The result lands between the waiter's timeout and its spill to the durable queue (injected
+    through the waiter's gate, no timing): it is returned, and nothing is queued (a refused
+    submission queued then would be integrated after all)."""
+    from tlog.log import Entry, Pending
+
+    class Gate:
+        def __init__(self):
+            self.p = None
+
+        def acquire(self, timeout=-1):
+            self.p._set(None, ValueError("refused meanwhile"))
+            return False  # timed out, as far as the waiter knows
+
+        def release(self):
+            pass
+
+    with _log(tmp_path / "log.sqlite", signer, sequencer=False) as log:
+        p = Pending(log, leaf(7), b"d", ())
+        p._gate = g = Gate()
+        g.p = p
+        with pytest.raises(ValueError, match="refused meanwhile"):
+            p.wait(timeout=0.01)
+        assert not log.storage.has_pending()
+        q = Pending(log, leaf(8), b"d", ())
+        q._gate = g2 = Gate()
+        g2.p = q
+        g2.acquire = lambda timeout=-1: False  # no result: spilled to the durable queue
+        assert q.wait(timeout=0.01) is None and log.storage.has_pending()
+        log.integrate_pending()
+        assert log.find(leaf(8)) == 0 and log.find(leaf(7)) is None
+        assert isinstance(log.status(leaf(8)), Entry)
+
+
+# --- the sequencer: a full batch and a close do not wait out the batch window ----------------------
+# (max_wait and poll_interval a minute: the log answers at once; the bounds below only matter when
+# it waits the window out)
+
+
+def test_a_full_batch_goes_at_once(tmp_path, signer):
+    with _log(tmp_path / "log.sqlite", signer, max_batch=2, max_wait=60, poll_interval=60) as log:
+        ps = [log.submit(leaf(i), b"d") for i in range(2)]
+        got = [p.wait(timeout=20) for p in ps]
+        assert [e.index for e in got] == [0, 1]
+        one = log.submit(leaf(5), b"d")  # one of max_batch 1... waits its window, closing ends it
+        log.close()
+        assert one.wait(timeout=0).index == 2
+
+
+def test_close_does_not_wait_out_the_batch_window_or_the_poll(tmp_path, signer):
+    import threading
+
+    for submit in (False, True):
+        p = tmp_path / f"log{int(submit)}.sqlite"
+        log = _log(p, signer, max_batch=100, max_wait=60, poll_interval=60)
+        pend = log.submit(leaf(0), b"d") if submit else None
+        t = threading.Thread(target=log.close, daemon=True)
+        t.start()
+        t.join(20)
+        assert not t.is_alive(), "close waited for the batch window or the poll interval"
+        if pend is not None:
+            assert pend.wait(timeout=0).index == 0
