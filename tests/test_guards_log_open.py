@@ -273,3 +273,48 @@ def test_close_does_not_wait_out_the_batch_window_or_the_poll(tmp_path, signer):
         assert not t.is_alive(), "close waited for the batch window or the poll interval"
         if pend is not None:
             assert pend.wait(timeout=0).index == 0
+
+
+# --- tiles and entry bundles: argument ranges, widths, and a short store refused -----------------
+
+
+def test_tile_and_bundle_arguments(tmp_path, signer):
+    with _log(tmp_path / "log.sqlite", signer) as log:
+        log.append([(leaf(i), b"x", ()) for i in range(3)])
+        for bad in (-1, 64, True, "0", 1.0, None):
+            with pytest.raises(ValueError):
+                log.tile(bad, 0)
+        for bad in (0, 257, True, "1", 1.0, -1):
+            with pytest.raises(ValueError):
+                log.tile(0, 0, bad)
+            with pytest.raises(ValueError):
+                log.entry_bundle(0, bad)
+        for bad in (-1, True, "0"):
+            with pytest.raises(ValueError):
+                log.tile(0, bad)
+            with pytest.raises(ValueError):
+                log.entry_bundle(bad)
+        assert log.tile(63, 0) is None and log.tile(0, 1) is None and log.entry_bundle(1) is None
+        full = log.tile(0, 0)
+        assert len(full) == 3 * 32 and log.tile(0, 0, 3) == full
+        assert log.tile(0, 0, 1) == full[:32] and log.tile(0, 0, 2) == full[:64]  # a prefix
+        assert log.tile(0, 0, 4) is None and log.tile(0, 0, 256) is None  # not (yet) that wide
+        b = log.entry_bundle(0)
+        assert b == b"".join(b"\x00\x20" + leaf(i) for i in range(3)) and log.entry_bundle(0, 2) == b[:2 * 34]
+        assert log.entry_bundle(0, 4) is None
+        for bad in ((1, "v"), ("k", None)):
+            with pytest.raises(ValueError):
+                log.lookup(*bad)
+
+
+def test_short_tiles_and_bundles_are_refused_not_served(tmp_path, signer):
+    p, head = _store(tmp_path, signer, n=3)
+    with _log(p, signer) as log:
+        _sql(p, "UPDATE tiles SET hashes = substr(hashes, 1, 64) WHERE id = 0")
+        with pytest.raises(VerificationError) as ei:
+            log.tile(0, 0, 3)
+        assert ei.value.check == "log.tiles"
+        _sql(p, "DELETE FROM entries")
+        with pytest.raises(VerificationError) as ei:
+            log.entry_bundle(0)
+        assert ei.value.check == "log.entries"
