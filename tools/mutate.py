@@ -600,12 +600,16 @@ class Job:
         self.proc.wait(30)
 
 
-def stages(tests: list[str]) -> list[list[str]]:
+def stages(tests: list[str], known: bool = False) -> list[list[str]]:
     """Pytest collects every file it is given before it runs the first test, and collecting the
     files of server tests costs more than most unit tests: so the likeliest killer runs alone
-    first, then the tests of the next two files, then the rest."""
+    first, then the tests of the next two files, then the rest. ``known``: the first test killed
+    this very mutant last time (the killer map): if it no longer does, the code changed, and the
+    rest run in one pytest (one collection) instead of two."""
     if len(tests) <= 1:
         return [tests]
+    if known:
+        return [tests[:1], tests[1:]]
     out, files = [tests[:1]], {tests[0].split("::")[0]}
     second = []
     for i, n in enumerate(tests[1:], 1):
@@ -858,7 +862,7 @@ def main(argv: list[str] | None = None) -> int:
         with lock:
             jb = free.pop()
         try:
-            plan = stages(tests)
+            plan = stages(tests, known=bool(tests) and killers.by_id.get(m.id) == tests[0])
             budgets = [a.timeout or 60 + 5 * sum(mp["durations"].get(n, 1.0) for n in st) for st in plan]
             jb.run(m, plan, budgets)
         finally:
