@@ -318,3 +318,78 @@ def test_short_tiles_and_bundles_are_refused_not_served(tmp_path, signer):
         with pytest.raises(VerificationError) as ei:
             log.entry_bundle(0)
         assert ei.value.check == "log.entries"
+
+
+def test_a_running_log_refuses_a_store_rolled_back_under_it(tmp_path, signer):
+    """The whole database (state, entries, heads) is restored from an older copy while the log
+    runs: it signed size 4 already, so it must not append at size 2 and sign a head there that
+    does not extend the one it signed (two inconsistent checkpoints)."""
+    p = tmp_path / "log.sqlite"
+    old = tmp_path / "old.sqlite"
+    with _log(p, signer) as log:
+        log.append([(leaf(i), b"x", ()) for i in range(2)])
+        src, dst = sqlite3.connect(p), sqlite3.connect(old)
+        src.backup(dst)
+        log.append([(leaf(i), b"x", ()) for i in range(2, 4)])
+        assert log.latest().size == 4
+        signed4 = log.latest().root
+        dst.backup(src)  # restore the copy of size 2 into the live database
+        src.close()
+        dst.close()
+        assert log.storage.state()[0] == 2
+        with pytest.raises(VerificationError) as ei:
+            log.append([(leaf(9), b"other", ())])
+        assert ei.value.check == "log.state"
+        assert log.storage.latest_head().size == 2 and log.latest().root == signed4
+
+
+def test_a_running_log_refuses_another_tree_of_the_same_size(tmp_path, signer):
+    """The database is swapped for another tree of the same size whose head the same key signed
+    (a split brain, a wrong restore): the log signed (2, root A) already, so it must not extend
+    root B and sign a head that is inconsistent with the one it signed."""
+    p, other = tmp_path / "log.sqlite", tmp_path / "other.sqlite"
+    with _log(other, signer) as b:
+        b.append([(leaf(i), b"b", ()) for i in range(10, 12)])
+    with _log(p, signer) as log:
+        log.append([(leaf(i), b"a", ()) for i in range(2)])
+        signed = log.latest()
+        src, dst = sqlite3.connect(other), sqlite3.connect(p)
+        src.backup(dst)
+        src.close()
+        dst.close()
+        assert log.storage.state()[0] == 2 and log.storage.state()[1] != signed.root
+        with pytest.raises(VerificationError) as ei:
+            log.append([(leaf(9), b"x", ())])
+        assert ei.value.check == "log.state"
+        assert log.storage.latest_head().size == 2 and log.latest() == signed
+
+
+def test_latest_follows_another_process_after_an_empty_integration(tmp_path, signer):
+    p = tmp_path / "log.sqlite"
+    with _log(p, signer, sequencer=False) as a, _log(p, signer, sequencer=False) as b:
+        b.append([(leaf(i), b"x", ()) for i in range(3)])
+        assert a.integrate_pending() == 0  # nothing queued: an empty integration
+        assert (a.size, a.latest().size, a.latest().root) == (3, 3, b.latest().root)
+
+
+def test_a_sealed_log_appends_nothing(tmp_path, signer):
+    from tlog.log import SEALED, LogSealed
+
+    with _log(tmp_path / "log.sqlite", signer, sequencer=False) as log:
+        log.append([(leaf(0), b"x", ())])
+        with log.storage.integration() as tx:
+            tx.set_meta(SEALED, "sealed for the test")
+        with pytest.raises(LogSealed):
+            log.append([(leaf(1), b"x", ())])
+        assert log.size == 1 and log.find(leaf(1)) is None and log.storage.state()[0] == 1
+
+
+def test_a_unique_attribute_refusal_is_returned_for_its_item(tmp_path, signer):
+    from tlog.log import Refused
+
+    with _log(tmp_path / "log.sqlite", signer, sequencer=False) as log:
+        log.unique_attrs = frozenset({"rid"})
+        got = log.append([(leaf(0), b"a", (("rid", "1"),)), (leaf(1), b"b", (("rid", "1"),)),
+                          (leaf(2), b"c", (("rid", "2"),))])
+        assert got[0].index == 0 and isinstance(got[1], Refused) and got[2].index == 1
+        assert log.size == 2 and log.find(leaf(1)) is None

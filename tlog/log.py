@@ -421,8 +421,8 @@ class Log(LogReads):
                 # a closed shard's final checkpoint is recorded: append nothing, refuse the queue
                 sealed = tx.get_meta(SEALED) is not None
                 if (size, root) != (self._size, self._root):
-                    if size < self._size:
-                        raise VerificationError("log.state", f"stored tree shrank from {self._size} to {size}")
+                    if size <= self._size:  # shrank, or another tree of the same size (a swapped store)
+                        raise VerificationError("log.state", f"stored tree shrank or changed: {self._size} -> {size}")
                     edge = self._load_edge(size, tx.tiles)
                 else:
                     edge = self._edge
