@@ -382,6 +382,7 @@ def test_a_sealed_log_appends_nothing(tmp_path, signer):
         with pytest.raises(LogSealed):
             log.append([(leaf(1), b"x", ())])
         assert log.size == 1 and log.find(leaf(1)) is None and log.storage.state()[0] == 1
+        assert log.integrate_pending() == 0  # the integrator's empty rounds go on quietly
 
 
 def test_a_unique_attribute_refusal_is_returned_for_its_item(tmp_path, signer):
@@ -393,3 +394,68 @@ def test_a_unique_attribute_refusal_is_returned_for_its_item(tmp_path, signer):
                           (leaf(2), b"c", (("rid", "2"),))])
         assert got[0].index == 0 and isinstance(got[1], Refused) and got[2].index == 1
         assert log.size == 2 and log.find(leaf(1)) is None
+
+
+def test_on_batch_reports_only_batches_with_items(tmp_path, signer):
+    seen = []
+    with _log(tmp_path / "log.sqlite", signer, sequencer=False) as log:
+        log.on_batch = lambda n, seconds: seen.append(n)
+        log.integrate_pending()
+        log.append([(leaf(i), b"x", ()) for i in range(2)])
+        log.storage.enqueue([(leaf(5), b"q", ())])
+        log.integrate_pending()
+        log.integrate_pending()
+    assert seen == [2, 1]
+
+
+def test_no_head_without_a_previous_signed_head(tmp_path, signer):
+    p = tmp_path / "log.sqlite"
+    with _log(p, signer, sequencer=False) as log:
+        log.append([(leaf(0), b"x", ())])
+        _sql(p, "DELETE FROM heads")
+        with pytest.raises(VerificationError) as ei:
+            log.append([(leaf(1), b"x", ())])
+        assert ei.value.check == "log.head" and log.storage.state()[0] == 1
+
+
+def test_no_head_over_a_stored_head_whose_signature_fails(tmp_path, signer):
+    """The latest head row at the size this process signed is replaced by the same checkpoint
+    signed by another key: the log verifies it rather than trusting the size it remembers."""
+    from verifier.note import Signer
+
+    p = tmp_path / "log.sqlite"
+    with _log(p, signer, sequencer=False) as log:
+        log.append([(leaf(0), b"x", ())])
+        h = log.latest()
+        forged = sign_note(Checkpoint(ORIGIN, h.size, h.root).to_text(), [Signer.generate(ORIGIN)])
+        _sql(p, "UPDATE heads SET checkpoint = ? WHERE size = ?", (forged, h.size))
+        with pytest.raises(VerificationError):
+            log.append([(leaf(1), b"x", ())])
+        assert log.storage.state()[0] == 1 and log.storage.head(2) is None
+
+
+def test_tiles_of_a_failed_batch_never_reach_the_cache(tmp_path, signer):
+    """A batch whose head cannot be made (here: the head signer fails) is rolled back; its tiles
+    must not be served from the cache afterwards, not even after an empty integration."""
+    from verifier import merkle
+
+    fail = [False]
+
+    def head_signer(size, root):
+        if fail[0]:
+            raise OSError("injected: the head signer is down")
+        return None
+
+    p = tmp_path / "log.sqlite"
+    with _log(p, signer, sequencer=False, head_signer=head_signer) as log:
+        fail[0] = True
+        with pytest.raises(OSError):
+            log.append([(leaf(i), b"lost", ()) for i in range(100, 104)])
+        fail[0] = False
+        log.integrate_pending()  # an empty integration
+        leaves = [leaf(i) for i in range(3)]
+        log.append([(x, b"x", ()) for x in leaves])
+        hashes = [merkle.leaf_hash(x) for x in leaves]
+        assert log.root(3) == merkle.root_of(hashes) and log.root(2) == merkle.root_of(hashes[:2])
+        assert log.inclusion_proof(0, 2) == merkle.inclusion_proof(hashes[:2], 0)
+        assert log.consistency_proof(2, 3) == merkle.consistency_proof(hashes, 2)
