@@ -459,3 +459,42 @@ def test_tiles_of_a_failed_batch_never_reach_the_cache(tmp_path, signer):
         assert log.root(3) == merkle.root_of(hashes) and log.root(2) == merkle.root_of(hashes[:2])
         assert log.inclusion_proof(0, 2) == merkle.inclusion_proof(hashes[:2], 0)
         assert log.consistency_proof(2, 3) == merkle.consistency_proof(hashes, 2)
+
+
+def test_a_head_signer_must_return_bytes_or_none(tmp_path, signer):
+    bad = [False]
+
+    def head_signer(size, root):
+        return "not bytes" if bad[0] else b"sig:%d" % size
+
+    with _log(tmp_path / "log.sqlite", signer, sequencer=False, head_signer=head_signer) as log:
+        log.append([(leaf(0), b"x", ())])
+        assert log.latest().extra == b"sig:1"
+        bad[0] = True
+        with pytest.raises(ValueError):
+            log.append([(leaf(1), b"x", ())])
+        assert log.size == 1 and log.storage.head(2) is None
+
+
+def test_refresh_never_moves_the_log_back_or_sideways(tmp_path, signer, monkeypatch):
+    """refresh() takes a newer head another process stored; a head read before this process's own
+    integration moved past it (older), or one of the same size over another root, is not taken."""
+    p = tmp_path / "log.sqlite"
+    other = tmp_path / "other.sqlite"
+    with _log(other, signer) as b:
+        b.append([(leaf(i), b"b", ()) for i in range(10, 12)])
+        swapped = b.latest()
+    with _log(p, signer, sequencer=False) as log:
+        log.append([(leaf(i), b"x", ()) for i in range(2)])
+        older = log.latest()
+        log.append([(leaf(2), b"x", ())])
+        now = log.latest()
+        for stale in (older, swapped):
+            monkeypatch.setattr(log.storage, "latest_head", lambda h=stale: h)
+            log.refresh()
+            assert (log.size, log.latest(), log.root(3)) == (3, now, now.root)
+        monkeypatch.undo()
+        with _log(p, signer, sequencer=False) as w:  # another process appends: taken
+            w.append([(leaf(3), b"x", ())])
+        log.refresh()
+        assert log.size == 4 and log.latest().size == 4
