@@ -498,3 +498,13 @@ def test_refresh_never_moves_the_log_back_or_sideways(tmp_path, signer, monkeypa
             w.append([(leaf(3), b"x", ())])
         log.refresh()
         assert log.size == 4 and log.latest().size == 4
+
+
+def test_proofs_beyond_the_log_size_are_refused(tmp_path, signer):
+    with _log(tmp_path / "log.sqlite", signer, sequencer=False) as log:
+        log.append([(leaf(i), b"x", ()) for i in range(4)])
+        for call in (lambda: log.consistency_proof(1, 5), lambda: log.consistency_proof(4, 300),
+                     lambda: log.inclusion_proof(0, 5), lambda: log.root(5)):
+            with pytest.raises(ValueError):
+                call()
+        assert len(log.consistency_proof(1, 4)) == 2 and log.root(4) == log.latest().root
