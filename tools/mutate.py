@@ -804,6 +804,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def on_term(*_):  # stop the jobs and remove the copies on kill too
         STOPPING.set()
+        try:
+            killers.save()
+        except Exception:  # noqa: BLE001 - stopping anyway
+            pass
         for jb in jobs:
             jb.proc.terminate()  # each job kills its running pytest's process group
         for jb in jobs:
@@ -869,8 +873,10 @@ def main(argv: list[str] | None = None) -> int:
             with lock:
                 free.append(jb)
                 done[0] += 1
-                if m.killer in mp["durations"]:
+                if m.killer:  # used only where it covers the mutant's lines (select_tests)
                     killers.learn(m, m.killer)
+                if done[0] % 25 == 0:
+                    killers.save()  # a stopped run keeps what it learned
                 results.write(json.dumps(_row(m)) + "\n")
                 results.flush()
                 if m.status in ("survived", "timeout"):
