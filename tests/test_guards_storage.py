@@ -13,3 +13,16 @@ def test_open_storage_refuses_what_it_cannot_open(tmp_path, monkeypatch, url):
     with pytest.raises(ValueError):
         open_storage(url)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_heads_read_as_none(tmp_path):
+    from hashlib import sha256
+
+    from tests.tlog_fixtures import ORIGIN
+    from tlog.log import Log
+    from verifier.note import Signer
+
+    with Log.open(tmp_path / "log.sqlite", origin=ORIGIN, note_signer=Signer.generate(ORIGIN), sequencer=False) as log:
+        log.append([(sha256(b"%d" % i).digest(), b"x", ()) for i in range(2)])
+        assert log.tree_head(5) is None and log.storage.head(1) is None and log.storage.head(2).size == 2
+        assert log.storage.first_head_after(2) is None and log.storage.first_head_after(0) == 2
