@@ -26,3 +26,18 @@ def test_missing_heads_read_as_none(tmp_path):
         log.append([(sha256(b"%d" % i).digest(), b"x", ()) for i in range(2)])
         assert log.tree_head(5) is None and log.storage.head(1) is None and log.storage.head(2).size == 2
         assert log.storage.first_head_after(2) is None and log.storage.first_head_after(0) == 2
+
+
+def test_a_dedup_run_is_written_only_from_int64_keys_and_uint32_offsets(tmp_path):
+    import array
+
+    from tlog.storage import druns
+
+    q, i = array.array("q", [1, 2, 3]), array.array("I", [0, 1, 2])
+    for keys, idxs in ((q, array.array("I", [0, 1])), (array.array("l", [1, 2, 3]), i),
+                       (q, array.array("L", [0, 1, 2])), (array.array("d", [1.0, 2.0, 3.0]), i)):
+        with pytest.raises(ValueError):
+            druns.write_run(str(tmp_path / "runs"), 0, 3, keys, idxs)
+    assert not (tmp_path / "runs").exists()
+    path = druns.write_run(str(tmp_path / "runs"), 0, 3, q, i)
+    assert path and (tmp_path / "runs").is_dir()
