@@ -35,7 +35,8 @@ def test_a_dedup_run_is_written_only_from_int64_keys_and_uint32_offsets(tmp_path
 
     q, i = array.array("q", [1, 2, 3]), array.array("I", [0, 1, 2])
     for keys, idxs in ((q, array.array("I", [0, 1])), (array.array("l", [1, 2, 3]), i),
-                       (q, array.array("L", [0, 1, 2])), (array.array("d", [1.0, 2.0, 3.0]), i)):
+                       (q, array.array("L", [0, 1, 2])), (q, array.array("i", [0, 1, 2])),
+                       (array.array("d", [1.0, 2.0, 3.0]), i)):
         with pytest.raises(ValueError):
             druns.write_run(str(tmp_path / "runs"), 0, 3, keys, idxs)
     assert not (tmp_path / "runs").exists()
