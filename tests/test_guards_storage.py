@@ -42,3 +42,24 @@ def test_a_dedup_run_is_written_only_from_int64_keys_and_uint32_offsets(tmp_path
     assert not (tmp_path / "runs").exists()
     path = druns.write_run(str(tmp_path / "runs"), 0, 3, q, i)
     assert path and (tmp_path / "runs").is_dir()
+
+
+def test_remove_unlisted_keeps_listed_runs_young_temporaries_and_other_files(tmp_path):
+    """Only unlisted run files, and temporaries/merge outputs older than tmp_age, are deleted: a
+    younger one may be a merge still running in another process."""
+    import os
+    import time
+
+    from tlog.storage import druns
+
+    d = tmp_path / "runs"
+    d.mkdir()
+    names = {"a.dd": True, "b.dd": False, "c.dd.tmp-1": True, "d.dd.tmp-2": False,
+             "e" + druns.MERGED: True, "f" + druns.MERGED: False, "notes.txt": True}
+    old = time.time() - 7200
+    for n in names:
+        (d / n).write_bytes(b"x")
+        if n in ("d.dd.tmp-2", "f" + druns.MERGED, "b.dd"):
+            os.utime(d / n, (old, old))
+    druns.remove_unlisted(str(d), {"a.dd"}, tmp_age=3600)
+    assert sorted(os.listdir(d)) == sorted(n for n, keep in names.items() if keep)
