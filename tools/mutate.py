@@ -223,7 +223,7 @@ def find_mutants(files: list[str]) -> list[Mutant]:
         f.visit(ast.parse(src))
         seen: dict[str, int] = {}
         for m in sorted(f.out, key=lambda m: (m.start, m.op, m.new)):
-            snippet = " ".join(m.old.split())[:60] + " => " + " ".join(m.new.split())[:40]
+            snippet = " ".join(m.old.split())[:60].rstrip() + " => " + " ".join(m.new.split())[:40].rstrip()  # no trailing blank: the ids are listed in mutate_equivalent.txt
             base = f"{m.path}:{m.func}:{m.op}:{snippet}"
             n = seen.get(base, 0) + 1
             seen[base] = n
