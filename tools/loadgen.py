@@ -22,7 +22,8 @@ starts (unique subjects), so the client's cost per request is the same for every
 Client: threads with ``http.client`` keep-alive connections, loopback only. Every loop is bounded
 by time and by the number of pre-signed statements.
 
-Report: registrations/s (2xx/3xx answers per second), the ratios log/bare and log/gthread per
+Report: registrations/s (2xx/3xx answers per second), the server's CPU per answer (user + system
+of the server's processes, /proc; the log's split into its integrator and the rest), the ratios log/bare and log/gthread per
 round and their medians, p50/p99 latency, status counts, the load average before and after. ``--soak``: every 201 receipt is verified with the verifier library against the
 log's keys, every 303 is followed to its receipt, and the tree size after the run must equal the
 size before plus the number of distinct acknowledged statements (no entry lost, none twice).
@@ -134,6 +135,48 @@ class Server:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
         self.log_file.close()
+
+
+def process_tree_cpu(root_pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of ``root_pid`` and its descendants, by role: "integrator"
+    (the log's integrator processes) and "server" (everything else: granian/gunicorn and their
+    workers). Linux /proc; {} elsewhere. Less sensitive to other jobs on the machine than the
+    rates: the CPU a registration costs, whoever else runs."""
+    try:
+        tck = os.sysconf("SC_CLK_TCK")
+        kids: dict[int, list[int]] = {}
+        info: dict[int, tuple[str, float]] = {}
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                raw = open(f"/proc/{d}/stat").read()
+                cmd = open(f"/proc/{d}/cmdline", "rb").read()
+            except OSError:
+                continue
+            f = raw.rsplit(")", 1)[1].split()
+            kids.setdefault(int(f[1]), []).append(int(d))
+            info[int(d)] = ("integrator" if b"integrator_main" in cmd else "server", (int(f[11]) + int(f[12])) / tck)
+    except (OSError, ValueError):
+        return {}
+    out: dict[str, float] = {}
+    todo = [root_pid]
+    while todo:
+        p = todo.pop()
+        if p in info:
+            role, t = info[p]
+            out[role] = out.get(role, 0.0) + t
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def cpu_per_answer(before: dict, after: dict, answers: int) -> dict | None:
+    """Microseconds of server CPU per answered request, by role and in total."""
+    if not before or not answers:
+        return None
+    per = {k: round(1e6 * (after.get(k, 0.0) - before.get(k, 0.0)) / answers) for k in after}
+    per["total"] = sum(per.values())
+    return per
 
 
 # ---- client ---------------------------------------------------------------------------------
@@ -392,9 +435,13 @@ def main(argv=None) -> int:
                 run: dict = {"order": order, "bare": None, "gthread": None}
                 for k in order:
                     la = os.getloadavg()[0]
+                    srv_pid = {"log": log_srv, "bare": bare, "gthread": gthread}[k]
+                    srv_pid = srv_pid.proc.pid if srv_pid is not None else None
+                    cpu0 = process_tree_cpu(srv_pid) if srv_pid else {}
                     if k == "log":
                         size0 = tree_size(log_port)
                         lg = drive(log_port, chunk, args.clients, args.duration, keep=True)
+                        cpu1 = process_tree_cpu(srv_pid) if srv_pid else {}
                         run["log_check"] = verify_run(log_port, lg["_result"], size0)
                         try:
                             lg["integration"] = integration_stats(log_port, args.workers)
@@ -408,6 +455,8 @@ def main(argv=None) -> int:
                                       file=sys.stderr)
                     else:
                         lg = drive((bare if k == "bare" else gthread).port, chunk, args.clients, args.duration)
+                        cpu1 = process_tree_cpu(srv_pid) if srv_pid else {}
+                    lg["cpu_us_per_answer"] = cpu_per_answer(cpu0, cpu1, lg["ok"])
                     lg.pop("_result")
                     lg["load1"] = round(la, 2)
                     run[k] = lg
@@ -457,7 +506,8 @@ def main(argv=None) -> int:
                     continue
                 extra = f" conn errors {x['conn_errors']}" if x["conn_errors"] else ""
                 print(f"[{i}] {label:<21} {x['per_s']:>7}/s p50 {x['p50_ms']} ms p99 {x['p99_ms']} ms {x['status']}"
-                      f"{extra} load {x['load1']}{' (statements exhausted)' if x['exhausted'] else ''}")
+                      f"{extra} load {x['load1']}{' (statements exhausted)' if x['exhausted'] else ''}"
+                      f"{'' if not x.get('cpu_us_per_answer') else ' server CPU us/answer ' + str(x['cpu_us_per_answer'])}")
             print(f"[{i}] log integration (cumulative): {r['log'].get('integration')}")
             print(f"[{i}] log/bare {r['ratio']}, log/gthread {r['ratio_gthread']}; check: {r['log_check']}")
         if "ratio_median" in report:
