@@ -606,6 +606,31 @@ def test_fast_receipt_encoding_matches_verifier():
         )
 
 
+def test_batch_receipts_equal_one_by_one(make_app, issuer_key):
+    """A batch's receipts (one tile load, common bytes encoded once) are byte for byte the
+    receipts made one at a time, at the batch's size and at an earlier one."""
+    from tlog.receipts import fast_inclusion_receipts, fast_receipt
+
+    p = vreceipt.receipt_protected(alg=-7, kid=b"k" * 32, issuer="https://i", subject="o", iat=1700000000)
+    paths = [[bytes([i]) * 32 for i in range(n)] for n in (0, 1, 9, 17)]
+    assert fast_inclusion_receipts(p, b"s" * 64, 70000, [0, 1, 2, 65535], paths) == [
+        fast_receipt(p, b"s" * 64, -1, [70000, i, path]) for i, path in zip([0, 1, 2, 65535], paths)]
+    app = make_app()
+    svc = app.extensions["tlog.service"]
+    entries = svc.log.append([(hashlib.sha256(b"%d" % i).digest(), b"", ()) for i in range(300)])
+    entries += svc.log.append([(hashlib.sha256(b"x%d" % i).digest(), b"", ()) for i in range(5)])
+    sizes = sorted({e.tree_size for e in entries})
+    assert len(sizes) == 2
+    for size in sizes:
+        idxs = [e.index for e in entries if e.tree_size == size]
+        assert svc.inclusion_receipts(idxs, size) == [svc.inclusion_receipt(i, size) for i in idxs]
+    n = sizes[1]
+    assert svc.log.inclusion_proofs([0, 255, 256, n - 1], n) == [svc.log.inclusion_proof(i, n) for i in
+                                                                 (0, 255, 256, n - 1)]
+    with pytest.raises(ValueError):
+        svc.log.inclusion_proofs([0, n], n)
+
+
 @pytest.mark.postgres
 def test_postgres_backend(make_app, issuer_key):
     from tests.tlog_fixtures import fresh_pg_database

@@ -12,7 +12,8 @@ the integrator is apart from the HTTP front:
   ``(token, leaf input, statement bytes, attributes, dedup key)`` over a socket pair;
 * the integrator drains everything queued on its socket, appends it as one batch with
   :meth:`tlog.log.Log.append` (one transaction, one fsync, one signed checkpoint, one receipt
-  signature), computes every entry's receipt and answers with one message per batch;
+  signature), computes the batch's receipts (one tile load for all the inclusion proofs, the
+  bytes common to the batch's receipts encoded once) and answers with one message per batch;
 * the worker answers 201 with that receipt. Nothing is acknowledged before the integrator's
   commit returned.
 
@@ -208,17 +209,23 @@ def _integrate(svc, conn: Connection, msgs: list) -> None:
         conn.send_bytes(_dumps(("err", [m[0] for m in msgs], f"{type(e).__name__}: {e}",
                                 isinstance(e, StorageUnavailable), isinstance(e, LogSealed))))
         return
+    # the receipts, by tree size (a batch's new entries share one; duplicates name earlier ones)
+    by_size: dict[int, list[int]] = {}
+    for e in entries:
+        if not isinstance(e, Refused):
+            by_size.setdefault(e.tree_size, []).append(e.index)
+    rcpts: dict[tuple[int, int], bytes] = {}
+    for size, idxs in by_size.items():
+        try:
+            rcpts.update(zip(((i, size) for i in idxs), svc.inclusion_receipts(idxs, size)))
+        except Exception as exc:  # noqa: BLE001 - the worker makes them then (or answers 303)
+            log.warning("receipts for %d entries at size %d: %s", len(idxs), size, exc)
     out = []
     for m, e in zip(msgs, entries):
         if isinstance(e, Refused):
             out.append((m[0], e))
-            continue
-        try:
-            rcpt = svc.inclusion_receipt(e.index, e.tree_size)
-        except Exception as exc:  # noqa: BLE001 - the worker makes it then (or answers 303)
-            log.warning("receipt for entry %d: %s", e.index, exc)
-            rcpt = None
-        out.append((m[0], e.index, e.tree_size, e.duplicate, rcpt))
+        else:
+            out.append((m[0], e.index, e.tree_size, e.duplicate, rcpts.get((e.index, e.tree_size))))
     try:
         conn.send_bytes(_dumps(("ok", out, time.monotonic() - t0)))
     except (OSError, ValueError):

@@ -78,6 +78,15 @@ class LogReads:
             raise ValueError(f"index {index} not in a tree of size {size}")
         return self._tree.inclusion_proof(index, size)
 
+    def inclusion_proofs(self, indexes, size: int) -> list[list[bytes]]:
+        """:meth:`inclusion_proof` of each of ``indexes`` at ``size``, sharing one tile load."""
+        self._check_size(size)
+        for index in indexes:
+            _check_nonneg(index, "index")
+            if index >= size:
+                raise ValueError(f"index {index} not in a tree of size {size}")
+        return self._tree.inclusion_proofs(list(indexes), size)
+
     def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
         self._check_size(size2)
         _check_nonneg(size1, "size1")

@@ -22,7 +22,7 @@ from verifier import receipt as vreceipt
 
 from .errors import BadRequest
 
-__all__ = ["VDS_RFC9162_SHA256", "ReceiptSigning", "fast_receipt"]
+__all__ = ["VDS_RFC9162_SHA256", "ReceiptSigning", "fast_inclusion_receipts", "fast_receipt"]
 
 VDS_RFC9162_SHA256 = 1
 
@@ -40,6 +40,16 @@ def fast_receipt(protected_raw: bytes, signature: bytes, vdp_label: int, proof: 
             cbor2.dumps(signature),
         )
     )
+
+
+def fast_inclusion_receipts(protected_raw: bytes, signature: bytes, size: int, indexes, paths) -> list[bytes]:
+    """``fast_receipt(protected_raw, signature, -1, [size, i, path])`` for each index and path:
+    the receipt's head (tag, protected header) and tail (payload nil, signature) are the same
+    for every receipt of one tree size, encoded once (a batch's receipts)."""
+    head = b"\xd2\x84" + cbor2.dumps(protected_raw)
+    tail = b"\xf6" + cbor2.dumps(signature)
+    dumps = cbor2.dumps
+    return [head + dumps({396: {-1: [dumps([size, i, path])]}}) + tail for i, path in zip(indexes, paths)]
 
 
 class ReceiptSigning:
@@ -107,6 +117,12 @@ class ReceiptSigning:
         p, sig = self.head_signature(size)
         path = self.log.inclusion_proof(index, size)
         return fast_receipt(p, sig, -1, [size, index, list(path)])
+
+    def inclusion_receipts(self, indexes: list[int], size: int) -> list[bytes]:
+        """:meth:`inclusion_receipt` of each of ``indexes`` at ``size`` (one batch's entries):
+        one signature lookup, one tile load for all the proofs, the common bytes encoded once."""
+        p, sig = self.head_signature(size)
+        return fast_inclusion_receipts(p, sig, size, indexes, self.log.inclusion_proofs(indexes, size))
 
     def consistency_receipt(self, size1: int, size2: int) -> bytes:
         current = self.tree_size()
