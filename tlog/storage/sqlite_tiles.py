@@ -81,6 +81,8 @@ class L0File:
             if self._fd is None:
                 new = not os.path.exists(self.path)
                 self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                if hasattr(os, "posix_fadvise"):  # reads are single records: no readahead
+                    os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_RANDOM)
                 if new:  # the file's name durable before any commit relies on it
                     dfd = os.open(os.path.dirname(os.path.abspath(self.path)), os.O_RDONLY)
                     try:
