@@ -38,6 +38,11 @@ import subprocess
 import sys
 import time
 
+try:  # vectorised filters, probes, sorts and merges (~10-50x less CPU); pure Python without it
+    import numpy as _np
+except ImportError:  # pragma: no cover (numpy is a dependency; the fallback is tested by forcing it)
+    _np = None
+
 FANIN = 8
 BITS_PER_KEY = 8  # filter size: the power of two >= 8 bits per key (8-16 bits/key: 1.4-4.9 % false hits)
 MAX_FILTER_LOG2 = 32  # two independent 32-bit probes from one 64-bit key
@@ -66,7 +71,7 @@ MERGED = ".merged"  # suffix of a background merge's output until a transaction 
 class Run:
     """One run file, memory-mapped (shared page cache, nothing copied into the process)."""
 
-    __slots__ = ("a", "b", "n", "level", "path", "keys", "idxs", "filt", "mask")
+    __slots__ = ("a", "b", "n", "level", "path", "keys", "idxs", "filt", "mask", "_nfilt", "_nkeys")
 
     def __init__(self, path: str, a: int, b: int, n: int, level: int) -> None:
         self.a, self.b, self.n, self.level, self.path = a, b, n, level, path
@@ -91,6 +96,8 @@ class Run:
         self.idxs = mv[o + 8 * n:o + 12 * n].cast("I")
         self.filt = mv[o + 12 * n:]
         self.mask = (1 << lg) - 1
+        self._nfilt = None if _np is None else _np.frombuffer(self.filt, dtype=_np.uint8)
+        self._nkeys = None if _np is None else _np.frombuffer(self.keys, dtype=_np.int64)
 
     def get(self, k: int) -> int | None:
         """The entry index stored for key ``k``, or None."""
@@ -98,11 +105,25 @@ class Run:
         i = bisect.bisect_left(keys, k)
         return self.a + self.idxs[i] if i < self.n and keys[i] == k else None
 
-    def probe(self, ks, found: dict) -> None:
-        """Add the keys of ``ks`` this run holds to ``found`` (key -> index)."""
+    def probe(self, ks, found: dict, arr=None) -> None:
+        """Add the keys of ``ks`` this run holds to ``found`` (key -> index); ``arr``: the
+        same keys as a numpy uint64 array (the filter tested for all of them at once)."""
         f, m = self.filt, self.mask
-        for k in [k for k in ks if f[(k & m) >> 3] >> (k & 7) & 1
-                  and f[((k >> 32) & m) >> 3] >> ((k >> 32) & 7) & 1]:
+        if arr is not None and self._nfilt is not None:
+            nf, m64 = self._nfilt, _np.uint64(m)
+            p, q = arr & m64, (arr >> _np.uint64(32)) & m64
+            hit = (nf[p >> _np.uint64(3)] >> (p & _np.uint64(7)).astype(_np.uint8)) \
+                & (nf[q >> _np.uint64(3)] >> (q & _np.uint64(7)).astype(_np.uint8)) & 1
+            cand = arr[hit.astype(bool)].view(_np.int64)
+            pos = _np.searchsorted(self._nkeys, cand)  # the binary searches of the filter's hits
+            ok = pos < self.n
+            pos, cand = pos[ok], cand[ok]
+            eq = self._nkeys[pos] == cand
+            idxs = self.idxs
+            for k, i in zip(cand[eq].tolist(), pos[eq].tolist()):
+                found[k] = self.a + idxs[i]
+            return
+        for k in [k for k in ks if f[(k & m) >> 3] >> (k & 7) & 1 and f[((k >> 32) & m) >> 3] >> ((k >> 32) & 7) & 1]:
             i = self.get(k)
             if i is not None:
                 found[k] = i
@@ -121,14 +142,8 @@ def write_run(d: str, a: int, b: int, keys: array.array, idxs: array.array, suff
     n = len(keys)
     if len(idxs) != n or keys.typecode != "q" or idxs.typecode != "I" or idxs.itemsize != 4:
         raise ValueError("a run is n int64 keys and n uint32 offsets")
+    filt = build_filter(keys)
     lg = filter_log2(n)
-    m = (1 << lg) - 1
-    filt = bytearray((1 << lg) // 8)
-    for k in keys:
-        p = k & m
-        filt[p >> 3] |= 1 << (p & 7)
-        p = (k >> 32) & m
-        filt[p >> 3] |= 1 << (p & 7)
     os.makedirs(d, exist_ok=True)
     path = os.path.join(d, run_name(a, b) + suffix)
     tmp = "%s.tmp-%d-%d" % (path, os.getpid(), time.monotonic_ns())
@@ -144,8 +159,40 @@ def write_run(d: str, a: int, b: int, keys: array.array, idxs: array.array, suff
     return path
 
 
+def build_filter(keys: array.array) -> bytearray:
+    """The Bloom filter of a run's keys (two probes: see the module docstring)."""
+    lg = filter_log2(len(keys))
+    m = (1 << lg) - 1
+    filt = bytearray((1 << lg) // 8)
+    if _np is not None:
+        nf = _np.frombuffer(filt, dtype=_np.uint8)
+        u = _np.frombuffer(keys, dtype=_np.int64).view(_np.uint64) if len(keys) else _np.zeros(0, _np.uint64)
+        m64 = _np.uint64(m)
+        for p in (u & m64, (u >> _np.uint64(32)) & m64):
+            _np.bitwise_or.at(nf, p >> _np.uint64(3), _np.left_shift(1, (p & _np.uint64(7)).astype(_np.uint8)).astype(_np.uint8))
+        return filt
+    for k in keys:
+        p = k & m
+        filt[p >> 3] |= 1 << (p & 7)
+        p = (k >> 32) & m
+        filt[p >> 3] |= 1 << (p & 7)
+    return filt
+
+
+def _arrays(ks, vs) -> tuple[array.array, array.array]:
+    out_k, out_i = array.array("q"), array.array("I")
+    out_k.frombytes(ks.astype(_np.int64).tobytes())
+    out_i.frombytes(vs.astype(_np.uint32).tobytes())
+    return out_k, out_i
+
+
 def from_map(a: int, keys: dict[int, int]) -> tuple[array.array, array.array]:
     """A run's arrays from a key -> absolute index map."""
+    if _np is not None:
+        ks = _np.fromiter(keys.keys(), dtype=_np.int64, count=len(keys))
+        vs = _np.fromiter(keys.values(), dtype=_np.int64, count=len(keys)) - a
+        order = _np.argsort(ks, kind="stable")
+        return _arrays(ks[order], vs[order])
     ks = sorted(keys)
     return array.array("q", ks), array.array("I", [keys[k] - a for k in ks])
 
@@ -163,11 +210,23 @@ def merge(runs: list[Run]) -> tuple[array.array, array.array]:
     for s in range(1, parts + 1):
         hi = -_B63 + (s * _U64) // parts
         comb: list[int] = []
+        nk, ni = [], []
         for j, r in enumerate(runs):
             e = r.n if s == parts else bisect.bisect_left(r.keys, hi, pos[j])
             off = r.a - a0
-            comb += [((k + _B63) << 32) | (i + off) for k, i in zip(r.keys[pos[j]:e], r.idxs[pos[j]:e])]
+            if _np is not None:
+                nk.append(_np.frombuffer(r.keys[pos[j]:e], dtype=_np.int64))
+                ni.append(_np.frombuffer(r.idxs[pos[j]:e], dtype=_np.uint32).astype(_np.int64) + off)
+            else:
+                comb += [((k + _B63) << 32) | (i + off) for k, i in zip(r.keys[pos[j]:e], r.idxs[pos[j]:e])]
             pos[j] = e
+        if _np is not None:
+            ks, vs = _np.concatenate(nk), _np.concatenate(ni)
+            order = _np.argsort(ks, kind="stable")  # sorted pieces: a merge
+            k2, i2 = _arrays(ks[order], vs[order])
+            out_k.extend(k2)
+            out_i.extend(i2)
+            continue
         comb.sort()
         out_k.extend([(c >> 32) - _B63 for c in comb])
         out_i.extend([c & 0xFFFFFFFF for c in comb])
@@ -178,8 +237,11 @@ def probe(runs, ks) -> dict[int, int]:
     """Which of the keys ``ks`` the runs hold: key -> index."""
     found: dict[int, int] = {}
     if ks:
+        arr = None
+        if _np is not None and len(ks) >= 32:
+            arr = _np.fromiter(ks, dtype=_np.int64, count=len(ks)).view(_np.uint64)
         for r in runs:
-            r.probe(ks, found)
+            r.probe(ks, found, arr)
     return found
 
 
