@@ -216,6 +216,7 @@ def run(args) -> dict:
         pad = rnd.randbytes(max(0, args.data_size - 16))
         bounds = sorted({n * j // args.slices for j in range(1, args.slices + 1)} | {n})
         slices = []
+        blog = open(args.batch_log, "a") if args.batch_log else None
         t_append = 0.0
         w_all = written()
         t_wall = time.perf_counter()
@@ -229,8 +230,14 @@ def run(args) -> dict:
                 items = [(sha256(d).digest(), d, ()) for d in statements(i, k, pad)]
                 t0, c0 = time.perf_counter(), time.process_time()
                 ents = log.append(items)
-                t_slice += time.perf_counter() - t0
-                c_slice += time.process_time() - c0
+                dt, dc = time.perf_counter() - t0, time.process_time() - c0
+                t_slice += dt
+                c_slice += dc
+                if blog:  # one line per batch: which batches stall, and what they did
+                    blog.write(json.dumps({"i": i, "ms": round(dt * 1e3, 2), "cpu_ms": round(dc * 1e3, 2),
+                                           "new_run": args.backend == "sqlite" and (i + k) // (args.merge_every or DEFAULT_MERGE_EVERY) > i // (args.merge_every or DEFAULT_MERGE_EVERY),
+                                           "merges_running": len(getattr(st, "_jobs", ())),
+                                           "load": round(os.getloadavg()[0], 2)}) + "\n")
                 assert ents[-1].index == i + k - 1 and not ents[-1].duplicate
                 i += k
             t_append += t_slice
@@ -249,6 +256,8 @@ def run(args) -> dict:
             if args.progress:
                 print(json.dumps(sl), file=sys.stderr, flush=True)
         res["slices"] = slices
+        if blog:
+            blog.close()
         if i > first:
             res["append_per_s"] = round((i - first) / t_append)
             res["append_wall_per_s_incl_input_gen"] = round((i - first) / (time.perf_counter() - t_wall))
@@ -401,6 +410,8 @@ def main(argv=None) -> int:
     ap.add_argument("--pg-private", action="store_true",
                     help="PostgreSQL: run a server of our own (bytes written per entry are measured on it)")
     ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--batch-log", metavar="JSONL", help="append one line per appended batch (wall and CPU ms, "
+                    "whether it wrote a level-0 dedup run, background merges running, load)")
     ap.add_argument("--json", help="append the result line to this file")
     ap.add_argument("--table", metavar="JSONL", help="print a markdown table of the results in JSONL and exit")
     ap.add_argument("--slice-table", metavar="FILE",
