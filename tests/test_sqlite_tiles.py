@@ -188,3 +188,33 @@ def test_schema_5_file_migrated_then_tiles_copied(tmp_path, signer):
     finally:
         log.close()
         st.close()
+
+
+def test_copy_tiles_command(tmp_path, signer):
+    """``python -m tlog.storage.copy_tiles DB`` moves a migrated log's tile rows into the file."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "l.sqlite"
+    st, log = reopen(path, signer)
+    grow(log, 0, 800)
+    root = log.root(800)
+    log.close()
+    st.close()
+    to_schema_5(path)
+    st, log = reopen(path, signer)  # migrated: the three full tiles stay rows
+    assert marks(st) == (3, 3)
+    log.close()
+    st.close()
+    out = subprocess.run([sys.executable, "-m", "tlog.storage.copy_tiles", str(path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("3 tiles copied")
+    st, log = reopen(path, signer)
+    try:
+        assert marks(st) == (0, 3)
+        assert log.root(800) == root
+        check_proofs(log, seed=7)
+    finally:
+        log.close()
+        st.close()
