@@ -273,9 +273,15 @@ def test_explorer_overview_shows_the_cosigned_checkpoint_and_each_witness(env, i
         register(c, issuer_key)
     n = tree_size(app)
     wait_for(lambda: a.witness.latest(ORIGIN)[0] == n and b.witness.latest(ORIGIN)[0] == n)
-    r = c.get("/explorer/", headers={"Accept": "text/html"})
-    assert r.status_code == 200
-    body = html.unescape(r.get_data(as_text=True))
+
+    def overview() -> str:
+        r = c.get("/explorer/", headers={"Accept": "text/html"})
+        assert r.status_code == 200
+        return html.unescape(r.get_data(as_text=True))
+
+    # the witnesses hold the cosigned size before the log has recorded their answers: wait for the log
+    wait_for(lambda: overview().count("</td><td>current</td>") == 2)
+    body = overview()
     note = re.search(r'<pre class="note">(.*?)</pre>', body, re.S).group(1)
     assert "\u2014 wa.example " in note and "\u2014 wb.example " in note  # cosignature lines
     rows = re.findall(r"<tr><td>([^<]+)</td><td>(\d+)</td><td>([^<]+)</td></tr>", body)
