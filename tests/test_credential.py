@@ -187,7 +187,7 @@ def test_lookups(twi_env):
 
 
 def test_index_attrs():
-    from tlog.twi_index import attrs_for_statement
+    from tlog.twi.index import attrs_for_statement
     from verifier.statement import SignedStatement
     from cryptography.hazmat.primitives.asymmetric import ec
     from issuer.provenance import IssuerIdentity, sign_cpr, sign_workload_provenance
@@ -266,7 +266,7 @@ def test_fetch_over_http_from_the_pointer(tmp_path):
     from issuer.service import Issuer
     from tlog.config import Config
     from tlog.server import create_app
-    from tlog.twi_routes import install
+    from tlog.twi.routes import install
     from verifier.credential import fetch_statements
 
     from .test_twi_support import TestVerifier, policy_obj, write_pem_public

@@ -187,7 +187,7 @@ def test_limits_can_be_turned_off(make_app):
 
 # ---- lookups paged by bytes ------------------------------------------------------------------
 def test_cpr_lookup_paged_by_bytes(make_app, tmp_path, issuer_key):
-    from tlog.twi_routes import install
+    from tlog.twi.routes import install
     from verifier import cbor as vcbor
     from verifier.credential import CPR_MEDIA_TYPE
     from verifier.http import next_link

@@ -21,6 +21,7 @@ from tlog.config import Config
 from tlog.log import Log, Refused
 from tlog.policy import Rejection
 from tlog.service import LogService
+from tlog.twi import TWI  # the personality the server composes (tlog.server.app)
 from tlog.server import create_app
 from verifier import cose
 from verifier.credential import CPR_MEDIA_TYPE
@@ -196,7 +197,7 @@ def _wait_for(cond, what: str, timeout: float = 20.0) -> None:
 
 def test_two_records_for_one_record_id_at_the_same_instant(service_config):
     settings, mode = service_config
-    _race(LogService(Config.load(env={}, overrides=settings), integrator=mode))
+    _race(LogService(Config.load(env={}, overrides=settings), integrator=mode, personality=TWI))
 
 
 def test_two_records_for_one_record_id_through_the_integrator_process(tmp_path):
@@ -204,7 +205,7 @@ def test_two_records_for_one_record_id_through_the_integrator_process(tmp_path):
     settings = dict(data_dir=str(tmp_path / "data"), issuer_keys=[bound(write_public(tmp_path / "k.pem", KEY))],
                     origin="commit.example/log", issuer="https://commit.example", register_wait=5.0,
                     max_wait=0.001)
-    svc = LogService(Config.load(env={}, overrides=settings), integrator="process")
+    svc = LogService(Config.load(env={}, overrides=settings), integrator="process", personality=TWI)
     assert svc.integrator_mode == "process"
     _race(svc)
 
@@ -250,7 +251,7 @@ def test_re_encoding_of_a_pending_claim_answered_303_resolves(service_config):
     """register_wait 0: every registration is answered 303 at once. The original and a re-signature
     of it, both still pending: the re-signature's Location resolves to the original's entry."""
     settings, mode = service_config
-    svc = LogService(Config.load(env={}, overrides=settings | {"register_wait": 0.0}), integrator=mode)
+    svc = LogService(Config.load(env={}, overrides=settings | {"register_wait": 0.0}), integrator=mode, personality=TWI)
     app = create_app(svc.config, service=svc)
     client = app.test_client()
     try:
@@ -282,7 +283,7 @@ def test_record_answered_303_then_refused_in_the_commit_resolves_to_409(service_
     them; the one the commit refuses resolves to a 409 problem naming the conflict, not to an
     unknown id (404), and nothing is stored for it."""
     settings, mode = service_config
-    svc = LogService(Config.load(env={}, overrides=settings | {"register_wait": 0.0}), integrator=mode)
+    svc = LogService(Config.load(env={}, overrides=settings | {"register_wait": 0.0}), integrator=mode, personality=TWI)
     app = create_app(svc.config, service=svc)
     client = app.test_client()
     try:

@@ -156,7 +156,7 @@ def twi_env(tmp_path):
     """A log app (real tlog server, TWI wired), an issuer configured against it, a verifier."""
     from tlog.config import Config
     from tlog.server import create_app
-    from tlog.twi_routes import install
+    from tlog.twi.routes import install
 
     issuer_key = ec.generate_private_key(ec.SECP256R1())
     pub = write_pem_public(tmp_path / "issuer.pub.pem", issuer_key)

@@ -1,5 +1,5 @@
 """Entry ids and the lookup attributes the log records with each entry (``kind``, ``policy``,
-``iss``, ``iss-sub``, ``payload-sha256``; the TWI ones are in :mod:`tlog.twi_index`).
+``iss``, ``iss-sub``, ``payload-sha256``; a personality's, e.g. TWI's, are in :mod:`tlog.twi.index`).
 
 Entry ids: the lowercase hex of the leaf input (SHA-256 of the statement bytes, 64 characters).
 """

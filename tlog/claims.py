@@ -3,9 +3,10 @@
 Both run inside the transaction that assigns entries (tlog.log.Log._integrate), so they hold
 whatever the checks before the queue saw and however the submissions were batched:
 
-- :func:`unique_conflicts`: an attribute listed in ``Log.unique_attrs`` (the service lists the
-  TWI (issuer, record id) index key) may be held by one claim only (one dedup key); a later item
-  with the same value under another claim is refused (:class:`Refused`, nothing stored);
+- :func:`unique_conflicts`: an attribute listed in ``Log.unique_attrs`` (the personality's
+  unique attributes, tlog.personality: TWI's (issuer, record id) key) may be held by one claim
+  only (one dedup key); a later item with the same value under another claim is refused
+  (:class:`Refused`, nothing stored);
 - :func:`alias_rows`: a queued submission (it may have been answered 303 with its own entry id)
   that the batch deduplicated onto an entry with another leaf - a re-encoding of a claim that
   was still pending - is recorded as an alias of that entry, so its entry id resolves.

@@ -11,9 +11,11 @@ One claim, one entry: the log admits only the shortest (deterministic) CBOR enco
 COSE_Sign1's outer items and deduplicates on the digest of the signed content (the
 Sig_structure: protected header bytes and payload), so a re-encoding or re-signature of an
 admitted claim (e.g. the ECDSA (r, n-s) twin) answers with the ORIGINAL entry (its id, index
-and receipt), and a second, different Credential Provenance record for a record id the same
-issuer already registered is refused (409), before the queue and, for records sent at the
-same instant, in the commit (``Log.unique_attrs``).
+and receipt), and a second, different claim holding a value of the personality's unique
+attributes (TWI: a Credential Provenance record for a record id the same issuer already
+registered) is refused (409), before the queue and, for claims sent at the same instant, in the
+commit (``Log.unique_attrs``). The personality (:mod:`tlog.personality`) is given by the
+composition; the service imports none.
 
 Receipts: one COSE signature per tree size, :mod:`tlog.receipts`. The parts of the service that
 are not about registering and reading live apart, each a mix-in of :class:`LogService`:
@@ -60,18 +62,11 @@ from .metrics import Metrics  # aggregated across the server's processes (tlog.m
 from . import shard
 from .log import SEALED_REFUSAL, Refused, refusal
 from .pending import Entry
+from .personality import PLAIN, Personality
 from .policy import Policy, Rejection, classify
 from .shard import LogClosed
 
 log = logging.getLogger("tlog.service")
-
-try:  # TWI Credential Provenance index attributes (tlog.twi_index), served by tlog.twi_routes
-    from tlog.twi_index import ATTR_ISS_RID as _TWI_ISS_RID
-    from tlog.twi_index import ATTR_RID as _TWI_RID
-    from tlog.twi_index import attrs_for_statement as _twi_attrs
-    from tlog.twi_index import pair_key as _twi_pair
-except ImportError:  # pragma: no cover - the TWI modules are optional for the log
-    _twi_attrs = None
 
 
 
@@ -92,7 +87,8 @@ class Submission:
     pending: object  # tlog.pending.Pending
     t_start: float
     t0: float
-    record: tuple | None = None  # (iss, record id, claim digest) of a provenance record
+    # ((key, value) pairs of the personality's unique attributes, claim digest), if any
+    record: tuple | None = None
 
 
 # ---- the service -----------------------------------------------------------------------------
@@ -136,7 +132,7 @@ def _serialize_integrations(storage, lock_path, metrics=None) -> None:
 
 class LogService(ReceiptSigning, Discovery, Operations):
     def __init__(self, config: Config, *, log_factory=None, integrator: str | None = None,
-                 check_policy: bool = True, role: str = "full") -> None:
+                 check_policy: bool = True, role: str = "full", personality: Personality = PLAIN) -> None:
         """``integrator``: "thread" (the core's sequencer thread in this process) or "process";
         default ``config.integrator``, where "auto" means thread (the server entry points
         choose process). "process" on SQLite: a separate integrator process per worker
@@ -146,12 +142,16 @@ class LogService(ReceiptSigning, Discovery, Operations):
         disagree with the policy in force.
 
         ``role="integrator"``: the service of an integrator candidate process (tlog.leader):
-        a Log without a sequencer, no policy start-up, no integrator of its own."""
+        a Log without a sequencer, no policy start-up, no integrator of its own.
+
+        ``personality``: the lookup attributes and unique values the statements of the log's
+        application add (tlog.personality; the server composes tlog.twi.TWI); default none."""
         from tlog.log import Log
 
         if role not in ("full", "integrator"):
             raise ValueError(f"unknown role {role!r}")
         self.config = config
+        self.personality = personality
         TrustStore.load(config.issuer_keys, config.trust_anchors)  # a bad file is refused first
         self._lock = threading.Lock()
         self._outstanding: collections.deque = collections.deque()  # (Pending, t0) of timed-out waits
@@ -196,10 +196,10 @@ class LogService(ReceiptSigning, Discovery, Operations):
         # batches integrated by this process (the integrator process's own LogService under
         # tlog serve: its batches reach /metrics through the multiprocess directory)
         self.log.on_batch = self.metrics.batch
-        if _twi_attrs is not None:
-            # one record per (issuer, record id): enforced in the commit (issue 11), whatever the
-            # check before the queue saw
-            self.log.unique_attrs = frozenset({_TWI_ISS_RID})
+        if personality.unique_attrs:
+            # one claim per unique value (TWI: one record per (issuer, record id)): enforced in
+            # the commit (issue 11), whatever the check before the queue saw
+            self.log.unique_attrs = frozenset(personality.unique_attrs)
         self.witnessing = None  # set by tlog.witnessing.attach
         self._remote = None
         self._candidate = None
@@ -397,17 +397,14 @@ class LogService(ReceiptSigning, Discovery, Operations):
             attrs[ATTR_PAYLOAD_HASH] = hashlib.sha256(payload).hexdigest()
         attr_list = sorted(attrs.items())
         claim = st.signed_content_digest(payload)
-        rid = None
-        if _twi_attrs is not None:
-            try:
-                twi = [a for a in _twi_attrs(st) if a[0] not in attrs]
-            except VerificationError:
-                twi = []
-            attr_list += twi
-            rid = next((v for k, v in twi if k == _TWI_RID), None)
-            if rid is not None:
-                attr_list.append((_TWI_ISS_RID, _twi_pair(st.iss, rid)))
-                self._check_record_id(st.iss, rid, claim)
+        try:  # the personality's (tlog.personality), e.g. the TWI record id
+            extra = [a for a in self.personality.attributes(st) if a[0] not in attrs]
+        except VerificationError:
+            extra = []
+        attr_list += extra
+        unique = [a for a in extra if a[0] in self.personality.unique_attrs]
+        for key, value in unique:
+            self._check_unique(key, value, claim)
         eid = entry_id_of(st.leaf_input)
         t0 = time.monotonic()
         with self._lock:
@@ -419,13 +416,15 @@ class LogService(ReceiptSigning, Discovery, Operations):
             self._submitted_end()
             self._unavailable(e)
             raise
-        return Submission(eid, pending, t_start, t0, None if rid is None else (st.iss, rid, claim))
+        return Submission(eid, pending, t_start, t0, (unique, claim) if unique else None)
 
     def _refused(self, sub: "Submission", e: Refused) -> None:
         """The commit refused the submission (tlog.claims): a record for this record id came
         first, maybe in the same batch; the 409 names that entry, committed by now."""
         if sub.record is not None:
-            self._check_record_id(*sub.record)
+            unique, claim = sub.record
+            for key, value in unique:
+                self._check_unique(key, value, claim)
         self.metrics.rejected("record-id")
         raise Rejection("Conflict", f"refused at integration: {e}", "record-id", 409) from None
 
@@ -493,10 +492,11 @@ class LogService(ReceiptSigning, Discovery, Operations):
         )
         return Registration(eid, entry.index, entry.tree_size, receipt, bool(getattr(entry, "duplicate", False)))
 
-    def _check_record_id(self, iss: str, rid: str, claim: bytes | None) -> None:
-        """409 if ``iss`` already registered a different record under ``rid`` (the same
-        claim again is a duplicate, answered with the original entry)."""
-        for idx in self.log.lookup(_TWI_ISS_RID, _twi_pair(iss, rid))[:16]:
+    def _check_unique(self, key: str, value: str, claim: bytes | None) -> None:
+        """409 if another claim holds ``value`` under the unique attribute ``key`` (TWI: ``iss``
+        already registered a different record under the record id; the same claim again is a
+        duplicate, answered with the original entry)."""
+        for idx in self.log.lookup(key, value)[:16]:
             data = self.log.entry_data(idx)
             try:
                 other = SignedStatement.parse(data, max_size=max(len(data), 1), max_depth=self.config.max_depth)
@@ -504,8 +504,8 @@ class LogService(ReceiptSigning, Discovery, Operations):
                 continue
             if claim is None or other.signed_content_digest() != claim:
                 self.metrics.rejected("record-id")
-                raise Rejection("Conflict", f"issuer {iss[:200]!r} already registered a different record with "
-                                f"id {rid[:200]!r} (entry {entry_id_of(other.leaf_input)})", "record-id", 409)
+                raise Rejection("Conflict", f"{self.personality.conflict(key, value)} "
+                                f"(entry {entry_id_of(other.leaf_input)})", "record-id", 409)
 
     # ---- reads -------------------------------------------------------------------------------
     def tree_size(self) -> int:

@@ -34,7 +34,8 @@ from tlog.config import Config  # noqa: E402
 from tlog.server import create_app  # noqa: E402
 from tlog.attrs import ATTR_ISS, ATTR_ISS_SUB, iss_sub_key  # noqa: E402
 from tlog.service import LogService  # noqa: E402
-from tlog.twi_index import attrs_for_statement  # noqa: E402
+from tlog.twi import TWI  # noqa: E402
+from tlog.twi.index import attrs_for_statement  # noqa: E402
 from verifier import cose  # noqa: E402
 from verifier import keys as vkeys  # noqa: E402
 from verifier.credential import CPR_TYPE  # noqa: E402
@@ -107,7 +108,7 @@ def main(argv=None) -> int:
         a.data_dir = tmp.name
     cfg = Config.load(env={}, overrides=dict(data_dir=str(Path(a.data_dir) / "log"), origin="bench.example/log",
                                              issuer="https://log.bench.example"))
-    svc = LogService(cfg)
+    svc = LogService(cfg, personality=TWI)
     try:
         build_s = build(svc, a.entries, a.batch)
         app = create_app(cfg, service=svc)

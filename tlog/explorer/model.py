@@ -20,7 +20,7 @@ from verifier.statement import SignedStatement
 
 from ..attrs import ATTR_ISS, ATTR_ISS_SUB, entry_id_of, iss_sub_key
 from ..errors import BadRequest, NotFound
-from ..twi_index import ATTR_DN_SERIAL, ATTR_ISS_JTI, ATTR_RID, ATTR_SHA256, ATTR_STATUS_RID, pair_key
+from ..twi.index import ATTR_DN_SERIAL, ATTR_ISS_JTI, ATTR_RID, ATTR_SHA256, ATTR_STATUS_RID, pair_key
 
 PAGE = 25  # entries per list page
 MAX_FIELD = 240  # characters of one shown value

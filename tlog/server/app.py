@@ -36,6 +36,7 @@ from ..storage import StorageUnavailable
 from ..attrs import ATTR_ISS, ATTR_ISS_SUB, ATTR_PAYLOAD_HASH, entry_id_of, iss_sub_key
 from ..errors import BadRequest, NotFound, Unavailable
 from ..service import LogService
+from ..twi import TWI  # the personality this server composes (tlog.personality)
 from .access import AccessLog
 from .front import RegistrationFront
 from .problems import problem
@@ -105,7 +106,7 @@ def _open_service(config: Config, integrator: str | None, wait: float = 20.0) ->
     deadline = time.monotonic() + wait
     while True:
         try:
-            return LogService(config, integrator=integrator)
+            return LogService(config, integrator=integrator, personality=TWI)
         except StorageUnavailable as e:
             if time.monotonic() > deadline:
                 raise
@@ -393,13 +394,10 @@ def create_app(config: Config | None = None, *, service: LogService | None = Non
         resp.headers["Cache-Control"] = IMMUTABLE
         return resp
 
-    # ---- TWI Credential Provenance lookup (GET /twi/v1/cpr, tlog.twi_routes) ------------
-    try:
-        from tlog.twi_routes import bp as twi_bp
-    except ImportError:  # pragma: no cover
-        twi_bp = None
-    if twi_bp is not None:
-        app.register_blueprint(twi_bp)
+    # ---- TWI Credential Provenance lookup (GET /twi/v1/cpr, tlog.twi.routes) ------------
+    from tlog.twi.routes import bp as twi_bp
+
+    app.register_blueprint(twi_bp)
 
     # ---- the log explorer (HTML for people, tlog.explorer); "/" by content negotiation --------
     from tlog import explorer

@@ -1,8 +1,8 @@
 """Attributes the log indexes for TWI Credential Provenance statements (external binding).
 
 The log core stores ``(key, value)`` text pairs per entry and answers ``Log.lookup(key, value)``.
-At registration the server calls :func:`attrs_for_statement` and adds the pairs to the entry;
-``tlog.twi_routes`` answers ``GET /twi/v1/cpr`` from them. Keys:
+At registration the log service asks its personality (:data:`tlog.twi.TWI`), which calls
+:func:`attrs_for_statement`, and adds the pairs to the entry; ``tlog.twi.routes`` answers ``GET /twi/v1/cpr`` from them. Keys:
 
 * ``twi.cpr.rid``        record id (CWT ``cti`` (7) of the protected header; the payload's
                          ``rid`` must agree for public records). Also indexed for private
@@ -10,8 +10,8 @@ At registration the server calls :func:`attrs_for_statement` and adds the pairs 
 * ``twi.cred.iss_jti``   ``JSON [iss, jti]`` of a WIT (public records only)
 * ``twi.cred.dn_serial`` ``JSON [issuer DN (RFC 4514), serial (lowercase hex)]`` of an X.509 SVID
 * ``twi.cred.sha256``    lowercase hex SHA-256 of the credential bytes (for WITs, the WPT ``wth``)
-* ``twi.cpr.iss_rid``    ``JSON [iss, rid]``: added by the log service (tlog.service) with the
-                         record id, so that a second, different record for a record id the same
+* ``twi.cpr.iss_rid``    ``JSON [iss, rid]``: added by the TWI personality (tlog.twi.TWI) with
+                         the record id, so that a second, different record for a record id the same
                          issuer (CWT ``iss``) already registered is refused (409)
 * ``twi.status.rid``     record id named by a status statement (``verifier.credential.status``,
                          content type ``STATUS_MEDIA_TYPE``, CWT ``sub`` = the record id); lookups

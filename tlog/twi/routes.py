@@ -17,7 +17,7 @@ always at least one); when more remain, a ``Link: <...&from=N>; rel="next"`` hea
 next page (``from``: the position in the answer's list, records then status statements). The
 statements are read one at a time, so neither the answer nor the server's memory grows with
 the number of matches. The app must register :data:`bp` and index entries with
-``tlog.twi_index.attrs_for_statement`` (see that module). The blueprint finds the log
+``tlog.twi.index.attrs_for_statement`` (see that module). The blueprint finds the log
 service in ``current_app.extensions["tlog.service"]`` (``lookup(key, value)``,
 ``resolve(str(index))``, ``transparent_statement(entry)``).
 """
@@ -31,7 +31,7 @@ from flask import Blueprint, Response, current_app, request
 
 from verifier import cbor as vcbor
 
-from .twi_index import ATTR_DN_SERIAL, ATTR_ISS_JTI, ATTR_RID, ATTR_SHA256, ATTR_STATUS_RID, MAX_VALUE, pair_key
+from .index import ATTR_DN_SERIAL, ATTR_ISS_JTI, ATTR_RID, ATTR_SHA256, ATTR_STATUS_RID, MAX_VALUE, pair_key
 
 bp = Blueprint("twi", __name__)
 
@@ -143,15 +143,15 @@ def install(app) -> None:
     """Wire TWI into a tlog app: register :data:`bp` and index CPR attributes at registration.
 
     The indexing wraps the service's ``log.submit`` so every admitted statement also gets
-    :func:`tlog.twi_index.attrs_for_statement` pairs. A server that calls
-    ``attrs_for_statement`` itself in ``LogService.register`` only needs
+    :func:`tlog.twi.index.attrs_for_statement` pairs. A server whose
+    ``LogService`` has the TWI personality (:data:`tlog.twi.TWI`) only needs
     ``app.register_blueprint(bp)``; calling :func:`install` as well is harmless (the
     wrapper is installed once, and duplicate pairs are dropped).
     """
     from verifier import VerificationError
     from verifier.statement import SignedStatement
 
-    from .twi_index import attrs_for_statement
+    from .index import attrs_for_statement
 
     if "twi" not in app.blueprints:
         app.register_blueprint(bp)
