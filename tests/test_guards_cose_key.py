@@ -1,0 +1,81 @@
+"""COSE_Key (RFC 9052 7, RFC 9053 7.1/7.2, RFC 8230 4): coordinates and RSA members are byte
+strings of the defined length. Nothing else is read as one, even when it would denote the same
+number (issue 16, verifier/keys.py)."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from verifier import VerificationError
+from verifier.keys import cose_key_from_public, public_key_from_cose_key, thumbprint
+
+
+@pytest.fixture(scope="module", params=[ec.SECP256R1, ec.SECP384R1, ec.SECP521R1], ids=["P-256", "P-384", "P-521"])
+def ck(request):
+    pub = ec.generate_private_key(request.param()).public_key()
+    return pub, cose_key_from_public(pub)
+
+
+def test_ec2_round_trip(ck):
+    pub, d = ck
+    assert public_key_from_cose_key(d).public_numbers() == pub.public_numbers()
+    assert thumbprint(d) == thumbprint(pub)
+
+
+@pytest.mark.parametrize("label", [-2, -3], ids=["x", "y"])
+@pytest.mark.parametrize("form", ["array", "text", "int", "missing", "leading-zero-added", "short"])
+def test_ec2_coordinate_must_be_a_bstr_of_the_curve_size(ck, label, form):
+    """RFC 9053 7.1.1: x and y are bstr of the field size, leading zero octets kept. An array of
+    the same octets, an int or text of the same value, a missing member, or a length other than
+    the field size is no EC2 key (the point would otherwise be accepted in many encodings)."""
+    _, d = ck
+    v = d[label]
+    bad = {"array": list(v), "text": v.hex()[: len(v)], "int": int.from_bytes(v, "big"), "missing": None,
+           "leading-zero-added": b"\x00" + v, "short": v[1:]}[form]
+    key = dict(d)
+    if bad is None:
+        del key[label]
+    else:
+        key[label] = bad
+    with pytest.raises(VerificationError) as e:
+        public_key_from_cose_key(key)
+    assert e.value.check == "key.cose"
+
+
+@pytest.mark.parametrize("crv", [0, 4, 6, "P-256", None])
+def test_ec2_curve_must_be_registered_ec2_curve(ck, crv):
+    _, d = ck
+    with pytest.raises(VerificationError) as e:
+        public_key_from_cose_key({**d, -1: crv})
+    assert e.value.check == "key.cose"
+
+
+def test_point_not_on_the_curve_refused(ck):
+    _, d = ck
+    y = bytearray(d[-3])
+    y[-1] ^= 1
+    with pytest.raises(VerificationError) as e:
+        public_key_from_cose_key({**d, -3: bytes(y)})
+    assert e.value.check == "key.cose"
+
+
+@pytest.mark.parametrize("kty", [0, 4, "EC2", None, True])
+def test_unknown_kty_refused(ck, kty):
+    _, d = ck
+    with pytest.raises(VerificationError) as e:
+        public_key_from_cose_key({**d, 1: kty})
+    assert e.value.check == "key.cose"
+
+
+@pytest.mark.parametrize("member", [-1, -2], ids=["n", "e"])
+def test_rsa_members_are_bstr(member):
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    d = cose_key_from_public(rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key())
+    assert public_key_from_cose_key(d).key_size == 2048
+    for bad in (list(d[member]), int.from_bytes(d[member], "big"), None):
+        key = {**d, member: bad} if bad is not None else {k: v for k, v in d.items() if k != member}
+        with pytest.raises(VerificationError) as e:
+            public_key_from_cose_key(key)
+        assert e.value.check == "key.cose"
