@@ -79,3 +79,16 @@ def test_rsa_members_are_bstr(member):
         with pytest.raises(VerificationError) as e:
             public_key_from_cose_key(key)
         assert e.value.check == "key.cose"
+
+
+def test_keyset_is_an_array_of_maps(ck):
+    """RFC 9052 7: COSE_KeySet = [+ COSE_Key]; every element is a map."""
+    from verifier import cbor
+    from verifier.keys import decode_keyset, encode_keyset
+
+    _, d = ck
+    assert decode_keyset(encode_keyset([d, d])) == [d, d]
+    for bad in ([d, 5], [d, [d]], ["key"], d, 5):
+        with pytest.raises(VerificationError) as e:
+            decode_keyset(cbor.dumps(bad))
+        assert e.value.check == "key.keyset"
