@@ -92,3 +92,23 @@ def test_keyset_is_an_array_of_maps(ck):
         with pytest.raises(VerificationError) as e:
             decode_keyset(cbor.dumps(bad))
         assert e.value.check == "key.keyset"
+
+
+def test_pem_file_without_a_complete_block_is_no_key_file(tmp_path):
+    """A file that starts like PEM but holds no complete block (cut before its END line) names
+    no key: refused as key.file, not read as an empty key set."""
+    from cryptography.hazmat.primitives import serialization
+
+    from verifier.keys import load_public_keys, parse_public_keys
+
+    pem = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert len(parse_public_keys(pem)) == 1
+    for bad in (pem[: pem.index(b"-----END")], b"-----BEGIN PUBLIC KEY-----\n"):
+        with pytest.raises(VerificationError) as e:
+            parse_public_keys(bad)
+        assert e.value.check == "key.file"
+        (tmp_path / "k.pem").write_bytes(bad)
+        with pytest.raises(VerificationError) as e:
+            load_public_keys(tmp_path / "k.pem")
+        assert e.value.check == "key.file"
