@@ -112,3 +112,12 @@ def test_pem_file_without_a_complete_block_is_no_key_file(tmp_path):
         with pytest.raises(VerificationError) as e:
             load_public_keys(tmp_path / "k.pem")
         assert e.value.check == "key.file"
+
+
+def test_empty_keyset_is_no_key_file():
+    """An empty COSE_KeySet (the array has at least one key, RFC 9052 7) names no key: key.file."""
+    from verifier.keys import parse_public_keys
+
+    with pytest.raises(VerificationError) as e:
+        parse_public_keys(b"\x80")
+    assert e.value.check == "key.file"
