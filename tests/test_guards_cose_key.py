@@ -114,7 +114,7 @@ def test_pem_file_without_a_complete_block_is_no_key_file(tmp_path):
         assert e.value.check == "key.file"
 
 
-@pytest.mark.parametrize("data", [b"\x80", b"\x81\x05", b"\x82\xa0\x05"], ids=["[]", "[5]", "[{}, 5]"])
+@pytest.mark.parametrize("data", [b"\x80", b"\x81\x05", b"\x82\xa0\x05", b"\x05", b"\x63abc"], ids=["[]", "[5]", "[{}, 5]", "5", "text"])
 def test_empty_keyset_or_array_of_non_maps_is_no_key_file(data):
     """An empty COSE_KeySet (it holds at least one key, RFC 9052 7) or an array with an element
     that is not a map is no key file of any kind: key.file."""
