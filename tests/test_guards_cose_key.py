@@ -116,8 +116,8 @@ def test_pem_file_without_a_complete_block_is_no_key_file(tmp_path):
 
 @pytest.mark.parametrize("data", [b"\x80", b"\x81\x05", b"\x82\xa0\x05", b"\x05", b"\x63abc"], ids=["[]", "[5]", "[{}, 5]", "5", "text"])
 def test_empty_keyset_or_array_of_non_maps_is_no_key_file(data):
-    """An empty COSE_KeySet (it holds at least one key, RFC 9052 7) or an array with an element
-    that is not a map is no key file of any kind: key.file."""
+    """An empty COSE_KeySet (it holds at least one key, RFC 9052 7), an array with an element
+    that is not a map, or a CBOR scalar is no key file of any kind: key.file."""
     from verifier.keys import parse_public_keys
 
     with pytest.raises(VerificationError) as e:
