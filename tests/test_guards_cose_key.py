@@ -123,3 +123,18 @@ def test_empty_keyset_or_array_of_non_maps_is_no_key_file(data):
     with pytest.raises(VerificationError) as e:
         parse_public_keys(data)
     assert e.value.check == "key.file"
+
+
+def test_key_file_kid_label_or_thumbprint(ck):
+    """A COSE_Key's kid (2) names it in a key file when it is a non-empty byte (or text) string;
+    otherwise (absent, empty) the key is named by its RFC 9679 thumbprint."""
+    from verifier import cbor
+    from verifier.keys import parse_public_keys
+
+    pub, d = ck
+    tp = thumbprint(pub)
+    assert list(parse_public_keys(cbor.dumps(d))) == [tp]
+    assert list(parse_public_keys(cbor.dumps({**d, 2: b""}))) == [tp]
+    assert list(parse_public_keys(cbor.dumps({**d, 2: ""}))) == [tp]
+    assert list(parse_public_keys(cbor.dumps({**d, 2: b"log-1"}))) == [b"log-1"]
+    assert list(parse_public_keys(cbor.dumps([{**d, 2: "log-1"}]))) == [b"log-1"]
