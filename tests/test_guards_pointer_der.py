@@ -75,3 +75,23 @@ def test_log_url_must_be_ascii():
     with pytest.raises(VerificationError) as e:
         encode_pointer_ext("https://lög.test", "r")
     assert e.value.check == "pointer.encode"
+
+
+def test_indefinite_length_octet_is_not_length_128():
+    """0x80 as a length octet is BER's indefinite form (X.690 8.1.3.6), not allowed in DER and
+    not the length 128: a SEQUENCE header 30 80 followed by exactly 128 bytes of a well-formed
+    body is refused."""
+    body = _tlv(0x16, LOG) + _tlv(0x0C, b"r" * (128 - len(_tlv(0x16, LOG)) - 2))
+    assert len(body) == 128
+    assert decode_pointer_ext(_tlv(0x30, body)) == (LOG.decode(), "r" * 108)
+    with pytest.raises(VerificationError) as e:
+        decode_pointer_ext(b"\x30\x80" + body)
+    assert e.value.check == "pointer.der"
+
+
+def test_four_length_octets_accepted():
+    """Lengths of 2**24 or more take four length octets (the most this decoder reads)."""
+    rid = "r" * (1 << 24)
+    der = encode_pointer_ext("https://log.test", rid)
+    assert der[1] == 0x84
+    assert decode_pointer_ext(der) == ("https://log.test", rid)
