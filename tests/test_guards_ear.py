@@ -99,3 +99,41 @@ def test_symmetric_or_unsigned_ear_refused_as_bad_alg(v, alg):
     with pytest.raises(VerificationError) as e:
         verify_ear(_rec(v, tok), _trust(v))
     assert e.value.check == "record.ear"
+
+
+def test_ear_record_shape(v):
+    """The CMW record is an array [type, bstr, ind?]; a map with the same members is not one;
+    a record without ar_digest does not match the EAR (no crash)."""
+    tok = v.ear().encode()
+    rec = _rec(v, tok)
+    rec["attestation"]["ar"] = {0: MEDIA, 1: tok}
+    with pytest.raises(VerificationError) as e:
+        verify_ear(rec, _trust(v))
+    assert e.value.check == "record.ear"
+    rec = _rec(v, tok)
+    del rec["attestation"]["ar_digest"]
+    with pytest.raises(VerificationError) as e:
+        verify_ear(rec, _trust(v))
+    assert e.value.check == "record.ear-digest"
+
+
+HEX = "ab" * 32
+
+
+@pytest.mark.parametrize("claim", [
+    5, True, {"digest": {"sha256": HEX}},                        # the claim is no array
+    [{"digest": {5: HEX}}],                                     # an algorithm name that is no text
+    [{"name": 5, "digest": {"sha256": HEX}}],                   # a name that is no text
+    [{"name": b"img", "digest": {"sha256": HEX}}],
+], ids=["int", "bool", "map", "int-alg", "int-name", "bytes-name"])
+def test_attested_artifacts_claim_shape(claim):
+    """Each attested artefact is {name?: text, digest: {alg text: lowercase hex}} in an array,
+    whatever else is well-formed about it."""
+    from verifier.credential.ear import attested_artifacts
+    from verifier.credential.wire import ATTESTED_ARTIFACTS_CLAIM
+
+    with pytest.raises(VerificationError) as e:
+        attested_artifacts({ATTESTED_ARTIFACTS_CLAIM: claim})
+    assert e.value.check == "record.ear"
+    assert attested_artifacts({ATTESTED_ARTIFACTS_CLAIM: [{"name": "img", "digest": {"sha256": HEX}}]}) == [
+        {"digest": {"sha256": HEX}, "name": "img"}]
