@@ -8,8 +8,9 @@ Flow (see docs/credential-provenance.md):
    pre-allocated Credential Provenance record id;
 3. :mod:`issuer.provenance` builds the Credential Provenance record (and, once per
    workload instance, the Workload Provenance statement) as SCITT Signed Statements;
-4. :mod:`issuer.client` registers them over SCRAPI; :mod:`issuer.service` only releases a
-   credential whose provenance record has a verified receipt.
+4. :mod:`issuer.client` (:mod:`verifier.scrapi` raising :class:`IssuerError`) registers them
+   over SCRAPI; :mod:`issuer.service` only releases a credential whose provenance record has a
+   verified receipt.
 """
 
 from .errors import IssuerError

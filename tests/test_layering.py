@@ -4,6 +4,8 @@
 - the log core takes its personality (tlog.twi) through tlog.personality and imports nothing of
   it; only the composition (the server app, the child processes' entry points) and the explorer
   (a page about TWI records) do;
+- ``tlog/`` imports nothing of ``issuer/`` (the SCRAPI client both use is ``verifier.scrapi``);
+- ``verifier/`` imports nothing of ours (``tlog``, ``issuer``, ``witness``, ``serving``).
 """
 
 from __future__ import annotations
@@ -82,3 +84,18 @@ def test_the_import_reader_sees_relative_and_nested_imports(tmp_path):
     assert _within(_imports("p", pkg / "__init__.py"), "p.twi") == {"p.twi", "p.twi.X"}
     assert _within(_imports("p.m", pkg / "m.py"), "p.twi") == {"p.twi.index", "p.twi.index.Y"}
     assert "tlog.twi" in _imports("p.m", pkg / "m.py")
+
+
+def test_tlog_imports_nothing_of_the_issuer():
+    assert "tlog.clientcmd" in TLOG  # tlog register: verifier.scrapi
+    found = {name: sorted(_within(_imports(name, path), "issuer")) for name, path in TLOG.items()}
+    assert {k: v for k, v in found.items() if v} == {}
+
+
+def test_the_verifier_imports_nothing_of_ours():
+    verifier = _modules("verifier")
+    assert "verifier.scrapi" in verifier
+    ours = ("tlog", "issuer", "witness", "serving")
+    found = {name: sorted(n for p in ours for n in _within(_imports(name, path), p))
+             for name, path in verifier.items()}
+    assert {k: v for k, v in found.items() if v} == {}

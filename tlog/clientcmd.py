@@ -5,7 +5,7 @@
 
 ``register`` sends any COSE_Sign1 Signed Statement (``POST /entries``), waits for its receipt
 (retrying 429/5xx/connection errors honouring Retry-After, polling while pending: the SCRAPI
-client of :mod:`issuer.client`), verifies the receipt against the log's keys (pinned with
+client of :mod:`verifier.scrapi`), verifies the receipt against the log's keys (pinned with
 ``--log-key``, else fetched from ``/.well-known/scitt-keys``) and writes the Transparent Statement
 (the statement with the receipt in its unprotected header, label 394). ``info`` prints what a
 relying party, monitor or witness needs: origin, checkpoint verifier key, receipt key ids (and
@@ -88,10 +88,9 @@ def cmd_info(a: argparse.Namespace) -> int:
 
 
 def cmd_register(a: argparse.Namespace) -> int:
-    from issuer.client import ScrapiClient
-    from issuer.errors import IssuerError
     from verifier import VerificationError
     from verifier import keys as vkeys
+    from verifier.scrapi import ScrapiClient, ScrapiError
 
     try:
         statement = Path(a.file).read_bytes()
@@ -106,10 +105,10 @@ def cmd_register(a: argparse.Namespace) -> int:
     client = ScrapiClient(a.log, log_keys=log_keys, deadline=a.deadline, max_attempts=a.attempts)
     try:
         reg = client.register(statement)
+    except ScrapiError as e:  # (a VerificationError too: first)
+        raise ClientError(f"not registered: {e.detail}") from None
     except VerificationError as e:  # the file is not a Signed Statement: nothing was sent
         raise ClientError(f"{a.file} is not a COSE_Sign1 Signed Statement ({e})", 2) from None
-    except IssuerError as e:
-        raise ClientError(f"not registered: {e.detail}") from None
     out = Path(a.out) if a.out else Path(a.file).with_name(Path(a.file).name + ".ts.cose")
     out.write_bytes(reg.transparent_statement)
     if a.receipt:
