@@ -105,3 +105,22 @@ def test_a_stopped_runner_leaves_no_server_running(tmp_path):
             srv.kill()
         if pid:
             _kill(pid)
+
+
+def test_a_hung_run_is_killed_with_its_servers_and_names_the_test_it_hung_in(tmp_path):
+    """No CPU used by any of the run's processes for HANG_SECONDS: a hang, killed (servers too),
+    and the test it hung in is reported (the runner tries it first for that mutant next time)."""
+    srv = _server(tmp_path, hang=True)
+    pid = 0
+    try:
+        srv.stdin.write(json.dumps({"tests": ["test_leaker.py"], "timeout": 300}) + "\n")
+        srv.stdin.flush()
+        ans = json.loads(srv.stdout.readline())
+        pid = _wait_pid(tmp_path / "server.pid")
+        assert ans["rc"] == "timeout" and ans["running"] == "test_leaker.py::test_leak"
+        assert _gone(pid)
+    finally:
+        srv.stdin.close()
+        srv.wait(30)
+        if pid:
+            _kill(pid)

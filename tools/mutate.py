@@ -383,7 +383,20 @@ PRELOAD = ("pytest", "hypothesis", "cryptography.hazmat.primitives.asymmetric.ec
 
 
 STOPPING = threading.Event()  # the run is being stopped (SIGTERM/SIGINT/SIGHUP)
-HANG_SECONDS = 30.0  # a pytest run whose processes used no CPU for this long waits for nothing
+HANG_SECONDS = 12.0  # a pytest run whose processes (all of them, servers too) used no CPU this long waits for nothing
+BASE_TIMEOUT = 30.0  # seconds per pytest run of a mutant, plus 5x its tests' mapped time (a busy hang)
+
+
+class _Running:
+    """pytest plugin of a job's run: the node id of the test running now, in a file (a run that
+    hangs is killed; the test it hung in is then its killer, tried first next time)."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def pytest_runtest_logstart(self, nodeid, location):
+        with open(self.path, "w") as f:
+            f.write(nodeid)
 
 
 def _proc_table() -> dict[int, tuple[int, int]]:
@@ -499,6 +512,8 @@ def serve(workdir: str) -> None:
     for line in sys.stdin:
         req = json.loads(line)
         log = Path(workdir) / ".mutate-out.txt"
+        running = Path(workdir) / ".mutate-running.txt"
+        running.unlink(missing_ok=True)
         pid = os.fork()
         child[0] = pid
         if pid == 0:  # child
@@ -512,7 +527,8 @@ def serve(workdir: str) -> None:
             try:
                 import pytest
 
-                code = int(pytest.main(["-x", "-q", "-p", "no:cacheprovider", *req["tests"]]))
+                code = int(pytest.main(["-x", "-q", "-p", "no:cacheprovider", *req["tests"]],
+                                       plugins=[_Running(str(running))]))
             finally:
                 sys.stdout.flush()
                 sys.stderr.flush()
@@ -536,7 +552,7 @@ def serve(workdir: str) -> None:
             else:
                 time.sleep(0.02)
                 if time.time() > next_look and os.path.isdir("/proc"):
-                    next_look = time.time() + 5
+                    next_look = time.time() + 2
                     now = _tree_cpu(os.getpid())  # pytest and every process it started
                     if now != last_cpu:
                         last_cpu, last_change = now, time.time()
@@ -546,7 +562,9 @@ def serve(workdir: str) -> None:
         failed = next((ln for ln in text.splitlines() if ln.startswith(("FAILED", "ERROR"))), "")
         # a node id the map names but the tests no longer have (a stale map): not a kill
         stale = rc in (4, 5) and ("ERROR: not found" in text or "no tests ran" in text)
-        out.write(json.dumps({"rc": 0 if stale else rc, "failed": failed[:200], "cpu": cpu, "stale": stale}) + "\n")
+        hung = running.read_text() if rc == "timeout" and running.exists() else ""
+        out.write(json.dumps({"rc": 0 if stale else rc, "failed": failed[:200], "cpu": cpu, "stale": stale,
+                              "running": hung}) + "\n")
         out.flush()
 
 
@@ -581,6 +599,7 @@ class Job:
         rc = ans["rc"]
         if rc == "timeout":
             m.status, m.detail = "timeout", f"no result in {timeout:.0f} s, or no CPU used for {HANG_SECONDS:.0f} s"
+            m.killer = ans.get("running", "")  # the test it hung in
         elif rc == 0:
             m.status = "survived"
         else:  # 1: a test failed; 2-4: the mutant broke collection or pytest itself
@@ -718,7 +737,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=16)
     ap.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)), help="parallel jobs (default: the cores)")
     ap.add_argument("--timeout", type=float, default=0,
-                    help="seconds per pytest run of a mutant (default: 60 + 5x its tests' mapped time)")
+                    help=f"seconds per pytest run of a mutant (default: {BASE_TIMEOUT:.0f} + 5x its tests' mapped time)")
     ap.add_argument("--max-test-seconds", type=float, default=60.0,
                     help="per mutant, run covering tests up to this much mapped test time (0: all)")
     ap.add_argument("--target", type=float, default=95.0, help="required score in %% of non-equivalent mutants")
@@ -867,7 +886,7 @@ def main(argv: list[str] | None = None) -> int:
             jb = free.pop()
         try:
             plan = stages(tests, known=bool(tests) and killers.by_id.get(m.id) == tests[0])
-            budgets = [a.timeout or 60 + 5 * sum(mp["durations"].get(n, 1.0) for n in st) for st in plan]
+            budgets = [a.timeout or BASE_TIMEOUT + 5 * sum(mp["durations"].get(n, 1.0) for n in st) for st in plan]
             jb.run(m, plan, budgets)
         finally:
             with lock:
