@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.tlog_fixtures import pg_database  # noqa: F401 - fixture
 from tlog.storage import open_storage
 
 
@@ -63,3 +64,43 @@ def test_remove_unlisted_keeps_listed_runs_young_temporaries_and_other_files(tmp
             os.utime(d / n, (old, old))
     druns.remove_unlisted(str(d), {"a.dd"}, tmp_age=3600)
     assert sorted(os.listdir(d)) == sorted(n for n, keep in names.items() if keep)
+
+
+def _attrs_shape(c, schema):
+    cols = c.execute("SELECT column_name, is_nullable, data_type FROM information_schema.columns "
+                     "WHERE table_schema = %s AND table_name = 'attrs' ORDER BY column_name", (schema,)).fetchall()
+    cons = c.execute("SELECT contype FROM pg_constraint WHERE conrelid = %s::regclass ORDER BY contype",
+                     (f"{schema}.attrs",)).fetchall()
+    idx = c.execute("SELECT indexname, replace(indexdef, %s, 'S.') FROM pg_indexes WHERE schemaname = %s "
+                    "AND tablename = 'attrs' ORDER BY indexname", (schema + ".", schema)).fetchall()
+    return cols, cons, idx
+
+
+def test_a_converted_attribute_table_has_the_shape_of_a_new_one(request):
+    """A PostgreSQL log made with the wide (key, value, idx) primary key, converted at open,
+    ends with the attrs table of a new log: h NOT NULL, no wide key, the (h, idx) index."""
+    import uuid
+
+    from tests.tlog_fixtures import PG_URL, pg_skip_reason
+
+    if not PG_URL:
+        pytest.skip(pg_skip_reason)
+    import psycopg
+
+    from tlog.storage.postgres import PostgresStorage
+
+    url = request.getfixturevalue("pg_database")
+    old, new = "ov_" + uuid.uuid4().hex[:10], "nv_" + uuid.uuid4().hex[:10]
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute(f"CREATE SCHEMA {old}")
+        c.execute(f"CREATE TABLE {old}.attrs (key TEXT NOT NULL, value TEXT NOT NULL, idx BIGINT NOT NULL, "
+                  "PRIMARY KEY (key, value, idx))")
+        c.execute(f"INSERT INTO {old}.attrs VALUES ('iss', 'old', 1)")
+    for schema in (old, new):
+        PostgresStorage(url, schema=schema).close()
+    with psycopg.connect(url, autocommit=True) as c:
+        assert _attrs_shape(c, old) == _attrs_shape(c, new)
+        cols, cons, idx = _attrs_shape(c, new)
+        assert ("h", "NO", "bigint") in cols and any(n == "attrs_h_idx" for n, _ in idx)
+        for s in (old, new):
+            c.execute(f"DROP SCHEMA {s} CASCADE")
