@@ -104,3 +104,23 @@ def test_a_converted_attribute_table_has_the_shape_of_a_new_one(request):
         assert ("h", "NO", "bigint") in cols and any(n == "attrs_h_idx" for n, _ in idx)
         for s in (old, new):
             c.execute(f"DROP SCHEMA {s} CASCADE")
+
+
+def test_one_watchdog_thread_per_storage_and_none_after_stop():
+    import threading
+
+    from tlog.storage.pgwatch import Watchdog
+
+    def watchdogs():
+        return {t for t in threading.enumerate() if t.name == "tlog-pg-watchdog"}
+
+    before = watchdogs()
+    w = Watchdog()
+    ops = [w.start(object(), 600) for _ in range(3)]
+    assert len(watchdogs() - before) == 1
+    assert all(w.end(op) for op in ops)  # ended in time: not cut
+    w.stop()
+    w2 = Watchdog()
+    w2.stop()
+    w2.start(object(), 600)
+    assert len(watchdogs() - before) <= 1 and w2._thread is None
