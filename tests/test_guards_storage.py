@@ -120,6 +120,8 @@ def test_one_watchdog_thread_per_storage_and_none_after_stop():
     assert len(watchdogs() - before) == 1
     assert all(w.end(op) for op in ops)  # ended in time: not cut
     w.stop()
+    w._thread.join(10)
+    assert not w._thread.is_alive(), "a stopped watchdog's thread kept running"
     w2 = Watchdog()
     w2.stop()
     w2.start(object(), 600)
