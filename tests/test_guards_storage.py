@@ -126,3 +126,31 @@ def test_one_watchdog_thread_per_storage_and_none_after_stop():
     w2.stop()
     w2.start(object(), 600)
     assert len(watchdogs() - before) <= 1 and w2._thread is None
+
+
+def test_the_same_queue_row_twice_is_refused(request):
+    """The move takes each queue row once: a batch naming one row twice is refused like rows out
+    of their order (ValueError), before any SQL, and nothing is moved."""
+    import hashlib
+    import uuid
+
+    from tests.tlog_fixtures import ORIGIN, PG_URL, pg_skip_reason
+
+    if not PG_URL:
+        pytest.skip(pg_skip_reason)
+    from tlog.log import Log
+    from tlog.storage.postgres import PostgresStorage
+    from verifier.note import Signer
+
+    st = PostgresStorage(request.getfixturevalue("pg_database"), schema="d_" + uuid.uuid4().hex[:10])
+    lg = Log.open(st, origin=ORIGIN, note_signer=Signer.generate(ORIGIN), sequencer=False)
+    try:
+        st.enqueue([(hashlib.sha256(b"twice %d" % i).digest(), b"s", []) for i in range(2)])
+        with pytest.raises(ValueError, match="consecutive"):
+            with st.integration() as tx:
+                r = tx.pending(10)[0]
+                tx.insert_entries(0, [r.leaf, r.leaf], [None, None], [r.key, r.key])
+        assert lg.integrate_pending() == 2 and lg.size == 2
+    finally:
+        lg.close()
+        st.close()
