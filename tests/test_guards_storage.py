@@ -154,3 +154,13 @@ def test_the_same_queue_row_twice_is_refused(request):
     finally:
         lg.close()
         st.close()
+
+
+@pytest.mark.parametrize("schema", ["x; DROP TABLE entries", "Upper", "1st", "a" * 64, "", "tlog-x", 'x"y'])
+def test_a_postgres_schema_name_is_an_identifier_checked_before_any_sql(schema):
+    """The schema name is put into SQL text (it cannot be a parameter): anything but a plain
+    lower-case identifier is refused before connecting."""
+    from tlog.storage.postgres import PostgresStorage
+
+    with pytest.raises(ValueError, match="schema name"):
+        PostgresStorage("postgresql://nobody@127.0.0.1:9/none", schema=schema)
