@@ -164,3 +164,35 @@ def test_a_postgres_schema_name_is_an_identifier_checked_before_any_sql(schema):
 
     with pytest.raises(ValueError, match="schema name"):
         PostgresStorage("postgresql://nobody@127.0.0.1:9/none", schema=schema)
+
+
+def test_an_unreachable_postgres_is_storage_unavailable():
+    from tlog.storage import StorageUnavailable
+    from tlog.storage.postgres import PostgresStorage
+
+    with pytest.raises(StorageUnavailable):
+        PostgresStorage("postgresql://nobody@127.0.0.1:9/none", connect_timeout=2)
+
+
+def test_a_postgres_log_from_before_dedup_keys_is_refused_not_migrated(request):
+    import uuid
+
+    from tests.tlog_fixtures import PG_URL, pg_skip_reason
+
+    if not PG_URL:
+        pytest.skip(pg_skip_reason)
+    import psycopg
+
+    from tlog.storage.postgres import PostgresStorage
+
+    url = request.getfixturevalue("pg_database")
+    schema = "old_" + uuid.uuid4().hex[:10]
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute(f"CREATE SCHEMA {schema}")
+        c.execute(f"CREATE TABLE {schema}.entries (idx BIGINT PRIMARY KEY, leaf BYTEA NOT NULL UNIQUE, data BYTEA NOT NULL)")
+    try:
+        with pytest.raises(RuntimeError, match="predates dedup keys"):
+            PostgresStorage(url, schema=schema)
+    finally:
+        with psycopg.connect(url, autocommit=True) as c:
+            c.execute(f"DROP SCHEMA {schema} CASCADE")
