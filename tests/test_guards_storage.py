@@ -196,3 +196,35 @@ def test_a_postgres_log_from_before_dedup_keys_is_refused_not_migrated(request):
     finally:
         with psycopg.connect(url, autocommit=True) as c:
             c.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def test_a_closed_postgres_storage_opens_no_connection(request):
+    """After close, a read from a thread that never had a connection is refused (no connection
+    is opened that nothing would ever close)."""
+    import threading
+    import uuid
+
+    from tests.tlog_fixtures import PG_URL, pg_skip_reason
+
+    if not PG_URL:
+        pytest.skip(pg_skip_reason)
+    from tlog.storage.postgres import PostgresStorage
+
+    st = PostgresStorage(request.getfixturevalue("pg_database"), schema="c_" + uuid.uuid4().hex[:10])
+    st.state()  # a connection of this thread, closed by close()
+    st.close()
+    got = []
+
+    def read():
+        try:
+            st.state()
+            got.append("read")
+        except Exception as e:  # noqa: BLE001 - the refusal is what is checked
+            got.append(e)
+    t = threading.Thread(target=read)
+    t.start()
+    t.join(30)
+    assert len(got) == 1 and isinstance(got[0], RuntimeError) and "closed" in str(got[0])
+    with pytest.raises(RuntimeError, match="closed"):
+        st.listen("tlog_test")  # the queue's listener connection: none after close either
+    assert not st._conns
