@@ -868,6 +868,8 @@ def main(argv: list[str] | None = None) -> int:
                 resumed[r["id"]] = r
 
     def job(m: Mutant) -> None:
+        if STOPPING.is_set():  # the run is being stopped: no more runs, no results without one
+            return
         if m.id in equivalent:
             m.status, m.detail = "equivalent", equivalent[m.id]
             return
@@ -896,8 +898,9 @@ def main(argv: list[str] | None = None) -> int:
                     killers.learn(m, m.killer)
                 if done[0] % 25 == 0:
                     killers.save()  # a stopped run keeps what it learned
-                results.write(json.dumps(_row(m)) + "\n")
-                results.flush()
+                if m.status:  # none when the run was stopped under it
+                    results.write(json.dumps(_row(m)) + "\n")
+                    results.flush()
                 if m.status in ("survived", "timeout"):
                     print(f"  [{done[0]}/{len(mutants)}] {m.status}: {m.id}", flush=True)
                 elif done[0] % 25 == 0:
@@ -943,7 +946,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for jb in jobs:
             jb.close()
-        shutil.rmtree(work, ignore_errors=True)
+        for _ in range(3):  # a file written by a process that was being killed can race the first pass
+            shutil.rmtree(work, ignore_errors=True)
+            if not work.exists():
+                break
+            time.sleep(0.5)
         results.close()
         killers.save(KILLERS_FILE if a.save_killers else None, {m.id for m in find_mutants(module_files(GUARD_MODULES))})
     return report(mutants, time.time() - t0, a, load0, flaky)
