@@ -508,3 +508,18 @@ def test_proofs_beyond_the_log_size_are_refused(tmp_path, signer):
             with pytest.raises(ValueError):
                 call()
         assert len(log.consistency_proof(1, 4)) == 2 and log.root(4) == log.latest().root
+
+
+def test_a_closed_log_over_a_storage_it_does_not_own_appends_nothing(tmp_path, signer):
+    from tlog.storage import open_storage
+
+    st = open_storage(tmp_path / "log.sqlite")
+    try:
+        log = _log(st, signer)
+        log.append([(leaf(0), b"x", ())])
+        log.close()
+        with pytest.raises(RuntimeError):
+            log.append([(leaf(1), b"x", ())])
+        assert st.state()[0] == 1 and st.find(leaf(1)) is None  # the storage stays open, unchanged
+    finally:
+        st.close()
