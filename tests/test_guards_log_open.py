@@ -523,3 +523,13 @@ def test_a_closed_log_over_a_storage_it_does_not_own_appends_nothing(tmp_path, s
         assert st.state()[0] == 1 and st.find(leaf(1)) is None  # the storage stays open, unchanged
     finally:
         st.close()
+
+
+def test_submissions_queued_behind_a_batch_go_without_waiting_for_the_poll(tmp_path, signer):
+    """Three submissions queued at once (the log's queue lock held while they are submitted), one
+    per batch: the second and third go right after the first, not at the next poll a minute on."""
+    with _log(tmp_path / "log.sqlite", signer, max_batch=1, max_wait=0, poll_interval=60) as log:
+        with log._cond:  # the sequencer sees all three at once (the lock is reentrant: submit takes it)
+            ps = [log.submit(leaf(i), b"d") for i in range(3)]
+        got = [p.wait(timeout=20) for p in ps]
+        assert None not in got and sorted(e.index for e in got) == [0, 1, 2]
