@@ -60,7 +60,7 @@ def test_remove_unlisted_keeps_listed_runs_young_temporaries_and_other_files(tmp
     old = time.time() - 7200
     for n in names:
         (d / n).write_bytes(b"x")
-        if n in ("d.dd.tmp-2", "f" + druns.MERGED, "b.dd"):
+        if n in ("d.dd.tmp-2", "f" + druns.MERGED, "b.dd", "a.dd", "notes.txt"):  # old: age alone deletes nothing
             os.utime(d / n, (old, old))
     druns.remove_unlisted(str(d), {"a.dd"}, tmp_age=3600)
     assert sorted(os.listdir(d)) == sorted(n for n, keep in names.items() if keep)
