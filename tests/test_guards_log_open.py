@@ -318,6 +318,10 @@ def test_short_tiles_and_bundles_are_refused_not_served(tmp_path, signer):
         with pytest.raises(VerificationError) as ei:
             log.entry_bundle(0)
         assert ei.value.check == "log.entries"
+        _sql(p, "DELETE FROM tiles WHERE id = 0")  # missing altogether
+        with pytest.raises(VerificationError) as ei:
+            log.tile(0, 0)
+        assert ei.value.check == "log.tiles"
 
 
 def test_a_running_log_refuses_a_store_rolled_back_under_it(tmp_path, signer):
@@ -487,6 +491,10 @@ def test_refresh_never_moves_the_log_back_or_sideways(tmp_path, signer, monkeypa
     with _log(p, signer, sequencer=False) as log:
         log.append([(leaf(i), b"x", ()) for i in range(2)])
         older = log.latest()
+        monkeypatch.setattr(log.storage, "latest_head", lambda: swapped)  # same size, another tree
+        log.refresh()
+        assert (log.size, log.latest()) == (2, older)
+        monkeypatch.undo()
         log.append([(leaf(2), b"x", ())])
         now = log.latest()
         for stale in (older, swapped):
