@@ -541,3 +541,16 @@ def test_submissions_queued_behind_a_batch_go_without_waiting_for_the_poll(tmp_p
             ps = [log.submit(leaf(i), b"d") for i in range(3)]
         got = [p.wait(timeout=20) for p in ps]
         assert None not in got and sorted(e.index for e in got) == [0, 1, 2]
+
+
+def test_the_tile_tree_refuses_proofs_outside_the_tree():
+    """The tile tree's own range checks (the log checks first too; either alone must hold)."""
+    from tlog.tree import TileTree
+
+    for index, size in ((5, 5), (-1, 5), (0, 0), (6, 5)):
+        with pytest.raises(ValueError):
+            TileTree.inclusion_nodes(index, size)
+    for size1, size2 in ((6, 5), (-1, 5), (0, 5)):
+        with pytest.raises(ValueError):
+            TileTree.consistency_nodes(size1, size2)
+    assert TileTree.consistency_nodes(5, 5) == [] and TileTree.inclusion_nodes(4, 5)
