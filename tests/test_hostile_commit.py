@@ -306,3 +306,35 @@ def test_record_answered_303_then_refused_in_the_commit_resolves_to_409(service_
         assert svc.log.find(SignedStatement.parse(refused).leaf_input) is None
     finally:
         svc.close()
+
+
+@pytest.mark.parametrize("personality", ["twi", "plain"])
+def test_second_record_for_a_record_id_is_refused_before_the_queue(tmp_path, personality):
+    """The one-record-per-(issuer, record id) rule comes from the personality (tlog.personality):
+    with TWI's, a second, different record for a registered record id is refused by the check
+    before the queue (nothing submitted; the 409 in the personality's words, naming the entry);
+    a plain log has no such rule and admits both."""
+    from tlog.personality import PLAIN
+
+    settings = dict(data_dir=str(tmp_path / "data"), issuer_keys=[bound(write_public(tmp_path / "k.pem", KEY))],
+                    origin="commit.example/log", issuer="https://commit.example", register_wait=5.0)
+    svc = LogService(Config.load(env={}, overrides=settings), integrator="thread",
+                     personality=TWI if personality == "twi" else PLAIN)
+    submitted = []
+    submit = svc._submit
+    svc._submit = lambda *a: submitted.append(a[0]) or submit(*a)
+    try:
+        first = svc.register(_cpr(b"record 0", rid=b"rid-seq"))
+        assert first.index is not None
+        if personality == "plain":
+            assert svc.register(_cpr(b"record 1", rid=b"rid-seq")).index == first.index + 1
+            return
+        with pytest.raises(Rejection) as e:
+            svc.register(_cpr(b"record 1", rid=b"rid-seq"))
+        assert e.value.status == 409 and e.value.reason == "record-id"
+        assert e.value.detail == (f"issuer {ISS!r} already registered a different record with id 'rid-seq' "
+                                  f"(entry {first.entry_id})")
+        assert len(submitted) == 1  # the refused record never reached the sequencer
+        assert svc.tree_size() == first.index + 1
+    finally:
+        svc.close()
