@@ -228,3 +228,4 @@ def test_a_closed_postgres_storage_opens_no_connection(request):
     with pytest.raises(RuntimeError, match="closed"):
         st.listen("tlog_test")  # the queue's listener connection: none after close either
     assert not st._conns
+
