@@ -250,6 +250,13 @@ def test_cli_exit_codes(twi_env, tmp_path, capsys):
     (tmp_path / "rec.enc").write_bytes(b"\x00" * 64)
     assert run(tmp_path / "cred.jwt", *base, "--record-encrypted", tmp_path / "rec.enc") == 2
     assert "--record-key" in capsys.readouterr().err
+    # an encrypted record is found by the credential's pointer: without one, a verification
+    # failure (exit 1, binding.no-pointer), not a crash
+    nop = mint_wit(twi_env.issuer_key, iss="https://issuer.test", sub=WID, pointer=None,
+                   cnf_jwk=public_jwk(twi_env.workload_key.public_key()))
+    (tmp_path / "nop.jwt").write_bytes(nop.raw)
+    assert run(tmp_path / "nop.jwt", *base, "--record-encrypted", tmp_path / "rec.enc", "--record-key", "00" * 32) == 1
+    assert "binding.no-pointer" in capsys.readouterr().err
 
 
 def test_fetch_over_http_from_the_pointer(tmp_path):

@@ -191,3 +191,15 @@ def test_attested_artifact_must_be_a_subject_of_every_provenance():
         with pytest.raises(VerificationError) as e:
             check_workload_binding(_wit(), _arec(arts), wprs, None)
         assert e.value.check == "binding.attestation-mismatch"
+
+
+def test_provenance_subject_without_digest_is_skipped():
+    """An in-toto subject without a digest names no artefact; the artefact is matched against
+    the subjects that have one (no crash on the other)."""
+    arts = [{"digest": {"sha256": H1}}]
+    wpr = {"predicate": {"workload_id": SUB}, "subject": [{"name": "notes"}, {"name": "img", "digest": {"sha256": H1}}]}
+    check_workload_binding(_wit(), _arec(arts), [wpr], None)
+    wpr["subject"] = [{"name": "notes"}, "not a subject"]
+    with pytest.raises(VerificationError) as e:
+        check_workload_binding(_wit(), _arec(arts), [wpr], None)
+    assert e.value.check == "binding.attestation-mismatch"
