@@ -137,3 +137,12 @@ def test_alg_must_be_an_int(alg):
     with pytest.raises(VerificationError) as e:
         cose.verify_sign1(m, None)
     assert e.value.check == "cose.alg"
+
+
+def test_statement_bytes_of_a_built_message():
+    """A Sign1 made in code (no received bytes) has the same statement bytes as the decoded
+    message: the COSE_Sign1 with its unprotected header emptied (the log's leaf input)."""
+    data = _msg(unprot=cbor.dumps({4: b"kid", 394: [b"receipt"]}))
+    m = cose.decode_sign1(data)
+    built = cose.Sign1(m.protected_raw, m.protected, m.unprotected, m.payload, m.signature)
+    assert built.statement_bytes() == m.statement_bytes() == _msg()
