@@ -41,6 +41,7 @@ BAD = {
     "not-bytes": ("\xd2\x84", "cose.type"),
     "empty": (b"", "cose.tag"),
     "tag-only": (b"\xd2", "cose.tag"),
+    "tag-and-array-head-only": (b"\xd2\x84", "cbor.truncated"),
     "untagged": (_msg(head=b"\x84"), "cose.tag"),
     "tag-98-sign": (_msg(head=b"\xd8\x62\x84"), "cose.tag"),
     "tag-17-mac0": (_msg(head=b"\xd1\x84"), "cose.tag"),
