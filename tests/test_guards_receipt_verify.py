@@ -157,3 +157,86 @@ def test_short_proof_bstr_is_refused_as_truncated(proof):
         with pytest.raises(VerificationError) as e:
             receipt.verify_inclusion_receipt(d, one.leaf_inputs[0], one.keys())
         assert e.value.check == "cbor.truncated"
+
+
+def test_kid_map_of_any_mapping_type_selects_keys():
+    """``keys`` may be any Mapping kid -> key (a read-only view of a key store too), not only a
+    dict: the receipt verifies the same (the general path; the one-pass path takes dicts only)."""
+    from types import MappingProxyType
+
+    view = MappingProxyType(LOG.keys())
+    assert receipt.verify_inclusion_receipt(LOG.inclusion_receipt(5), LOG.leaf_inputs[5], view).index == 5
+    info = receipt.verify_consistency_receipt(LOG.consistency_receipt(3, 8), size1=3, root1=LOG.root(3), keys=view)
+    assert info.root2 == LOG.root(8)
+
+
+@pytest.mark.parametrize("tail", [b"", b"\x58", b"\x59", b"\x59\x00"])
+def test_receipt_cut_after_its_vdp_head_is_refused_by_name(tail):
+    """A message that ends inside the unprotected header right after ``{396: {-1: [`` (long
+    enough for the one-pass layout) is truncated CBOR: refused as such, never an IndexError."""
+    prot = LOG.protected()
+    data = b"\xd2\x84\x58" + bytes([len(prot)]) + prot + b"\xa1\x19\x01\x8c\xa1\x20\x81" + tail
+    assert len(data) >= 80
+    for d in (data, bytearray(data)):
+        with pytest.raises(VerificationError) as e:
+            receipt.Receipt.parse(d)
+        assert e.value.check == "cbor.truncated"
+        with pytest.raises(VerificationError) as e:
+            receipt.verify_inclusion_receipt(d, LOG.leaf_inputs[0], LOG.keys())
+        assert e.value.check == "cbor.truncated"
+
+
+def test_signed_bytes_do_not_depend_on_the_protected_header_cache():
+    """The cached Sig_structure prefix of a protected header is only for 32-byte roots. A
+    consistency receipt of equal sizes carries the caller's root1 as given (RFC 9162: the roots
+    are compared, not recomputed); signed over a root of another length, it verifies the same
+    whether or not its protected header was decoded before (and so cached)."""
+    prot = LOG.protected()
+    receipt.Receipt.parse(LOG.inclusion_receipt(5))  # one-pass parse: caches prot's decoding
+    assert receipt._PROT_CACHE.get(prot) is not None
+    for root in (b"\x07" * 31, b"\x07" * 33):
+        data = _consistency(8, 8, [], root=root, prot=prot)
+        info = receipt.verify_consistency_receipt(data, size1=8, root1=root, keys=LOG.keys())
+        assert info.root2 == root
+
+
+def test_transparent_statement_with_unknown_critical_label_is_refused():
+    """RFC 9052 3.1: a statement whose protected ``crit`` names a label we do not process is
+    rejected as a whole (statement.crit), even when only its receipts are checked."""
+    from tests.test_receipt_support import signed_statement
+
+    log = Log(1)
+    ts = _ts(signed_statement(extra={2: [999], 999: 1}), log)
+    with pytest.raises(VerificationError) as e:
+        transparent.check_transparent_statement(ts, log.keys())
+    assert e.value.check == "statement.crit"
+    assert transparent.check_transparent_statement(_ts(signed_statement(), log), log.keys()).ok
+
+
+def test_receipt_result_json_keeps_null_vds():
+    """A receipt result without a vds (no receipt at all, or one that did not parse) reports
+    vds as JSON null, not the text "None"."""
+    from tests.test_receipt_support import signed_statement
+
+    rep = transparent.check_transparent_statement(signed_statement(), LOG.keys())
+    assert rep.receipts[0].check == "receipt.none"
+    assert rep.receipts[0].to_json()["vds"] is None
+
+
+@pytest.mark.parametrize("empty", [[], (), {}])
+def test_empty_issuer_key_list_verifies_no_issuer(empty):
+    """An issuer key list or kid map that holds no key trusts no one: the issuer check fails
+    (statement.no-key) instead of passing with no signature checked, attached payload or not."""
+    from tests.test_receipt_support import signed_statement
+
+    log = Log(1)
+    for stmt, payload in ((signed_statement(), None), (signed_statement(detached=True), None),
+                          (signed_statement(detached=True), b'{"hello": "world"}')):
+        ts = _ts(stmt, log)
+        rep = transparent.check_transparent_statement(ts, log.keys(), issuer_key=empty, payload=payload)
+        assert rep.issuer_checked and rep.receipts[0].ok
+        assert rep.issuer_error is not None and rep.issuer_error.check == "statement.no-key"
+        assert not rep.ok
+        with pytest.raises(VerificationError) as e:
+            transparent.verify_transparent_statement(ts, log.keys(), issuer_key=empty, payload=payload)
+        assert e.value.check == "statement.no-key"

@@ -160,9 +160,11 @@ def _check_issuer(msg: cose.Sign1, key: Any, anchors: Any, payload: bytes | None
         # envelope), as the log applies them when it admits one
         st = SignedStatement.from_sign1(msg)
         if key is not None:
+            keys = list(key.values()) if isinstance(key, Mapping) else key if isinstance(key, (list, tuple)) else [key]
+            if not keys:  # an empty key list or map trusts no one: never "verified" by no key
+                raise VerificationError("statement.no-key", "the issuer key list is empty")
             if msg.payload is None and payload is None:
                 raise VerificationError("statement.payload-missing", "payload is detached and was not supplied")
-            keys = list(key.values()) if isinstance(key, Mapping) else key if isinstance(key, (list, tuple)) else [key]
             last = None
             for k in keys:
                 try:
