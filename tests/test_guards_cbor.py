@@ -70,3 +70,32 @@ def test_scan_depth_limit():
     assert cbor.scan(b"\x81" * 3 + b"\x00", max_depth=3) == 4
     assert _res(cbor.scan, b"\x81" * 4 + b"\x00", 0, None) == ("ok", 5)
     assert cbor.scan(b"\x81" * 4 + b"\x00", max_depth=4) == 5
+
+
+def test_normalize_converts_inside_plain_dicts():
+    """normalize turns cbor2's tuples into lists at any depth, under a plain dict too."""
+    assert cbor.normalize({1: (2, (3,)), 4: [(5,)]}) == {1: [2, [3]], 4: [[5]]}
+    assert cbor.normalize(((1, 2),)) == [[1, 2]]
+    assert cbor.normalize(b"x") == b"x" and cbor.normalize(None) is None
+
+
+def test_brief_formats_each_kind_bounded():
+    """brief: ints up to 64 bits as digits, larger ones by size; strings up to the limit whole,
+    longer ones cut; bool, float and None as repr; other objects by type name only."""
+    assert cbor.brief(2**64 - 1) == "18446744073709551615"
+    assert cbor.brief(-(2**63)) == str(-(2**63))
+    assert cbor.brief(2**64) == "<65-bit integer>"
+    assert cbor.brief("a" * 48) == repr("a" * 48)
+    assert cbor.brief("a" * 49) == repr("a" * 48) + "... (49 characters)"
+    assert cbor.brief(b"\x00" * 3, limit=3) == repr(b"\x00" * 3)
+    assert cbor.brief(b"\x00" * 4, limit=3) == repr(b"\x00" * 3) + "... (4 bytes)"
+    assert cbor.brief(None) == "None"
+    assert cbor.brief(True) == "True" and cbor.brief(False) == "False"
+    assert cbor.brief(1.5) == "1.5"
+    assert cbor.brief([1]) == "<list>"
+
+
+def test_brief_hex_bounded():
+    assert cbor.brief_hex(bytes(32)) == "00" * 32
+    assert cbor.brief_hex(bytes(33)) == "00" * 32 + "... (33 bytes)"
+    assert cbor.brief_hex(b"\xab", limit=1) == "ab"

@@ -69,6 +69,17 @@ BAD = {
     "signature-tstr": (_msg(sig=b"\x61a"), "cose.signature-format"),
     "signature-longer-than-message": (_msg(sig=b"\x58\x40" + SIG[:63]), "cbor.truncated"),
     "trailing-byte": (_msg(tail=b"\x00"), "cose.trailing-bytes"),
+    # a head cut inside its argument is truncated whatever its major type
+    "protected-head-cut": (b"\xd2\x84\x19\x01", "cbor.truncated"),
+    "payload-head-cut": (_msg(payload=b"\x19\x01", sig=b""), "cbor.truncated"),
+    "signature-head-cut": (_msg(sig=b"\x19\x01"), "cbor.truncated"),
+    "signature-simple-head-cut": (_msg(sig=b"\xf8"), "cbor.truncated"),
+    # RFC 8949 3.3: a two-byte simple value below 32 is not well-formed; 32 and up, and a
+    # half float, are well-formed items that are no bstr
+    "payload-simple-0-in-two-bytes": (_msg(payload=b"\xf8\x00"), "cbor.malformed"),
+    "payload-simple-31-in-two-bytes": (_msg(payload=b"\xf8\x1f"), "cbor.malformed"),
+    "payload-simple-32": (_msg(payload=b"\xf8\x20"), "cose.payload"),
+    "payload-half-float-0": (_msg(payload=b"\xf9\x00\x00"), "cose.payload"),
     "trailing-item": (_msg(tail=b"\xa0"), "cose.trailing-bytes"),
 }
 
@@ -147,3 +158,20 @@ def test_statement_bytes_of_a_built_message():
     m = cose.decode_sign1(data)
     built = cose.Sign1(m.protected_raw, m.protected, m.unprotected, m.payload, m.signature)
     assert built.statement_bytes() == m.statement_bytes() == _msg()
+
+
+def test_sign1_without_payload_is_refused_by_name():
+    from tests.test_receipt_support import key
+
+    with pytest.raises(VerificationError) as e:
+        cose.sign1(key("p256"), {1: -7}, None)
+    assert e.value.check == "cose.payload-missing"
+
+
+def test_missing_alg_is_named_before_a_missing_detached_payload():
+    """verify_sign1: a message without alg is refused as cose.alg, also when its payload is
+    detached and none is supplied (the alg decides everything else)."""
+    m = cose.decode_sign1(_msg(prot=b"\x40", payload=b"\xf6"))
+    with pytest.raises(VerificationError) as e:
+        cose.verify_sign1(m, None)
+    assert e.value.check == "cose.alg"
