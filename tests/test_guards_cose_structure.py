@@ -175,3 +175,22 @@ def test_missing_alg_is_named_before_a_missing_detached_payload():
     with pytest.raises(VerificationError) as e:
         cose.verify_sign1(m, None)
     assert e.value.check == "cose.alg"
+
+
+@pytest.mark.parametrize("label", [23, 24, 255, 256, 65535, 65536, 2**32 - 1, 2**32, -24, -25, -65537, -(2**32) - 1])
+def test_header_labels_at_head_width_boundaries(label):
+    """RFC 9052 / RFC 8949 4.2.1: a header label in its shortest encoding is accepted at every
+    boundary of the head width (1, 2, 3, 5 and 9 bytes); the same label one width longer is
+    refused (cbor.non-shortest, reported under cose.protected)."""
+    prot = cbor.dumps({label: 1})
+    assert cose.decode_sign1(_msg(prot=cbor.encode_bstr(prot))).protected == {label: 1}
+    arg = label if label >= 0 else -1 - label
+    major = 0 if label >= 0 else 0x20
+    ai = prot[1] & 0x1F  # the shortest head's additional information
+    if ai == 27:
+        return  # 8 bytes: no longer head exists
+    wider = 24 if ai < 24 else ai + 1
+    wide = bytes([0xA1, major | wider]) + arg.to_bytes(1 << (wider - 24), "big") + b"\x01"
+    with pytest.raises(VerificationError) as e:
+        cose.decode_sign1(_msg(prot=cbor.encode_bstr(wide)))
+    assert e.value.check == "cose.protected"
