@@ -5,6 +5,9 @@ the ``end`` it is given."""
 
 from __future__ import annotations
 
+import cbor2
+import pytest
+
 from verifier import VerificationError, cbor
 
 # every initial byte, followed by nothing or by one byte of every kind (heads of each major type
@@ -99,3 +102,98 @@ def test_brief_hex_bounded():
     assert cbor.brief_hex(bytes(32)) == "00" * 32
     assert cbor.brief_hex(bytes(33)) == "00" * 32 + "... (33 bytes)"
     assert cbor.brief_hex(b"\xab", limit=1) == "ab"
+
+
+def test_empty_containers_need_no_depth():
+    """An empty array or map opens no level to descend into: accepted at the depth limit,
+    where a non-empty one is refused (cbor.depth)."""
+    assert cbor.loads(b"\xa0", max_depth=0) == {}
+    assert cbor.loads(b"\x80", max_depth=0) == []
+    assert cbor.loads(b"\x81\xa0", max_depth=1) == [{}]
+    for data in (b"\xa1\x01\x02", b"\x81\x01"):
+        with pytest.raises(VerificationError) as e:
+            cbor.loads(data, max_depth=0)
+        assert e.value.check == "cbor.depth"
+
+
+def test_tag_counts_one_level_and_one_item():
+    assert cbor.loads(b"\xc1\x00", max_depth=1) == cbor2.CBORTag(1, 0)
+    with pytest.raises(VerificationError) as e:
+        cbor.loads(b"\xc1\x00", max_depth=0)
+    assert e.value.check == "cbor.depth"
+    assert cbor.loads(b"\xc1\x00", max_items=1) == cbor2.CBORTag(1, 0)
+    with pytest.raises(VerificationError) as e:
+        cbor.loads(b"\xc1\x00", max_items=0)
+    assert e.value.check == "cbor.items"
+
+
+def test_map_item_budget_is_inclusive():
+    """A map of n pairs costs 2n items: exactly the budget is accepted, one less refused."""
+    assert cbor.loads(b"\xa1\x01\x02", max_items=2) == {1: 2}
+    with pytest.raises(VerificationError) as e:
+        cbor.loads(b"\xa1\x01\x02", max_items=1)
+    assert e.value.check == "cbor.items"
+
+
+@pytest.mark.parametrize("key", [-1, -24, -25, -100, -256, 23, 24, 100, "k"])
+def test_map_keys_decode_to_their_value(key):
+    """Small keys are decoded inline: each key (one-byte and two-byte heads, positive and
+    negative) decodes to itself, in header mode too."""
+    data = cbor.dumps({key: 1, 1000: b"v"})
+    assert cbor.loads(data) == {key: 1, 1000: b"v"}
+    assert cbor.decode_item(data, 0, len(data), header_labels=8) == ({key: 1, 1000: b"v"}, len(data))
+
+
+def test_short_bstr_value_longer_than_the_data_is_truncated():
+    """A map value ``58 LL`` whose LL bytes are not all there is truncated CBOR; one that
+    ends exactly at the end decodes."""
+    assert cbor.loads(b"\xa1\x01\x58\x02ab") == {1: b"ab"}
+    for data in (b"\xa1\x01\x58\x05ab", b"\xa1\x01\x58\x03ab"):
+        with pytest.raises(VerificationError) as e:
+            cbor.loads(data)
+        assert e.value.check == "cbor.truncated"
+
+
+def test_undefined_is_decoded():
+    assert cbor.loads(b"\xf7") is cbor2.undefined
+    assert cbor.loads(b"\x82\xf6\xf7") == [None, cbor2.undefined]
+
+
+def test_depth_limit_above_the_supported_maximum_is_refused():
+    assert cbor.decode_item(b"\x00", 0, 1, max_depth=64) == (0, 1)
+    with pytest.raises(VerificationError) as e:
+        cbor.decode_item(b"\x00", 0, 1, max_depth=65)
+    assert e.value.check == "cbor.depth"
+
+
+def test_spans_need_their_container_type():
+    assert cbor.array_spans(b"\x82\x01\x02", 0, 3) == ([(1, 2), (2, 3)], 3)
+    assert cbor.map_spans(b"\xa1\x01\x02", 0, 3) == ([((1, 2), (2, 3))], 3)
+    for fn, data in ((cbor.array_spans, b"\xa0"), (cbor.map_spans, b"\x80"), (cbor.array_spans, b"\x00")):
+        with pytest.raises(VerificationError) as e:
+            fn(data, 0, len(data))
+        assert e.value.check == "cbor.type"
+
+
+@pytest.mark.parametrize("obj", ["a0", 5, None, [0xA0]])
+def test_loads_needs_bytes(obj):
+    with pytest.raises(VerificationError) as e:
+        cbor.loads(obj)
+    assert e.value.check == "cbor.type"
+
+
+def test_encode_head_bounds():
+    assert cbor.encode_head(0, 2**64 - 1) == b"\x1b" + b"\xff" * 8
+    with pytest.raises(ValueError, match="too large"):
+        cbor.encode_head(0, 2**64)
+
+
+def test_dumps_refuses_deep_structures_and_sorts_frozendicts():
+    deep: list = []
+    for _ in range(100):
+        deep = [deep]
+    with pytest.raises(ValueError, match="too deep"):
+        cbor.dumps(deep)
+    # a cbor2 frozendict is encoded as a map with RFC 8949 4.2.1 bytewise key order (24 = 18 18
+    # before -1 = 20), like a dict: not cbor2's length-first canonical order
+    assert cbor.dumps(cbor2.frozendict({24: 0, -1: 0})) == cbor.dumps({24: 0, -1: 0}) == bytes.fromhex("a21818002000")
