@@ -225,3 +225,98 @@ def test_x5t_protected_with_unprotected_x5chain(pki):
     with pytest.raises(VerificationError) as e:
         st.verify(trust_anchors=[pki["root"]])
     assert e.value.check == "statement.x5chain"
+
+
+# --- issue 16: the mutation survivors of verifier/statement.py ------------------------------
+
+
+def _x5(prot_extra: dict, *, unprotected=None, payload=b"p") -> bytes:
+    """A statement identified by a (not validated) x5chain, with ``prot_extra`` merged in."""
+    prot = {1: cose.ES256, 15: {1: "https://issuer.example", 2: "s"}, 33: [b"cert"]}
+    prot.update(prot_extra)
+    for k in [k for k, v in prot.items() if v is None]:
+        del prot[k]
+    return cose.sign1(key("p256", 1), prot, payload, unprotected=unprotected)
+
+
+def _refused(data: bytes, check: str) -> None:
+    with pytest.raises(VerificationError) as e:
+        SignedStatement.parse(data)
+    assert e.value.check == check
+
+
+@pytest.mark.parametrize("n", [0, 1, 23, 24, 255, 256, 65535, 65536])
+def test_outer_shortest_heads_at_every_width(n):
+    """outer_is_deterministic at each head-width boundary of the payload length (1, 2, 3 and 5
+    byte heads); the same payload with a one-byte-longer head is not deterministic."""
+    st = SignedStatement.parse(signed_statement(payload=b"x" * n))
+    assert st.outer_is_deterministic()
+    from verifier.statement import _head_len
+
+    assert [_head_len(v) for v in (2**32 - 1, 2**32)] == [5, 9]  # 4 GiB payloads are not built here
+    m = st.sign1
+    ai = 24 if n < 24 else {1: 25, 2: 26}.get((n.bit_length() + 7) // 8, 27)
+    wide = bytes([0x40 | ai]) + n.to_bytes(1 << (ai - 24), "big")
+    raw = m.raw.replace(cbor_head(n) + m.payload + cbor_head(len(m.signature)) + m.signature,
+                        wide + m.payload + cbor_head(len(m.signature)) + m.signature)
+    assert not SignedStatement.parse(raw).outer_is_deterministic()
+
+
+def cbor_head(n: int) -> bytes:
+    from verifier import cbor
+
+    return cbor.encode_head(2, n)
+
+
+def test_detached_payload_missing_is_named_before_the_key_question():
+    st = SignedStatement.parse(signed_statement(detached=True))
+    for kw in ({}, {"key": key("p256", 1).public_key()}):
+        with pytest.raises(VerificationError) as e:
+            st.verify(**kw)
+        assert e.value.check == "statement.payload-missing"
+
+
+def test_x5chain_shapes():
+    """RFC 9360: x5chain is one bstr or an array of bstrs (1..MAX_X5CHAIN here); a map whose
+    keys are ints, an int, an empty array and an over-long array are refused."""
+    from verifier.statement import MAX_X5CHAIN
+
+    assert SignedStatement.parse(_x5({33: b"cert"})).x5chain == [b"cert"]
+    assert SignedStatement.parse(_x5({33: [b"c"] * MAX_X5CHAIN})).x5chain == [b"c"] * MAX_X5CHAIN
+    for bad in (5, "cert", {1: b"cert"}, [], [b"c"] * (MAX_X5CHAIN + 1), [b"c", "d"]):
+        _refused(_x5({33: bad}), "statement.x5chain")
+
+
+def test_x5t_shapes():
+    """RFC 9360: x5t is the array [hashAlg (int / tstr), hashValue (bstr)]."""
+    h = b"\x00" * 32
+    assert SignedStatement.parse(_x5({34: [-16, h], 33: None})).x5t == (-16, h)
+    assert SignedStatement.parse(_x5({34: ["sha-256", h], 33: None})).x5t == ("sha-256", h)
+    for bad in ({0: -16, 1: h}, [True, h], [1.5, h], [-16, "text"], [-16, h, h], [b"alg", h]):
+        _refused(_x5({34: bad, 33: None}), "statement.x5t")
+
+
+def test_iss_must_be_a_uri_with_an_x509_identity():
+    """RFC 3986 scheme ":" rest, within 1..MAX_ISS_LEN characters, without white space."""
+    from verifier.statement import MAX_ISS_LEN
+
+    for good in ("https://issuer.example", "git+ssh://h/x", "a.b-c:x", "urn:x",
+                 "https://e/" + "x" * (MAX_ISS_LEN - 10)):
+        assert SignedStatement.parse(_x5({15: {1: good, 2: "s"}})).iss == good
+    for bad in ("", "a", "https:", "no-colon", "1http://x", "ht_tp://x", "\u00e9sch://x", "https://a b",
+                "https://e/" + "x" * (MAX_ISS_LEN - 9)):
+        _refused(_x5({15: {1: bad, 2: "s"}}), "statement.iss")
+
+
+def test_hash_envelope_headers():
+    """RFC 9995: 258 an int (not a bool); 259 absent, tstr or uint; no content type (3) in
+    either header."""
+    env = SignedStatement.parse(signed_statement(extra={3: None, 258: -16})).hash_envelope
+    assert env is not None and (env.hash_alg, env.preimage_content_type, env.location) == (-16, None, None)
+    env = SignedStatement.parse(signed_statement(extra={3: None, 258: -16, 259: "text/plain"})).hash_envelope
+    assert env is not None and env.preimage_content_type == "text/plain"
+    for extra, unprot in (({3: None, 258: True}, None), ({3: None, 258: -16, 259: b"x"}, None),
+                          ({3: None, 258: -16}, {3: "application/json"})):
+        with pytest.raises(VerificationError) as e:
+            SignedStatement.parse(signed_statement(extra=extra, unprotected=unprot))
+        assert e.value.check == "statement.hash-envelope"
