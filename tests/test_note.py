@@ -424,3 +424,102 @@ def test_mutated_notes_never_verify(muts):
         assert n.text == _BODY
         orig = {(s.name, s.key_id, s.sig) for s in parse_note(_VALID).signatures}
         assert {(s.name, s.key_id, s.sig) for s in n.verified} <= orig
+
+
+# --- issue 16: the mutation survivors of verifier/note.py ------------------------------------
+
+from verifier.note import MAX_NOTE_SIZE, MAX_TIMESTAMP  # noqa: E402
+
+
+def _note_of_size(n: int, *, as_bytes: bool) -> str | bytes:
+    """A signed note of exactly ``n`` characters, or UTF-8 bytes (the em dash is 3 bytes)."""
+    s = Signer.generate("size.example")
+    size = (lambda x: len(x.encode())) if as_bytes else len
+    const = size(sign_note("a\n", [s])) - 1
+    note = sign_note("a" * (n - const) + "\n", [s])
+    assert size(note) == n
+    return note.encode() if as_bytes else note
+
+
+def test_note_size_limit_is_inclusive():
+    """A note of exactly MAX_NOTE_SIZE bytes (or characters) parses; one more is refused."""
+    for as_bytes in (False, True):
+        assert len(parse_note(_note_of_size(MAX_NOTE_SIZE, as_bytes=as_bytes)).signatures) == 1
+        with pytest.raises(VerificationError, match="larger than") as e:
+            parse_note(_note_of_size(MAX_NOTE_SIZE + 1, as_bytes=as_bytes))
+        assert e.value.check == "note.syntax"
+
+
+@pytest.mark.parametrize("t", [0, 1, MAX_TIMESTAMP])
+def test_cosignature_timestamps_at_the_bounds(t):
+    """0 and 2**63-1 are valid cosignature times: signed, verified and reported as such."""
+    c = CosignatureSigner.generate("witness.example")
+    body = b"origin\n5\n" + base64.b64encode(bytes(32)) + b"\n"
+    assert cosignature_message(body, t).startswith(b"cosignature/v1\ntime " + str(t).encode() + b"\n")
+    sig = c.sign(body, t)
+    v = c.verifier()
+    assert v.verify(body, sig) and v.timestamp_of(sig) == t
+
+
+@pytest.mark.parametrize("t", [-1, MAX_TIMESTAMP + 1, 1.5, "5", True.__class__(1) + 0.0])
+def test_cosignature_message_refuses_other_times(t):
+    with pytest.raises(VerificationError) as e:
+        cosignature_message(b"x\n", t)
+    assert e.value.check == "cosignature.timestamp"
+
+
+def test_cosignature_time_beyond_int64_is_no_signature():
+    """A 72-byte cosignature whose time field exceeds 2**63-1 is not a valid cosignature:
+    verify answers False (no exception) and timestamp_of None."""
+    v = CosignatureSigner.generate("witness.example").verifier()
+    sig = (MAX_TIMESTAMP + 1).to_bytes(8, "big") + bytes(64)
+    assert v.verify(b"origin\n", sig) is False
+    assert v.timestamp_of(sig) is None
+
+
+def test_timestamp_of_needs_a_cosigner_and_72_bytes():
+    ed = Signer.generate("log.example").verifier()
+    co = CosignatureSigner.generate("witness.example").verifier()
+    assert ed.timestamp_of((5).to_bytes(8, "big") + bytes(64)) is None
+    assert co.timestamp_of((5).to_bytes(8, "big") + bytes(56)) is None
+    assert co.timestamp_of((5).to_bytes(8, "big") + bytes(64)) == 5
+
+
+def test_signer_needs_an_ed25519_private_key():
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    for bad in ("key", None, ec.generate_private_key(ec.SECP256R1())):
+        with pytest.raises(VerificationError) as e:
+            Signer("log.example", bad)
+        assert e.value.check == "skey.malformed"
+
+
+def test_skey_prefix_id_and_type():
+    """PRIVATE+KEY+<name>+<8 hex>+<key>: another prefix, a key ID that is not hex, and (for a
+    plain signer) a cosignature (0x04) key are refused as skey.malformed, never a crash."""
+    s = Signer.generate("log.example")
+    _, _, name, kid, key64 = s.skey.split("+", 4)
+    assert Signer.from_skey(s.skey).vkey == s.vkey
+    for bad in (f"XPRIVATE+KEY+{name}+{kid}+{key64}", f"PRIVATE+KEY+{name}+zzzzzzzz+{key64}",
+                f"PRIVATE+KEY+{name}+0x{kid[:6]}+{key64}", CosignatureSigner.generate("w.example").skey):
+        with pytest.raises(VerificationError) as e:
+            Signer.from_skey(bad)
+        assert e.value.check == "skey.malformed"
+
+
+def test_vkey_id_and_empty_key():
+    v = Signer.generate("log.example").verifier()
+    name, kid, key64 = v.vkey.split("+", 2)
+    for bad in (f"{name}+zzzzzzzz+{key64}", f"{name}+0x{kid[:6]}+{key64}", f"{name}+{kid}+"):
+        with pytest.raises(VerificationError) as e:
+            NoteVerifier.from_vkey(bad)
+        assert e.value.check == "vkey.malformed"
+
+
+def test_cosign_needs_text_ending_in_newline():
+    c = CosignatureSigner.generate("witness.example")
+    body = "origin\n5\n" + base64.b64encode(bytes(32)).decode() + "\n"
+    assert c.cosign(body, 1).startswith("\u2014 witness.example ")
+    with pytest.raises(VerificationError) as e:
+        c.cosign(body[:-1], 1)
+    assert e.value.check == "note.text"
