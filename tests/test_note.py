@@ -534,3 +534,91 @@ def test_signature_of_five_bytes_is_the_shortest_line():
     with pytest.raises(VerificationError) as e:
         parse_note("text\n\n\u2014 other.example " + base64.b64encode(b"\x00\x00\x00\x07").decode() + "\n")
     assert e.value.check == "note.syntax"
+
+
+def _root_b64() -> str:
+    return base64.b64encode(bytes(range(32))).decode()
+
+
+def test_note_must_end_in_newline_after_its_signatures():
+    """C2SP signed-note: every signature line ends in newline. A note whose last newline is
+    replaced by another character is refused, never read as the line without that character."""
+    s = Signer.generate("log.example")
+    note = sign_note("text\n", [s])
+    assert open_note(note, [s.verifier()]).verified
+    for bad in (note[:-1] + "x", note[:-1], "text\n\n"):
+        with pytest.raises(VerificationError) as e:
+            parse_note(bad)
+        assert e.value.check == "note.syntax"
+
+
+def test_note_api_needs_its_key_types():
+    s = Signer.generate("log.example")
+    note = sign_note("text\n", [s])
+    with pytest.raises(TypeError):
+        open_note(note, [s])  # a Signer is not a NoteVerifier
+    with pytest.raises(TypeError):
+        sign_note("text\n", [s.verifier()])
+    with pytest.raises(VerificationError) as e:
+        sign_note("text\n", [])
+    assert e.value.check == "note.text"
+
+
+def test_add_signatures_limit_is_inclusive():
+    """add_signatures may bring a note up to MAX_SIGNATURES signatures, not beyond."""
+    from verifier.note import MAX_SIGNATURES
+
+    signers = [Signer.generate(f"s{i}.example") for i in range(MAX_SIGNATURES + 1)]
+    note = sign_note("text\n", signers[: MAX_SIGNATURES - 1])
+    full = add_signatures(note, [signers[MAX_SIGNATURES - 1]])
+    assert len(parse_note(full).signatures) == MAX_SIGNATURES
+    with pytest.raises(VerificationError) as e:
+        add_signatures(note, signers[MAX_SIGNATURES - 1:])
+    assert e.value.check == "note.text"
+
+
+def test_checkpoint_fields_by_construction():
+    """An origin or extension line may hold spaces (not control characters); the root must be
+    32 bytes of a bytes-like type, never text or a list."""
+    cp = Checkpoint("example.com/log two", 1, bytes(32), ("ext line",))
+    assert Checkpoint.parse(cp.to_text()) == cp
+    for origin in ("a\tb", "a\x1fb", ""):
+        with pytest.raises(VerificationError):
+            Checkpoint(origin, 1, bytes(32))
+    for root in ("a" * 32, list(range(32)), bytes(31)):
+        with pytest.raises(VerificationError) as e:
+            Checkpoint("o", 1, root)
+        assert e.value.check == "checkpoint.syntax"
+
+
+def test_checkpoint_text_must_end_in_newline():
+    body = "origin\n1\n" + _root_b64() + "\next\n"
+    assert Checkpoint.parse(body).extensions == ("ext",)
+    for bad in (body[:-1], body[:-1] + "t"):
+        with pytest.raises(VerificationError) as e:
+            Checkpoint.parse(bad)
+        assert e.value.check == "checkpoint.syntax"
+
+
+def test_open_checkpoint_reports_only_timestamped_cosignatures():
+    """A plain Ed25519 key listed among the cosigners may sign the note (it is verified) but
+    carries no time: it is not reported as a cosignature."""
+    log = Signer.generate("origin.example")
+    other = Signer.generate("other.example")
+    wit = CosignatureSigner.generate("witness.example")
+    body = Checkpoint("origin.example", 3, bytes(32)).to_text()
+    note = sign_note(body, [log, other]) + wit.cosign(body, 77)
+    cn = open_checkpoint(note, log.verifier(), [other.verifier(), wit.verifier()])
+    assert cn.cosignatures == {"witness.example": 77}
+    assert cn.note.verified_by(other.verifier()) is not None
+
+
+def test_verify_cosignature_needs_a_cosignature_key():
+    """verify_cosignature refuses a plain Ed25519 key (cosignature.key) even when that key's
+    signature line over the body verifies as an Ed25519 signature."""
+    s = Signer.generate("witness.example")
+    body = Checkpoint("origin.example", 3, bytes(32)).to_text()
+    line = sign_note(body, [s]).split("\n\n", 1)[1]
+    with pytest.raises(VerificationError) as e:
+        verify_cosignature(body, line, s.verifier())
+    assert e.value.check == "cosignature.key"
