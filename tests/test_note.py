@@ -622,3 +622,15 @@ def test_verify_cosignature_needs_a_cosignature_key():
     with pytest.raises(VerificationError) as e:
         verify_cosignature(body, line, s.verifier())
     assert e.value.check == "cosignature.key"
+
+
+def test_verify_cosignature_names_a_line_by_another_key():
+    """A cosignature line by another cosigner (another name, or the same name with another
+    key) is cosignature.key, not a bad signature."""
+    a = CosignatureSigner.generate("witness.example")
+    body = Checkpoint("origin.example", 3, bytes(32)).to_text()
+    assert verify_cosignature(body, a.cosign(body, 5), a.verifier()) == 5
+    for other in (CosignatureSigner.generate("other.example"), CosignatureSigner.generate("witness.example")):
+        with pytest.raises(VerificationError) as e:
+            verify_cosignature(body, other.cosign(body, 5), a.verifier())
+        assert e.value.check == "cosignature.key"
