@@ -138,3 +138,32 @@ def test_key_file_kid_label_or_thumbprint(ck):
     assert list(parse_public_keys(cbor.dumps({**d, 2: ""}))) == [tp]
     assert list(parse_public_keys(cbor.dumps({**d, 2: b"log-1"}))) == [b"log-1"]
     assert list(parse_public_keys(cbor.dumps([{**d, 2: "log-1"}]))) == [b"log-1"]
+
+
+def test_cose_key_kid_that_is_not_a_byte_string_is_not_the_kid():
+    """A COSE_Key's kid (2) names the key only when it is a non-empty bstr (or tstr); an int
+    kid is ignored and the key is indexed by its RFC 9679 thumbprint."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from verifier import cbor
+    from verifier import keys as vk
+
+    pub = ec.generate_private_key(ec.SECP256R1()).public_key()
+    base = vk.cose_key_from_public(pub)
+    for kid in (5, b"", [b"k"]):
+        assert list(vk.parse_public_keys(cbor.dumps({**base, 2: kid}))) == [vk.thumbprint(pub)]
+    assert list(vk.parse_public_keys(cbor.dumps({**base, 2: b"k1"}))) == [b"k1"]
+    assert list(vk.parse_public_keys(cbor.dumps({**base, 2: "k2"}))) == [b"k2"]
+
+
+def test_cose_key_of_an_unsupported_curve_is_refused_by_name():
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from verifier import VerificationError
+    from verifier import keys as vk
+
+    pub = ec.generate_private_key(ec.SECP256K1()).public_key()
+    for fn in (vk.cose_key_from_public, vk.thumbprint):
+        with pytest.raises(VerificationError) as e:
+            fn(pub)
+        assert e.value.check == "key.type"

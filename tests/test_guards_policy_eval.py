@@ -13,7 +13,7 @@ from verifier import keys as vkeys
 from verifier.policy import POLICY_CONTENT_TYPE, PolicyViolation, RegistrationPolicy
 from verifier.statement import SignedStatement
 
-from .test_server_support import statement
+from .test_server_support import der, make_ca, make_leaf, statement
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +78,34 @@ def test_version_1_has_no_identity_or_log_type_rules(key):
     assert _reason(v2, own, log_kids={kid}) == "log-type"
     assert _reason(v1, own, log_kids={kid}) is None
     assert _reason(v2, own, log_kids={b"another kid"}) is None
+
+
+def _v1(key=None, anchors=()) -> RegistrationPolicy:
+    return RegistrationPolicy.from_document({
+        "version": 1, "previous": None,
+        "issuer-keys": [vkeys.cose_key_from_public(key.public_key())] if key is not None else [],
+        "trust-anchors": [der(a) for a in anchors], "allowed-algs": [cose.ES256],
+        "allowed-content-types": [], "max-statement-size": 1 << 20})
+
+
+def test_x5chain_statement_signature_checked_with_the_chain_leaf_key():
+    """An x5chain that validates to the policy's anchors is not enough: the statement must be
+    signed by the leaf's key (reason "signature" otherwise)."""
+    ca_key, ca = make_ca()
+    leaf_key, leaf = make_leaf(ca_key, ca)
+    pol = _v1(anchors=[ca])
+    good = SignedStatement.parse(statement(leaf_key, kid=False, extra={33: der(leaf)}))
+    assert _reason(pol, good) is None
+    forged = SignedStatement.parse(statement(ec.generate_private_key(ec.SECP256R1()), kid=False,
+                                             extra={33: der(leaf)}))
+    assert _reason(pol, forged) == "signature"
+
+
+def test_x5chain_ignored_by_a_policy_without_anchors_when_the_kid_is_trusted(key):
+    """A policy without trust anchors judges a statement carrying both a trusted kid and an
+    x5chain by its kid alone; the x5chain is not validated against no anchors."""
+    ca_key, ca = make_ca()
+    _, leaf = make_leaf(ca_key, ca)
+    st = SignedStatement.parse(statement(key, extra={33: der(leaf)}))
+    assert _reason(_v1(key), st) is None
+    assert _reason(_v1(), st) == "untrusted-issuer"
