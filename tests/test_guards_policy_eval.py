@@ -109,3 +109,70 @@ def test_x5chain_ignored_by_a_policy_without_anchors_when_the_kid_is_trusted(key
     st = SignedStatement.parse(statement(key, extra={33: der(leaf)}))
     assert _reason(_v1(key), st) is None
     assert _reason(_v1(), st) == "untrusted-issuer"
+
+
+ORIGIN = "t.example/log"
+
+
+def _policy_doc(*issuers) -> dict:
+    return {"version": 1, "previous": None, "issuer-keys": [vkeys.cose_key_from_public(k.public_key()) for k in issuers],
+            "trust-anchors": [], "allowed-algs": [cose.ES256], "allowed-content-types": [],
+            "max-statement-size": 1 << 20}
+
+
+def _policy_statement(signer, *, cty=POLICY_CONTENT_TYPE, sub=ORIGIN + "/registration-policy", doc=None,
+                      detached=False, previous=None) -> bytes:
+    from verifier import cbor
+
+    doc = dict(doc or _policy_doc())
+    doc["previous"] = previous
+    prot = {1: cose.ES256, 3: cty, 4: vkeys.thumbprint(signer.public_key()), 15: {1: "https://t.example", 2: sub}}
+    return cose.sign1(signer, prot, cbor.dumps(doc), detached=detached)
+
+
+def test_open_policy_statement_refusals():
+    """A policy statement is the policy content type, under one of the log's kids, with its
+    payload attached, signed by that key, for the expected origin: each deviation refused by
+    name (policy.statement, or policy.signature for a signature that does not verify)."""
+    from verifier import VerificationError
+    from verifier.policy import log_keys_from, open_policy_statement
+
+    lkey = ec.generate_private_key(ec.SECP256R1())
+    log_keys = log_keys_from([lkey.public_key()])
+    S = SignedStatement.parse
+    assert open_policy_statement(S(_policy_statement(lkey)), log_keys, origin=ORIGIN).version == 1
+    other = ec.generate_private_key(ec.SECP256R1())
+    cases = [
+        (S(_policy_statement(lkey, cty="application/cbor")), {}, "policy.statement"),
+        (S(_policy_statement(other)), {}, "policy.statement"),
+        (S(_policy_statement(lkey, detached=True)), {}, "policy.statement"),
+        (S(_policy_statement(lkey)), {"origin": "other.example/log"}, "policy.statement"),
+        (S(_policy_statement(lkey, sub="t.example/log")), {"origin": ORIGIN}, "policy.statement"),
+    ]
+    for st, kw, check in cases:
+        with pytest.raises(VerificationError) as e:
+            open_policy_statement(st, log_keys, **kw)
+        assert e.value.check == check, (st.sub, st.content_type, kw)
+
+
+def test_tracker_grace_window_edges():
+    """An entry refused by the policy in force is a race (admitted by the superseded policy)
+    up to exactly ``grace`` seconds after the supersession, refused after; a policy superseded
+    at an unknown time opens no window (and is no crash)."""
+    from verifier.policy import PolicyTracker, log_keys_from
+
+    lkey = ec.generate_private_key(ec.SECP256R1())
+    a, b = (ec.generate_private_key(ec.SECP256R1()) for _ in range(2))
+    S = SignedStatement.parse
+    p1 = _policy_statement(lkey, doc=_policy_doc(a))
+    p2 = _policy_statement(lkey, doc=_policy_doc(b), previous=S(p1).leaf_input.hex())
+    for t_p2, t_entry, want in ((200, 210, "race"), (200, 210.5, None), (None, 210, None)):
+        tr = PolicyTracker(log_keys_from([lkey.public_key()]), origin=ORIGIN, grace=10)
+        tr.observe(0, S(p1), time=100)
+        tr.observe(1, S(p2), time=t_p2)
+        if want is None:
+            with pytest.raises(PolicyViolation) as e:
+                tr.observe(2, S(statement(a)), time=t_entry)
+            assert e.value.reason == "untrusted-issuer"
+        else:
+            assert tr.observe(2, S(statement(a)), time=t_entry).kind == want
