@@ -137,3 +137,104 @@ def test_attested_artifacts_shape():
         with pytest.raises(VerificationError) as e:
             attested_artifacts({A: bad})
         assert e.value.check == "record.ear", bad
+
+
+# --- verifier/credential/fetch.py (issue 16 mutation survivors): lookups through a fake getter --
+
+LOG = "http://log.example"
+
+
+def _fetch_get(pages: dict):
+    """A getter over ``pages``: url -> (body, next url) or an OSError to raise; records calls."""
+    calls = []
+
+    def get(url, paged=False):
+        calls.append(url)
+        ans = pages[url]
+        if isinstance(ans, OSError):
+            raise ans
+        return ans if paged else ans[0]
+    get.calls = calls
+    return get
+
+
+def _http_error(code):
+    from verifier import http as vhttp
+
+    return vhttp.HTTPLimitError(f"HTTP {code}", code)
+
+
+def test_lookup_pages_and_their_answers():
+    from verifier import cbor
+    from verifier.credential import fetch
+
+    one, two = cbor.dumps([b"a"]), cbor.dumps([b"b"])
+    get = _fetch_get({"u1": (one, "u2"), "u2": (two, None)})
+    assert fetch._lookup(get, "u1") == [b"a", b"b"]
+    # a 404 means "no record" only on the first page of a lookup that allows it
+    assert fetch._lookup(_fetch_get({"u1": _http_error(404)}), "u1", missing_ok=True) == []
+    refused = [
+        (_fetch_get({"u1": _http_error(404)}), {}),
+        (_fetch_get({"u1": _http_error(500)}), {"missing_ok": True}),
+        (_fetch_get({"u1": OSError("connection refused")}), {"missing_ok": True}),
+        (_fetch_get({"u1": (one, "u2"), "u2": _http_error(404)}), {"missing_ok": True}),
+        (_fetch_get({"u1": (cbor.dumps({b"a": 1}), None)}), {}),
+        (_fetch_get({"u1": (cbor.dumps([1]), None)}), {}),
+        (_fetch_get({"u1": (cbor.dumps(b"a"), None)}), {}),
+    ]
+    for get, kw in refused:
+        with pytest.raises(VerificationError) as e:
+            fetch._lookup(get, "u1", **kw)
+        assert e.value.check == "fetch.record"
+
+
+def test_getter_fetches_only_under_the_log():
+    """A URL on the log's host but outside its path prefix is refused before any request."""
+    from verifier import http as vhttp
+    from verifier.credential import fetch
+
+    get = fetch._getter(1.0, "http://127.0.0.1:9/log")
+    for url in ("http://127.0.0.1:9/other/x", "http://127.0.0.1:9/logx", "http://127.0.0.2:9/log/x"):
+        with pytest.raises(vhttp.HTTPLimitError, match="is not under the log"):
+            get(url)
+
+
+def _record_statement(rec, *, hash_envelope=False) -> bytes:
+    from verifier import cbor
+
+    k = ec.generate_private_key(ec.SECP256R1())
+    extra = {258: -16} if hash_envelope else {}
+    prot = {1: cose.ES256, 4: b"kid", 15: {1: "https://issuer.example", 2: "s"}, **extra}
+    if not hash_envelope:
+        prot[3] = "application/cbor"
+    return cose.sign1(k, prot, cbor.dumps(rec))
+
+
+def test_linked_provenance_followed_only_under_the_log_entries():
+    from verifier.credential import fetch
+
+    wpr = LOG + "/entries/ab"
+    links = [{"uri": wpr}, {"uri": LOG + "/other/cd"}, {"uri": 5}, {"uri": "http://evil.example/entries/ef"}, "x"]
+    rec = {"workload_provenance": links}
+    get = _fetch_get({wpr + "/statement": (b"WPR", None)})
+    ts = _record_statement(rec)
+    assert fetch._with_linked_wprs(get, [ts], LOG) == [ts, b"WPR"]
+    assert get.calls == [wpr + "/statement"]
+    # a hash envelope's payload is a digest, not a record: nothing in it is followed
+    he = _record_statement(rec, hash_envelope=True)
+    get = _fetch_get({})
+    assert fetch._with_linked_wprs(get, [he], LOG) == [he] and get.calls == []
+    # a record that is not a map links nothing, policies asked or not
+    lst = _record_statement([1, 2])
+    for pol in (False, True):
+        assert fetch._with_linked_wprs(_fetch_get({}), [lst], LOG, policies=pol) == [lst]
+
+
+def test_fetch_needs_an_http_log():
+    from verifier.credential import fetch
+    from verifier.credential.parse import Pointer as VPointer
+
+    for log in ("ftp://127.0.0.1:9", "127.0.0.1:9"):
+        with pytest.raises(VerificationError) as e:
+            fetch.fetch_statements(VPointer("rid", log))
+        assert e.value.check == "fetch.url"
