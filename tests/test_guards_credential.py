@@ -232,9 +232,14 @@ def test_linked_provenance_followed_only_under_the_log_entries():
 
 def test_fetch_needs_an_http_log():
     from verifier.credential import fetch
+    from verifier.credential.parse import CredentialInfo
     from verifier.credential.parse import Pointer as VPointer
 
     for log in ("ftp://127.0.0.1:9", "127.0.0.1:9"):
         with pytest.raises(VerificationError) as e:
             fetch.fetch_statements(VPointer("rid", log))
+        assert e.value.check == "fetch.url"
+        info = CredentialInfo("wit", b"x", "https://issuer.example", "spiffe://example.org/w", jti="j")
+        with pytest.raises(VerificationError) as e:
+            fetch.fetch_external(log, info)
         assert e.value.check == "fetch.url"
