@@ -243,3 +243,81 @@ def test_fetch_needs_an_http_log():
         with pytest.raises(VerificationError) as e:
             fetch.fetch_external(log, info)
         assert e.value.check == "fetch.url"
+
+
+# --- verifier/credential/logged_policy.py and parse.py (issue 16 mutation survivors) ----------
+
+
+def _policy_ts(*, cty="application/vnd.twi.appraisal-policy+toml", sub="pol-1", payload=b"doc = 1",
+               iss="https://issuer.example", detached=False):
+    from verifier.statement import SignedStatement
+
+    k = ec.generate_private_key(ec.SECP256R1())
+    prot = {1: cose.ES256, 4: b"kid", 15: {1: iss, 2: sub}}
+    if cty is not None:
+        prot[3] = cty
+    ts = cose.sign1(k, prot, payload, detached=detached)
+    return ts, SignedStatement.parse(ts)
+
+
+def _rec_for(st, *, entry=None, digest=None, pid="pol-1"):
+    import hashlib
+
+    entry = f"{LOG}/entries/{st.leaf_input.hex()}" if entry is None else entry
+    ref = {"id": pid, "digest": {"sha256": digest or hashlib.sha256(b"doc = 1").hexdigest()}}
+    if entry is not False:
+        ref["entry"] = entry
+    return {"appraisal": {"policy": ref}}
+
+
+def test_logged_policy_checks_each_by_name():
+    from verifier.credential.logged_policy import check_logged_policies
+
+    ok = lambda ts, st: None  # noqa: E731 (the receipts are checked elsewhere)
+    ts, st = _policy_ts()
+    assert check_logged_policies(_rec_for(st), "https://issuer.example", [(ts, st)], ok) == {"appraisal": b"doc = 1"}
+    cases = [
+        (_rec_for(st, entry=False), [(ts, st)], "policy.missing"),
+        (_rec_for(st, entry=5), [(ts, st)], "policy.missing"),
+        (_rec_for(st, entry=f"{LOG}/other/{st.leaf_input.hex()}"), [(ts, st)], "policy.missing"),
+        (_rec_for(st, pid="pol-2"), [(ts, st)], "policy.kind"),
+    ]
+    for kw, want in (({"cty": "application/vnd.twi.issuance-policy+toml"}, "policy.kind"),
+                     ({"cty": None}, "policy.kind"), ({"detached": True}, "policy.digest-mismatch")):
+        ts2, st2 = _policy_ts(**kw)
+        cases.append((_rec_for(st2), [(ts2, st2)], want))
+    for rec, cands, check in cases:
+        with pytest.raises(VerificationError) as e:
+            check_logged_policies(rec, "https://issuer.example", cands, ok)
+        assert e.value.check == check
+
+
+def test_jwk_thumbprint_needs_the_members_of_a_known_kty():
+    from verifier.credential.parse import jwk_thumbprint
+
+    assert jwk_thumbprint({"kty": "OKP", "crv": "Ed25519", "x": "AAAA"})
+    for jwk in ({"kty": "oct", "k": "AAAA"}, {}, {"kty": "EC", "crv": "P-256", "x": "AAAA"},
+                {"kty": "EC", "crv": "P-256", "x": "AAAA", "y": 5}, {"kty": "RSA", "n": "AQAB"}):
+        with pytest.raises(VerificationError) as e:
+            jwk_thumbprint(jwk)
+        assert e.value.check == "credential.cnf"
+
+
+def test_media_type_by_format():
+    from verifier.credential.parse import CredentialInfo
+    from verifier.credential.wire import WIT_MEDIA_TYPE, X509_MEDIA_TYPE
+
+    assert CredentialInfo("wit", b"x", "i", "s").media_type == WIT_MEDIA_TYPE
+    assert CredentialInfo("x509-svid", b"x", None, "s").media_type == X509_MEDIA_TYPE
+
+
+def test_cnf_needs_a_jwk_map_with_a_text_alg():
+    from verifier.credential.parse import _check_cnf
+
+    jwk = {"kty": "OKP", "crv": "Ed25519", "x": "AAAA"}
+    assert "jkt" in _check_cnf({"cnf": {"jwk": jwk | {"alg": "EdDSA"}}})
+    for claims in ({}, {"cnf": "x"}, {"cnf": {"jwk": "x"}}, {"cnf": {"jwk": ["x"]}}, {"cnf": {"jwk": jwk}},
+                   {"cnf": {"jwk": jwk | {"alg": 5}}}, {"cnf": {"jwk": jwk | {"alg": "none"}}}):
+        with pytest.raises(VerificationError) as e:
+            _check_cnf(claims)
+        assert e.value.check == "credential.cnf"
