@@ -317,7 +317,8 @@ def test_cnf_needs_a_jwk_map_with_a_text_alg():
     jwk = {"kty": "OKP", "crv": "Ed25519", "x": "AAAA"}
     assert "jkt" in _check_cnf({"cnf": {"jwk": jwk | {"alg": "EdDSA"}}})
     for claims in ({}, {"cnf": "x"}, {"cnf": {"jwk": "x"}}, {"cnf": {"jwk": ["x"]}}, {"cnf": {"jwk": jwk}},
-                   {"cnf": {"jwk": jwk | {"alg": 5}}}, {"cnf": {"jwk": jwk | {"alg": "none"}}}):
+                   {"cnf": {"jwk": jwk | {"alg": 5}}}, {"cnf": {"jwk": jwk | {"alg": "none"}}},
+                   *({"cnf": {"jwk": jwk | {"alg": a}}} for a in ("HS256", "A128KW", "dir", "RSA-OAEP", "ECDH-ES"))):
         with pytest.raises(VerificationError) as e:
             _check_cnf(claims)
         assert e.value.check == "credential.cnf"
