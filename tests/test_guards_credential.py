@@ -322,3 +322,165 @@ def test_cnf_needs_a_jwk_map_with_a_text_alg():
         with pytest.raises(VerificationError) as e:
             _check_cnf(claims)
         assert e.value.check == "credential.cnf"
+
+
+def _wit_token(header=None, claims=None, parts=3) -> str:
+    def enc(o):
+        return base64.urlsafe_b64encode(json.dumps(o).encode()).rstrip(b"=").decode()
+
+    h = {"typ": "wit+jwt", "alg": "EdDSA"} if header is None else header
+    c = {"sub": "spiffe://example.org/w", "exp": 2000000000, "iss": "https://issuer.example", "jti": "j1",
+         "cnf": {"jwk": {"kty": "OKP", "crv": "Ed25519", "x": "AAAA", "alg": "EdDSA"}}} if claims is None else claims
+    return ".".join([enc(h), enc(c) if not isinstance(c, str) else c, "sig"][:parts] + ["x"] * (parts - 3))
+
+
+def _claims(**kw):
+    c = {"sub": "spiffe://example.org/w", "exp": 2000000000, "iss": "https://issuer.example", "jti": "j1",
+         "cnf": {"jwk": {"kty": "OKP", "crv": "Ed25519", "x": "AAAA", "alg": "EdDSA"}}}
+    for k, v in kw.items():
+        if v is None:
+            c.pop(k, None)
+        else:
+            c[k] = v
+    return c
+
+
+def test_wit_parse_structure_and_optional_claims():
+    """A WIT is three parts with JSON objects; iss and jti may be absent (not null-refused); the
+    pointer claim is {rid, log} text members; the cnf key is public (no "d")."""
+    from verifier.credential.wire import POINTER_CLAIM
+
+    info = parse_credential(_wit_token())
+    assert (info.iss, info.jti) == ("https://issuer.example", "j1")
+    info = parse_credential(_wit_token(claims=_claims(iss=None, jti=None)))
+    assert (info.iss, info.jti) == (None, None)
+    ptr = parse_credential(_wit_token(claims=_claims(**{POINTER_CLAIM: {"rid": "r", "log": "http://l"}}))).pointer
+    assert (ptr.rid, ptr.log) == ("r", "http://l")
+    bad = [(_wit_token(parts=4), "credential.malformed"), (_wit_token(parts=2), "credential.malformed"),
+           (_wit_token(claims=[1, 2]), "credential.malformed"), (_wit_token(claims=_claims(iss=5)), "credential.iss"),
+           (_wit_token(claims=_claims(jti=5)), "credential.jti")]
+    for p in ("x", {"rid": 5, "log": "http://l"}, {"rid": "r", "log": 5}, {"rid": "r"}):
+        bad.append((_wit_token(claims=_claims(**{POINTER_CLAIM: p})), "pointer.claim"))
+    jwk = {"kty": "EC", "crv": "P-256", "x": "AAAA", "y": "AAAA", "d": "AAAA", "alg": "ES256"}
+    bad.append((_wit_token(claims=_claims(cnf={"jwk": jwk})), "credential.cnf"))
+    for token, check in bad:
+        with pytest.raises(VerificationError) as e:
+            parse_credential(token)
+        assert e.value.check == check, token
+
+
+def test_x509_svid_that_is_a_ca_is_refused():
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+
+    k = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "svid")])
+
+    def cert(ca):
+        b = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(k.public_key())
+             .serial_number(7).not_valid_before(now - datetime.timedelta(hours=1))
+             .not_valid_after(now + datetime.timedelta(hours=1))
+             .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier("spiffe://example.org/w")]),
+                            critical=False)
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        return b.sign(k, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+    assert parse_credential(cert(False)).sub == "spiffe://example.org/w"
+    with pytest.raises(VerificationError) as e:
+        parse_credential(cert(True))
+    assert e.value.check == "credential.ca"
+
+
+def _cv(record, **kw):
+    from verifier.credential.policies import CredentialVerification
+
+    return CredentialVerification(credential=None, record=record, record_statement=None, receipts=[], **kw)
+
+
+def _policy_check(policy, result):
+    try:
+        policy.verify(result)
+    except VerificationError as e:
+        return e.check
+    return None
+
+
+def test_relying_party_policies_at_their_edges():
+    from verifier.credential.policies import MaxRecordAge, SbomPresent, StatusAffirming, VerifierIs
+
+    vid = lambda **v: _cv({"attestation": {"verifier_id": v}})  # noqa: E731
+    assert _policy_check(VerifierIs("dev", "b1"), vid(developer="dev", build="b1")) is None
+    assert _policy_check(VerifierIs("dev", "b1"), vid(developer="dev", build="b2")) == "policy.verifier"
+    assert _policy_check(VerifierIs("dev"), vid(developer="dev", build="b2")) is None
+    assert _policy_check(VerifierIs("dev"), vid(developer="other")) == "policy.verifier"
+
+    att = lambda a: _cv({"attestation": a})  # noqa: E731
+    ok = {"ear_status": "affirming", "submods": {"m": {"ear_status": "affirming"}}}
+    assert _policy_check(StatusAffirming(), att(ok)) is None
+    assert _policy_check(StatusAffirming(), att({"ear_status": "affirming"})) == "policy.status"  # no submodule
+
+    sbom = "application/vnd.cyclonedx+json"
+    wpr = lambda *rds: _cv({}, workload_provenance=[{"predicate": {"composition": list(rds)}}])  # noqa: E731
+    assert _policy_check(SbomPresent(), wpr({"mediaType": sbom, "digest": {"sha256": "ab"}})) is None
+    assert _policy_check(SbomPresent(), wpr({"mediaType": sbom + "; charset=utf-8", "digest": {"sha256": "ab"}})) is None
+    for rd in ({"mediaType": sbom}, {"mediaType": "text/plain", "digest": {"sha256": "ab"}},
+               {"mediaType": 5, "digest": {"sha256": "ab"}}):
+        assert _policy_check(SbomPresent(), wpr(rd)) == "policy.sbom"
+
+    assert _policy_check(MaxRecordAge(100), _cv({"iat": 900}, now=1000)) is None
+    assert _policy_check(MaxRecordAge(100), _cv({"iat": 899}, now=1000)) == "policy.record-age"
+    for iat in (None, "900", 900.0):
+        assert _policy_check(MaxRecordAge(100), _cv({} if iat is None else {"iat": iat}, now=1000)) == "policy.record-age"
+
+
+def _encrypt0(plain=b"the record", *, key=bytes(range(32)), rid="rid-1", alg=3, iv=b"\x01" * 12, tag=b"\xd0",
+              items=None):
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from verifier import cbor
+
+    prot = cbor.dumps({1: alg})
+    aad = cbor.dumps(["Encrypt0", prot, rid.encode()])
+    ct = AESGCM(key).encrypt(iv, plain, aad)
+    arr = items if items is not None else [prot, {5: iv}, ct]
+    return tag + cbor.dumps(arr)
+
+
+def test_decrypt_record_refuses_each_deviation_by_name():
+    from verifier.credential import decrypt_record
+    from verifier import cbor
+
+    key = bytes(range(32))
+    assert decrypt_record(_encrypt0(), key, "rid-1") == b"the record"
+    prot = cbor.dumps({1: 3})
+    cases = [
+        (_encrypt0(tag=b"\xd1"), key, "record.encrypt0"),  # tag 17 is COSE_Mac0
+        (_encrypt0(alg=1), key, "record.encrypt0"),  # A128GCM with a 32-byte key is not A256GCM
+        (_encrypt0(iv=b"\x01" * 16), key, "record.encrypt0"),
+        (_encrypt0(items=[prot, {5: 7}, b"ct"]), key, "record.encrypt0"),
+        (_encrypt0(items=[5, {5: b"\x01" * 12}, b"ct"]), key, "record.encrypt0"),
+        (_encrypt0(items=[prot, [5], b"ct"]), key, "record.encrypt0"),
+        (_encrypt0(items=[prot, {5: b"\x01" * 12}, "ct"]), key, "record.encrypt0"),
+        (_encrypt0(key=key[:16]), key[:16], "record.key"),
+    ]
+    for blob, k, check in cases:
+        with pytest.raises(VerificationError) as e:
+            decrypt_record(blob, k, "rid-1")
+        assert e.value.check == check
+
+
+def test_classify_hash_envelopes_by_their_preimage_type():
+    from types import SimpleNamespace
+
+    from verifier.credential.records import classify
+    from verifier.credential.wire import CPR_MEDIA_TYPE, INTOTO_MEDIA_TYPE
+
+    he = lambda cty: SimpleNamespace(content_type=None, hash_envelope=(-16, cty, None))  # noqa: E731
+    assert classify(he(CPR_MEDIA_TYPE)) == "cpr"
+    assert classify(he(INTOTO_MEDIA_TYPE)) == "wpr"
+    assert classify(he("application/other")) is None
+    assert classify(SimpleNamespace(content_type="application/other", hash_envelope=None)) is None
