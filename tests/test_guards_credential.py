@@ -484,3 +484,24 @@ def test_classify_hash_envelopes_by_their_preimage_type():
     assert classify(he(INTOTO_MEDIA_TYPE)) == "wpr"
     assert classify(he("application/other")) is None
     assert classify(SimpleNamespace(content_type="application/other", hash_envelope=None)) is None
+
+
+def test_decode_record_schema():
+    """A Credential Provenance record is a map of the CPR type with rid, credential (a map),
+    attestation (a map), issuer and iat: each deviation refused by name, never a crash."""
+    from verifier import cbor
+    from verifier.credential.records import decode_record
+    from verifier.credential.wire import CPR_TYPE
+
+    good = {"type": CPR_TYPE, "rid": "r", "credential": {}, "attestation": {}, "issuer": {}, "iat": 1}
+    assert decode_record(cbor.dumps(good)) == good
+    cases = [([good], "record.type"), ("x", "record.type"), (good | {"type": "other"}, "record.type"),
+             ({k: v for k, v in good.items() if k != "type"}, "record.type")]
+    for k in ("rid", "credential", "attestation", "issuer", "iat"):
+        cases.append(({x: v for x, v in good.items() if x != k}, "record.schema"))
+    for k in ("credential", "attestation"):
+        cases.append((good | {k: [1]}, "record.schema"))
+    for obj, check in cases:
+        with pytest.raises(VerificationError) as e:
+            decode_record(cbor.dumps(obj))
+        assert e.value.check == check, obj
