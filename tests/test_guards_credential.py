@@ -505,3 +505,106 @@ def test_decode_record_schema():
         with pytest.raises(VerificationError) as e:
             decode_record(cbor.dumps(obj))
         assert e.value.check == check, obj
+
+
+def test_parse_status_fields():
+    from types import SimpleNamespace
+
+    from verifier import cbor
+    from verifier.credential.status import parse_status
+    from verifier.credential.wire import STATUS_TYPE
+
+    good = {"type": STATUS_TYPE, "rid": "r", "record": {"sha256": "ab"}, "status": "revoked", "time": 5}
+    st = lambda p: SimpleNamespace(payload=cbor.dumps(p), iss="https://issuer.example")  # noqa: E731
+    assert parse_status(st(good)).rid == "r"
+    assert parse_status(st(good | {"reason": "key lost"})).reason == "key lost"
+    bad = [[good], {k: v for k, v in good.items() if k != "type"}, good | {"type": "other"},
+           good | {"rid": 5}, good | {"record": {"sha256": 5}}, good | {"record": "ab"}, good | {"status": "valid"},
+           good | {"time": True}, good | {"time": "5"}, good | {"reason": 5}]
+    for p in bad:
+        with pytest.raises(VerificationError) as e:
+            parse_status(st(p))
+        assert e.value.check == "status.malformed", p
+
+
+def _signed_wit(key, now=1000, lifetime=100, **extra):
+    return mint_wit(key, iss="https://issuer.test", sub="spiffe://example.org/w",
+                    cnf_jwk=public_jwk(ed25519.Ed25519PrivateKey.generate()), pointer=None, now=now,
+                    lifetime=lifetime, extra_claims=extra or None)
+
+
+def _sig_check(fn, info, trust, now):
+    try:
+        fn(info, trust, now, True, 0)
+    except VerificationError as e:
+        return e.check
+    return None
+
+
+def test_wit_signature_time_window_edges():
+    """exp is exclusive (expired at exp), nbf inclusive (valid from nbf); no issuer key at all
+    is named as such."""
+    from verifier import keys as vk
+    from verifier.credential.signature import verify_wit_signature
+    from verifier.credential.trust import TrustConfig
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    trust = TrustConfig(log_keys={}, issuer_keys={vk.thumbprint(key.public_key()): key.public_key()})
+    info = _signed_wit(key, now=1000, lifetime=100)
+    assert _sig_check(verify_wit_signature, info, trust, 1099) is None
+    assert _sig_check(verify_wit_signature, info, trust, 1100) == "credential.expired"
+    early = _signed_wit(key, now=1000, lifetime=100, nbf=1010)
+    assert _sig_check(verify_wit_signature, early, trust, 1010) is None
+    assert _sig_check(verify_wit_signature, early, trust, 1009) == "credential.not-yet-valid"
+    past = _signed_wit(key, now=1000, lifetime=100, nbf=990)
+    assert _sig_check(verify_wit_signature, past, trust, 1000) is None
+    assert _sig_check(verify_wit_signature, info, TrustConfig(log_keys={}), 1050) == "credential.no-issuer-key"
+
+
+def test_x509_svid_signature_and_validity_edges():
+    """The SVID must be signed by the trusted CA's key (a CA name alone is not enough); its
+    validity includes notBefore and excludes notAfter; no CA at all is named as such."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+
+    from verifier.credential.signature import verify_x509_signature
+    from verifier.credential.trust import TrustConfig
+
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "svid ca")])
+    t0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+
+    def ca_cert(k):
+        return (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(k.public_key())
+                .serial_number(1).not_valid_before(t0).not_valid_after(t0 + datetime.timedelta(days=1))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                .sign(k, hashes.SHA256()))
+
+    ca_key, forger = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+
+    def svid(signer):
+        c = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "w")]))
+             .issuer_name(ca_name).public_key(leaf_key.public_key()).serial_number(2)
+             .not_valid_before(t0).not_valid_after(t0 + datetime.timedelta(hours=1))
+             .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier("spiffe://example.org/w")]),
+                            critical=False)
+             .sign(signer, hashes.SHA256()))
+        return parse_credential(c.public_bytes(serialization.Encoding.DER))
+
+    trust = TrustConfig(log_keys={}, ca_certs=[ca_cert(ca_key)])
+    good, forged = svid(ca_key), svid(forger)
+    nbf, exp = good.nbf, good.exp
+    assert _sig_check(verify_x509_signature, good, trust, nbf) is None
+    assert _sig_check(verify_x509_signature, good, trust, exp - 1) is None
+    assert _sig_check(verify_x509_signature, good, trust, exp) == "credential.expired"
+    assert _sig_check(verify_x509_signature, good, trust, nbf - 1) == "credential.expired"
+    assert _sig_check(verify_x509_signature, forged, trust, nbf) == "credential.signature"
+    assert _sig_check(verify_x509_signature, good, TrustConfig(log_keys={}), nbf) == "credential.no-ca"
+    # a configured CA whose subject name cannot be decoded (invalid UTF-8 in its CN) is refused as
+    # malformed where the names are compared, not passed on to a signature check
+    der = ca_cert(ca_key).public_bytes(serialization.Encoding.DER)
+    broken = x509.load_der_x509_certificate(der.replace(b"\x0c\x07svid ca", b"\x0c\x07svid \xff\xfe"))
+    assert _sig_check(verify_x509_signature, good, TrustConfig(log_keys={}, ca_certs=[broken]), nbf) == "credential.malformed"
