@@ -608,3 +608,49 @@ def test_x509_svid_signature_and_validity_edges():
     der = ca_cert(ca_key).public_bytes(serialization.Encoding.DER)
     broken = x509.load_der_x509_certificate(der.replace(b"\x0c\x07svid ca", b"\x0c\x07svid \xff\xfe"))
     assert _sig_check(verify_x509_signature, good, TrustConfig(log_keys={}, ca_certs=[broken]), nbf) == "credential.malformed"
+
+
+def test_verifier_keys_are_public_jwks_of_known_types():
+    from verifier.credential.trust import load_verifier_keys
+
+    k = ec.generate_private_key(ec.SECP256R1())
+    pub = public_jwk(k.public_key())
+    assert len(load_verifier_keys({"keys": [pub]})) == 1
+    for jwk in (pub | {"d": "AAAA"}, {"kty": "oct", "k": "AAAA"}, {"x": "AAAA"}):
+        with pytest.raises(VerificationError) as e:
+            load_verifier_keys({"verifiers": [{"id": {"developer": "d"}, "keys": [jwk]}]})
+        assert e.value.check == "trust.verifier-keys"
+
+
+def test_signed_by_needs_the_kid_and_the_signature():
+    from verifier import keys as vk
+    from verifier.credential.verify import _signed_by
+    from verifier.statement import SignedStatement
+
+    k, other = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    prot = {1: cose.ES256, 15: {1: "https://issuer.example", 2: "s"}}
+    st = lambda signer, kid: SignedStatement.parse(cose.sign1(signer, prot | {4: kid}, b"p"))  # noqa: E731
+    assert _signed_by(st(k, vk.thumbprint(k.public_key())), k.public_key()) is True
+    assert _signed_by(st(k, vk.thumbprint(other.public_key())), k.public_key()) is False  # another kid
+    assert _signed_by(st(other, vk.thumbprint(k.public_key())), k.public_key()) is False  # another signer
+
+
+def test_verified_receipts_need_a_trusted_issuer_key():
+    """A statement whose kid names no trusted issuer key is refused ({what}.issuer-key) even
+    when its receipts verify: it is never accepted with the issuer signature unchecked."""
+    from tests.test_receipt_support import Log
+    from tests.test_receipt_support import key as rkey
+    from verifier import keys as vk
+    from verifier.credential.trust import TrustConfig
+    from verifier.credential.verify import verified_receipts
+    from verifier.statement import SignedStatement
+
+    log = Log(2)
+    ts = log.transparent_statement(1)
+    st = SignedStatement.parse(ts)
+    pub = rkey("p256", 1).public_key()
+    trusted = TrustConfig(log_keys=log.keys(), issuer_keys={vk.thumbprint(pub): pub})
+    assert verified_receipts(ts, st, trusted, [], "record")[0].ok
+    with pytest.raises(VerificationError) as e:
+        verified_receipts(ts, st, TrustConfig(log_keys=log.keys()), [], "record")
+    assert e.value.check == "record.issuer-key"
