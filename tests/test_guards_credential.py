@@ -654,3 +654,45 @@ def test_verified_receipts_need_a_trusted_issuer_key():
     with pytest.raises(VerificationError) as e:
         verified_receipts(ts, st, TrustConfig(log_keys=log.keys()), [], "record")
     assert e.value.check == "record.issuer-key"
+
+
+def _logged(stmts):
+    """Transparent statements (with a verifying receipt each) of ``stmts``, and the trust."""
+    import hashlib
+
+    from tests.test_receipt_support import Log
+    from tests.test_receipt_support import key as rkey
+    from verifier import keys as vk
+    from verifier import merkle
+    from verifier.credential.trust import TrustConfig
+    from verifier.statement import SignedStatement
+
+    log = Log(1)
+    log.statements = list(stmts)
+    log.leaf_inputs = [hashlib.sha256(cose.decode_sign1(s).statement_bytes()).digest() for s in stmts]
+    log.leaf_hashes = [merkle.leaf_hash(d) for d in log.leaf_inputs]
+    pub = rkey("p256", 1).public_key()
+    trust = TrustConfig(log_keys=log.keys(), issuer_keys={vk.thumbprint(pub): pub})
+    out = [(log.transparent_statement(i), None) for i in range(len(stmts))]
+    return [(ts, SignedStatement.parse(ts)) for ts, _ in out], trust
+
+
+def test_verify_wprs_takes_only_linked_in_toto_statements():
+    from tests.test_receipt_support import signed_statement
+    from verifier.credential.verify import verify_wprs
+    from verifier.credential.wire import INTOTO_STATEMENT_TYPE
+
+    wid = "spiffe://example.org/w"
+    doc = {"_type": INTOTO_STATEMENT_TYPE, "predicate": {"workload_id": wid}}
+    good = signed_statement(payload=json.dumps(doc).encode(), sub=wid)
+    unlinked = signed_statement(payload=json.dumps(doc | {"x": 1}).encode(), sub=wid)
+    lst = signed_statement(payload=b"[1]", sub=wid)
+    other = signed_statement(payload=json.dumps(doc | {"_type": "other"}).encode(), sub=wid)
+    he = signed_statement(payload=bytes(48), sub=wid, extra={3: None, 258: -43, 259: "application/vnd.in-toto+json"})
+    stmts, trust = _logged([good, unlinked, lst, other, he])
+    link = lambda i: {"workload_provenance": [{"digest": {"sha256": stmts[i][1].leaf_input.hex()}}]}  # noqa: E731
+    assert verify_wprs(link(0), stmts, trust, []) == [doc]
+    for i, check in ((2, "wpr.payload"), (3, "wpr.payload"), (4, "wpr.hash-alg")):
+        with pytest.raises(VerificationError) as e:
+            verify_wprs(link(i), stmts, trust, [])
+        assert e.value.check == check
