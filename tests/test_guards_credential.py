@@ -696,3 +696,29 @@ def test_verify_wprs_takes_only_linked_in_toto_statements():
         with pytest.raises(VerificationError) as e:
             verify_wprs(link(i), stmts, trust, [])
         assert e.value.check == check
+
+
+def test_external_binding_needs_every_identifier_and_a_public_record():
+    """External binding: a record names the credential only by all its identifiers (a WIT
+    without iss is named by none); a private record (hash envelope) is not searched, even when
+    its payload happens to decode as a record naming the credential."""
+    from tests.test_receipt_support import signed_statement
+    from verifier import cbor
+    from verifier.credential.parse import CredentialInfo
+    from verifier.credential.verify import external_candidates
+    from verifier.credential.wire import CPR_TYPE
+
+    rec = lambda c: cbor.dumps({"type": CPR_TYPE, "rid": "r", "credential": c, "attestation": {},  # noqa: E731
+                                "issuer": {}, "iat": 1})
+    full = signed_statement(payload=rec({"iss": "https://i.example", "jti": "j"}), extra={3: "application/cbor"})
+    no_iss = signed_statement(payload=rec({"jti": "j"}), extra={3: "application/cbor"})
+    private = signed_statement(payload=rec({"iss": "https://i.example", "jti": "j"}),
+                               extra={3: None, 258: -16, 259: "application/cbor"})
+    stmts, trust = _logged([full, no_iss, private])
+    wit = CredentialInfo("wit", b"x", "https://i.example", "spiffe://example.org/w", jti="j")
+    assert [st.leaf_input for _, st in external_candidates(wit, stmts[:1], trust, [])] == [stmts[0][1].leaf_input]
+    anon = CredentialInfo("wit", b"x", None, "spiffe://example.org/w", jti="j")
+    for info, cands in ((anon, stmts[1:2]), (wit, stmts[2:3])):
+        with pytest.raises(VerificationError) as e:
+            external_candidates(info, cands, trust, [])
+        assert e.value.check == "binding.record-missing"
