@@ -722,3 +722,36 @@ def test_external_binding_needs_every_identifier_and_a_public_record():
         with pytest.raises(VerificationError) as e:
             external_candidates(info, cands, trust, [])
         assert e.value.check == "binding.record-missing"
+
+
+def test_receipt_without_issuer_is_from_no_accepted_log():
+    """With accepted logs named, a receipt whose protected CWT claims carry no iss is from none
+    of them ({what}.log), never a crash."""
+    import hashlib
+
+    from tests.test_receipt_support import LOG_ISSUER, Log, signed_statement
+    from tests.test_receipt_support import key as rkey
+    from verifier import cbor, merkle, receipt, transparent
+    from verifier import keys as vk
+    from verifier.credential.trust import TrustConfig
+    from verifier.credential.verify import verified_receipts
+    from verifier.statement import SignedStatement
+
+    log = Log(1)
+    stmt = signed_statement()
+    leaf = hashlib.sha256(cose.decode_sign1(stmt).statement_bytes()).digest()
+    root = merkle.leaf_hash(leaf)
+    pub = rkey("p256", 1).public_key()
+    trust = TrustConfig(log_keys=log.keys(), issuer_keys={vk.thumbprint(pub): pub})
+    for claims, ok in (({1: LOG_ISSUER, 2: "o", 6: 1}, True), ({2: "o", 6: 1}, False)):
+        prot = cbor.dumps({1: log.alg, 4: log.kid, 15: claims, receipt.HDR_VDS: 1})
+        sig = cose.sign_tbs(log.priv, log.alg, cose.sig_structure(prot, root))
+        rcpt = receipt.assemble_receipt(prot, sig, inclusion=[receipt.encode_inclusion_proof(1, 0, [])])
+        ts = transparent.attach_receipts(stmt, [rcpt])
+        st = SignedStatement.parse(ts)
+        if ok:
+            assert verified_receipts(ts, st, trust, [LOG_ISSUER], "record")[0].issuer == LOG_ISSUER
+        else:
+            with pytest.raises(VerificationError) as e:
+                verified_receipts(ts, st, trust, [LOG_ISSUER], "record")
+            assert e.value.check == "record.log"
