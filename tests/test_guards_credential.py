@@ -755,3 +755,13 @@ def test_receipt_without_issuer_is_from_no_accepted_log():
             with pytest.raises(VerificationError) as e:
                 verified_receipts(ts, st, trust, [LOG_ISSUER], "record")
             assert e.value.check == "record.log"
+
+
+def test_b64url_decode_needs_text_of_the_alphabet():
+    from verifier.credential.wire import b64url_decode
+
+    assert b64url_decode("AAEC") == b"\x00\x01\x02"
+    for s in (b"AAEC", 5, None, "AA+/", "AA=="):
+        with pytest.raises(VerificationError) as e:
+            b64url_decode(s)
+        assert e.value.check == "encoding.base64url"
