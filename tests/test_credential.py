@@ -452,3 +452,17 @@ def test_logged_policies_checked(twi_env):
                                               ap.id, ap.raw)).entry_url
     o, s = issue_referencing(foreign)  # the same document, logged under another issuer's name
     fails("policy.unverified", o.credential.raw, s, trust_for(env), check_policies=True)
+
+
+def test_supplied_record_must_be_the_logged_public_record(twi_env):
+    """A plaintext record given for a public record must be the logged one: the same bytes
+    verify, other bytes are record.digest."""
+    out, stmts = issue(twi_env)
+    from verifier.statement import SignedStatement
+
+    logged = SignedStatement.parse(out.registration.transparent_statement).payload
+    res = verify_credential(out.credential.raw, stmts, trust_for(twi_env), record=logged)
+    assert res.record["rid"] == out.rid
+    rec = vcbor.loads(logged)
+    rec["iat"] += 1
+    fails("record.digest", out.credential.raw, stmts, trust_for(twi_env), record=vcbor.dumps(rec))
