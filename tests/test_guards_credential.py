@@ -765,3 +765,12 @@ def test_b64url_decode_needs_text_of_the_alphabet():
         with pytest.raises(VerificationError) as e:
             b64url_decode(s)
         assert e.value.check == "encoding.base64url"
+
+
+@pytest.mark.parametrize("wid", [5, None, b"spiffe://example.org/w", ["spiffe://example.org/w"], ""])
+def test_workload_id_must_be_text(wid):
+    from verifier.credential.workload_id import validate_workload_id
+
+    with pytest.raises(VerificationError) as e:
+        validate_workload_id(wid)
+    assert e.value.check == "credential.sub"
