@@ -774,3 +774,18 @@ def test_workload_id_must_be_text(wid):
     with pytest.raises(VerificationError) as e:
         validate_workload_id(wid)
     assert e.value.check == "credential.sub"
+
+
+def test_workload_id_length_and_scheme_rules():
+    """At most 2048 bytes; spiffe:// by the SPIFFE character sets (a trust domain with "_",
+    no "~" in a path segment), wimse:// by its own (the reverse)."""
+    from verifier.credential.workload_id import validate_workload_id
+
+    head = "spiffe://example.org/"
+    assert validate_workload_id(head + "a" * (2048 - len(head)))
+    for wid in ("spiffe://my_td/w", "wimse://example.org/a~b"):
+        assert validate_workload_id(wid) == wid
+    for wid in (head + "a" * (2049 - len(head)), "spiffe://example.org/a~b", "wimse://my_td/w"):
+        with pytest.raises(VerificationError) as e:
+            validate_workload_id(wid)
+        assert e.value.check == "credential.sub"
