@@ -789,3 +789,49 @@ def test_workload_id_length_and_scheme_rules():
         with pytest.raises(VerificationError) as e:
             validate_workload_id(wid)
         assert e.value.check == "credential.sub"
+
+
+def test_wpt_claims_at_their_edges():
+    """WIMSE WPT: alg of the WIT's cnf key, integer exp (exclusive), iat not in the future
+    (inclusive), non-empty text jti, aud a text or a non-empty array of texts naming the
+    audience when one is asked."""
+    import jwt
+
+    from verifier.credential.wire import WPT_TYP
+    from verifier.credential.wpt import verify_wpt
+
+    wk = ed25519.Ed25519PrivateKey.generate()
+    issuer = ec.generate_private_key(ec.SECP256R1())
+    info = mint_wit(issuer, iss="https://issuer.test", sub="spiffe://example.org/w",
+                    cnf_jwk=public_jwk(wk, alg="EdDSA"), pointer=None, now=1000, lifetime=1000)
+    import hashlib as _h
+
+    from verifier.credential.wire import b64url
+    wth = b64url(_h.sha256(info.raw).digest())
+    base = {"wth": wth, "exp": 1100, "iat": 1000, "jti": "j", "aud": "https://rp.example"}
+
+    def wpt(claims, key=wk, alg="EdDSA"):
+        return jwt.encode(claims, key, algorithm=alg, headers={"typ": WPT_TYP})
+
+    def check(claims, now=1000, audience=None, **kw):
+        try:
+            verify_wpt(wpt(claims, **kw), info, now=now, audience=audience, leeway=0)
+        except VerificationError as e:
+            return e.check
+        return None
+
+    assert check(base) is None
+    assert check(base, now=1099) is None and check(base, now=1100) == "wpt.expired"
+    assert check(base | {"iat": 1000}, now=1000) is None and check(base | {"iat": 1001}) == "wpt.iat"
+    assert check(base | {"iat": "x"}) is None  # a non-integer iat is no time to judge
+    assert check(base | {"iat": True}, now=0) is None  # nor is a bool (not 1 s after the epoch)
+    assert check(base | {"aud": ["a", "https://rp.example"]}, audience="https://rp.example") is None
+    assert check(base | {"aud": ["a"]}) is None
+    assert check(base | {"aud": ["a"]}, audience="https://rp.example") == "wpt.aud"
+    assert check(base, key=ec.generate_private_key(ec.SECP256R1()), alg="ES256") == "wpt.alg"
+    for claims, want in (({"exp": True}, "wpt.exp"), ({"exp": None}, "wpt.exp"), ({"exp": "1100"}, "wpt.exp"),
+                         ({"jti": None}, "wpt.jti"), ({"jti": ""}, "wpt.jti"),
+                         ({"aud": None}, "wpt.aud"), ({"aud": []}, "wpt.aud"), ({"aud": [1]}, "wpt.aud"),
+                         ({"aud": {"https://rp.example": 1}}, "wpt.aud")):
+        c = {k: v for k, v in (base | claims).items() if v is not None}
+        assert check(c) == want, claims
