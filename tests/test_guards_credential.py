@@ -829,6 +829,11 @@ def test_wpt_claims_at_their_edges():
     assert check(base | {"aud": ["a"]}) is None
     assert check(base | {"aud": ["a"]}, audience="https://rp.example") == "wpt.aud"
     assert check(base, key=ec.generate_private_key(ec.SECP256R1()), alg="ES256") == "wpt.alg"
+    for hdr in ({"typ": WPT_TYP}, {"typ": WPT_TYP, "alg": 5}):  # no alg, or not a text: wpt.alg, no crash
+        raw = ".".join(b64url(json.dumps(x).encode()) for x in (hdr, base)) + ".c2ln"
+        with pytest.raises(VerificationError) as e:
+            verify_wpt(raw, info, now=1000, leeway=0)
+        assert e.value.check == "wpt.alg"
     for claims, want in (({"exp": True}, "wpt.exp"), ({"exp": None}, "wpt.exp"), ({"exp": "1100"}, "wpt.exp"),
                          ({"jti": None}, "wpt.jti"), ({"jti": ""}, "wpt.jti"),
                          ({"aud": None}, "wpt.aud"), ({"aud": []}, "wpt.aud"), ({"aud": [1]}, "wpt.aud"),
