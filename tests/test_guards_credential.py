@@ -785,7 +785,8 @@ def test_workload_id_length_and_scheme_rules():
     assert validate_workload_id(head + "a" * (2048 - len(head)))
     for wid in ("spiffe://my_td/w", "wimse://example.org/a~b"):
         assert validate_workload_id(wid) == wid
-    for wid in (head + "a" * (2049 - len(head)), "spiffe://example.org/a~b", "wimse://my_td/w"):
+    for wid in (head + "a" * (2049 - len(head)), "spiffe://example.org/a~b", "wimse://my_td/w",
+                "spiffe://example.org/./w", "wimse://example.org/w/.."):
         with pytest.raises(VerificationError) as e:
             validate_workload_id(wid)
         assert e.value.check == "credential.sub"
