@@ -327,3 +327,17 @@ def test_postgres_durability_and_limits(storage_factory, signer):
     for name in ("connect_timeout", "statement_timeout", "lock_timeout"):
         with pytest.raises(ValueError):
             PostgresStorage(storage_factory.url, **{name: 0})
+
+
+def test_batched_inclusion_proofs_check_like_single_ones(tmp_path, signer):
+    """inclusion_proofs (one tile load for many indexes) refuses what inclusion_proof refuses,
+    with the same ValueError and its words: a bad or out-of-tree index, a bad or unknown size."""
+    with Log.open(tmp_path / "log.sqlite", origin=ORIGIN, note_signer=signer) as log:
+        log.append([(leaf(i), b"x", ()) for i in range(4)])
+        assert log.inclusion_proofs([0, 3], 4) == [log.inclusion_proof(0, 4), log.inclusion_proof(3, 4)]
+        for idxs, size, words in (([0, 4], 4, "not in a tree of size 4"), ([5], 4, "not in a tree of size 4"),
+                                  ([-1], 4, "non-negative"), ([True], 4, "non-negative"), (["1"], 4, "non-negative"),
+                                  ([0], 5, "exceeds the log size"), ([0], -1, "non-negative"),
+                                  ([0], 1.0, "non-negative")):
+            with pytest.raises(ValueError, match=words):
+                log.inclusion_proofs(idxs, size)
