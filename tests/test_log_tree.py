@@ -153,3 +153,14 @@ def test_full_tile_records_carry_interior_rows():
     from tlog.tree import subtree_root
 
     assert tiles[(1, 0)] == subtree_root(tiles[(0, 0)][:TILE_BYTES]) + subtree_root(full[:TILE_BYTES])
+
+
+def test_consistency_nodes_sizes():
+    """From size 0 only to size 0 (the empty proof); from 0 to a larger size, from a larger
+    first size or from a negative one: ValueError, before any node is computed."""
+    from tlog.tree import TileTree
+
+    assert TileTree.consistency_nodes(0, 0) == [] and TileTree.consistency_nodes(3, 3) == []
+    for s1, s2 in ((0, 5), (0, 1), (6, 5), (-1, 5)):
+        with pytest.raises(ValueError):
+            TileTree.consistency_nodes(s1, s2)
