@@ -16,3 +16,30 @@ def test_more_rejections_classified(check, reason):
     from verifier import VerificationError
 
     assert classify(VerificationError(check, "why")).reason == reason
+
+
+def test_version_1_refuses_log_types_only_under_a_log_kid():
+    """A version 1 policy refuses a statement of the log's own types (here its registration
+    policy type) when it is under one of the log's kids; under another kid the type alone does
+    not refuse it as log-type."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from tlog.keys import TrustStore
+    from tlog.policy import Policy, Rejection
+    from verifier import keys as vkeys
+    from verifier.policy import POLICY_CONTENT_TYPE
+    from verifier.statement import SignedStatement
+
+    from .test_server_support import statement
+
+    k = ec.generate_private_key(ec.SECP256R1())
+    kid = vkeys.thumbprint(k.public_key())
+    pol = Policy(trust=TrustStore(issuer_keys={kid: k.public_key()}), allowed_algs=[-7], version=1)
+    st = SignedStatement.parse(statement(k, cty=POLICY_CONTENT_TYPE))
+    with pytest.raises(Rejection) as e:
+        pol.check(st, log_kids={kid})
+    assert e.value.reason == "log-type"
+    try:
+        pol.check(st, log_kids={b"another kid"})
+    except Rejection as r:
+        assert r.reason != "log-type"
