@@ -43,3 +43,5 @@ def test_version_1_refuses_log_types_only_under_a_log_kid():
         pol.check(st, log_kids={b"another kid"})
     except Rejection as r:
         assert r.reason != "log-type"
+    # version 1 has no rule against the log's kids for statements of other types
+    pol.check(SignedStatement.parse(statement(k)), log_kids={kid})
