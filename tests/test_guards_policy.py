@@ -45,3 +45,23 @@ def test_version_1_refuses_log_types_only_under_a_log_kid():
         assert r.reason != "log-type"
     # version 1 has no rule against the log's kids for statements of other types
     pol.check(SignedStatement.parse(statement(k)), log_kids={kid})
+
+
+def test_x5chain_statement_must_be_signed_by_the_chain_leaf_key():
+    """The log admits an x5chain statement only when the chain validates to an anchor and the
+    statement is signed by the leaf's key: the leaf certificate alone is not enough."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from tlog.keys import TrustStore
+    from tlog.policy import Policy, Rejection
+    from verifier.statement import SignedStatement
+
+    from .test_server_support import der, make_ca, make_leaf, statement
+
+    ca_key, ca = make_ca()
+    leaf_key, leaf = make_leaf(ca_key, ca)
+    pol = Policy(trust=TrustStore(anchors=[ca]), allowed_algs=[-7], version=1)
+    pol.check(SignedStatement.parse(statement(leaf_key, kid=False, extra={33: der(leaf)})))
+    forged = SignedStatement.parse(statement(ec.generate_private_key(ec.SECP256R1()), kid=False, extra={33: der(leaf)}))
+    with pytest.raises(Rejection):
+        pol.check(forged)
