@@ -23,7 +23,9 @@ Measures, with small synthetic statements (``--data-size`` bytes each):
 ``--resume DIR`` keeps the log in DIR and continues a prepared one (statements are a function
 of their index), so a 10^8 log is built once and measured again (``--entries`` = its size: only
 the restart, proofs and dedup; ``--proofs-only``: only the restart and the proofs, nothing written).
-``--drop-caches`` drops the OS page cache before the restart.
+``--drop-caches`` drops the OS page cache before the restart. The proofs' indexes and sizes are
+drawn from ``--proof-seed`` (default: a fresh seed per run, printed as ``proof_seed``), so a run
+without ``--drop-caches`` does not just re-read the pages the previous run left in the cache.
 Prints a JSON line with every figure (``--json`` to append it to a file).
 """
 
@@ -279,7 +281,9 @@ def run(args) -> dict:
         assert log.size == n and log.root(n) == root
 
         # cold proofs
-        rnd = random.Random(2)
+        seed = args.proof_seed if args.proof_seed is not None else int.from_bytes(os.urandom(4), "big")
+        res["proof_seed"] = seed
+        rnd = random.Random(seed)
         inc, con, cinc, ccon = [], [], [], []
         checks = []
         for _ in range(args.proofs):
@@ -390,6 +394,9 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=8192)
     ap.add_argument("--data-size", type=int, default=64, help="synthetic statement size in bytes")
     ap.add_argument("--proofs", type=int, default=2000, help="proofs of each kind measured after restart")
+    ap.add_argument("--proof-seed", type=int, default=None,
+                    help="seed of the proofs' random indexes and sizes (default: fresh per run; "
+                         "the same seed re-reads what the last run cached)")
     ap.add_argument("--merge-every", type=int, default=None,
                     help="SQLite: merge the recent dedup keys into the main tier every N entries "
                          "(default: tlog.storage.sqlite.DEFAULT_MERGE_EVERY)")
