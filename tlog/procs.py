@@ -29,7 +29,7 @@ def integrator_main(fd: int) -> int:
         return 1
     conn, config, svc = started
     max_batch = max(1, int(config.max_batch))
-    linger = config.integrator_linger  # validated by Config: >= 0
+    linger = max(0.0, float(config.integrator_linger))
     last = 1  # submissions in the last batch
     try:
         while True:
