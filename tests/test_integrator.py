@@ -70,38 +70,6 @@ def test_registrations_are_integrated_by_the_integrator_process(tmp_path, key):
         svc2.close()
 
 
-def test_the_integrator_lingers_for_more_only_under_concurrency(tmp_path, key):
-    """Group commit in the integrator process: after a batch of several submissions it waits
-    up to ``integrator_linger`` for more (bigger batches: one commit, fsync and signature for
-    more entries), but a lone client's registration is never held for it."""
-    svc = LogService(_config(tmp_path, key, integrator_linger=0.6), integrator="process")
-    try:
-        sizes = []
-        svc._remote.on_batch = lambda n, secs: sizes.append(n)
-        # a lone client: one registration after another, none waits for the linger
-        for i in range(3):
-            t0 = time.monotonic()
-            svc.register(statement(key, sub=f"lone/{i}"))
-            assert time.monotonic() - t0 < 0.4, "a lone registration was held for the linger"
-        assert sizes == [1, 1, 1]
-        # several at once: handed over back to back, the integrator batches them, then lingers
-        stmts = [SignedStatement.parse(statement(key, sub=f"many/{i}")) for i in range(8)]
-        ps = [svc._remote.submit(s.leaf_input, s.statement_bytes) for s in stmts]
-        for p in ps:
-            assert p.wait(10) is not None
-        assert max(sizes[3:]) >= 2, sizes
-        # the next submission after a batch of several waits for company (up to the linger)
-        t0 = time.monotonic()
-        svc.register(statement(key, sub="after"))
-        assert time.monotonic() - t0 >= 0.5, "no linger after a batch of several"
-        # and having been alone, the one after it is not held
-        t0 = time.monotonic()
-        svc.register(statement(key, sub="alone again"))
-        assert time.monotonic() - t0 < 0.4
-    finally:
-        svc.close()
-
-
 def test_integrator_death_gives_503_then_a_new_integrator(tmp_path, key):
     svc = LogService(_config(tmp_path, key), integrator="process")
     try:

@@ -88,10 +88,6 @@ class Config:
     queue_limit: int = 4096  # entries submitted by this process and not yet integrated
     max_batch: int = 4096  # core group-commit batch limit
     max_wait: float = 0.005  # core group-commit linger (s)
-    # the integrator process: once a batch of more than one submission has been seen (several
-    # clients at once), wait up to this long (s) for more before committing; a lone client's
-    # submission is never held (tlog.procs.integrator_main)
-    integrator_linger: float = 0.001
     # "process": group commit and receipts in a separate integrator process per worker
     # (tlog.integrator); "thread": in the worker; "auto": process under `tlog serve` and the
     # server entry points of tlog.server.wsgi, thread elsewhere (tests, embedding)
@@ -226,8 +222,8 @@ class Config:
                 raise ConfigError(f"{name} must be positive")
         if min(self.db_connect_timeout, self.db_statement_timeout, self.db_lock_timeout, self.lease_ttl) <= 0:
             raise ConfigError("db_connect_timeout, db_statement_timeout, db_lock_timeout and lease_ttl must be positive")
-        if self.register_wait < 0 or self.max_wait < 0 or self.integrator_linger < 0 or self.rate_limit < 0 \
-                or self.retry_after < 0 or self.refusal_rate < 0 or self.lookup_rate < 0:
+        if self.register_wait < 0 or self.max_wait < 0 or self.rate_limit < 0 or self.retry_after < 0 \
+                or self.refusal_rate < 0 or self.lookup_rate < 0:
             raise ConfigError("waits, rates and retry_after must not be negative")
         if not 0 <= self.witness_quorum <= len(self.witnesses) or self.witness_interval <= 0:
             raise ConfigError("witness_quorum must be between 0 and the number of witnesses; witness_interval > 0")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 from .childproc import handshake
 from .integrator import _integrate, _loads
@@ -29,8 +28,6 @@ def integrator_main(fd: int) -> int:
         return 1
     conn, config, svc = started
     max_batch = max(1, int(config.max_batch))
-    linger = max(0.0, float(config.integrator_linger))
-    last = 1  # submissions in the last batch
     try:
         while True:
             try:
@@ -41,19 +38,7 @@ def integrator_main(fd: int) -> int:
                 break
             msgs = [msg]
             stop = False
-            # group commit: under concurrency (the last batch or this one has more than one
-            # submission) wait up to `linger` for more, so that one transaction, fsync and
-            # signature serve more entries; a lone client is not held back
-            deadline = None
-            while len(msgs) < max_batch:
-                if not conn.poll():
-                    if not linger or (last < 2 and len(msgs) < 2):
-                        break
-                    if deadline is None:
-                        deadline = time.monotonic() + linger
-                    rem = deadline - time.monotonic()
-                    if rem <= 0 or not conn.poll(rem):
-                        break
+            while len(msgs) < max_batch and conn.poll():
                 try:
                     m = _loads(conn.recv_bytes())
                 except (EOFError, OSError):
@@ -63,7 +48,6 @@ def integrator_main(fd: int) -> int:
                     stop = True
                     break
                 msgs.append(m)
-            last = len(msgs)
             _integrate(svc, conn, msgs)
             if stop:
                 break
