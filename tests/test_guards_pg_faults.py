@@ -24,8 +24,9 @@ import pytest
 from tlog.storage.base import StorageUnavailable
 from tlog.storage.postgres import PostgresStorage
 
-from .tlog_fixtures import PG_URL, pg_database, pg_skip_reason  # noqa: F401 - fixtures
+from .tlog_fixtures import pg_database  # noqa: F401 - fixtures
 
+pg = pytest.mark.postgres
 LIMIT = 0.3  # the watchdog's limit in the cut tests (the server's own limits stay at 10 s)
 
 
@@ -59,6 +60,7 @@ def _count_connects(s: PostgresStorage, monkeypatch, kill_first: int = 0) -> lis
 
 # ---- reads ------------------------------------------------------------------------------------
 
+@pg
 def test_a_read_on_a_connection_lost_since_its_last_use_is_retried_once(st, monkeypatch):
     assert st.find(b"\1" * 32) is None  # this thread's reader connection, used once
     _terminate(st.url, st._local.c.info.backend_pid)  # the server restarted since, say
@@ -67,6 +69,7 @@ def test_a_read_on_a_connection_lost_since_its_last_use_is_retried_once(st, monk
     assert len(opened) == 1
 
 
+@pg
 def test_a_read_on_a_new_connection_that_fails_is_not_retried(st, monkeypatch):
     """A new connection lost at its first use: the server is refusing us; no second try."""
     runs = []
@@ -81,6 +84,7 @@ def test_a_read_on_a_new_connection_that_fails_is_not_retried(st, monkeypatch):
     assert st._read(fn) == (1,)  # the next read opens another one
 
 
+@pg
 def test_a_read_whose_connection_survived_the_error_is_not_retried(st, monkeypatch):
     """A statement that failed without losing its connection (here: cancelled by the server's
     statement_timeout) is not run a second time."""
@@ -99,6 +103,7 @@ def test_a_read_whose_connection_survived_the_error_is_not_retried(st, monkeypat
     assert st._local.c is c0 and not c0.closed  # kept: it is fine
 
 
+@pg
 def test_a_read_cut_by_the_watchdog_is_not_retried(st, monkeypatch):
     """A paused server: the watchdog cuts the read past its limit; the caller learns it at once
     (a retry would only wait as long again)."""
@@ -142,6 +147,7 @@ def _lock_attempts(monkeypatch) -> list:
     return seen
 
 
+@pg
 def test_an_integration_whose_writer_was_lost_since_its_last_use_begins_once_more(st, monkeypatch):
     _terminate(st.url, st._writer.info.backend_pid)
     opened = _count_connects(st, monkeypatch)
@@ -150,6 +156,7 @@ def test_an_integration_whose_writer_was_lost_since_its_last_use_begins_once_mor
     assert len(opened) == 1
 
 
+@pg
 def test_an_integration_on_a_new_writer_that_fails_is_not_begun_again(st, monkeypatch):
     # lose the writer inside an integration: it is dropped, the next one opens a new writer
     with pytest.raises(StorageUnavailable):
@@ -167,6 +174,7 @@ def test_an_integration_on_a_new_writer_that_fails_is_not_begun_again(st, monkey
     assert len(opened) == 2
 
 
+@pg
 def test_an_integration_lock_wait_that_times_out_is_not_begun_again(pg_database, monkeypatch):  # noqa: F811
     """lock_timeout: the writer survives (rolled back, kept), and the lock is not waited for twice."""
     st = PostgresStorage(pg_database, schema="g_" + uuid.uuid4().hex[:12], lock_timeout=0.2)
@@ -184,6 +192,7 @@ def test_an_integration_lock_wait_that_times_out_is_not_begun_again(pg_database,
         st.close()
 
 
+@pg
 def test_an_integration_lock_wait_cut_by_the_watchdog_is_not_begun_again(st, monkeypatch):
     release = _hold_lock(st)
     try:
@@ -198,6 +207,7 @@ def test_an_integration_lock_wait_cut_by_the_watchdog_is_not_begun_again(st, mon
         release()
 
 
+@pg
 def test_an_integration_cut_by_the_watchdog_reports_its_time_limit(st):
     st._txn_limit = LIMIT
     with pytest.raises(StorageUnavailable, match="integration not finished within 0.3 s"):
@@ -223,6 +233,7 @@ def test_opening_a_database_that_refuses_connections_is_storage_unavailable(refu
         PostgresStorage(refused_url, schema=schema, connect_timeout=1)
 
 
+@pg
 def test_a_closed_storage_refuses_integrations_and_reads_and_closes_twice(st):
     st.close()
     with pytest.raises(RuntimeError, match="storage is closed"):
