@@ -203,8 +203,8 @@ def copy_table_tiles(st, chunk: int = 1024, progress=None) -> int:
                 blob = got.get(n)
                 if blob is None or len(blob) < TILE_BYTES:
                     raise LookupError(f"tile 0/{n} is not a full tile in {st.path}")
-                if len(blob) != RECORD_BYTES:
-                    blob = b"".join(record_rows(blob))
+                if len(blob) != RECORD_BYTES:  # hashes only: compute rows 1..7 (not the root, row 8)
+                    blob = b"".join(record_rows(blob)[:8])
                 st._l0.write(n, blob)
             if progress:
                 progress(b, l0_from)
