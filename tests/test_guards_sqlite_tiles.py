@@ -76,6 +76,7 @@ def test_the_new_file_and_its_records_are_made_durable(tmp_path, monkeypatch):
         f.close()
 
 
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="no posix_fadvise on this platform")
 def test_readahead_hints_only_for_several_records_and_only_where_supported(tmp_path, monkeypatch):
     f = L0File(str(tmp_path / "x-tiles"))
     try:
