@@ -234,11 +234,17 @@ def test_opening_a_database_that_refuses_connections_is_storage_unavailable(refu
 
 
 @pg
-def test_a_closed_storage_refuses_integrations_and_reads_and_closes_twice(st):
+def test_a_closed_storage_refuses_integrations_and_reads_and_closes_twice(st, monkeypatch):
     st.close()
+    connects = []
+    monkeypatch.setattr(psycopg, "connect", lambda *a, **kw: connects.append(a))
     with pytest.raises(RuntimeError, match="storage is closed"):
         with st.integration():
             pass
     with pytest.raises(RuntimeError, match="storage is closed"):
         st.find(b"\1" * 32)
+    with pytest.raises(RuntimeError, match="storage is closed"):
+        st.lease()  # a read that does not go through _reader()
     st.close()  # harmless
+    assert connects == []  # refused before connecting: no session opened on the server
+
