@@ -248,3 +248,20 @@ def test_a_closed_storage_refuses_integrations_and_reads_and_closes_twice(st, mo
     st.close()  # harmless
     assert connects == []  # refused before connecting: no session opened on the server
 
+
+@pg
+def test_a_connection_opened_while_the_storage_closes_is_closed_too(st, monkeypatch):
+    """close() on one thread while another opens a connection (a read's first use): the new
+    connection must not outlive the storage (it was left open, held by the reading thread)."""
+    real = psycopg.connect
+    opened = []
+
+    def connect(*a, **kw):
+        c = real(*a, **kw)
+        opened.append(c)
+        st.close()  # lands between the open check and the bookkeeping of the new connection
+        return c
+    monkeypatch.setattr(psycopg, "connect", connect)
+    with pytest.raises(RuntimeError, match="storage is closed"):
+        st.find(b"\1" * 32)  # this thread's first read: opens its connection
+    assert len(opened) == 1 and opened[0].closed

@@ -349,8 +349,13 @@ class PostgresStorage(SQLReads, Storage):
         except psycopg.OperationalError as e:
             raise StorageUnavailable(f"PostgreSQL: cannot connect: {e}") from None
         with self._conns_lock:
-            self._conns.add(c)
-        return c
+            # close() may have run while this one was connecting: it sets _closed before it
+            # takes the connections under this lock, so either it closes c or this sees it
+            if not self._closed:
+                self._conns.add(c)
+                return c
+        c.close()
+        raise RuntimeError("storage is closed")
 
     def _drop(self, c: psycopg.Connection) -> None:
         with self._conns_lock:
