@@ -9,7 +9,7 @@
 * a refused connection at open is our StorageUnavailable, not a psycopg error.
 
 Connections are lost for real (``pg_terminate_backend`` from a second connection) and the
-watchdog cuts for real (a limit of 0.3 s against ``pg_sleep``, standing in for a paused
+watchdog cuts for real (a limit of 0.5 s against ``pg_sleep``, standing in for a paused
 server, whose own statement_timeout would never fire); no test waits on a timing race.
 """
 
@@ -27,7 +27,7 @@ from tlog.storage.postgres import PostgresStorage
 from .tlog_fixtures import pg_database  # noqa: F401 - fixtures
 
 pg = pytest.mark.postgres
-LIMIT = 0.3  # the watchdog's limit in the cut tests (the server's own limits stay at 10 s)
+LIMIT = 0.5  # the watchdog's limit in the cut tests (the server's own limits stay at 10 s)
 
 
 @pytest.fixture
@@ -115,7 +115,7 @@ def test_a_read_cut_by_the_watchdog_is_not_retried(st, monkeypatch):
         runs.append(c)
         return c.execute("SELECT pg_sleep(3)").fetchone()
     opened = _count_connects(st, monkeypatch)
-    with pytest.raises(StorageUnavailable, match="no answer within 0.3 s"):
+    with pytest.raises(StorageUnavailable, match="no answer within 0.5 s"):
         st._read(fn)
     assert len(runs) == 1 and opened == []
 
@@ -199,10 +199,11 @@ def test_an_integration_lock_wait_cut_by_the_watchdog_is_not_begun_again(st, mon
         st._txn_limit = LIMIT
         seen = _lock_attempts(monkeypatch)
         opened = _count_connects(st, monkeypatch)
-        with pytest.raises(StorageUnavailable, match="no answer within 0.3 s"):
+        with pytest.raises(StorageUnavailable, match="no answer within 0.5 s"):
             with st.integration():
                 pytest.fail("begun without the lock")
-        assert len(seen) == 1 and opened == [] and st._writer is None  # the cut writer is dropped
+        # no second begin on a new connection (the lock statement ran once, or BEGIN itself was cut)
+        assert len(seen) <= 1 and opened == [] and st._writer is None  # the cut writer is dropped
     finally:
         release()
 
@@ -210,7 +211,7 @@ def test_an_integration_lock_wait_cut_by_the_watchdog_is_not_begun_again(st, mon
 @pg
 def test_an_integration_cut_by_the_watchdog_reports_its_time_limit(st):
     st._txn_limit = LIMIT
-    with pytest.raises(StorageUnavailable, match="integration not finished within 0.3 s"):
+    with pytest.raises(StorageUnavailable, match="integration not finished within 0.5 s"):
         with st.integration() as tx:
             tx.c.execute("SELECT pg_sleep(3)")
     assert st._writer is None  # dropped: the next integration opens a new one
