@@ -124,3 +124,14 @@ def test_a_hung_run_is_killed_with_its_servers_and_names_the_test_it_hung_in(tmp
         srv.wait(30)
         if pid:
             _kill(pid)
+
+
+def test_a_test_path_that_does_not_exist_is_refused_before_any_mutant_runs():
+    """pytest exits non-zero on a missing file for every mutant alike: that must never read as kills."""
+    r = subprocess.run([sys.executable, str(MUTATE), "--tests", "tests/no_such_test_file.py", "--list"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 2
+    assert "no such test file" in r.stderr and "tests/no_such_test_file.py" in r.stderr
+    ok = subprocess.run([sys.executable, str(MUTATE), "--tests", "tests/test_mutate_runner.py::test_leak", "--list"],
+                        capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert ok.returncode == 0, ok.stderr

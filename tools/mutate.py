@@ -561,7 +561,7 @@ def serve(workdir: str) -> None:
         text = log.read_text(errors="replace") if log.exists() else ""
         failed = next((ln for ln in text.splitlines() if ln.startswith(("FAILED", "ERROR"))), "")
         # a node id the map names but the tests no longer have (a stale map): not a kill
-        stale = rc in (4, 5) and ("ERROR: not found" in text or "no tests ran" in text)
+        stale = rc in (4, 5) and any(s in text for s in ("ERROR: not found", "ERROR: file or directory not found", "no tests ran"))
         hung = running.read_text() if rc == "timeout" and running.exists() else ""
         out.write(json.dumps({"rc": 0 if stale else rc, "failed": failed[:200], "cpu": cpu, "stale": stale,
                               "running": hung}) + "\n")
@@ -766,6 +766,12 @@ def main(argv: list[str] | None = None) -> int:
         serve(a.serve)
         return 0
 
+    # a test path that does not exist makes pytest exit non-zero for every mutant: never a kill
+    missing = [t for t in a.tests + a.map_add + a.map_tests
+               if not t.startswith("-") and not (ROOT / t.split("::")[0]).exists()]
+    if missing:
+        print(f"mutate: no such test file or directory: {', '.join(missing)} (repeat --tests for each)", file=sys.stderr)
+        return 2
     mods = a.module or GUARD_MODULES
     unknown = [m for m in mods if not any(m == g or m.startswith(g.rstrip("/") + "/") for g in GUARD_MODULES)]
     if unknown:
