@@ -248,3 +248,66 @@ def test_iat_at_the_skew_limit_accepted(ver):
     pol = _policy(clock_skew=60)
     assert appraise(_tok(ver, _claims(iat=now + 60)), pol, _keys(ver), now=now).iat == now + 60
     _refused("appraisal.iat", _tok(ver, _claims(iat=now + 61)), pol, _keys(ver), now=now)
+
+
+def test_age_limits(ver):
+    now = 1_800_000_000
+    keys = _keys(ver)
+    pol = _policy(max_age=300)
+    assert appraise(_tok(ver, _claims(iat=now - 300)), pol, keys, now=now)
+    _refused("appraisal.expired", _tok(ver, _claims(iat=now - 301)), pol, keys, now=now)
+    assert appraise(_tok(ver, _claims(iat=now - 86400)), _policy(max_age=0), keys, now=now).iat == now - 86400
+
+
+def test_exp_and_nbf_limits(ver):
+    now = 1_800_000_000
+    keys = _keys(ver)
+    pol = _policy(clock_skew=60)
+    assert appraise(_tok(ver, _claims(iat=now, exp=now - 59)), pol, keys, now=now)
+    _refused("appraisal.expired", _tok(ver, _claims(iat=now, exp=now - 60)), pol, keys, now=now)
+    assert appraise(_tok(ver, _claims(iat=now, nbf=now + 60)), pol, keys, now=now)
+    _refused("appraisal.nbf", _tok(ver, _claims(iat=now, nbf=now + 61)), pol, keys, now=now)
+    _refused("appraisal.nbf", _tok(ver, _claims(iat=now, nbf=now + 3600)), pol, keys, now=now)
+
+
+@pytest.mark.parametrize("submods", [None, {}, [], ["cc-tee"], "cc-tee", {"cc-tee": "affirming"},
+                                     {"cc-tee": ["affirming"]}])
+def test_submods_must_be_a_non_empty_map_of_maps(ver, submods):
+    c = _claims(submods=submods)
+    if submods is None:
+        del c["submods"]
+    _refused("appraisal.submods", _tok(ver, c), _policy(), _keys(ver))
+
+
+@pytest.mark.parametrize("pids", ["https://verifier.test/policy/1", [], [5], ["https://verifier.test/policy/1", None],
+                                  {"a": 1}])
+def test_appraisal_policy_ids_must_be_a_non_empty_text_array(ver, pids):
+    pol = policy_obj(require_nonce=False)
+    del pol["allowed_appraisal_policy_ids"]
+    _refused("appraisal.claims", _tok(ver, _claims(_sub(ear_appraisal_policy_ids=pids))),
+             AppraisalPolicy.from_obj(pol), _keys(ver))
+
+
+def test_submodule_without_policy_id_refused_when_policy_lists_them(ver):
+    tok = _tok(ver, _claims(_sub(ear_appraisal_policy_ids=None)))
+    _refused("appraisal.reference", tok, _policy(), _keys(ver))
+    pol = policy_obj(require_nonce=False)
+    del pol["allowed_appraisal_policy_ids"]
+    assert appraise(tok, AppraisalPolicy.from_obj(pol), _keys(ver))
+
+
+def test_ear_nonce_accepted_without_a_challenge_when_not_required(ver):
+    a = appraise(_tok(ver, _claims(eat_nonce="n-1")), _policy(), _keys(ver))
+    assert a.nonce == "n-1"
+
+
+def test_key_attestation(ver):
+    keys = _keys(ver)
+    akpub = b"\x30\x59fake-spki"
+    ak = {"akpub": base64.urlsafe_b64encode(akpub).rstrip(b"=").decode()}
+    pol = _policy(require_key_attestation=True)
+    assert appraise(_tok(ver, _claims(_sub(**{"ear.veraison.key-attestation": ak}))), pol, keys).key_attestation == akpub
+    for bad in (None, "not-a-map", {"akpub": 5}):
+        tok = _tok(ver, _claims(_sub(**{"ear.veraison.key-attestation": bad})))
+        _refused("appraisal.key-attestation", tok, pol, keys)
+        assert appraise(tok, _policy(), keys).key_attestation is None
