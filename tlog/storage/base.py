@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 __all__ = ["TreeHead", "PendingRow", "Storage", "Txn", "StorageUnavailable", "LeaseLost", "encode_attrs",
-           "decode_attrs", "pending_values"]
+           "pending_values"]
 
 
 class StorageUnavailable(Exception):
@@ -81,12 +81,6 @@ def pending_values(rows, now: float, encode=encode_attrs) -> list[tuple]:
         key = r[3] if len(r) > 3 and r[3] is not None and r[3] != leaf else None
         out.append((leaf, data, encode(attrs), now, key))
     return out
-
-
-def decode_attrs(s: str | None) -> tuple[tuple[str, str], ...]:
-    if not s:
-        return ()
-    return tuple((k, v) for k, v in json.loads(s))
 
 
 class Txn(ABC):
