@@ -389,7 +389,7 @@ def appraise(ear: str | bytes, policy: AppraisalPolicy, keys: VerifierKeys, *,
         raise IssuerError("appraisal.typ", f"unexpected typ {header.get('typ')!r}")
 
     profile = unverified.get("eat_profile")
-    if profile in LEGACY_PROFILES:
+    if isinstance(profile, str) and profile in LEGACY_PROFILES:  # a list or map is unhashable
         legacy = True
     elif isinstance(profile, str) and profile.startswith(CURRENT_PROFILE_PREFIX):
         legacy = False

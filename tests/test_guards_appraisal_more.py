@@ -205,7 +205,7 @@ def test_missing_or_empty_or_none_alg_refused(ver):
         _refused("appraisal.alg", f"{_b64(header)}.{body}.{sig}", _policy(), _keys(ver))
 
 
-@pytest.mark.parametrize("profile", [None, 3, 3.5, True])
+@pytest.mark.parametrize("profile", [None, 3, 3.5, True, [PROFILE], {"p": PROFILE}])
 def test_non_text_profile_refused(ver, profile):
     c = _claims(eat_profile=profile)
     if profile is None:
