@@ -242,6 +242,16 @@ def read_policy_file(path: str | Path, check: str) -> tuple[dict, bytes]:
     return obj, raw
 
 
+def _text_list(obj: Mapping[str, Any], key: str) -> list[str] | None:
+    """An optional list of texts of a policy document (absent: None)."""
+    if key not in obj:
+        return None
+    v = obj[key]
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise IssuerError("appraisal.policy", f"{key}: expected a list of texts")
+    return list(v)
+
+
 @dataclass
 class AppraisalPolicy:
     id: str
@@ -270,19 +280,26 @@ class AppraisalPolicy:
         av = obj.get("allowed_verifiers")
         if not av or not all(isinstance(v, Mapping) and isinstance(v.get("developer"), str) for v in av):
             raise IssuerError("appraisal.policy", "allowed_verifiers: a non-empty list of {developer, build?}")
-        subs = {name: SubmodRule.from_obj(rule) for name, rule in (obj.get("submods") or {}).items()}
+        rules = obj.get("submods") or {}
+        if not isinstance(rules, Mapping) or not all(isinstance(r, Mapping) for r in rules.values()):
+            raise IssuerError("appraisal.policy", "submods: a map of submodule name to rule (a map)")
+        subs = {name: SubmodRule.from_obj(rule) for name, rule in rules.items()}
         subs.setdefault("*", SubmodRule())
         max_age = obj.get("max_age", 300)
+        try:
+            max_age = None if max_age in (None, 0) else int(max_age)
+            clock_skew = int(obj.get("clock_skew", 60))
+        except (TypeError, ValueError):
+            raise IssuerError("appraisal.policy", "max_age and clock_skew: a number of seconds") from None
         return cls(
             id=obj["id"], version=obj.get("version"),
             allowed_verifiers=[dict(v) for v in av], submods=subs,
-            required_submods=list(obj.get("required_submods", [])),
-            allowed_profiles=list(obj["allowed_profiles"]) if "allowed_profiles" in obj else None,
-            allowed_appraisal_policy_ids=(list(obj["allowed_appraisal_policy_ids"])
-                                          if "allowed_appraisal_policy_ids" in obj else None),
+            required_submods=_text_list(obj, "required_submods") or [],
+            allowed_profiles=_text_list(obj, "allowed_profiles"),
+            allowed_appraisal_policy_ids=_text_list(obj, "allowed_appraisal_policy_ids"),
             check_time=bool(obj.get("check_time", True)),
-            max_age=None if max_age in (None, 0) else int(max_age),
-            clock_skew=int(obj.get("clock_skew", 60)),
+            max_age=max_age,
+            clock_skew=clock_skew,
             require_nonce=bool(obj.get("require_nonce", True)),
             lenient=bool(obj.get("lenient", False)),
             require_key_attestation=bool(obj.get("require_key_attestation", False)),
