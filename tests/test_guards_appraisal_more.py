@@ -221,7 +221,7 @@ def test_allowed_profiles_accept_listed_profile(ver):
 
 # -- times
 
-@pytest.mark.parametrize("iat", [None, "1700000000", [1]])
+@pytest.mark.parametrize("iat", [None, "1700000000", [1], True, False])
 def test_iat_missing_or_not_a_number_refused(ver, iat):
     c = _claims(iat=iat)
     if iat is None:
