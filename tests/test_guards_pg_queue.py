@@ -64,3 +64,19 @@ def test_queueing_notifies_the_integrator(st, how):
         assert [n.channel for n in got] == [st.channel_pending]
     finally:
         st.unlisten(listener)
+
+
+def test_only_an_integration_that_grows_the_log_notifies_the_frontends(st):
+    """Frontends LISTEN on the integrated channel and sweep their waiting registrations on each
+    notice: an integration that set no new size (an empty queue drained, a lease renewed) must
+    not wake them. Ordered, no timing: notices arrive in commit order, so the first one heard
+    after an empty integration and then a real one is the real one's, carrying its size."""
+    listener = st.listen(st.channel_integrated)
+    try:
+        with st.integration():
+            pass  # nothing integrated: no new size
+        _integrate(st, _leaf(b"grown"), hashlib.sha256(b"k").digest())
+        got = list(listener.notifies(timeout=5, stop_after=1))
+        assert [(n.channel, n.payload) for n in got] == [(st.channel_integrated, "1")]
+    finally:
+        st.unlisten(listener)
