@@ -26,7 +26,7 @@ def _append(st: SQLiteStorage, start: int, datas: list[bytes]) -> list[bytes]:
 
 def _settings(db: sqlite3.Connection) -> dict:
     return {p: db.execute(f"PRAGMA {p}").fetchone()[0]
-            for p in ("journal_mode", "synchronous", "cache_size", "mmap_size", "wal_autocheckpoint")}
+            for p in ("journal_mode", "synchronous", "cache_size", "mmap_size", "wal_autocheckpoint", "busy_timeout")}
 
 
 def test_every_connection_has_the_durability_settings(tmp_path, monkeypatch):
@@ -37,12 +37,12 @@ def test_every_connection_has_the_durability_settings(tmp_path, monkeypatch):
 
     def connect(*a, **kw):
         db = real(*a, **kw)
-        for p in ("synchronous=OFF", "cache_size=-100", "mmap_size=0", "wal_autocheckpoint=10"):
+        for p in ("synchronous=OFF", "cache_size=-100", "mmap_size=0", "wal_autocheckpoint=10", "busy_timeout=0"):
             db.execute("PRAGMA " + p)
         return db
 
     monkeypatch.setattr(sqlite3, "connect", connect)
-    st = SQLiteStorage(tmp_path / "log.sqlite", cache_mb=8)
+    st = SQLiteStorage(tmp_path / "log.sqlite", cache_mb=8, busy_timeout=7.5)
     try:
         _append(st, 0, [b"a", b"b"])
         assert st.entry_data(1) == b"b"  # opens this thread's reader
@@ -52,7 +52,7 @@ def test_every_connection_has_the_durability_settings(tmp_path, monkeypatch):
         t.join()
         readers = [st._reader(), other[0]]
         assert len({id(c) for c in readers + [st._writer]}) == 3 and len(st._conns) == 3
-        want = {"journal_mode": "wal", "synchronous": 2, "mmap_size": 268435456}
+        want = {"journal_mode": "wal", "synchronous": 2, "mmap_size": 268435456, "busy_timeout": 7500}
         assert _settings(st._writer) == dict(want, cache_size=-8 * 1024, wal_autocheckpoint=65536)
         for db in readers:
             s = _settings(db)
