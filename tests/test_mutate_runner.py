@@ -135,3 +135,23 @@ def test_a_test_path_that_does_not_exist_is_refused_before_any_mutant_runs():
     ok = subprocess.run([sys.executable, str(MUTATE), "--tests", "tests/test_mutate_runner.py::test_leak", "--list"],
                         capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert ok.returncode == 0, ok.stderr
+
+
+def test_a_job_copy_holds_every_top_level_part_the_tests_read(tmp_path):
+    """tests/test_deploy.py reads deploy/, tests/test_readme.py the README and .ci/run: a part left
+    out of the job's copy fails its tests there only, they are set aside as flaky and their kills
+    are lost (deploy/ was, in the run of 2026-12-01)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mutate_tool", MUTATE)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # its dataclasses look their module up
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        del sys.modules[spec.name]
+    mod._copy_tree(tmp_path)
+    for part in ("deploy", ".ci", "README.md", "pyproject.toml", "tests", "tlog", "verifier", "issuer", "tools"):
+        if (ROOT / part).exists():
+            assert (tmp_path / part).exists(), part
+    assert not (tmp_path / ".git").exists() and not (tmp_path / ".venv").exists()
