@@ -406,12 +406,9 @@ def appraise(ear: str | bytes, policy: AppraisalPolicy, keys: VerifierKeys, *,
         raise IssuerError("appraisal.typ", f"unexpected typ {header.get('typ')!r}")
 
     profile = unverified.get("eat_profile")
-    if isinstance(profile, str) and profile in LEGACY_PROFILES:  # a list or map is unhashable
-        legacy = True
-    elif isinstance(profile, str) and profile.startswith(CURRENT_PROFILE_PREFIX):
-        legacy = False
-    else:
-        raise IssuerError("appraisal.profile", f"unknown eat_profile {profile!r}")
+    if not isinstance(profile, str) or not (profile in LEGACY_PROFILES or profile.startswith(CURRENT_PROFILE_PREFIX)):
+        raise IssuerError("appraisal.profile", f"unknown eat_profile {profile!r}")  # (a list or map: unhashable)
+    legacy = profile in LEGACY_PROFILES
     if policy.allowed_profiles is not None and profile not in policy.allowed_profiles:
         raise IssuerError("appraisal.profile", f"eat_profile {profile!r} not allowed by policy")
 

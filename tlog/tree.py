@@ -81,8 +81,9 @@ def extend_rows(old: list[bytes], row0: bytes) -> list[bytes]:
 
 
 def record_rows(rec: bytes) -> list[bytes]:
-    """Rows 0..7 of a stored tile record: sliced from a full tile's interior rows, computed
-    (at most 255 hashes) for a partial tile or a full one stored without them."""
+    """The rows of a stored tile record: rows 0..7 sliced from a full tile's record (hashes and
+    interior rows), or :func:`tile_rows` (rows 0..8, at most 255 hashes computed) for a partial
+    tile or a full one stored without its interior rows."""
     if len(rec) == RECORD_BYTES:
         rows = [rec[:TILE_BYTES]]
         off = TILE_BYTES

@@ -57,13 +57,19 @@ def unpack(n: int, rec: bytes) -> bytes | None:
     return blob
 
 
-def record_from_leaves(leaf_inputs: bytes) -> bytes:
-    """A full level-0 tile's record computed from its 256 leaf inputs (32 bytes each)."""
-    h = sha256
-    hashes = b"".join([h(b"\x00" + leaf_inputs[i:i + 32]).digest() for i in range(0, len(leaf_inputs), 32)])
+def record_from_hashes(hashes: bytes) -> bytes:
+    """A full level-0 tile's record from its 256 leaf hashes: rows 0..7 (the tile's root, row 8,
+    is a node of the level above and is not stored)."""
     if len(hashes) != TILE_BYTES:
         raise ValueError("a full tile needs 256 leaves")
     return b"".join(tile_rows(hashes)[:8])
+
+
+def record_from_leaves(leaf_inputs: bytes) -> bytes:
+    """A full level-0 tile's record computed from its 256 leaf inputs (32 bytes each)."""
+    h = sha256
+    return record_from_hashes(b"".join([h(b"\x00" + leaf_inputs[i:i + 32]).digest()
+                                        for i in range(0, len(leaf_inputs), 32)]))
 
 
 class L0File:
@@ -189,8 +195,6 @@ def copy_table_tiles(st, chunk: int = 1024, progress=None) -> int:
     log runs: those tiles never change and no writer touches their records; the records are
     durable before the transaction that moves the mark commits. The rows stay (reclaiming
     their pages needs a VACUUM)."""
-    from ..tree import record_rows
-
     db = st._connect()
     try:
         l0_from, _ = read_marks(db)
@@ -203,8 +207,8 @@ def copy_table_tiles(st, chunk: int = 1024, progress=None) -> int:
                 blob = got.get(n)
                 if blob is None or len(blob) < TILE_BYTES:
                     raise LookupError(f"tile 0/{n} is not a full tile in {st.path}")
-                if len(blob) != RECORD_BYTES:  # hashes only: compute rows 1..7 (not the root, row 8)
-                    blob = b"".join(record_rows(blob)[:8])
+                if len(blob) != RECORD_BYTES:  # stored without its interior rows
+                    blob = record_from_hashes(blob[:TILE_BYTES])
                 st._l0.write(n, blob)
             if progress:
                 progress(b, l0_from)
