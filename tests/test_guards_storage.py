@@ -77,8 +77,9 @@ def _attrs_shape(c, schema):
 
 
 def test_a_converted_attribute_table_has_the_shape_of_a_new_one(request):
-    """A PostgreSQL log made with the wide (key, value, idx) primary key, converted at open,
-    ends with the attrs table of a new log: h NOT NULL, no wide key, the (h, idx) index."""
+    """A PostgreSQL log made with the wide (key, value, idx) primary key, or with the B-tree on
+    (h, idx), converted at open, ends with the attrs table of a new log: h NOT NULL, no wide key,
+    the GIN index on ARRAY[h] and no B-tree."""
     import uuid
 
     from tests.tlog_fixtures import PG_URL, pg_skip_reason
@@ -90,19 +91,24 @@ def test_a_converted_attribute_table_has_the_shape_of_a_new_one(request):
     from tlog.storage.postgres import PostgresStorage
 
     url = request.getfixturevalue("pg_database")
-    old, new = "ov_" + uuid.uuid4().hex[:10], "nv_" + uuid.uuid4().hex[:10]
+    old, mid, new = "ov_" + uuid.uuid4().hex[:10], "mv_" + uuid.uuid4().hex[:10], "nv_" + uuid.uuid4().hex[:10]
     with psycopg.connect(url, autocommit=True) as c:
         c.execute(f"CREATE SCHEMA {old}")
         c.execute(f"CREATE TABLE {old}.attrs (key TEXT NOT NULL, value TEXT NOT NULL, idx BIGINT NOT NULL, "
                   "PRIMARY KEY (key, value, idx))")
         c.execute(f"INSERT INTO {old}.attrs VALUES ('iss', 'old', 1)")
-    for schema in (old, new):
+        c.execute(f"CREATE SCHEMA {mid}")
+        c.execute(f"CREATE TABLE {mid}.attrs (h BIGINT NOT NULL, idx BIGINT NOT NULL, key TEXT NOT NULL, "
+                  "value TEXT NOT NULL)")
+        c.execute(f"CREATE INDEX attrs_h_idx ON {mid}.attrs (h, idx)")
+    for schema in (old, mid, new):
         PostgresStorage(url, schema=schema).close()
     with psycopg.connect(url, autocommit=True) as c:
-        assert _attrs_shape(c, old) == _attrs_shape(c, new)
+        assert _attrs_shape(c, old) == _attrs_shape(c, new) == _attrs_shape(c, mid)
         cols, cons, idx = _attrs_shape(c, new)
-        assert ("h", "NO", "bigint") in cols and any(n == "attrs_h_idx" for n, _ in idx)
-        for s in (old, new):
+        assert ("h", "NO", "bigint") in cols and [n for n, _ in idx] == ["attrs_hg"]
+        assert "USING gin ((ARRAY[h]))" in idx[0][1] and "fastupdate='on'" in idx[0][1], idx
+        for s in (old, mid, new):
             c.execute(f"DROP SCHEMA {s} CASCADE")
 
 

@@ -156,3 +156,74 @@ def test_queue_rows_out_of_their_order_are_refused(storage, signer):  # noqa: F8
         assert lg.integrate_pending() == 3 and [lg.find(r.leaf) for r in rows] == [0, 1, 2]
     finally:
         lg.close()
+
+
+def _plan(url, schema, sql, params):
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute(f"SET search_path = {schema}")
+        c.execute("SET enable_seqscan = off")  # tiny tables: ask whether the index can serve it
+        return "\n".join(r[0] for r in c.execute("EXPLAIN " + sql, params).fetchall())
+
+
+def test_a_log_with_the_btree_attribute_index_is_migrated_and_lookups_use_the_gin_index(pg_database, signer):  # noqa: F811
+    """A log made by the schema before the GIN index (B-tree on (h, idx)) is migrated when
+    opened: same lookups, served by the GIN index (on the pending list and after its merge)."""
+    from tlog.storage.pgattrs import ATTRS_MATCH
+    from tlog.storage.postgres import PostgresStorage
+
+    schema = "g_" + uuid.uuid4().hex[:12]
+    st = PostgresStorage(pg_database, schema=schema)
+    lg = Log.open(st, origin=ORIGIN, note_signer=signer, sequencer=False)
+    rows = [(hashlib.sha256(b"m %d" % i).digest(), b"s %d" % i, [("iss", "x"), ("n", str(i)), ODD[i % len(ODD)]])
+            for i in range(30)]
+    lg.append(rows[:10])
+    lg.close()
+    st.close()
+    with psycopg.connect(pg_database, autocommit=True) as c:  # back to the layout before
+        c.execute(f"SET search_path = {schema}")
+        c.execute("DROP INDEX attrs_hg")
+        c.execute("CREATE INDEX attrs_h_idx ON attrs (h, idx)")
+    st = PostgresStorage(pg_database, schema=schema)
+    try:
+        lg = Log.open(st, origin=ORIGIN, note_signer=signer, sequencer=False)
+        st.enqueue(rows[10:])
+        assert lg.integrate_pending() == 20
+        for i, (leaf, _, attrs) in enumerate(rows):
+            assert lg.find(leaf) == i
+            for k, v in attrs[1:]:
+                assert lg.lookup(k, v) == ([i] if k == "n" else [j for j in range(30) if j % len(ODD) == i % len(ODD)])
+        assert lg.lookup("iss", "x") == list(range(30))
+        plan = _plan(pg_database, schema, f"SELECT idx FROM attrs WHERE {ATTRS_MATCH}", ("n", "3", "n", "3"))
+        assert "attrs_hg" in plan, plan
+        with psycopg.connect(pg_database, autocommit=True) as c:
+            c.execute(f"SET search_path = {schema}")
+            idx = [r[0] for r in c.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s "
+                                           "AND tablename = 'attrs'", (schema,))]
+            assert idx == ["attrs_hg"]
+            c.execute("SELECT gin_clean_pending_list('attrs_hg'::regclass)")  # merged: found the same
+        assert lg.lookup("n", "25") == [25] and lg.lookup("iss", "x") == list(range(30))
+        lg.close()
+    finally:
+        st.close()
+
+
+def test_the_pending_list_is_merged_by_the_cleaner_after_an_integration(storage, signer):  # noqa: F811
+    """Integrations that add attributes wake the cleaner (gin_clean_pending_list on its own
+    connection); the list is then empty: pending list pages are counted in the metapage."""
+    import time
+
+    lg = Log.open(storage, origin=ORIGIN, note_signer=signer, sequencer=False)
+    try:
+        assert storage._cleaner.runs == 0
+        storage.enqueue([(hashlib.sha256(b"c %d" % i).digest(), b"s", [("n", str(i))]) for i in range(50)])
+        assert lg.integrate_pending() == 50
+        deadline = time.monotonic() + 10
+        while storage._cleaner.runs == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert storage._cleaner.runs >= 1
+        # nothing left to merge: a clean now finds no pending list entries (returns 0 pages)
+        assert storage._read(lambda c: c.execute(
+            "SELECT gin_clean_pending_list('attrs_hg'::regclass)").fetchone()[0]) == 0
+        assert lg.lookup("n", "7") == [7]
+    finally:
+        lg.close()

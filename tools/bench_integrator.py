@@ -28,7 +28,10 @@
    the final checkpoint, and every index of the run present in the entries table.
 
 Prints one JSON line: entries/s, batches, mean transaction time, log size before and after,
-load average before and after the timed part.
+load average before and after the timed part, CPU seconds (the integrator process, its
+PostgreSQL backend and, on a local server, all of the server's processes), bytes written per
+entry (WAL from the LSN; on a local server, all its processes' ``write_bytes``: data files and WAL,
+with ``--checkpoints`` including a CHECKPOINT after the run).
 """
 
 from __future__ import annotations
@@ -59,9 +62,11 @@ from verifier.note import Checkpoint, NoteVerifier, Signer, open_note, sign_note
 ORIGIN = "bench.example/log"
 SKEY = "bench_note_skey"
 # the settings of --own-server: memory for the indexes a 10^7 log inserts into at random
-# (leaf, dedup key, attribute hashes), WAL room so that checkpoints are time-driven
+# (leaf, dedup key, attribute hashes), WAL room so that checkpoints are time-driven; full-page
+# images compressed with lz4 (the first change of a page after a checkpoint writes its image:
+# with pglz, wal_compression=on, compressing them was most of the integration's cost then)
 OWN_SETTINGS = ("-c shared_buffers=3GB -c max_wal_size=16GB -c min_wal_size=2GB -c checkpoint_timeout=15min "
-                "-c wal_compression=on -c maintenance_work_mem=1GB -c max_connections=50 -c fsync=on")
+                "-c wal_compression=lz4 -c maintenance_work_mem=1GB -c max_connections=50 -c fsync=on")
 
 
 def head_signer(key):
@@ -107,6 +112,53 @@ def proc_cpu(pid: int) -> float | None:
     except OSError:
         return None
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cluster_pids(url: str) -> list[int]:
+    """The processes of the PostgreSQL server at ``url`` if it runs on this host: the postmaster
+    first, then its children (empty if they cannot be found, e.g. another host)."""
+    try:
+        with psycopg.connect(url, autocommit=True) as c:
+            ddir = c.execute("SHOW data_directory").fetchone()[0]
+        pm = int(Path(ddir, "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, psycopg.Error):
+        return []
+    kids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pm:
+                    kids.append(int(d.name))
+            except (OSError, ValueError, IndexError):
+                pass
+    return [pm] + kids
+
+
+def cluster_counters(url: str) -> dict | None:
+    """CPU seconds and bytes written (``write_bytes`` of /proc/PID/io: what the processes sent
+    to be written, data files and WAL) of the whole server: the postmaster's own counters include
+    its exited children's (reaped), so a difference between two readings is the server's."""
+    pids = cluster_pids(url)
+    if not pids:
+        return None
+    cpu, wb = 0.0, 0
+    tck = os.sysconf("SC_CLK_TCK")
+    for i, pid in enumerate(pids):
+        try:
+            f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            io = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+        except OSError:
+            if i == 0:
+                return None
+            continue  # exited meanwhile: counted by the postmaster from now on
+        cpu += (int(f[11]) + int(f[12]) + (int(f[13]) + int(f[14]) if i == 0 else 0)) / tck
+        wb += int(io["write_bytes"])
+    return {"cpu_s": cpu, "write_bytes": wb}
+
+
+def wal_lsn(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as c:
+        return int(c.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')").fetchone()[0])
 
 
 def leaf_of(i: int) -> bytes:
@@ -193,6 +245,9 @@ def main() -> int:
     ap.add_argument("--attrs", type=int, default=4, choices=range(5),
                     help="lookup attributes per submission (a registration records 4: iss, iss-sub, payload-sha256, policy)")
     ap.add_argument("--verify", type=int, default=200, help="inclusion proofs checked at the end")
+    ap.add_argument("--checkpoints", action="store_true",
+                    help="CHECKPOINT before and after the timed part, the second counted in the bytes written "
+                         "(worst case: full-page images of every page touched)")
     ap.add_argument("--keep", action="store_true", help="keep the database (default: dropped unless --db reused one)")
     args = ap.parse_args()
     if args.own_server:
@@ -257,6 +312,16 @@ def main() -> int:
         st.fence = (tok, 60.0)
         backend = st._writer.info.backend_pid  # opened by Log.open (one connection integrates)
         load0 = os.getloadavg()
+        # bytes written: WAL from the LSN, and the server's processes' writes (data files and
+        # WAL). --checkpoints: a CHECKPOINT before the timed part and one after it (counted: the
+        # data pages the run dirtied), a checkpoint cycle as long as the run: the worst case, every
+        # page the run touches is its first change since a checkpoint (a full-page image in the
+        # WAL). Without it, pages changed since the last checkpoint (by the run before, say) write
+        # no image, and data pages dirtied but not written yet are not counted
+        if args.checkpoints:
+            with psycopg.connect(url, autocommit=True) as c:
+                c.execute("CHECKPOINT")
+        srv0, lsn0 = cluster_counters(url), wal_lsn(url)
         cpu_pg0, cpu0 = proc_cpu(backend), time.process_time()
         t0 = time.monotonic()
         batches = 0
@@ -269,7 +334,21 @@ def main() -> int:
             batches += 1
         took = time.monotonic() - t0
         cpu_pg1, cpu1 = proc_cpu(backend), time.process_time()
+        srv1 = cluster_counters(url)
         load = os.getloadavg()
+        # what the attribute index's cleaner (another backend) had not merged yet when the queue
+        # was drained: the time to merge the rest (sustained, the cleaner must keep up)
+        t1 = time.monotonic()
+        with psycopg.connect(url, autocommit=True) as c:
+            gin_left = c.execute("SELECT gin_clean_pending_list(to_regclass('attrs_hg')) "
+                                 "WHERE to_regclass('attrs_hg') IS NOT NULL").fetchone()
+        gin_left = {"pages": gin_left[0] if gin_left else None, "seconds": round(time.monotonic() - t1, 2),
+                    "cleaner_runs": getattr(getattr(st, "_cleaner", None), "runs", None)}
+        lsn1 = wal_lsn(url)
+        if args.checkpoints:
+            with psycopg.connect(url, autocommit=True) as c:
+                c.execute("CHECKPOINT")
+        srv2 = cluster_counters(url)
         # what the run cost in CPU: the integrator process and its PostgreSQL backend (the
         # server's own background writers not counted); on a shared, loaded machine the wall
         # clock rate mostly measures the share of the CPU the two got
@@ -277,6 +356,12 @@ def main() -> int:
                "postgres_backend_s": round(cpu_pg1 - cpu_pg0, 2) if cpu_pg0 is not None and cpu_pg1 is not None else None}
         if cpu["postgres_backend_s"] is not None:
             cpu["entries_per_cpu_s"] = round(done / (cpu["integrator_s"] + cpu["postgres_backend_s"]))
+        written = {"wal_bytes_per_entry": round((lsn1 - lsn0) / done)}
+        if srv0 is not None and srv2 is not None:
+            # the whole server's CPU over the timed part (its backend, background writers,
+            # autovacuum, any other session), and its writes (with --checkpoints, the final one's)
+            cpu["postgres_server_s"] = round(srv1["cpu_s"] - srv0["cpu_s"], 2)
+            written["server_write_bytes_per_entry"] = round((srv2["write_bytes"] - srv0["write_bytes"]) / done)
         st.release_lease(tok)
         st.fence = None
         assert done == args.queue and lg.size == size0 + args.queue, (done, lg.size)
@@ -300,11 +385,11 @@ def main() -> int:
         assert got == args.queue, got
         out = {"bench": "integrator-from-queue", "entries_before": size0, "queued": args.queue,
                "batch": args.batch, "data_size": args.data_size, "attrs": args.attrs, "entries_per_s": round(done / took),
-               "seconds": round(took, 2), "cpu": cpu, "batches": batches, "ms_per_transaction": round(1000 * took / batches, 1),
+               "seconds": round(took, 2), "cpu": cpu, "written": written, "attrs_pending_list_left": gin_left, "batches": batches, "ms_per_transaction": round(1000 * took / batches, 1),
                "build_seconds": round(grow) if not exists else None, "reused": exists,
                "verified": {"inclusion_proofs": len(sample), "consistency_from": size0, "checkpoint": cp1.size},
                "loadavg_before": [round(x, 2) for x in load0], "loadavg": [round(x, 2) for x in load],
-               "database": name, "server": args.pg_url.rsplit("/", 1)[0],
+               "checkpoints": args.checkpoints, "database": name, "server": args.pg_url.rsplit("/", 1)[0],
                "postgres": st._read(lambda c: c.execute("SHOW server_version").fetchone()[0]),
                "shared_buffers": st._read(lambda c: c.execute("SHOW shared_buffers").fetchone()[0])}
         print(json.dumps(out))

@@ -13,8 +13,9 @@ Hot path: queue rows are moved into ``entries`` and ``attrs`` inside the databas
 ``INSERT ... SELECT`` from ``pending``; their statement bytes and attributes never travel through
 the integrator, which reads only seq, leaf and dedup key); entries given in memory go in with
 binary ``COPY``; tiles with one pipelined ``executemany`` upsert, keyed ``index * 64 + level``.
-Lookup attributes are indexed by (64-bit hash of key and value, idx), 16 bytes per row instead
-of the key and value text; a lookup compares key and value too.
+Lookup attributes are indexed by a 64-bit hash of key and value under a fast-update GIN index
+whose pending list a cleaner thread merges on its own connection (tlog.storage.pgattrs); a
+lookup compares key and value too. The queue rows are deleted by the statement that moves them.
 
 ``schema``: keep the log's tables in that schema (created if missing); by default the
 connection's current schema.
@@ -35,7 +36,6 @@ Faults (the database restarts, sessions are terminated, the server or the networ
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import time
@@ -43,9 +43,9 @@ from contextlib import contextmanager
 
 import psycopg
 
-from ..tree import TILE_BYTES
-from .base import LeaseLost, PendingRow, SQLReads, SQLTxn, Storage, StorageUnavailable, Txn, pending_values
-from .pgattrs import MOVE_RUN, attr_hash, encode_attrs_hashed, migrate_attrs
+from .base import LeaseLost, SQLReads, Storage, StorageUnavailable, pending_values
+from .pgattrs import ATTRS_MATCH, PendingListCleaner, encode_attrs_hashed, migrate_attrs, needs_migration
+from .pgtxn import _PGTxn, _read_tiles
 from .pgwatch import Watchdog
 
 
@@ -90,12 +90,7 @@ _END_EXPIRED = ("SELECT pg_terminate_backend(a.pid) FROM lease l JOIN pg_stat_ac
                 "AND a.xact_start IS NOT NULL")
 
 _LOCK = "SELECT pg_advisory_xact_lock(hashtext('tlog:' || current_schema()))"
-_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")  # characters text COPY would need escaped
 _IDENT = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
-
-
-def _tid(level: int, index: int) -> int:
-    return index * 64 + level
 
 
 class _Rows:
@@ -129,20 +124,6 @@ class _Reader:
 
 
 
-def _read_tiles(conn, keys):
-    ids = {_tid(l, n): (l, n) for l, n in keys}
-    if not ids:
-        return {}
-    # binary results: the 16 KB of a full tile travel as bytes, not as 32 KB of hex text;
-    # prepared; one id (a cold proof's usual fetch) without an array parameter to adapt
-    if len(ids) == 1:
-        q, p = "SELECT id, hashes, interior FROM tiles WHERE id = %s", tuple(ids)
-    else:
-        q, p = "SELECT id, hashes, interior FROM tiles WHERE id = ANY(%s)", (list(ids),)
-    rows = conn.execute(q, p, binary=True, prepare=True).fetchall()
-    return {ids[r[0]]: r[1] + r[2] if r[2] else r[1] for r in rows}
-
-
 def _resolve(c, leaves, col: str = "leaf") -> dict[bytes, tuple[int, int]]:
     """Which of ``leaves`` (``col`` "dkey": dedup keys) are integrated: value -> (index, size
     of the first head with it)."""
@@ -152,123 +133,6 @@ def _resolve(c, leaves, col: str = "leaf") -> dict[bytes, tuple[int, int]]:
     rows = c.execute(f"SELECT e.{col}, e.idx, (SELECT h.size FROM heads h WHERE h.size > e.idx ORDER BY h.size LIMIT 1) "
                      f"FROM entries e WHERE e.{col} = ANY(%s)", (leaves,)).fetchall()
     return {bytes(r[0]): (r[1], r[2]) for r in rows if r[2] is not None}
-
-
-class _PGTxn(SQLTxn, Txn):
-    _P = "%s"
-
-    def __init__(self, conn: psycopg.Connection) -> None:
-        self.c = conn
-        self.new_size: int | None = None
-        self._queued: dict[bytes, int] = {}  # leaf -> seq of the queue rows taken (data still there)
-
-    def pending(self, limit):
-        """The queue's next rows without their statement bytes and attributes (data None,
-        attrs ()): those are moved by :meth:`insert_entries` inside the database."""
-        rows = self.c.execute("SELECT seq, leaf, dkey FROM pending ORDER BY seq LIMIT %s", (limit,),
-                              binary=True, prepare=True).fetchall()
-        out = []
-        for seq, leaf, dkey in rows:
-            leaf = bytes(leaf)
-            self._queued[leaf] = seq
-            out.append(PendingRow(seq, leaf, None, (), leaf if dkey is None else bytes(dkey)))
-        return out
-
-    def set_state(self, size, root):
-        super().set_state(size, root)
-        self.new_size = size
-
-    def _conn(self):
-        return self.c
-
-    def tiles(self, keys):
-        return _read_tiles(self.c, keys)
-
-    def put_tiles(self, tiles):
-        with self.c.cursor() as cur:
-            cur.executemany("INSERT INTO tiles (id, hashes, interior) VALUES (%s, %s, %s) "
-                            "ON CONFLICT (id) DO UPDATE SET hashes = EXCLUDED.hashes, interior = EXCLUDED.interior",
-                            [(_tid(l, n), b[:TILE_BYTES], b[TILE_BYTES:] or None) for (l, n), b in tiles.items()])
-
-    def delete_pending(self, seqs):
-        self.c.execute("DELETE FROM pending WHERE seq = ANY(%s)", (list(seqs),))
-
-    def existing(self, keys):
-        rows = self.c.execute("SELECT dkey, idx FROM entries WHERE dkey = ANY(%s)", (list(keys),)).fetchall()
-        return {bytes(r[0]): r[1] for r in rows}
-
-    def try_insert_entries(self, start, leaves, datas, keys):
-        try:
-            with self.c.transaction():  # a savepoint
-                self.insert_entries(start, leaves, datas, keys)
-        except psycopg.errors.UniqueViolation:
-            return False
-        return True
-
-    def insert_entries(self, start, leaves, datas, keys):
-        """``datas[i]`` None: the row is a queue row taken by :meth:`pending`; it is moved
-        from the queue with its attributes (one INSERT ... SELECT), not sent from here."""
-        mine, moved = [], ([], [])
-        for row in zip(range(start, start + len(leaves)), leaves, keys, datas):
-            if row[3] is None:
-                moved[0].append(self._queued[row[1]])
-                moved[1].append(row[0])
-            else:
-                mine.append(row)
-        if mine:
-            with self.c.cursor() as cur:
-                with cur.copy("COPY entries (idx, leaf, dkey, data) FROM STDIN (FORMAT BINARY)") as cp:
-                    cp.set_types(["int8", "bytea", "bytea", "bytea"])
-                    w = cp.write_row
-                    for row in mine:
-                        w(row)
-        if moved[0]:
-            seqs, idxs = moved
-            if idxs != list(range(idxs[0], idxs[0] + len(idxs))) or any(a >= b for a, b in zip(seqs, seqs[1:])):
-                raise ValueError("queue rows must get consecutive indexes in their queue order")
-            n, _ = self.c.execute(MOVE_RUN, (idxs[0], seqs), prepare=True).fetchone()
-            if n != len(moved[0]):
-                raise RuntimeError(f"moved {n} of {len(moved[0])} queued entries")
-
-    def leaf_at(self, index):
-        r = self.c.execute("SELECT leaf FROM entries WHERE idx = %s", (index,)).fetchone()
-        return None if r is None else bytes(r[0])
-
-    def attrs_held(self, pairs):
-        return {(k, v) for k, v in pairs if self.c.execute(
-            "SELECT 1 FROM attrs WHERE h = tlog_attr_hash(%s, %s) AND key = %s AND value = %s LIMIT 1",
-            (k, v, k, v)).fetchone()}
-
-    def queued_attrs(self, leaves, keys):
-        # one range scan of the batch's queue rows; only the JSON of the rows whose attributes
-        # name the key is parsed (measured on 4096 rows: 7-13 ms at load 23, against 24-75 ms
-        # for seq = ANY(...) with LIKE); rows in the range not taken by pending() are skipped
-        seqs = [self._queued[leaf] for leaf in leaves]
-        taken = set(leaves)
-        out: dict[bytes, list[tuple[str, str]]] = {}
-        for k in sorted(keys):
-            for leaf, v in self.c.execute(
-                    "SELECT p.leaf, j->>1 FROM pending p, json_array_elements(p.attrs::json) j "
-                    "WHERE p.seq BETWEEN %s AND %s AND strpos(p.attrs, %s) > 0 AND j->>0 = %s",
-                    (min(seqs), max(seqs), json.dumps(k), k)).fetchall():
-                if bytes(leaf) in taken:
-                    out.setdefault(bytes(leaf), []).append((k, v))
-        return out
-
-    def insert_attrs(self, rows):
-        rows = [(k, v, i, attr_hash(k, v)) for k, v, i in rows]
-        with self.c.cursor() as cur:
-            if _COPY_SPECIAL.search("".join([k + v for k, v, _, _ in rows])) is None:
-                # text COPY built in one piece (no value needs escaping): one write instead of
-                # one write_row call per attribute
-                text = "".join([f"{h}\t{i}\t{k}\t{v}\n" for k, v, i, h in rows])
-                with cur.copy("COPY attrs (h, idx, key, value) FROM STDIN") as cp:
-                    cp.write(text.encode())
-                return
-            with cur.copy("COPY attrs (h, idx, key, value) FROM STDIN (FORMAT BINARY)") as cp:
-                cp.set_types(["int8", "int8", "text", "text"])
-                for k, v, i, h in rows:
-                    cp.write_row((h, i, k, v))
 
 
 class PostgresStorage(SQLReads, Storage):
@@ -316,6 +180,7 @@ class PostgresStorage(SQLReads, Storage):
         self._writer: psycopg.Connection | None = None
         # (token, seconds): integrations check and renew the lease (fencing); None: no check
         self.fence: tuple[int, float] | None = None
+        self._cleaner = PendingListCleaner(self._read)
         try:
             if schema:
                 with psycopg.connect(url, autocommit=True, connect_timeout=self._kw["connect_timeout"]) as c:
@@ -329,8 +194,10 @@ class PostgresStorage(SQLReads, Storage):
                         raise RuntimeError(
                             f"{url}: the log's {table} table predates dedup keys (the signed content of each "
                             "statement, issue 11); old databases are not migrated: re-create the log")
-                migrate_attrs(tx.c)
+                migrate = needs_migration(tx.c)
                 ns = tx.c.execute("SELECT current_schema()").fetchone()[0]
+            if migrate:
+                self._migrate()
             # LISTEN/NOTIFY channels of this log (tlog.queued, tlog.leader)
             self.channel_integrated = f"tlog_integrated:{ns}"
             self.channel_pending = f"tlog_pending:{ns}"
@@ -339,6 +206,19 @@ class PostgresStorage(SQLReads, Storage):
             if isinstance(e, psycopg.OperationalError):
                 raise StorageUnavailable(f"PostgreSQL: {e}") from None
             raise
+
+    def _migrate(self) -> None:
+        """Migrate the log's attrs (pgattrs.migrate_attrs) on a connection of its own: no statement
+        time limit (it may take minutes) and no watchdog; the integration lock is waited for as
+        long as an integration may hold it."""
+        opts = f"-c synchronous_commit=on -c statement_timeout=0 -c lock_timeout={max(1, int(self._txn_limit * 1000))}"
+        if self.schema:
+            opts += f" -c search_path={self.schema}"
+        with psycopg.connect(self.url, autocommit=True, options=opts,
+                             connect_timeout=self._kw["connect_timeout"]) as c:
+            with c.transaction():
+                c.execute(_LOCK)
+                migrate_attrs(c)
 
     # ---- connections ----------------------------------------------------------------------
     def _connect(self) -> psycopg.Connection:
@@ -463,6 +343,8 @@ class PostgresStorage(SQLReads, Storage):
                         self._fence(w, fence)
                     w.execute("COMMIT")
                     done = True
+                    if tx.attrs_added:
+                        self._cleaner.poke()  # merge the attrs index's pending list, elsewhere
                 except psycopg.OperationalError as e:
                     cut = not self._watchdog.end(op)
                     self._abort(w)
@@ -575,8 +457,7 @@ class PostgresStorage(SQLReads, Storage):
     def lookup(self, key, value):
         # the index is on the hash; key and value compared too (a collision is no match)
         return [r[0] for r in self._reader().execute(
-            "SELECT DISTINCT idx FROM attrs WHERE h = tlog_attr_hash(%s, %s) AND key = %s AND value = %s "
-            "ORDER BY idx", (key, value, key, value))]
+            f"SELECT DISTINCT idx FROM attrs WHERE {ATTRS_MATCH} ORDER BY idx", (key, value, key, value))]
 
     def find_key(self, key):
         r = self._reader().execute("SELECT idx FROM entries WHERE dkey = %s", (key,)).fetchone()
@@ -611,6 +492,7 @@ class PostgresStorage(SQLReads, Storage):
     def close(self):
         if self._closed:
             return
+        self._cleaner.stop()
         with self._writer_lock:
             self._closed = True
             self._watchdog.stop()
