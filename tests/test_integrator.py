@@ -170,3 +170,43 @@ def test_integrator_process_on_postgresql(tmp_path, key):
             assert svc.tree_size() == 21
         finally:
             svc.close()
+
+
+def test_frames_take_every_queued_message_in_order_up_to_the_limit():
+    """The integrator's reader (tlog.integrator.Frames) splits what one read returns into the
+    worker's messages (Connection.send_bytes framing), keeps the rest for the next take, waits
+    for a message split across reads, and ends with [] when the socket closes (a message cut
+    off by the close is dropped, never handed on in part)."""
+    import socket
+    import struct
+    from multiprocessing.connection import Connection
+
+    from tlog.integrator import Frames
+
+    a, b = socket.socketpair()
+    tx, rx = Connection(a.detach()), Connection(b.detach())
+    try:
+        msgs = [bytes([i]) * (i * 37 % 300) for i in range(10)]  # an empty message among them
+        for m in msgs:
+            tx.send_bytes(m)
+        frames = Frames(rx)
+        assert frames.take(4) == msgs[:4]
+        assert frames.take(100) == msgs[4:]
+        # a message in two writes: the first take waits for its second part
+        big = os.urandom(5000)
+        raw = struct.pack("!i", len(big)) + big
+        tx._send(raw[:3])
+        threading.Timer(0.2, tx._send, args=(raw[3:],)).start()
+        assert frames.take(10) == [big]
+        # the long form (-1, then an 8-byte length), as send_bytes writes it for > 2 GiB
+        tx._send(struct.pack("!i", -1) + struct.pack("!Q", 3) + b"xyz")
+        assert frames.take(10) == [b"xyz"]
+        # cut off by the close: dropped; then [] (the socket closed)
+        tx._send(struct.pack("!i", 10) + b"abc")
+        tx.close()
+        assert frames.take(10) == []
+        assert frames.take(10) == []
+    finally:
+        rx.close()
+        if not tx.closed:
+            tx.close()

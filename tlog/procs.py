@@ -10,7 +10,7 @@ import logging
 import threading
 
 from .childproc import handshake
-from .integrator import _integrate, _loads
+from .integrator import Frames, _integrate, _loads
 from .leader import Leader
 from serving.logs import setup_logging
 from .service import LogService
@@ -28,27 +28,20 @@ def integrator_main(fd: int) -> int:
         return 1
     conn, config, svc = started
     max_batch = max(1, int(config.max_batch))
+    frames = Frames(conn)
     try:
         while True:
-            try:
-                msg = _loads(conn.recv_bytes())
-            except (EOFError, OSError):
-                break
-            if msg is None:
-                break
-            msgs = [msg]
-            stop = False
-            while len(msgs) < max_batch and conn.poll():
-                try:
-                    m = _loads(conn.recv_bytes())
-                except (EOFError, OSError):
-                    stop = True
-                    break
-                if m is None:
+            msgs, stop = [], False
+            for raw in frames.take(max_batch):  # everything queued, up to max_batch
+                m = _loads(raw)
+                if m is None:  # close: integrate what came before it, then exit
                     stop = True
                     break
                 msgs.append(m)
-            _integrate(svc, conn, msgs)
+            else:
+                stop = not msgs  # the socket closed (the worker exited or was killed)
+            if msgs:
+                _integrate(svc, conn, msgs)
             if stop:
                 break
     finally:
