@@ -109,6 +109,10 @@ def test_consistency_all_pairs_small():
             p = tree.consistency_proof(m, n)
             assert p == (merkle.consistency_proof(leaves[:n], m) if m < n else [])
             merkle.verify_consistency(m, n, p, tree.root(m), tree.root(n))
+            # the integration's one-load form: the same root, the same proof
+            assert tree.root_and_consistency(m, n) == (merkle.root_of(leaves[:n]), p)
+        assert tree.root_and_consistency(0, n) == (merkle.root_of(leaves[:n]), [])
+    assert tree.root_and_consistency(0, 0) == (merkle.EMPTY_ROOT, [])
 
 
 @settings(max_examples=40, deadline=None)

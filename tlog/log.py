@@ -527,7 +527,8 @@ class Log(LogReads):
         # tiles of this uncommitted batch stay in an overlay until the commit (self._overlay)
         self._overlay = OverlayCache(self._cache)
         tree = TileTree(fetch, self._overlay)
-        new_root = tree.root(new_size)
+        # the new root and the consistency proof from the last size: one tile load
+        new_root, proof = tree.root_and_consistency(size, new_size)
         last = tx.latest_head()
         if last is None:
             raise VerificationError("log.head", "no previous signed head")
@@ -540,7 +541,6 @@ class Log(LogReads):
         if cp.size != size:
             raise VerificationError("log.head", f"last signed checkpoint has size {cp.size}, tree state has {size}")
         if size > 0:
-            proof = tree.consistency_proof(size, new_size)
             verify_consistency(size, new_size, proof, cp.root, new_root)
         extra = None
         if self._head_signer is not None:

@@ -392,3 +392,12 @@ class TileTree:
 
     def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
         return self._compute(self.consistency_nodes(size1, size2))
+
+    def root_and_consistency(self, size1: int, size2: int) -> tuple[bytes, list[bytes]]:
+        """(:meth:`root` of ``size2``, :meth:`consistency_proof` from ``size1``; [] when
+        ``size1`` is 0) with one tile load: an integration's new root and its self-check."""
+        if size2 == 0:
+            return EMPTY_ROOT, []
+        groups = self.consistency_nodes(size1, size2) if size1 else []
+        out = self._compute([_decompose(0, size2)] + groups)
+        return out[0], out[1:]
