@@ -210,3 +210,22 @@ def test_frames_take_every_queued_message_in_order_up_to_the_limit():
         rx.close()
         if not tx.closed:
             tx.close()
+
+
+def test_the_worker_checks_each_item_before_the_integrator_sees_it(tmp_path, key):
+    """The integrator process appends what its worker sends without checking it again
+    (Log.append(checked=True)): IntegratorClient.submit refuses a malformed item before sending
+    it, so nothing of it reaches the log and the integrator goes on."""
+    svc = LogService(_config(tmp_path, key), integrator="process")
+    try:
+        remote, size = svc._remote, svc.tree_size()
+        pid = remote.pid
+        good = bytes(range(32))
+        for args in ((good[:31], b"x"), (good, "text"), (good, b"x", [("k", 1)]), (good, b"x", [("", "v")]),
+                     (good, b"x", [("k", "v\x00")]), (good, b"x", (), b"short-key")):
+            with pytest.raises(ValueError):
+                remote.submit(*args)
+        entry = remote.submit(good, b"x", [("k", "v")]).wait(10)
+        assert (entry.index, svc.tree_size()) == (size, size + 1) and remote.pid == pid
+    finally:
+        svc.close()
