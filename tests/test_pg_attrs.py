@@ -227,3 +227,40 @@ def test_the_pending_list_is_merged_by_the_cleaner_after_an_integration(storage,
         assert lg.lookup("n", "7") == [7]
     finally:
         lg.close()
+
+
+def test_queue_rows_with_arrays_and_with_json_are_moved_and_read_alike(storage, signer):  # noqa: F811
+    """Frontends queue the attributes as arrays (hashes, keys, values); rows queued as JSON by
+    an older frontend (with or without the hashes) are moved, and read by queued_attrs, alike."""
+    from tlog.storage.base import encode_attrs
+    from tlog.storage.pgattrs import encode_attrs_hashed
+
+    lg = Log.open(storage, origin=ORIGIN, note_signer=signer, sequencer=False)
+    try:
+        leaves = [hashlib.sha256(b"mixed %d" % i).digest() for i in range(6)]
+        attrs = [[ODD[i % len(ODD)], ("n", str(i))] for i in range(6)]
+        with psycopg.connect(storage.url, autocommit=True) as c:
+            c.execute(f"SET search_path = {storage.schema}")
+            for i in (0, 3):
+                c.execute("INSERT INTO pending (leaf, data, attrs, ts) VALUES (%s, 'j', %s, 0)",
+                          (leaves[i], (encode_attrs_hashed if i else encode_attrs)(attrs[i])))
+        storage.enqueue([(leaves[i], b"a", attrs[i]) for i in (1, 2, 4, 5)])
+        with psycopg.connect(storage.url, autocommit=True) as c:
+            c.execute(f"SET search_path = {storage.schema}")
+            forms = dict(c.execute("SELECT leaf, ak IS NULL FROM pending").fetchall())
+            assert sum(forms.values()) == 2 and len(forms) == 6
+        with pytest.raises(LookupError):  # read only: rolled back, the queue left as it is
+            with storage.integration() as tx:
+                rows = tx.pending(10)
+                got = tx.queued_attrs([r.leaf for r in rows], {"n", ODD[1][0]})
+                assert {lf: sorted(v) for lf, v in got.items()} == {
+                    leaves[i]: sorted([("n", str(i))] + ([ODD[1]] if i % len(ODD) == 1 else [])) for i in range(6)}
+                raise LookupError
+        assert lg.integrate_pending() == 6
+        order = {lg.find(leaf): i for i, leaf in enumerate(leaves)}
+        for idx, i in order.items():
+            for k, v in attrs[i]:
+                assert idx in lg.lookup(k, v), (i, k, v)
+            assert lg.lookup("n", str(i)) == [idx]
+    finally:
+        lg.close()

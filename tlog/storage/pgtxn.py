@@ -131,11 +131,16 @@ class _PGTxn(SQLTxn, Txn):
         seqs = [self._queued[leaf] for leaf in leaves]
         taken = set(leaves)
         out: dict[bytes, list[tuple[str, str]]] = {}
+        lo, hi = min(seqs), max(seqs)
         for k in sorted(keys):
+            # rows with the attribute arrays, then rows with JSON (queued by an older frontend)
             for leaf, v in self.c.execute(
+                    "SELECT p.leaf, x.v FROM pending p, unnest(p.ak, p.av) x(k, v) "
+                    "WHERE p.seq BETWEEN %s AND %s AND p.ak IS NOT NULL AND %s = ANY(p.ak) AND x.k = %s "
+                    "UNION ALL "
                     "SELECT p.leaf, j->>1 FROM pending p, json_array_elements(p.attrs::json) j "
-                    "WHERE p.seq BETWEEN %s AND %s AND strpos(p.attrs, %s) > 0 AND j->>0 = %s",
-                    (min(seqs), max(seqs), json.dumps(k), k)).fetchall():
+                    "WHERE p.seq BETWEEN %s AND %s AND p.ak IS NULL AND strpos(p.attrs, %s) > 0 AND j->>0 = %s",
+                    (lo, hi, k, k, lo, hi, json.dumps(k), k)).fetchall():
                 if bytes(leaf) in taken:
                     out.setdefault(bytes(leaf), []).append((k, v))
         return out

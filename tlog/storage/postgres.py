@@ -43,8 +43,8 @@ from contextlib import contextmanager
 
 import psycopg
 
-from .base import LeaseLost, SQLReads, Storage, StorageUnavailable, pending_values
-from .pgattrs import ATTRS_MATCH, PendingListCleaner, encode_attrs_hashed, migrate_attrs, needs_migration
+from .base import LeaseLost, SQLReads, Storage, StorageUnavailable
+from .pgattrs import ATTRS_MATCH, PENDING_INSERT, PendingListCleaner, migrate_attrs, needs_migration, pending_arrays
 from .pgtxn import _PGTxn, _read_tiles
 from .pgwatch import Watchdog
 
@@ -70,6 +70,8 @@ CREATE TABLE IF NOT EXISTS lease (id INT PRIMARY KEY CHECK (id = 1), holder TEXT
     expires TIMESTAMPTZ NOT NULL);
 INSERT INTO lease (id, holder, token, expires) VALUES (1, '', 0, '-infinity') ON CONFLICT (id) DO NOTHING;
 ALTER TABLE lease ADD COLUMN IF NOT EXISTS backend INT;
+ALTER TABLE pending ADD COLUMN IF NOT EXISTS ah BIGINT[], ADD COLUMN IF NOT EXISTS ak TEXT[],
+    ADD COLUMN IF NOT EXISTS av TEXT[];
 """
 
 # The integrator's lease (tlog.leader): one row; times are the database's clock, so the hosts'
@@ -422,11 +424,10 @@ class PostgresStorage(SQLReads, Storage):
                 if by_key:
                     for k, (idx, size) in _resolve(c, list(by_key), "dkey").items():
                         found[by_key[k]] = (idx, size)
-                vals = pending_values([r for r in rows if r[0] not in found], now, encode_attrs_hashed)
+                vals = pending_arrays([r for r in rows if r[0] not in found], now)
                 if vals:
                     with c.cursor() as cur:
-                        cur.executemany("INSERT INTO pending (leaf, data, attrs, ts, dkey) VALUES (%s, %s, %s, %s, %s) "
-                                        "ON CONFLICT (leaf) DO NOTHING", vals)
+                        cur.executemany(PENDING_INSERT, vals)
                     c.execute("SELECT pg_notify(%s, '')", (self.channel_pending,))
                 return found
         return self._read(run)
@@ -464,13 +465,12 @@ class PostgresStorage(SQLReads, Storage):
         return None if r is None else r[0]
 
     def enqueue(self, rows):
-        vals = pending_values(rows, time.time(), encode_attrs_hashed)
+        vals = pending_arrays(rows, time.time())
 
         def run(c):
             with c.transaction():
                 with c.cursor() as cur:
-                    cur.executemany("INSERT INTO pending (leaf, data, attrs, ts, dkey) VALUES (%s, %s, %s, %s, %s) "
-                                    "ON CONFLICT (leaf) DO NOTHING", vals)
+                    cur.executemany(PENDING_INSERT, vals)
                 if hasattr(self, "channel_pending"):
                     c.execute("SELECT pg_notify(%s, '')", (self.channel_pending,))
                 # a transaction id, so that the commit writes a record and waits for its WAL
