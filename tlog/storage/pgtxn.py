@@ -16,6 +16,12 @@ from .pgattrs import ATTRS_MATCH, MOVE_RUN, attr_hash
 _COPY_SPECIAL = re.compile(r"[\\\t\n\r]")  # characters text COPY would need escaped
 
 
+def _int_array(xs) -> str:
+    """A bigint[] parameter as its text literal (for ``%s::bigint[]``): a str.join instead of
+    psycopg's per-element list dumping (~6 ms for a batch's 4,096 seqs)."""
+    return "{" + ",".join(map(str, xs)) + "}"
+
+
 def _tid(level: int, index: int) -> int:
     return index * 64 + level
 
@@ -75,7 +81,7 @@ class _PGTxn(SQLTxn, Txn):
     def delete_pending(self, seqs):
         rest = [s for s in seqs if s not in self._moved]  # the moved ones are gone already
         if rest:
-            self.c.execute("DELETE FROM pending WHERE seq = ANY(%s)", (rest,))
+            self.c.execute("DELETE FROM pending WHERE seq = ANY(%s::bigint[])", (_int_array(rest),))
 
     def existing(self, keys):
         rows = self.c.execute("SELECT dkey, idx FROM entries WHERE dkey = ANY(%s)", (list(keys),)).fetchall()
@@ -110,7 +116,7 @@ class _PGTxn(SQLTxn, Txn):
             seqs, idxs = moved
             if idxs != list(range(idxs[0], idxs[0] + len(idxs))) or any(a >= b for a, b in zip(seqs, seqs[1:])):
                 raise ValueError("queue rows must get consecutive indexes in their queue order")
-            n, a = self.c.execute(MOVE_RUN, (seqs, idxs[0]), prepare=True).fetchone()
+            n, a = self.c.execute(MOVE_RUN, (_int_array(seqs), idxs[0]), prepare=True).fetchone()
             if n != len(moved[0]):
                 raise RuntimeError(f"moved {n} of {len(moved[0])} queued entries")
             self._moved.update(seqs)
