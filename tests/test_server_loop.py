@@ -278,3 +278,54 @@ def test_a_failed_integration_is_never_a_201_in_the_loop(tmp_path, monkeypatch):
         assert svc._inflight == 0
     finally:
         svc.close()
+
+
+def test_the_integrator_process_answers_are_read_in_the_loop(tmp_path):
+    """With the integrator process, the loop that waits for the answers reads them itself (no
+    reader thread per batch): after the first answer the reader thread hands the socket to the
+    loop; the integrator's death seen there starts a new one whose answers the loop reads too;
+    once that loop is closed a thread reads them again, from where the loop stopped."""
+    import os
+    import signal
+
+    app = _app(tmp_path, integrator="process")
+    front, svc = app.extensions["tlog.front"], app.extensions["tlog.service"]
+    remote = svc._remote
+    sts = iter(statement(app.issuer_key, sub=f"inloop/{i}") for i in range(200))
+    h = lambda st: {"content-type": "application/cose", "content-length": str(len(st))}  # noqa: E731
+
+    async def register(n):
+        return await asyncio.gather(*(front.rsgi("POST", "/entries", h(st), st, "c")
+                                      for st in [next(sts) for _ in range(n)]))
+
+    async def go():
+        loop = asyncio.get_running_loop()
+        assert [a[0] for a in await register(1)] == [201]
+        for _ in range(100):  # the hand-over is scheduled on this loop
+            if remote._handed is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert remote._handed[0] is loop and remote._handed[1] is remote._conn
+        assert [a[0] for a in await register(20)] == [201] * 20
+        old = remote.pid
+        os.kill(old, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while remote.restarts == 0 or remote._conn is None:  # seen by the loop: a new integrator
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        codes = []
+        while not codes or codes[-1] != 201:
+            assert time.monotonic() < deadline
+            codes = [a[0] for a in await register(1)]
+            assert codes[-1] in (201, 503)
+        assert [a[0] for a in await register(20)] == [201] * 20
+        assert remote.pid != old and remote._handed[0] is loop and remote._handed[1] is remote._conn
+
+    try:
+        asyncio.run(go())
+        # the loop is closed now: the next submission has a thread read the answers again
+        reg = svc.register(next(sts))
+        assert reg.receipt is not None and remote._handed is None and remote._loop is None
+        assert svc.tree_size() == reg.index + 1
+    finally:
+        svc.close()

@@ -88,51 +88,121 @@ class IntegratorClient:
         self.restarts = 0
         # called with (entries, seconds) per batch answered: the integrator's append + receipts
         self.on_batch = None
+        self._loop = None  # the event loop that reads the answers (read_in_loop), if any
+        self._handed = None  # (loop, conn, proc, frames) while that loop reads them
         self._start()
 
     # -- process management ------------------------------------------------------------------
     def _start(self) -> None:
         proc, conn = spawn("integrator_main", self._config, self._start_timeout, "integrator")
         self._conn, self._proc = conn, proc
-        t = threading.Thread(target=self._read, args=(conn, proc), name="tlog-integrator-reader", daemon=True)
-        t.start()
+        self._reader(conn, proc, Frames(conn))
         log.info("integrator process %d started", proc.pid)
 
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
-    def _read(self, conn: Connection, proc: subprocess.Popen) -> None:
+    def _reader(self, conn: Connection, proc: subprocess.Popen, frames: "Frames") -> None:
+        threading.Thread(target=self._read, args=(conn, proc, frames), name="tlog-integrator-reader",
+                         daemon=True).start()
+
+    def _read(self, conn: Connection, proc: subprocess.Popen, frames: "Frames") -> None:
         while True:
-            try:
-                msg = _loads(conn.recv_bytes())
-            except (EOFError, OSError):
+            loop = self._loop
+            if loop is not None:  # from now on the loop reads this integrator's answers
+                with self._lock:
+                    self._handed = (loop, conn, proc, frames)
+                try:
+                    loop.call_soon_threadsafe(self._attach, loop, conn, proc, frames)
+                    return
+                except RuntimeError:  # the loop is closed: this thread goes on reading
+                    with self._lock:
+                        taken = self._handed is None  # _loop_closed started another reader
+                        self._handed = None
+                        if self._loop is loop:
+                            self._loop = None
+                    if taken:
+                        return
+            raws = frames.take(1 << 30)
+            if not raws:
                 break
-            if msg[0] == "ok":
-                if self.on_batch is not None:
-                    self.on_batch(len(msg[1]), msg[2])
-                with self._lock:
-                    got = [(self._waiting.pop(t[0], None), t) for t in msg[1]]
-                for p, t in got:
-                    if p is None:
-                        continue
-                    if len(t) == 2:  # (token, Refused): refused by the commit, nothing stored
-                        p._fail(t[1])
-                    else:
-                        p._resolve(IntegratedEntry(t[1], t[2], t[3], t[4]))
-            else:  # ("err", tokens, text, unavailable, sealed): the batch was not committed
-                with self._lock:
-                    got = [self._waiting.pop(tok, None) for tok in msg[1]]
-                if len(msg) > 4 and msg[4]:  # the log is sealed (a closed shard): nothing stored
-                    err = LogSealed(msg[2])
-                elif msg[3]:  # the database was unavailable: the client may retry (503)
-                    err = IntegratorUnavailable(f"integration failed: {msg[2]}")
+            for raw in raws:
+                self._answer(_loads(raw))
+        self._gone(conn, proc)
+
+    def _loop_closed(self) -> None:
+        """The loop that reads the answers was closed (a test's asyncio.run): a thread reads
+        them again, from where the loop stopped (the same message buffer)."""
+        with self._lock:
+            loop, handed = self._loop, self._handed
+            if loop is None or not loop.is_closed():
+                return
+            self._loop = self._handed = None
+        if handed is not None and handed[0] is loop and not handed[1].closed:
+            self._reader(*handed[1:])
+
+    def read_in_loop(self, loop) -> None:
+        """Read the answers in ``loop`` (the worker's event loop, which waits for them: no
+        reader thread waking up and taking the interpreter lock per batch). The reader thread
+        hands the socket over after the next answer it reads; a new integrator's thread (after
+        a restart) does the same."""
+        with self._lock:
+            if self._loop is None and not self._closed:
+                self._loop = loop
+
+    def _attach(self, loop, conn: Connection, proc: subprocess.Popen, frames: "Frames") -> None:
+        """In the loop: read ``conn``'s answers when it is readable."""
+        if conn.closed:
+            return
+        fd = conn.fileno()
+        loop.add_reader(fd, self._readable, loop, conn, proc, fd, frames)
+
+    def _readable(self, loop, conn: Connection, proc: subprocess.Popen, fd: int, frames: "Frames") -> None:
+        try:
+            data = os.read(fd, Frames._READ)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:  # the integrator is gone: the restart (it waits) runs in a thread
+            loop.remove_reader(fd)
+            with self._lock:
+                self._handed = None
+            threading.Thread(target=self._gone, args=(conn, proc), name="tlog-integrator-reader",
+                             daemon=True).start()
+            return
+        for raw in frames.feed(data):
+            self._answer(_loads(raw))
+
+    def _answer(self, msg) -> None:
+        if msg[0] == "ok":
+            if self.on_batch is not None:
+                self.on_batch(len(msg[1]), msg[2])
+            with self._lock:
+                got = [(self._waiting.pop(t[0], None), t) for t in msg[1]]
+            for p, t in got:
+                if p is None:
+                    continue
+                if len(t) == 2:  # (token, Refused): refused by the commit, nothing stored
+                    p._fail(t[1])
                 else:
-                    err = RuntimeError(f"integration failed: {msg[2]}")
-                for p in got:
-                    if p is not None:
-                        p._fail(err)
-        # the integrator is gone: fail what waits on it, start a new one
+                    p._resolve(IntegratedEntry(t[1], t[2], t[3], t[4]))
+        else:  # ("err", tokens, text, unavailable, sealed): the batch was not committed
+            with self._lock:
+                got = [self._waiting.pop(tok, None) for tok in msg[1]]
+            if len(msg) > 4 and msg[4]:  # the log is sealed (a closed shard): nothing stored
+                err = LogSealed(msg[2])
+            elif msg[3]:  # the database was unavailable: the client may retry (503)
+                err = IntegratorUnavailable(f"integration failed: {msg[2]}")
+            else:
+                err = RuntimeError(f"integration failed: {msg[2]}")
+            for p in got:
+                if p is not None:
+                    p._fail(err)
+
+    def _gone(self, conn: Connection, proc: subprocess.Popen) -> None:
+        """The integrator is gone: fail what waits on it, start a new one."""
         conn.close()
         try:
             proc.wait(10)
@@ -162,6 +232,9 @@ class IntegratorClient:
     # -- submissions ---------------------------------------------------------------------------
     def submit(self, leaf_input: bytes, data: bytes, attrs=(), key: bytes | None = None) -> Pending:
         leaf, data, attrs, key = _check_item(leaf_input, data, attrs, key)
+        loop = self._loop
+        if loop is not None and loop.is_closed():
+            self._loop_closed()
         p = Pending(self._log, leaf, data, attrs, key)
         with self._lock:
             if self._closed:
@@ -196,7 +269,41 @@ class IntegratorClient:
                 proc.kill()
                 proc.wait()
         if conn is not None:
+            self._detach(conn)
             conn.close()
+
+    def _detach(self, conn: Connection) -> None:
+        """Stop the loop reading ``conn`` before it is closed (a polled descriptor must not be
+        closed under the loop)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            fd = conn.fileno()
+        except OSError:  # closed by the reader that saw the integrator exit
+            return
+        try:
+            import asyncio
+
+            in_loop = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            in_loop = False
+        if in_loop or not loop.is_running():
+            loop.remove_reader(fd)
+            return
+        done = threading.Event()
+
+        def remove():
+            try:
+                loop.remove_reader(fd)
+            finally:
+                done.set()
+
+        try:
+            loop.call_soon_threadsafe(remove)
+        except RuntimeError:  # closed meanwhile
+            return
+        done.wait(5)
 
 
 # ---------------------------------------------------------------------------- integrator side
@@ -229,6 +336,11 @@ class Frames:
                 self._eof = True  # a partial message at the end was never sent whole: dropped
             else:
                 self._buf += got
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add bytes read elsewhere (the worker's event loop); every whole message now in."""
+        self._buf += data
+        return self._parse(1 << 62)
 
     def _parse(self, limit: int) -> list[bytes]:
         buf, pos, end, out = self._buf, 0, len(self._buf), []

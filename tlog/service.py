@@ -245,6 +245,14 @@ class LogService(ReceiptSigning, Discovery, Operations):
         ``key``: the dedup key (the digest of the signed content)."""
         return (self._remote or self.log).submit(leaf, data, attrs, key)
 
+    def answers_in_loop(self, loop) -> None:
+        """Have the integrator process's answers read in ``loop`` (the worker's event loop that
+        waits for them: tlog.server.front), not by a reader thread; SQLite's integrator
+        process only (the other integrators answer through the storage)."""
+        read_in_loop = getattr(self._remote, "read_in_loop", None)
+        if read_in_loop is not None:
+            read_in_loop(loop)
+
     def close(self) -> None:
         try:
             self.state.stop()

@@ -217,6 +217,7 @@ class RegistrationFront:
                 loop = asyncio.get_running_loop()
                 if self._wake is None:
                     self._wake = _LoopWaker(loop)
+                    self.svc.answers_in_loop(loop)  # the integrator's answers read in this loop
                 fut = loop.create_future()
                 timer = loop.call_later(self.svc.config.register_wait, _set_none, fut)
                 sub.pending.on_done(self._wake.wake(fut))
