@@ -310,7 +310,7 @@ def main() -> int:
                         leaf = sha256(b"queued %s %d" % (run.encode(), i)).digest()
                         # the row as PostgresStorage.enqueue writes it (pgattrs.PENDING_INSERT)
                         leaf, data, ts, key, hs, ks, vs = pending_arrays([(leaf, b"%08d" % i + pad, attrs)], now)[0]
-                        cp.write_row((leaf, data, "[]", ts, key, hs, ks, vs))
+                        cp.write_row((leaf, data, "", ts, key, hs, ks, vs))
             c.execute("VACUUM ANALYZE pending")
         say(f"{args.queue:,} submissions queued")
         tok = st.acquire_lease("bench", 60.0)

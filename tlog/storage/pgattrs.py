@@ -49,11 +49,13 @@ def encode_attrs_hashed(attrs) -> str:
     return json.dumps([[k, v, attr_hash(k, v)] for k, v in attrs], separators=(",", ":"))
 
 
-# A queue row's attributes as three arrays (hashes, keys, values; ``attrs`` is then ``[]``): the
-# move unnests them, where parsing JSON cost more than their heap rows (4-15 us per entry at 10^7).
-# Rows with JSON in ``attrs`` and NULL arrays (queued by an older frontend) are moved too.
+# A queue row's attributes as three arrays (hashes, keys, values): the move unnests them, where
+# parsing JSON cost more than their heap rows (4-15 us per entry at 10^7). Rows with JSON in
+# ``attrs`` and NULL arrays (queued by an older frontend) are moved too. An array row's ``attrs``
+# is '' on purpose, not JSON: an older integrator (a rolling upgrade) fails on it and rolls its
+# batch back, where '[]' would have let it integrate the entry without its attributes.
 PENDING_INSERT = ("INSERT INTO pending (leaf, data, attrs, ts, dkey, ah, ak, av) "
-                  "VALUES (%s, %s, '[]', %s, %s, %s::bigint[], %s::text[], %s::text[]) ON CONFLICT (leaf) DO NOTHING")
+                  "VALUES (%s, %s, '', %s, %s, %s::bigint[], %s::text[], %s::text[]) ON CONFLICT (leaf) DO NOTHING")
 
 
 def pending_arrays(rows, now: float) -> list[tuple]:
@@ -155,8 +157,8 @@ WITH d AS (DELETE FROM pending p WHERE p.seq = ANY(%s::bigint[])
            SELECT x.h, q.idx, x.k, x.v FROM q, unnest(q.ah, q.ak, q.av) x(h, k, v) WHERE q.ah IS NOT NULL
            UNION ALL
            SELECT coalesce(x.h::bigint, tlog_attr_hash(x.k, x.v)), q.idx, x.k, x.v
-           FROM q, jsonb_array_elements(q.attrs::jsonb) j, LATERAL (SELECT j->>0, j->>1, j->>2) x(k, v, h)
-           WHERE q.ah IS NULL
+           FROM q, jsonb_array_elements(CASE WHEN q.ah IS NULL THEN q.attrs::jsonb END) j,
+                LATERAL (SELECT j->>0, j->>1, j->>2) x(k, v, h)
            RETURNING 1)
 SELECT (SELECT count(*) FROM e), (SELECT count(*) FROM a)
 """

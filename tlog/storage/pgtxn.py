@@ -144,7 +144,8 @@ class _PGTxn(SQLTxn, Txn):
                     "SELECT p.leaf, x.v FROM pending p, unnest(p.ak, p.av) x(k, v) "
                     "WHERE p.seq BETWEEN %s AND %s AND p.ak IS NOT NULL AND %s = ANY(p.ak) AND x.k = %s "
                     "UNION ALL "
-                    "SELECT p.leaf, j->>1 FROM pending p, json_array_elements(p.attrs::json) j "
+                    "SELECT p.leaf, j->>1 FROM pending p, "
+                    "json_array_elements(CASE WHEN p.ak IS NULL THEN p.attrs::json END) j "
                     "WHERE p.seq BETWEEN %s AND %s AND p.ak IS NULL AND strpos(p.attrs, %s) > 0 AND j->>0 = %s",
                     (lo, hi, k, k, lo, hi, json.dumps(k), k)).fetchall():
                 if bytes(leaf) in taken:
