@@ -64,7 +64,7 @@ def pending_arrays(rows, now: float) -> list[tuple]:
     out = []
     for r in rows:
         leaf, data, attrs = r[0], r[1], r[2]
-        key = r[3] if len(r) > 3 and r[3] is not None and r[3] != leaf else None
+        key = r[3] if len(r) > 3 and r[3] != leaf else None  # None or the leaf itself: no key of its own
         out.append((leaf, data, now, key, [attr_hash(k, v) for k, v in attrs], [k for k, _ in attrs],
                     [v for _, v in attrs]))
     return out
