@@ -232,8 +232,13 @@ def test_the_pending_list_is_merged_by_the_cleaner_after_an_integration(storage,
 def test_queue_rows_with_arrays_and_with_json_are_moved_and_read_alike(storage, signer):  # noqa: F811
     """Frontends queue the attributes as arrays (hashes, keys, values); rows queued as JSON by
     an older frontend (with or without the hashes) are moved, and read by queued_attrs, alike."""
+    import json
+
     from tlog.storage.base import encode_attrs
-    from tlog.storage.pgattrs import encode_attrs_hashed
+    from tlog.storage.pgattrs import attr_hash
+
+    def encode_attrs_hashed(attrs):  # the JSON of the frontends before the arrays: [[k, v, hash], ...]
+        return json.dumps([[k, v, attr_hash(k, v)] for k, v in attrs], separators=(",", ":"))
 
     lg = Log.open(storage, origin=ORIGIN, note_signer=signer, sequencer=False)
     try:

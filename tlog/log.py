@@ -307,10 +307,10 @@ class Log(LogReads):
         ``(leaf, data, attrs)`` or ``(leaf, data, attrs, key)`` (see :meth:`submit`);
         ``checked=True``: ``(leaf, data, attrs, key)`` as :func:`tlog.pending._check_item`
         returned them (the integrator process: its worker checked them before sending)."""
-        checked = list(items) if checked else [_check_item(*it) for it in items]
+        batch = list(items) if checked else [_check_item(*it) for it in items]
         if self._closed:
             raise RuntimeError("log is closed")
-        return self._integrate(checked)
+        return self._integrate(batch)
 
     def _spill(self, p: Pending) -> None:
         if p.done():

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 __all__ = ["TreeHead", "PendingRow", "Storage", "Txn", "StorageUnavailable", "LeaseLost", "encode_attrs",
-           "pending_values"]
+           "own_key", "pending_values"]
 
 
 class StorageUnavailable(Exception):
@@ -73,14 +73,15 @@ def encode_attrs(attrs: Sequence[tuple[str, str]]) -> str:
     return json.dumps([[k, v] for k, v in attrs], separators=(",", ":"))
 
 
-def pending_values(rows, now: float, encode=encode_attrs) -> list[tuple]:
-    """Rows for the pending table: (leaf, data, attrs JSON (``encode``), ts, dedup key or None)."""
-    out = []
-    for r in rows:
-        leaf, data, attrs = r[0], r[1], r[2]
-        key = r[3] if len(r) > 3 and r[3] is not None and r[3] != leaf else None
-        out.append((leaf, data, encode(attrs), now, key))
-    return out
+def own_key(row) -> bytes | None:
+    """A submission ``(leaf, data, attrs[, dedup key])``'s dedup key as the queue stores it: None
+    (NULL) when it has none or it is the leaf itself; both backends read NULL back as the leaf."""
+    return row[3] if len(row) > 3 and row[3] != row[0] else None
+
+
+def pending_values(rows, now: float) -> list[tuple]:
+    """Rows for the pending table: (leaf, data, attrs JSON, ts, dedup key or None)."""
+    return [(r[0], r[1], encode_attrs(r[2]), now, own_key(r)) for r in rows]
 
 
 class Txn(ABC):

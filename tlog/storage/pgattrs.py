@@ -16,12 +16,13 @@ and immediate: an index scan reads the pending list too, and key and value are c
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from hashlib import sha256
 
-__all__ = ["attr_hash", "encode_attrs_hashed", "pending_arrays", "migrate_attrs", "needs_migration",
+from .base import own_key
+
+__all__ = ["attr_hash", "pending_arrays", "migrate_attrs", "needs_migration",
            "PendingListCleaner", "ATTRS_MATCH", "MOVE_RUN", "PENDING_INSERT"]
 
 log = logging.getLogger(__name__)
@@ -42,13 +43,6 @@ def attr_hash(key: str, value: str) -> int:
     return int.from_bytes(sha256(key.encode() + b"\x00" + value.encode()).digest()[:8], "big", signed=True)
 
 
-def encode_attrs_hashed(attrs) -> str:
-    """A queue row's attributes as JSON ``[[key, value, hash], ...]``: the frontends compute the
-    index hashes (they scale out), the integrator's move only copies them (a row without the
-    hash, queued by an older frontend, gets it computed by ``tlog_attr_hash``)."""
-    return json.dumps([[k, v, attr_hash(k, v)] for k, v in attrs], separators=(",", ":"))
-
-
 # A queue row's attributes as three arrays (hashes, keys, values): the move unnests them, where
 # parsing JSON cost more than their heap rows (4-15 us per entry at 10^7). Rows with JSON in
 # ``attrs`` and NULL arrays (queued by an older frontend) are moved too. An array row's ``attrs``
@@ -61,13 +55,8 @@ PENDING_INSERT = ("INSERT INTO pending (leaf, data, attrs, ts, dkey, ah, ak, av)
 def pending_arrays(rows, now: float) -> list[tuple]:
     """Parameters of :data:`PENDING_INSERT` for submissions ``(leaf, data, attrs[, dedup key])``:
     the frontends compute the index hashes (they scale out), the move only copies them."""
-    out = []
-    for r in rows:
-        leaf, data, attrs = r[0], r[1], r[2]
-        key = r[3] if len(r) > 3 and r[3] != leaf else None  # None or the leaf itself: no key of its own
-        out.append((leaf, data, now, key, [attr_hash(k, v) for k, v in attrs], [k for k, _ in attrs],
-                    [v for _, v in attrs]))
-    return out
+    return [(r[0], r[1], now, own_key(r), [attr_hash(k, v) for k, v in r[2]], [k for k, _ in r[2]],
+             [v for _, v in r[2]]) for r in rows]
 
 
 def needs_migration(c) -> bool:
