@@ -15,7 +15,8 @@ Measures, with small synthetic statements (``--data-size`` bytes each):
     restart with an empty tile cache (the OS page cache is not dropped);
   * storage bytes per entry beyond the statement bytes themselves;
   * bytes written to storage per appended entry (SQLite: WAL, checkpoints and dedup runs, from
-    /proc/self/io; PostgreSQL with ``--pg-private``: every server process's /proc/PID/io);
+    /proc/self/io; PostgreSQL with ``--pg-private``: every server process's /proc/PID/io, and
+    again with a CHECKPOINT after the appends: ``written_bytes_per_entry_incl_checkpoint``);
   * per slice of the run (``--slices``, default 10 %): appends/s, CPU microseconds per entry
     spent in Log.append (the rate a core of its own would give, fsync waits aside), bytes
     written per entry, load;
@@ -125,18 +126,26 @@ class PGWrites:
         return sum(b[p] - a[p] for p in a if p in b)
 
 
-class PrivatePostgres:
-    """A PostgreSQL server of our own for the benchmark (tests/pg_throwaway.py's, with the
-    default shared_buffers of 128 MB and fsync=on), so that its write counters are ours alone."""
+# the README's settings for a log's server ("PostgreSQL server settings"): --pg-settings readme
+README_PG_SETTINGS = ("shared_buffers=6GB max_wal_size=16GB min_wal_size=2GB checkpoint_timeout=15min "
+                      "wal_compression=lz4")
 
-    def __init__(self) -> None:
+
+class PrivatePostgres:
+    """A PostgreSQL server of our own for the benchmark (tests/pg_throwaway.py's, fsync=on,
+    by default PostgreSQL's shared_buffers of 128 MB), so that its write counters are ours alone.
+    ``settings``: "name=value ..." given to the server after those (later ones win)."""
+
+    def __init__(self, settings: str = "") -> None:
         from tests.pg_throwaway import ThrowawayPostgres
+
+        extra = " ".join(f"-c {kv}" for kv in settings.split())
 
         class _PG(ThrowawayPostgres):
             def start(self):
                 self._run("pg_ctl", "-D", f"{self.dir}/data", "-l", f"{self.dir}/log", "-w", "-o",
                           f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c fsync=on "
-                          "-c synchronous_commit=on -c shared_buffers=128MB", "start")
+                          f"-c synchronous_commit=on -c shared_buffers=128MB {extra}", "start")
 
         self.pg = _PG()
         self.url = self.pg.url
@@ -199,6 +208,9 @@ def run(args) -> dict:
            **({"merge_every": args.merge_every or DEFAULT_MERGE_EVERY} if args.backend == "sqlite" else {}),
            "cpus": os.cpu_count(), "load_avg_start": os.getloadavg()[0],
            "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
+    if args.backend == "postgres" and args.pg_private:
+        res["pg_settings"] = "shared_buffers=128MB " + (README_PG_SETTINGS if args.pg_settings == "readme"
+                                                        else args.pg_settings)
     pgw = PGWrites(args.pg_url) if args.backend == "postgres" and args.pg_private else None
     written = (lambda: pgw.read()) if pgw else _written
     wdelta = PGWrites.delta if pgw else (lambda a, b: b - a)
@@ -266,6 +278,14 @@ def run(args) -> dict:
             w1 = written()
             if w_all is not None and w1 is not None:
                 res["written_bytes_per_entry"] = round(wdelta(w_all, w1) / (i - first))
+                if pgw is not None:
+                    # the data pages the run dirtied and the server has not written back yet
+                    # (a long checkpoint distance defers them): a CHECKPOINT writes them, counted
+                    import psycopg
+
+                    with psycopg.connect(args.pg_url, autocommit=True) as c:
+                        c.execute("CHECKPOINT")
+                    res["written_bytes_per_entry_incl_checkpoint"] = round(wdelta(w_all, written()) / (i - first))
         root = log.root(n)
         log.close()
         if args.backend == "sqlite":
@@ -416,6 +436,9 @@ def main(argv=None) -> int:
                     help="drop the OS page cache before the restart (needs root; the result says which)")
     ap.add_argument("--pg-private", action="store_true",
                     help="PostgreSQL: run a server of our own (bytes written per entry are measured on it)")
+    ap.add_argument("--pg-settings", default="", metavar="'NAME=VALUE ...'",
+                    help="with --pg-private: server settings beyond fsync=on and shared_buffers=128MB; "
+                         f"'readme': the README's settings for a log ({README_PG_SETTINGS})")
     ap.add_argument("--progress", action="store_true")
     ap.add_argument("--batch-log", metavar="JSONL", help="append one line per appended batch (wall and CPU ms, "
                     "whether it wrote a level-0 dedup run, background merges running, load)")
@@ -445,7 +468,7 @@ def main(argv=None) -> int:
         if b == "postgres" and args.pg_private:
             if args.resume:
                 ap.error("--pg-private cannot be resumed (the server goes with the run)")
-            private = PrivatePostgres()
+            private = PrivatePostgres(README_PG_SETTINGS if args.pg_settings == "readme" else args.pg_settings)
             args.pg_url = private.url
         if b == "postgres" and not args.pg_url:
             ap.error("--pg-url (or TLOG_TEST_PG_URL) is needed for --backend postgres")
