@@ -36,6 +36,7 @@ Faults (the database restarts, sessions are terminated, the server or the networ
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -44,6 +45,7 @@ from contextlib import contextmanager
 import psycopg
 
 from .base import LeaseLost, SQLReads, Storage, StorageUnavailable
+from . import pgsettings
 from .pgattrs import ATTRS_MATCH, PENDING_INSERT, PendingListCleaner, migrate_attrs, needs_migration, pending_arrays
 from .pgtxn import _PGTxn, _read_tiles
 from .pgwatch import Watchdog
@@ -90,6 +92,8 @@ _END_EXPIRED = ("SELECT pg_terminate_backend(a.pid) FROM lease l JOIN pg_stat_ac
                 "WHERE l.id = 1 AND l.expires < clock_timestamp() AND a.datname = current_database() "
                 "AND a.application_name = 'tlog-integrator' AND a.pid <> pg_backend_pid() "
                 "AND a.xact_start IS NOT NULL")
+
+log = logging.getLogger(__name__)
 
 _LOCK = "SELECT pg_advisory_xact_lock(hashtext('tlog:' || current_schema()))"
 _IDENT = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
@@ -183,6 +187,8 @@ class PostgresStorage(SQLReads, Storage):
         # (token, seconds): integrations check and renew the lease (fencing); None: no check
         self.fence: tuple[int, float] | None = None
         self._cleaner = PendingListCleaner(self._read)
+        self._advised: set[str] = set()  # kinds of settings advice logged (pgsettings)
+        self._recheck_at = 0  # the tree size at which the settings are read again
         try:
             if schema:
                 with psycopg.connect(url, autocommit=True, connect_timeout=self._kw["connect_timeout"]) as c:
@@ -200,6 +206,7 @@ class PostgresStorage(SQLReads, Storage):
                 ns = tx.c.execute("SELECT current_schema()").fetchone()[0]
             if migrate:
                 self._migrate()
+            self._advise()
             # LISTEN/NOTIFY channels of this log (tlog.queued, tlog.leader)
             self.channel_integrated = f"tlog_integrated:{ns}"
             self.channel_pending = f"tlog_pending:{ns}"
@@ -347,6 +354,8 @@ class PostgresStorage(SQLReads, Storage):
                     done = True
                     if tx.attrs_added:
                         self._cleaner.poke()  # merge the attrs index's pending list, elsewhere
+                    if tx.new_size is not None and tx.new_size >= self._recheck_at:
+                        self._advise(tx.new_size)
                 except psycopg.OperationalError as e:
                     cut = not self._watchdog.end(op)
                     self._abort(w)
@@ -360,6 +369,24 @@ class PostgresStorage(SQLReads, Storage):
                         self._abort(w)
                     self._watchdog.end(op)
         return cm()
+
+    def _advise(self, size: int | None = None) -> None:
+        """Log, once per process and kind, what the server's settings cost this log
+        (tlog.storage.pgsettings); read again once the log has grown by RECHECK_EVERY entries.
+        Never fails the caller: the advice is not worth an error."""
+        try:
+            if size is None:
+                size = (self.state() or (0, b""))[0]
+            # the next reading's size first: a reading that keeps failing is tried once per step
+            self._recheck_at = (size // pgsettings.RECHECK_EVERY + 1) * pgsettings.RECHECK_EVERY
+            reading = self._read(pgsettings.read)
+        except Exception as e:  # noqa: BLE001 - advice only: whatever failed, the caller goes on
+            log.debug("PostgreSQL settings not read: %s", e)
+            return
+        for kind, line in pgsettings.advice(reading).items():
+            if kind not in self._advised:
+                self._advised.add(kind)
+                log.warning("PostgreSQL: %s", line)
 
     @staticmethod
     def _fence(w: psycopg.Connection, fence: tuple[int, float]) -> None:

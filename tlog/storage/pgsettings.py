@@ -1,0 +1,56 @@
+"""The PostgreSQL server settings that decide what a log costs, checked by the log itself.
+
+A wrong setting here breaks nothing a relying party can see, but it multiplies the bytes the
+server writes and the integration's CPU without telling anyone (docs/core-scaling.md,
+"PostgreSQL bytes written per entry": with the default 128 MB of ``shared_buffers`` a log's
+random-keyed indexes outgrow the buffers after a few million entries and the bytes written per
+entry grow from ~1.7 KB to 23.5 KB at 10^7; with 6 GB they stay at ~1.6 KB. docs/scale-out.md:
+``wal_compression`` = pglz made compressing the full-page images most of the integration's CPU).
+:class:`tlog.storage.postgres.PostgresStorage` reads them when it opens and again each time the
+log has grown by :data:`RECHECK_EVERY` entries, and logs each piece of advice once per process.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+RECHECK_EVERY = 1 << 20  # entries between two checks by one process
+
+_QUERY = """
+SELECT (SELECT setting::bigint * current_setting('block_size')::bigint FROM pg_settings WHERE name = 'shared_buffers'),
+       (SELECT coalesce(sum(pg_relation_size(i.indexrelid)), 0)::bigint FROM pg_index i
+          JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = current_schema() AND c.relname IN ('entries', 'attrs')),
+       current_setting('wal_compression')
+"""
+
+
+class Reading(NamedTuple):
+    shared_buffers: int  # bytes
+    index_bytes: int  # the log's indexes on entries and attrs, bytes
+    wal_compression: str
+
+
+def read(conn) -> Reading:
+    """The settings and sizes :func:`advice` needs, from the log's schema on ``conn``."""
+    sb, ib, wc = conn.execute(_QUERY).fetchone()
+    return Reading(int(sb), int(ib), str(wc))
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1 << 20):,.0f} MB"
+
+
+def advice(r: Reading) -> dict[str, str]:
+    """What to change, by kind ("shared_buffers", "wal_compression"): one line each."""
+    out = {}
+    if r.index_bytes > r.shared_buffers:
+        out["shared_buffers"] = (
+            f"the log's indexes ({_mb(r.index_bytes)}) no longer fit in shared_buffers ({_mb(r.shared_buffers)}): "
+            "each new entry now writes back index pages, and the bytes written per entry grow with the log; "
+            "raise shared_buffers above the indexes' size (README: PostgreSQL server settings)")
+    if r.wal_compression in ("on", "pglz"):
+        out["wal_compression"] = (
+            f"wal_compression = {r.wal_compression} (pglz): compressing full-page images costs the integration "
+            "most of its CPU after each checkpoint; use lz4 (README: PostgreSQL server settings)")
+    return out
