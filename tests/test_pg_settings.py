@@ -102,10 +102,11 @@ def test_a_failed_reading_fails_nothing(pg_database, signer, monkeypatch):  # no
         lg = Log.open(st, origin=ORIGIN, note_signer=signer, sequencer=False)
         entries = lg.append(_leaves(0, 3))
         assert [e.index for e in entries] == [0, 1, 2] and lg.size == 3 and st.state()[0] == 3
+        assert len(tries) == 1  # at open
         lg.append(_leaves(3, 4))
-        assert len(tries) == 1  # at open only: a failed reading is not retried before the next step
-        lg.append(_leaves(4, 5))
-        assert len(tries) == 2 and lg.size == 5
+        assert len(tries) == 2  # size 4: the next step
+        lg.append(_leaves(4, 7))
+        assert len(tries) == 2 and lg.size == 7  # the failed reading is not retried before size 8
         lg.close()
     finally:
         st.close()
