@@ -204,9 +204,11 @@ class PostgresStorage(SQLReads, Storage):
                             "statement, issue 11); old databases are not migrated: re-create the log")
                 migrate = needs_migration(tx.c)
                 ns = tx.c.execute("SELECT current_schema()").fetchone()[0]
+                size = (tx.state() or (0, b""))[0]
             if migrate:
                 self._migrate()
-            self._advise()
+            with self._writer_lock:  # on the writer's connection: no reader connection for this thread
+                self._advise(self._writer, size)
             # LISTEN/NOTIFY channels of this log (tlog.queued, tlog.leader)
             self.channel_integrated = f"tlog_integrated:{ns}"
             self.channel_pending = f"tlog_pending:{ns}"
@@ -355,7 +357,7 @@ class PostgresStorage(SQLReads, Storage):
                     if tx.attrs_added:
                         self._cleaner.poke()  # merge the attrs index's pending list, elsewhere
                     if tx.new_size is not None and tx.new_size >= self._recheck_at:
-                        self._advise(tx.new_size)
+                        self._advise(w, tx.new_size)  # committed: outside the transaction
                 except psycopg.OperationalError as e:
                     cut = not self._watchdog.end(op)
                     self._abort(w)
@@ -370,16 +372,15 @@ class PostgresStorage(SQLReads, Storage):
                     self._watchdog.end(op)
         return cm()
 
-    def _advise(self, size: int | None = None) -> None:
+    def _advise(self, conn: psycopg.Connection, size: int) -> None:
         """Log, once per process and kind, what the server's settings cost this log
-        (tlog.storage.pgsettings); read again once the log has grown by RECHECK_EVERY entries.
-        Never fails the caller: the advice is not worth an error."""
+        (tlog.storage.pgsettings), read on ``conn`` (the writer's, outside a transaction); read
+        again once the log has grown past the next multiple of RECHECK_EVERY entries. Never fails
+        the caller: the advice is not worth an error (a lost connection is replaced at its next use)."""
+        # the next reading's size first: a reading that keeps failing is tried once per step
+        self._recheck_at = (size // pgsettings.RECHECK_EVERY + 1) * pgsettings.RECHECK_EVERY
         try:
-            if size is None:
-                size = (self.state() or (0, b""))[0]
-            # the next reading's size first: a reading that keeps failing is tried once per step
-            self._recheck_at = (size // pgsettings.RECHECK_EVERY + 1) * pgsettings.RECHECK_EVERY
-            reading = self._read(pgsettings.read)
+            reading = pgsettings.read(conn)
         except Exception as e:  # noqa: BLE001 - advice only: whatever failed, the caller goes on
             log.debug("PostgreSQL settings not read: %s", e)
             return
