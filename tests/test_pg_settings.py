@@ -110,3 +110,17 @@ def test_a_failed_reading_fails_nothing(pg_database, signer, monkeypatch):  # no
         lg.close()
     finally:
         st.close()
+
+
+@pytest.mark.postgres
+def test_a_second_storage_of_the_same_log_does_not_repeat_it(pg_database, monkeypatch, caplog):  # noqa: F811
+    from tlog.storage.postgres import PostgresStorage
+
+    monkeypatch.setattr(pgsettings, "advice", lambda r: {"shared_buffers": "ADVICE-THREE"})
+    caplog.set_level(logging.WARNING, logger="tlog.storage.postgres")
+    schema = "s_" + uuid.uuid4().hex[:12]
+    for _ in range(2):  # a server's restart inside one process, a benchmark's reopening
+        PostgresStorage(pg_database, schema=schema).close()
+    assert caplog.text.count("ADVICE-THREE") == 1
+    PostgresStorage(pg_database, schema="s_" + uuid.uuid4().hex[:12]).close()  # another log: its own advice
+    assert caplog.text.count("ADVICE-THREE") == 2

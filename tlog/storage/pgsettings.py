@@ -12,6 +12,7 @@ log has grown by :data:`RECHECK_EVERY` entries, and logs each piece of advice on
 
 from __future__ import annotations
 
+import threading
 from typing import NamedTuple
 
 RECHECK_EVERY = 1 << 20  # entries between two checks by one process
@@ -54,3 +55,17 @@ def advice(r: Reading) -> dict[str, str]:
             f"wal_compression = {r.wal_compression} (pglz): compressing full-page images costs the integration "
             "most of its CPU after each checkpoint; use lz4 (README: PostgreSQL server settings)")
     return out
+
+
+_said: set = set()
+_said_lock = threading.Lock()
+
+
+def first_time(what) -> bool:
+    """True the first time this process asks about ``what`` (a log's advice of one kind: it is
+    logged once per process, however many storages of the log the process opens)."""
+    with _said_lock:
+        if what in _said:
+            return False
+        _said.add(what)
+        return True

@@ -187,7 +187,6 @@ class PostgresStorage(SQLReads, Storage):
         # (token, seconds): integrations check and renew the lease (fencing); None: no check
         self.fence: tuple[int, float] | None = None
         self._cleaner = PendingListCleaner(self._read)
-        self._advised: set[str] = set()  # kinds of settings advice logged (pgsettings)
         self._recheck_at = 0  # the tree size at which the settings are read again
         try:
             if schema:
@@ -373,7 +372,7 @@ class PostgresStorage(SQLReads, Storage):
         return cm()
 
     def _advise(self, conn: psycopg.Connection, size: int) -> None:
-        """Log, once per process and kind, what the server's settings cost this log
+        """Log, once per process, log and kind, what the server's settings cost this log
         (tlog.storage.pgsettings), read on ``conn`` (the writer's, outside a transaction); read
         again once the log has grown past the next multiple of RECHECK_EVERY entries. Never fails
         the caller: the advice is not worth an error (a lost connection is replaced at its next use)."""
@@ -385,8 +384,7 @@ class PostgresStorage(SQLReads, Storage):
             log.debug("PostgreSQL settings not read: %s", e)
             return
         for kind, line in pgsettings.advice(reading).items():
-            if kind not in self._advised:
-                self._advised.add(kind)
+            if pgsettings.first_time((self.url, self.schema, kind)):
                 log.warning("PostgreSQL: %s", line)
 
     @staticmethod
