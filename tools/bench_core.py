@@ -209,8 +209,7 @@ def run(args) -> dict:
            "cpus": os.cpu_count(), "load_avg_start": os.getloadavg()[0],
            "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
     if args.backend == "postgres" and args.pg_private:
-        res["pg_settings"] = "shared_buffers=128MB " + (README_PG_SETTINGS if args.pg_settings == "readme"
-                                                        else args.pg_settings)
+        res["pg_settings"] = "shared_buffers=128MB " + args.pg_settings
     pgw = PGWrites(args.pg_url) if args.backend == "postgres" and args.pg_private else None
     written = (lambda: pgw.read()) if pgw else _written
     wdelta = PGWrites.delta if pgw else (lambda a, b: b - a)
@@ -448,6 +447,8 @@ def main(argv=None) -> int:
                     help="print per-slice markdown from the JSON lines in FILE (--progress output or results) and exit")
     ap.add_argument("--slice-size", type=int, default=10_000_000, help="entries per row of --slice-table")
     args = ap.parse_args(argv)
+    if args.pg_settings == "readme":
+        args.pg_settings = README_PG_SETTINGS
     if args.slice_table:
         rows = [json.loads(l) for l in open(args.slice_table) if l.strip().startswith("{")]
         print(slice_table(rows, args.slice_size))
@@ -468,7 +469,7 @@ def main(argv=None) -> int:
         if b == "postgres" and args.pg_private:
             if args.resume:
                 ap.error("--pg-private cannot be resumed (the server goes with the run)")
-            private = PrivatePostgres(README_PG_SETTINGS if args.pg_settings == "readme" else args.pg_settings)
+            private = PrivatePostgres(args.pg_settings)
             args.pg_url = private.url
         if b == "postgres" and not args.pg_url:
             ap.error("--pg-url (or TLOG_TEST_PG_URL) is needed for --backend postgres")

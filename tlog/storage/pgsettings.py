@@ -17,13 +17,9 @@ from typing import NamedTuple
 
 RECHECK_EVERY = 1 << 20  # entries between two checks by one process
 
-_QUERY = """
-SELECT (SELECT setting::bigint * current_setting('block_size')::bigint FROM pg_settings WHERE name = 'shared_buffers'),
-       (SELECT coalesce(sum(pg_relation_size(i.indexrelid)), 0)::bigint FROM pg_index i
-          JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE n.nspname = current_schema() AND c.relname IN ('entries', 'attrs')),
-       current_setting('wal_compression')
-"""
+# the log's tables are found as its connections' search_path finds them (its schema)
+_QUERY = ("SELECT pg_size_bytes(current_setting('shared_buffers')), "
+          "pg_indexes_size('entries') + pg_indexes_size('attrs'), current_setting('wal_compression')")
 
 
 class Reading(NamedTuple):
