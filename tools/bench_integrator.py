@@ -12,7 +12,7 @@
    is (resume; its note key is kept in its meta table); otherwise a new database is made and the
    log built to ``--entries`` entries, with the four attributes a registration records:
    ``--build copy`` (default): entries and attributes generated inside the database (INSERT ...
-   SELECT, the unique indexes built afterwards), the tiles computed here from the same leaves with
+   SELECT, the unique indexes built afterwards at ``--build-fillfactor``), the tiles computed here from the same leaves with
    the log's own append function and written with COPY, and one signed checkpoint: a genuine log
    (Log.open then recomputes the root from the tiles and checks it against that checkpoint);
    ``--build append``: Log.append in batches of 8192 (the integration path itself; slow).
@@ -167,8 +167,16 @@ def leaf_of(i: int) -> bytes:
     return sha256(b"grow %d" % i).digest()
 
 
-def build_copy(url: str, st: PostgresStorage, lg: Log, n: int, data_size: int, signer: Signer, hsign, say) -> None:
-    """Grow the empty log ``lg`` to ``n`` entries without the integration path (see the module doc)."""
+def build_copy(url: str, st: PostgresStorage, lg: Log, n: int, data_size: int, signer: Signer, hsign, say,
+               fillfactor: int = 70) -> None:
+    """Grow the empty log ``lg`` to ``n`` entries without the integration path (see the module doc).
+
+    The unique indexes (B-trees on random 32-byte keys) are rebuilt with their leaf pages
+    ``fillfactor`` % full: a B-tree grown by random inserts, as a log's are, settles at about 69 %
+    (Yao, 1978), while one built in bulk is packed to 90 %, and the first million inserts after
+    such a build split most of its leaf pages (the "first run after the build" of
+    docs/scale-out.md, December 1: 17.4k/s against 22.6-23.4k/s later). The setting is reset
+    afterwards, so the indexes are as a grown log's."""
     pad = "s" * max(0, data_size - 14)
     with psycopg.connect(url, autocommit=True) as c:
         c.execute("SET maintenance_work_mem = '1GB'")
@@ -197,7 +205,8 @@ def build_copy(url: str, st: PostgresStorage, lg: Log, n: int, data_size: int, s
                       "('policy', repeat('ab', 32))) x(k, v)", (a, b))
             say(f"entries and attributes {b + 1:,} ({time.monotonic() - t0:.0f} s)")
         for t, name, d in cons:
-            c.execute(f'ALTER TABLE {t} ADD CONSTRAINT "{name}" {d}')
+            c.execute(f'ALTER TABLE {t} ADD CONSTRAINT "{name}" {d} WITH (fillfactor = {int(fillfactor)})')
+            c.execute(f'ALTER INDEX "{name}" RESET (fillfactor)')
         for _, d in idxs:
             c.execute(d)
         say(f"indexes rebuilt ({time.monotonic() - t0:.0f} s)")
@@ -241,6 +250,9 @@ def main() -> int:
     ap.add_argument("--db", help="database name: reused when it holds a log (resume), else created")
     ap.add_argument("--entries", type=int, default=1_000_000, help="log size before the queue is integrated (new log)")
     ap.add_argument("--build", choices=("copy", "append"), default="copy")
+    ap.add_argument("--build-fillfactor", type=int, default=70, metavar="PCT",
+                    help="--build copy: how full the rebuilt unique indexes' leaf pages are (default 70, as a log "
+                         "grown by random inserts; PostgreSQL's bulk build packs them to 90)")
     ap.add_argument("--queue", type=int, default=200_000, help="submissions pre-filled into the queue")
     ap.add_argument("--batch", type=int, default=4096, help="max_batch: queue rows per transaction")
     ap.add_argument("--data-size", type=int, default=300, help="statement bytes per submission")
@@ -252,6 +264,8 @@ def main() -> int:
                          "(worst case: full-page images of every page touched)")
     ap.add_argument("--keep", action="store_true", help="keep the database (default: dropped unless --db reused one)")
     args = ap.parse_args()
+    if not 10 <= args.build_fillfactor <= 100:
+        ap.error("--build-fillfactor must be 10-100 (PostgreSQL's range for B-trees)")
     if args.own_server:
         args.pg_url = own_server(args.own_server)
     if not args.pg_url:
@@ -283,7 +297,7 @@ def main() -> int:
         t0 = time.monotonic()
         if st.state() is None and args.build == "copy" and args.entries:
             lg = Log.open(st, origin=ORIGIN, note_signer=signer, head_signer=hsign, sequencer=False)
-            build_copy(url, st, lg, args.entries, args.data_size, signer, hsign, say)
+            build_copy(url, st, lg, args.entries, args.data_size, signer, hsign, say, args.build_fillfactor)
             lg.close()
         lg = Log.open(st, origin=ORIGIN, note_signer=signer, head_signer=hsign, max_batch=args.batch,
                       sequencer=False)
