@@ -26,6 +26,18 @@ def test_indexes_larger_than_shared_buffers_are_advised():
     assert advice(Reading(6144 * MB, 1500 * MB, "lz4")) == {}
 
 
+def test_indexes_near_shared_buffers_are_advised_with_the_size_they_outgrow_it_at():
+    n = 768 * MB // 128  # 128 B of index per entry
+    soon = advice(Reading(1024 * MB, 768 * MB, "lz4"), n)
+    assert set(soon) == {"shared_buffers_soon"}
+    assert "8,388,608 entries" in soon["shared_buffers_soon"] and "75 %" in soon["shared_buffers_soon"]
+    assert "128 B per entry at 6,291,456" in soon["shared_buffers_soon"]
+    assert advice(Reading(1024 * MB, 768 * MB - 1, "lz4"), n) == {}  # below 75 %: nothing yet
+    assert set(advice(Reading(1024 * MB, 1024 * MB, "lz4"), n)) == {"shared_buffers_soon"}  # full, not over
+    assert set(advice(Reading(1024 * MB, 1024 * MB + 1, "lz4"), n)) == {"shared_buffers"}  # over: the other line
+    assert advice(Reading(1024 * MB, 800 * MB, "lz4")) == {}  # no size (an empty log): no projection
+
+
 @pytest.mark.parametrize("wc, advised", [("pglz", True), ("on", True), ("lz4", False), ("zstd", False),
                                          ("off", False)])
 def test_pglz_wal_compression_is_advised(wc, advised):
@@ -60,9 +72,9 @@ def test_advice_logged_once_at_open_and_read_again_as_the_log_grows(pg_database,
     from tlog.storage.postgres import PostgresStorage
 
     said = {"shared_buffers": "ADVICE-ONE"}
-    reads = []
+    reads, sizes = [], []
     real = pgsettings.read
-    monkeypatch.setattr(pgsettings, "advice", lambda r: dict(said))
+    monkeypatch.setattr(pgsettings, "advice", lambda r, size: sizes.append(size) or dict(said))
     monkeypatch.setattr(pgsettings, "read", lambda c: reads.append(1) or real(c))
     monkeypatch.setattr(pgsettings, "RECHECK_EVERY", 4)
     caplog.set_level(logging.WARNING, logger="tlog.storage.postgres")
@@ -80,6 +92,7 @@ def test_advice_logged_once_at_open_and_read_again_as_the_log_grows(pg_database,
         lg.append(_leaves(7, 9))  # size 9: a new kind of advice is logged, the old one is not
         assert len(reads) == 3
         assert caplog.text.count("ADVICE-TWO") == 1 and caplog.text.count("ADVICE-ONE") == 1
+        assert sizes == [0, 5, 9]  # the log's size at each reading: what the projection divides by
         lg.close()
     finally:
         st.close()
@@ -116,7 +129,7 @@ def test_a_failed_reading_fails_nothing(pg_database, signer, monkeypatch):  # no
 def test_a_second_storage_of_the_same_log_does_not_repeat_it(pg_database, monkeypatch, caplog):  # noqa: F811
     from tlog.storage.postgres import PostgresStorage
 
-    monkeypatch.setattr(pgsettings, "advice", lambda r: {"shared_buffers": "ADVICE-THREE"})
+    monkeypatch.setattr(pgsettings, "advice", lambda r, size: {"shared_buffers": "ADVICE-THREE"})
     caplog.set_level(logging.WARNING, logger="tlog.storage.postgres")
     schema = "s_" + uuid.uuid4().hex[:12]
     for _ in range(2):  # a server's restart inside one process, a benchmark's reopening

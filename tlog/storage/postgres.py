@@ -383,7 +383,7 @@ class PostgresStorage(SQLReads, Storage):
         except Exception as e:  # noqa: BLE001 - advice only: whatever failed, the caller goes on
             log.debug("PostgreSQL settings not read: %s", e)
             return
-        for kind, line in pgsettings.advice(reading).items():
+        for kind, line in pgsettings.advice(reading, size).items():
             if pgsettings.first_time((self.url, self.schema, kind)):
                 log.warning("PostgreSQL: %s", line)
 
