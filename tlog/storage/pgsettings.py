@@ -4,7 +4,8 @@ A wrong setting here breaks nothing a relying party can see, but it multiplies t
 server writes and the integration's CPU without telling anyone (docs/core-scaling.md,
 "PostgreSQL bytes written per entry": with the default 128 MB of ``shared_buffers`` a log's
 random-keyed indexes outgrow the buffers after a few million entries and the bytes written per
-entry grow from ~1.7 KB to 23.5 KB at 10^7; with 6 GB they stay at ~1.6 KB. docs/scale-out.md:
+entry grow from ~1.7 KB to 23.5 KB at 10^7; with 6 GB they stay at 1.6-2.9 KB until the indexes,
+~176 B per entry, outgrow those at ~3.6 x 10^7, and grow to 15 KB at 10^8. docs/scale-out.md:
 ``wal_compression`` = pglz made compressing the full-page images most of the integration's CPU).
 :class:`tlog.storage.postgres.PostgresStorage` reads them when it opens and again each time the
 log has grown by :data:`RECHECK_EVERY` entries, and logs each piece of advice once per process;
