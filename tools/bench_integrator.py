@@ -13,8 +13,9 @@
    log built to ``--entries`` entries, with the four attributes a registration records:
    ``--build copy`` (default): entries and attributes generated inside the database (INSERT ...
    SELECT, the unique indexes built afterwards, ``--build-fillfactor`` % full), the tiles computed
-   here from the same leaves with the log's own append function and written with COPY, and one signed checkpoint: a genuine log
-   (Log.open then recomputes the root from the tiles and checks it against that checkpoint);
+   here from the same leaves with the log's own append function and written with COPY, and one
+   signed checkpoint: a genuine log (Log.open then recomputes the root from the tiles and checks
+   it against that checkpoint);
    ``--build append``: Log.append in batches of 8192 (the integration path itself; slow).
 2. ``--queue`` submissions written into the ``pending`` table with COPY, as frontends leave
    them (statement bytes of ``--data-size``, the attributes a registration records);
