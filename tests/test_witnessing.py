@@ -279,11 +279,21 @@ def test_explorer_overview_shows_the_cosigned_checkpoint_and_each_witness(env, i
         assert r.status_code == 200
         return html.unescape(r.get_data(as_text=True))
 
+    row = r"<tr><td>([^<]+)</td><td>(\d+)</td><td>([^<]+)</td></tr>"
+    seen = []
+
+    def both_current() -> bool:
+        seen[:] = [overview()]
+        return seen[0].count("</td><td>current</td>") == 2
+
     # the witnesses hold the cosigned size before the log has recorded their answers: wait for the log
-    wait_for(lambda: overview().count("</td><td>current</td>") == 2)
+    try:
+        wait_for(both_current)
+    except AssertionError:  # say what the page showed last (a failure seen once in a full run)
+        raise AssertionError(f"size {n}: rows last shown {re.findall(row, seen[0]) if seen else None}") from None
     body = overview()
     note = re.search(r'<pre class="note">(.*?)</pre>', body, re.S).group(1)
-    assert "\u2014 wa.example " in note and "\u2014 wb.example " in note  # cosignature lines
-    rows = re.findall(r"<tr><td>([^<]+)</td><td>(\d+)</td><td>([^<]+)</td></tr>", body)
+    assert "\u2014 wa.example " in note and "\u2014 wb.example " in note, note  # cosignature lines
+    rows = re.findall(row, body)
     assert rows == [("wa.example", str(n), "current"), ("wb.example", str(n), "current")], rows
     assert "served once 1 witness(es) cosigned them" in body
