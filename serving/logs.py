@@ -135,12 +135,46 @@ def setup_logging(fmt: str | None = None, level: str = "INFO", *, if_unconfigure
         fmt = "plain"
     os.environ[_FORMAT_ENV] = fmt
     logging.config.dictConfig(dictconfig(fmt, level))
+    _route_python_stderr()
     # The records carry what the formats print (ts, level, pid, logger, msg, fields, exc), not
     # the caller's file and line or the thread's and process's names: finding and filling
     # those was a third of the cost of the access record every HTTP request writes.
     logging._srcfile = None
     logging.logThreads = False
     logging.logMultiprocessing = False
+
+
+_hooks = logging.getLogger("python")
+
+
+def _route_python_stderr() -> None:
+    """What Python itself writes to stderr outside logging goes through it too, so that every
+    line is in the format: warnings (``logging.captureWarnings``), an exception no code caught
+    in the main thread (``sys.excepthook``) or in another thread (``threading.excepthook``), and
+    the ones Python can only report ("Exception ignored in ...": ``sys.unraisablehook``)."""
+    import threading
+
+    logging.captureWarnings(True)
+
+    def main_thread(tp, value, tb):
+        if issubclass(tp, KeyboardInterrupt):  # Ctrl-C at a prompt: as Python says it
+            return sys.__excepthook__(tp, value, tb)
+        _hooks.error("uncaught exception", exc_info=(tp, value, tb))
+
+    def other_thread(a):
+        if a.exc_type is SystemExit:
+            return
+        name = a.thread.name if a.thread is not None else "?"
+        _hooks.error("uncaught exception in thread %s", name, exc_info=(a.exc_type, a.exc_value, a.exc_traceback))
+
+    def unraisable(u):
+        what = u.err_msg or "Exception ignored in"
+        _hooks.error("%s: %r", what, u.object,
+                     exc_info=(u.exc_type, u.exc_value, u.exc_traceback) if u.exc_type else None)
+
+    sys.excepthook = main_thread
+    threading.excepthook = other_thread
+    sys.unraisablehook = unraisable
 
 
 def fields(**kw) -> dict:

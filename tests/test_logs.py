@@ -151,7 +151,8 @@ def test_every_process_of_tlog_serve_logs_in_one_format(tmp_path, fmt):
             except ValueError:
                 raise AssertionError(f"not a JSON log line: {ln!r}\n" + "\n".join(lines)) from None
     else:
-        assert all(ln.startswith("ts=") and " level=" in ln and " logger=" in ln for ln in lines), lines
+        bad = [ln for ln in lines if not (ln.startswith("ts=") and " level=" in ln and " logger=" in ln)]
+        assert not bad, "\n".join(["lines not in the plain format:"] + bad + ["of:"] + lines)
         recs = [dict(kv.split("=", 1) for kv in ln.split(" ") if "=" in kv) for ln in lines]
     loggers = {r["logger"] for r in recs}
     assert {"tlog.serve", "tlog.integrator", "tlog.access", "_granian"} <= loggers, loggers
@@ -160,3 +161,40 @@ def test_every_process_of_tlog_serve_logs_in_one_format(tmp_path, fmt):
     assert len(access) == 1 and str(access[0]["status"]) == "400"
     starts = [r for r in recs if r["logger"] == "tlog.serve" and r["msg"] == "starting"]
     assert len(starts) == 1 and starts[0]["server"] == "granian"
+
+
+_PYTHON_STDERR = r'''
+import sys, threading, warnings
+from serving.logs import setup_logging
+setup_logging(sys.argv[1])
+warnings.warn("W-ONE")
+t = threading.Thread(target=lambda: 1 / 0, name="T-TWO")
+t.start(); t.join()
+class Bad:
+    def __del__(self):
+        raise ValueError("U-THREE")
+Bad()
+raise RuntimeError("M-FOUR")
+'''
+
+
+@pytest.mark.parametrize("fmt", ["plain", "json"])
+def test_what_python_writes_to_stderr_is_in_the_format_too(fmt):
+    """A warning, an uncaught exception in a thread and in the main thread, and an exception
+    Python can only report ("Exception ignored in"): each one record in the format, none raw."""
+    p = subprocess.run([sys.executable, "-c", _PYTHON_STDERR, fmt], cwd=str(ROOT), capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    assert p.returncode == 1  # the uncaught exception still ends the program as it would
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    if fmt == "json":
+        recs = [json.loads(ln) for ln in lines]  # a raw line fails here
+    else:
+        bad = [ln for ln in lines if not (ln.startswith("ts=") and " level=" in ln and " logger=" in ln)]
+        assert not bad, p.stderr
+        recs = [{"logger": ln.split(" logger=", 1)[1].split(" ", 1)[0], "line": ln} for ln in lines]
+    text = [json.dumps(r) for r in recs]
+    for marker, logger in (("W-ONE", "py.warnings"), ("T-TWO", "python"), ("U-THREE", "python"),
+                           ("M-FOUR", "python")):
+        hit = [r for r, t in zip(recs, text) if marker in t]
+        assert len(hit) == 1 and hit[0]["logger"] == logger, (marker, p.stderr)
+    assert len(recs) == 4, p.stderr
