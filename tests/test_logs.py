@@ -115,6 +115,11 @@ def test_policy_change_logged_once_with_what_changed(tmp_path, caplog):
     assert ch[1]["changes"]["allowed-algs"]["removed"] >= 1 and ch[1]["previous"] == ch[0]["entry"]
 
 
+def _not_plain(lines: list[str]) -> list[str]:
+    """The lines that are not records of the plain format."""
+    return [ln for ln in lines if not (ln.startswith("ts=") and " level=" in ln and " logger=" in ln)]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["json", "plain"])
 def test_every_process_of_tlog_serve_logs_in_one_format(tmp_path, fmt):
@@ -151,7 +156,7 @@ def test_every_process_of_tlog_serve_logs_in_one_format(tmp_path, fmt):
             except ValueError:
                 raise AssertionError(f"not a JSON log line: {ln!r}\n" + "\n".join(lines)) from None
     else:
-        bad = [ln for ln in lines if not (ln.startswith("ts=") and " level=" in ln and " logger=" in ln)]
+        bad = _not_plain(lines)
         assert not bad, "\n".join(["lines not in the plain format:"] + bad + ["of:"] + lines)
         recs = [dict(kv.split("=", 1) for kv in ln.split(" ") if "=" in kv) for ln in lines]
     loggers = {r["logger"] for r in recs}
@@ -189,8 +194,7 @@ def test_what_python_writes_to_stderr_is_in_the_format_too(fmt):
     if fmt == "json":
         recs = [json.loads(ln) for ln in lines]  # a raw line fails here
     else:
-        bad = [ln for ln in lines if not (ln.startswith("ts=") and " level=" in ln and " logger=" in ln)]
-        assert not bad, p.stderr
+        assert not _not_plain(lines), p.stderr
         recs = [{"logger": ln.split(" logger=", 1)[1].split(" ", 1)[0], "line": ln} for ln in lines]
     text = [json.dumps(r) for r in recs]
     for marker, logger in (("W-ONE", "py.warnings"), ("T-TWO", "python"), ("U-THREE", "python"),

@@ -49,6 +49,14 @@ INSERT INTO state VALUES (1, 0);
 """
 
 
+def _copy(cur, table: str, rows: list[tuple]) -> None:
+    """COPY ``rows`` (integers, then one bytea) into ``table`` ("name (columns)")."""
+    with cur.copy(f"COPY {table} FROM STDIN (FORMAT BINARY)") as cp:
+        cp.set_types(["int8"] * (len(rows[0]) - 1) + ["bytea"])
+        for r in rows:
+            cp.write_row(r)
+
+
 def measure(args, levels: int) -> dict:
     import psycopg
 
@@ -61,20 +69,15 @@ def measure(args, levels: int) -> dict:
             for i in range(0, args.entries, args.batch):
                 n = min(args.batch, args.entries - i)
                 with c.transaction(), c.cursor() as cur:
-                    with cur.copy("COPY bundles (a, data) FROM STDIN (FORMAT BINARY)") as cp:
-                        cp.set_types(["int8", "bytea"])
-                        for j in range(i, i + n, args.bundle):
-                            cp.write_row((j, os.urandom(min(args.bundle, i + n - j) * (args.data_size + 4))))
-                    with cur.copy("COPY tiles (id, hashes) FROM STDIN (FORMAT BINARY)") as cp:
-                        cp.set_types(["int8", "bytea"])
-                        for j in range(i, i + n, 256):
-                            cp.write_row((j // 256, os.urandom(min(256, i + n - j) * args.tile_bytes)))
+                    _copy(cur, "bundles (a, data)", [(j, os.urandom(min(args.bundle, i + n - j) * (args.data_size + 4)))
+                                                     for j in range(i, i + n, args.bundle)])
+                    _copy(cur, "tiles (id, hashes)", [(j // 256, os.urandom(min(256, i + n - j) * args.tile_bytes))
+                                                      for j in range(i, i + n, 256)])
                     for _ in range(levels):
                         run += 1
-                        with cur.copy("COPY dblk (run, lo, keys) FROM STDIN (FORMAT BINARY)") as cp:
-                            cp.set_types(["int8", "int8", "bytea"])
-                            for j in range(0, 2 * n, 256):
-                                cp.write_row((run, j, os.urandom(min(256, 2 * n - j) * (args.key_bytes + 4))))
+                        _copy(cur, "dblk (run, lo, keys)",
+                              [(run, j, os.urandom(min(256, 2 * n - j) * (args.key_bytes + 4)))
+                               for j in range(0, 2 * n, 256)])
                     cur.execute("UPDATE state SET size = %s WHERE id = 1", (i + n,))
             secs = time.perf_counter() - t0
             w1 = writes.read()
